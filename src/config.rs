@@ -1,0 +1,1 @@
+//! Paths and the root-owned config file.

@@ -1,0 +1,22 @@
+//! cronmgr: one trustworthy place for a host's scheduled work.
+//!
+//! Data flows one way: the CLI edits the [`store`], the [`runner`] claims due slots from it and
+//! spawns [`executor`]s in child processes, and records what happened back into the store.
+
+pub mod cli;
+pub mod config;
+pub mod duration;
+pub mod executor;
+pub mod exit;
+pub mod logging;
+pub mod output;
+pub mod runner;
+pub mod schedule;
+pub mod store;
+
+pub use exit::ExitCode;
+
+/// Run one parsed command line.
+pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    cli::dispatch(cli)
+}
