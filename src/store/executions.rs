@@ -1,0 +1,367 @@
+//! Executions: claiming a slot, recording its end, reading history, retention.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, Row};
+
+use super::{
+    fmt_time, parse_enum, parse_opt_time, parse_time, Execution, Finish, OptionalRow, Result,
+    Status, Store, StoreError, Trigger,
+};
+
+const COLUMNS: &str = "e.id, e.job_id, j.name, j.system, e.status, e.scheduled_for, e.started_at, \
+     e.finished_at, e.duration_ms, e.output, e.error_message, e.exit_code, e.triggered_by, e.attempt, \
+     e.memory_used_mb, e.cpu_used_percent, e.pid";
+
+/// A row the runner inserts to claim a slot (or to record a slot it will not run).
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    pub job_id: i64,
+    pub status: Status,
+    pub scheduled_for: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub triggered_by: Trigger,
+    pub attempt: u32,
+    pub error_message: Option<String>,
+    pub runner_pid: Option<u32>,
+}
+
+/// Which executions `history` shows, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    pub system: Option<String>,
+    pub job: Option<String>,
+    pub status: Option<Status>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: Option<usize>,
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Execution> {
+    Ok(Execution {
+        id: row.get(0)?,
+        job_id: row.get(1)?,
+        job: row.get(2)?,
+        system: row.get(3)?,
+        status: parse_enum(&row.get::<_, String>(4)?)?,
+        scheduled_for: parse_time(&row.get::<_, String>(5)?)?,
+        started_at: parse_opt_time(row.get(6)?)?,
+        finished_at: parse_opt_time(row.get(7)?)?,
+        duration_ms: row.get(8)?,
+        output: row.get(9)?,
+        error_message: row.get(10)?,
+        exit_code: row.get(11)?,
+        triggered_by: parse_enum(&row.get::<_, String>(12)?)?,
+        attempt: row.get(13)?,
+        memory_used_mb: row.get(14)?,
+        cpu_used_percent: row.get(15)?,
+        pid: row.get(16)?,
+    })
+}
+
+impl Store {
+    /// Claim a slot: insert its row unless (job, scheduled_for, attempt) is taken. Returns the new
+    /// row's id, or None when another runner (or an earlier pass) already has the slot.
+    pub fn claim(&self, new: &NewExecution) -> Result<Option<i64>> {
+        self.write(|conn| claim(conn, new))
+    }
+
+    /// Claim several slots in one transaction (a burst of due jobs); one result per input.
+    pub fn claim_many(&self, news: &[NewExecution]) -> Result<Vec<Option<i64>>> {
+        self.write(|conn| news.iter().map(|n| claim(conn, n)).collect())
+    }
+
+    /// Record the pid (== process group) of a spawned execution.
+    pub fn set_pid(&self, id: i64, pid: u32) -> Result<()> {
+        self.write(|conn| {
+            conn.prepare_cached("UPDATE executions SET pid = ?2 WHERE id = ?1")?
+                .execute(params![id, pid])?;
+            Ok(())
+        })
+    }
+
+    /// Record how an execution ended, and the job's last run.
+    pub fn finish(&self, id: i64, finish: &Finish) -> Result<()> {
+        self.write(|conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE executions SET status = ?2, finished_at = ?3, duration_ms = ?4, output = ?5, \
+                     error_message = ?6, exit_code = ?7, memory_used_mb = ?8, cpu_used_percent = ?9 \
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    finish.status.as_str(),
+                    fmt_time(finish.finished_at),
+                    finish.duration_ms,
+                    finish.output,
+                    finish.error_message,
+                    finish.exit_code,
+                    finish.memory_used_mb,
+                    finish.cpu_used_percent,
+                ])?;
+            if n == 0 {
+                return Err(StoreError::ExecutionNotFound(id));
+            }
+            Ok(())
+        })
+    }
+
+    /// Set a job's last and next run instants.
+    pub fn set_job_runs(
+        &self,
+        job_id: i64,
+        last_run_at: Option<DateTime<Utc>>,
+        next_run_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        self.write(|conn| {
+            conn.prepare_cached(
+                "UPDATE jobs SET last_run_at = coalesce(?2, last_run_at), next_run_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![job_id, last_run_at.map(fmt_time), next_run_at.map(fmt_time)])?;
+            Ok(())
+        })
+    }
+
+    pub fn execution(&self, id: i64) -> Result<Execution> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM executions e JOIN jobs j ON j.id = e.job_id WHERE e.id = ?1"
+            ))?
+            .query_row([id], from_row)
+            .opt()?
+            .ok_or(StoreError::ExecutionNotFound(id))
+    }
+
+    /// Executions, newest first.
+    pub fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<Execution>> {
+        let mut sql = format!(
+            "SELECT {COLUMNS} FROM executions e JOIN jobs j ON j.id = e.job_id WHERE 1=1"
+        );
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if let Some(system) = &filter.system {
+            args.push(Box::new(system.clone()));
+            sql.push_str(&format!(" AND j.system = ?{}", args.len()));
+        }
+        if let Some(job) = &filter.job {
+            args.push(Box::new(job.clone()));
+            sql.push_str(&format!(" AND j.name = ?{}", args.len()));
+        }
+        if let Some(status) = filter.status {
+            args.push(Box::new(status.as_str()));
+            sql.push_str(&format!(" AND e.status = ?{}", args.len()));
+        }
+        if let Some(since) = filter.since {
+            args.push(Box::new(fmt_time(since)));
+            sql.push_str(&format!(
+                " AND coalesce(e.started_at, e.scheduled_for) >= ?{}",
+                args.len()
+            ));
+        }
+        sql.push_str(" ORDER BY e.id DESC");
+        if let Some(limit) = filter.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Executions still marked running (optionally of one job).
+    pub fn running(&self, job_id: Option<i64>) -> Result<Vec<Execution>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM executions e JOIN jobs j ON j.id = e.job_id \
+             WHERE e.status = 'running' AND (?1 IS NULL OR e.job_id = ?1) ORDER BY e.id"
+        ))?;
+        let rows = stmt.query_map([job_id], from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Mark an execution left running by a dead runner as interrupted.
+    pub fn interrupt(&self, id: i64, now: DateTime<Utc>, why: &str) -> Result<()> {
+        self.write(|conn| {
+            conn.prepare_cached(
+                "UPDATE executions SET status = 'interrupted', finished_at = ?2, error_message = ?3, \
+                 duration_ms = CAST((julianday(?2) - julianday(coalesce(started_at, scheduled_for))) * 86400000 AS INTEGER) \
+                 WHERE id = ?1 AND status = 'running'",
+            )?
+            .execute(params![id, fmt_time(now), why])?;
+            Ok(())
+        })
+    }
+
+    /// Delete at most `batch` executions that are beyond the system's `keep` newest per job or older
+    /// than `older_than`; returns how many were deleted. Running executions are never deleted.
+    pub fn prune_batch(
+        &self,
+        system: &str,
+        keep: u64,
+        older_than: Option<DateTime<Utc>>,
+        batch: usize,
+        dry_run: bool,
+    ) -> Result<usize> {
+        let select = prune_select(batch);
+        let ids: Vec<i64> = {
+            let mut stmt = self.conn.prepare_cached(&select)?;
+            let rows = stmt.query_map(
+                params![system, keep as i64, older_than.map(fmt_time)],
+                |r| r.get(0),
+            )?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        if dry_run || ids.is_empty() {
+            return Ok(ids.len());
+        }
+        self.write(|conn| {
+            let mut stmt = conn.prepare_cached("DELETE FROM executions WHERE id = ?1")?;
+            for id in &ids {
+                stmt.execute([id])?;
+            }
+            Ok(ids.len())
+        })
+    }
+
+    /// How many executions retention would delete for the system now.
+    pub fn prune_count(
+        &self,
+        system: &str,
+        keep: u64,
+        older_than: Option<DateTime<Utc>>,
+    ) -> Result<usize> {
+        let sql = format!("SELECT count(*) FROM ({})", prune_select(usize::MAX >> 1));
+        Ok(self.conn.query_row(
+            &sql,
+            params![system, keep as i64, older_than.map(fmt_time)],
+            |r| r.get::<_, i64>(0),
+        )? as usize)
+    }
+}
+
+/// Executions of a system beyond the newest `?2` of their job, or older than `?3`.
+fn prune_select(batch: usize) -> String {
+    format!(
+        "SELECT id FROM ( \
+           SELECT e.id, e.status, coalesce(e.finished_at, e.scheduled_for) AS at, \
+                  row_number() OVER (PARTITION BY e.job_id ORDER BY e.id DESC) AS rn \
+           FROM executions e JOIN jobs j ON j.id = e.job_id WHERE j.system = ?1) \
+         WHERE status != 'running' AND (rn > ?2 OR (?3 IS NOT NULL AND at < ?3)) \
+         ORDER BY id LIMIT {batch}"
+    )
+}
+
+fn claim(conn: &Connection, new: &NewExecution) -> Result<Option<i64>> {
+    let n = conn
+        .prepare_cached(
+            "INSERT INTO executions (job_id, status, scheduled_for, started_at, triggered_by, attempt, \
+             error_message, runner_pid, finished_at, duration_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+                     CASE WHEN ?2 = 'running' THEN NULL ELSE coalesce(?4, ?3) END, \
+                     CASE WHEN ?2 = 'running' THEN NULL ELSE 0 END) \
+             ON CONFLICT (job_id, scheduled_for, attempt) DO NOTHING",
+        )?
+        .execute(params![
+            new.job_id,
+            new.status.as_str(),
+            fmt_time(new.scheduled_for),
+            new.started_at.map(fmt_time),
+            new.triggered_by.as_str(),
+            new.attempt,
+            new.error_message,
+            new.runner_pid,
+        ])?;
+    Ok((n == 1).then(|| conn.last_insert_rowid()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Job;
+    use chrono::{Duration, TimeZone};
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap()
+    }
+
+    fn setup() -> (Store, Job) {
+        let store = Store::open_in_memory().unwrap();
+        let job = store
+            .insert_job(&Job::new("default", "j", "* * * * *", "shell"), t0())
+            .unwrap();
+        (store, job)
+    }
+
+    fn new(job: &Job, at: DateTime<Utc>, attempt: u32) -> NewExecution {
+        NewExecution {
+            job_id: job.id,
+            status: Status::Running,
+            scheduled_for: at,
+            started_at: Some(at),
+            triggered_by: Trigger::Schedule,
+            attempt,
+            error_message: None,
+            runner_pid: None,
+        }
+    }
+
+    #[test]
+    fn a_slot_is_claimed_once() {
+        let (store, job) = setup();
+        assert!(store.claim(&new(&job, t0(), 1)).unwrap().is_some());
+        assert!(store.claim(&new(&job, t0(), 1)).unwrap().is_none());
+        assert!(store.claim(&new(&job, t0(), 2)).unwrap().is_some());
+        assert_eq!(store.running(Some(job.id)).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn finish_and_read_back() {
+        let (store, job) = setup();
+        let id = store.claim(&new(&job, t0(), 1)).unwrap().unwrap();
+        store
+            .finish(
+                id,
+                &Finish {
+                    status: Status::Success,
+                    finished_at: t0() + Duration::seconds(2),
+                    duration_ms: 2000,
+                    output: "hello\n".into(),
+                    error_message: None,
+                    exit_code: Some(0),
+                    memory_used_mb: Some(1.5),
+                    cpu_used_percent: Some(3.0),
+                },
+            )
+            .unwrap();
+        let e = store.execution(id).unwrap();
+        assert_eq!(e.status, Status::Success);
+        assert_eq!(e.output.as_deref(), Some("hello\n"));
+        assert_eq!(e.job, "j");
+        let hist = store
+            .executions(&ExecutionFilter {
+                status: Some(Status::Success),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(hist.len(), 1);
+    }
+
+    #[test]
+    fn prune_keeps_newest_and_running() {
+        let (store, job) = setup();
+        for i in 0..10 {
+            let id = store
+                .claim(&new(&job, t0() + Duration::minutes(i), 1))
+                .unwrap()
+                .unwrap();
+            if i < 9 {
+                store.interrupt(id, t0(), "test").unwrap();
+            }
+        }
+        assert_eq!(store.prune_count("default", 3, None).unwrap(), 7);
+        assert_eq!(
+            store.prune_batch("default", 3, None, 4, false).unwrap(),
+            4
+        );
+        assert_eq!(store.prune_batch("default", 3, None, 100, false).unwrap(), 3);
+        assert_eq!(store.running(None).unwrap().len(), 1);
+        let left = store.executions(&ExecutionFilter::default()).unwrap();
+        assert_eq!(left.len(), 3);
+    }
+}

@@ -1,0 +1,299 @@
+//! Jobs: create, read, update, delete.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, Row};
+
+use super::{
+    fmt_time, parse_enum, parse_opt_time, parse_time, Job, OptionalRow, Result, Store, StoreError,
+};
+
+const COLUMNS: &str = "id, system, name, description, schedule, timezone, command, params, is_active, \
+     timeout, retries, retry_delay, backoff, category, priority, max_runtime, allow_concurrent, \
+     catch_up, starting_deadline, created_at, updated_at, last_run_at, next_run_at";
+
+/// Which jobs `list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// None: every system.
+    pub system: Option<String>,
+    pub category: Option<String>,
+    pub active: Option<bool>,
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+    let params: String = row.get(7)?;
+    let params = serde_json::from_str(&params).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(Job {
+        id: row.get(0)?,
+        system: row.get(1)?,
+        name: row.get(2)?,
+        description: row.get(3)?,
+        schedule: row.get(4)?,
+        timezone: row.get(5)?,
+        command: row.get(6)?,
+        params,
+        is_active: row.get(8)?,
+        timeout: row.get(9)?,
+        retries: row.get(10)?,
+        retry_delay: row.get(11)?,
+        backoff: parse_enum(&row.get::<_, String>(12)?)?,
+        category: row.get(13)?,
+        priority: row.get(14)?,
+        max_runtime: row.get(15)?,
+        allow_concurrent: row.get(16)?,
+        catch_up: parse_enum(&row.get::<_, String>(17)?)?,
+        starting_deadline: row.get(18)?,
+        created_at: parse_time(&row.get::<_, String>(19)?)?,
+        updated_at: parse_time(&row.get::<_, String>(20)?)?,
+        last_run_at: parse_opt_time(row.get(21)?)?,
+        next_run_at: parse_opt_time(row.get(22)?)?,
+    })
+}
+
+fn params_text(job: &Job) -> String {
+    serde_json::Value::Object(job.params.clone()).to_string()
+}
+
+impl Store {
+    /// Insert a new job (its `id`, `created_at` and `updated_at` are set here). Refuses a duplicate name.
+    pub fn insert_job(&self, job: &Job, now: DateTime<Utc>) -> Result<Job> {
+        self.write(|conn| insert_job(conn, job, now))
+    }
+
+    /// Replace every editable field of the job with this `id`.
+    pub fn update_job(&self, job: &Job, now: DateTime<Utc>) -> Result<Job> {
+        self.write(|conn| update_job(conn, job, now))
+    }
+
+    /// Delete a job and (by cascade) its executions.
+    pub fn delete_job(&self, system: &str, name: &str) -> Result<Job> {
+        self.write(|conn| {
+            let job = job_by_name(conn, system, name)?;
+            conn.execute("DELETE FROM jobs WHERE id = ?1", [job.id])?;
+            Ok(job)
+        })
+    }
+
+    pub fn job(&self, system: &str, name: &str) -> Result<Job> {
+        job_by_name(&self.conn, system, name)
+    }
+
+    pub fn job_by_id(&self, id: i64) -> Result<Option<Job>> {
+        self.conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))?
+            .query_row([id], from_row)
+            .opt()
+    }
+
+    pub fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM jobs WHERE 1=1");
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if let Some(system) = &filter.system {
+            args.push(Box::new(system.clone()));
+            sql.push_str(&format!(" AND system = ?{}", args.len()));
+        }
+        if let Some(category) = &filter.category {
+            args.push(Box::new(category.clone()));
+            sql.push_str(&format!(" AND category = ?{} COLLATE NOCASE", args.len()));
+        }
+        if let Some(active) = filter.active {
+            args.push(Box::new(active));
+            sql.push_str(&format!(" AND is_active = ?{}", args.len()));
+        }
+        sql.push_str(" ORDER BY system, name");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Write many jobs' next run instants at once (after a time zone change, or by the runner).
+    pub fn set_next_runs(&self, updates: &[(i64, Option<DateTime<Utc>>)]) -> Result<()> {
+        self.write(|conn| {
+            let mut stmt = conn.prepare_cached("UPDATE jobs SET next_run_at = ?2 WHERE id = ?1")?;
+            for (id, next) in updates {
+                stmt.execute(params![id, next.map(fmt_time)])?;
+            }
+            Ok(())
+        })
+    }
+}
+
+pub(super) fn job_by_name(conn: &Connection, system: &str, name: &str) -> Result<Job> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE system = ?1 AND name = ?2"
+    ))?
+    .query_row([system, name], from_row)
+    .opt()?
+    .ok_or_else(|| StoreError::JobNotFound {
+        system: system.to_string(),
+        name: name.to_string(),
+    })
+}
+
+fn insert_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
+    let exists: bool = conn
+        .prepare_cached("SELECT 1 FROM jobs WHERE system = ?1 AND name = ?2")?
+        .exists([&job.system, &job.name])?;
+    if exists {
+        return Err(StoreError::Duplicate {
+            system: job.system.clone(),
+            name: job.name.clone(),
+        });
+    }
+    conn.prepare_cached(
+        "INSERT INTO jobs (system, name, description, schedule, timezone, command, params, is_active, \
+         timeout, retries, retry_delay, backoff, category, priority, max_runtime, allow_concurrent, \
+         catch_up, starting_deadline, created_at, updated_at, last_run_at, next_run_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20, ?21)",
+    )?
+    .execute(params![
+        job.system,
+        job.name,
+        job.description,
+        job.schedule,
+        job.timezone,
+        job.command,
+        params_text(job),
+        job.is_active,
+        job.timeout,
+        job.retries,
+        job.retry_delay,
+        job.backoff.as_str(),
+        job.category,
+        job.priority,
+        job.max_runtime,
+        job.allow_concurrent,
+        job.catch_up.as_str(),
+        job.starting_deadline,
+        fmt_time(now),
+        job.last_run_at.map(fmt_time),
+        job.next_run_at.map(fmt_time),
+    ])?;
+    let id = conn.last_insert_rowid();
+    Ok(Job {
+        id,
+        created_at: now,
+        updated_at: now,
+        ..job.clone()
+    })
+}
+
+fn update_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
+    let clash: Option<i64> = conn
+        .prepare_cached("SELECT id FROM jobs WHERE system = ?1 AND name = ?2 AND id != ?3")?
+        .query_row(params![job.system, job.name, job.id], |r| r.get(0))
+        .opt()?;
+    if clash.is_some() {
+        return Err(StoreError::Duplicate {
+            system: job.system.clone(),
+            name: job.name.clone(),
+        });
+    }
+    let changed = conn
+        .prepare_cached(
+            "UPDATE jobs SET system = ?2, name = ?3, description = ?4, schedule = ?5, timezone = ?6, \
+             command = ?7, params = ?8, is_active = ?9, timeout = ?10, retries = ?11, retry_delay = ?12, \
+             backoff = ?13, category = ?14, priority = ?15, max_runtime = ?16, allow_concurrent = ?17, \
+             catch_up = ?18, starting_deadline = ?19, updated_at = ?20, next_run_at = ?21 WHERE id = ?1",
+        )?
+        .execute(params![
+            job.id,
+            job.system,
+            job.name,
+            job.description,
+            job.schedule,
+            job.timezone,
+            job.command,
+            params_text(job),
+            job.is_active,
+            job.timeout,
+            job.retries,
+            job.retry_delay,
+            job.backoff.as_str(),
+            job.category,
+            job.priority,
+            job.max_runtime,
+            job.allow_concurrent,
+            job.catch_up.as_str(),
+            job.starting_deadline,
+            fmt_time(now),
+            job.next_run_at.map(fmt_time),
+        ])?;
+    if changed == 0 {
+        return Err(StoreError::JobNotFound {
+            system: job.system.clone(),
+            name: job.name.clone(),
+        });
+    }
+    Ok(Job {
+        updated_at: now,
+        ..job.clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn insert_get_update_delete() {
+        let store = Store::open_in_memory().unwrap();
+        let mut job = Job::new("default", "backup", "0 3 * * *", "shell");
+        job.params.insert("argv".into(), serde_json::json!(["/bin/true"]));
+        job.next_run_at = Some(now());
+        let job = store.insert_job(&job, now()).unwrap();
+        assert!(job.id > 0);
+        let got = store.job("default", "backup").unwrap();
+        assert_eq!(got, job);
+
+        let mut edited = got.clone();
+        edited.priority = 1;
+        edited.category = Some("BACKUP".into());
+        store.update_job(&edited, now()).unwrap();
+        assert_eq!(store.job("default", "backup").unwrap().priority, 1);
+
+        let listed = store
+            .jobs(&JobFilter {
+                category: Some("backup".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+
+        store.delete_job("default", "backup").unwrap();
+        assert!(matches!(
+            store.job("default", "backup"),
+            Err(StoreError::JobNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn names_are_unique_per_system_only() {
+        let store = Store::open_in_memory().unwrap();
+        let job = Job::new("a", "same", "* * * * *", "shell");
+        store.insert_job(&job, now()).unwrap();
+        assert!(matches!(
+            store.insert_job(&job, now()),
+            Err(StoreError::Duplicate { .. })
+        ));
+        store
+            .insert_job(&Job::new("b", "same", "* * * * *", "shell"), now())
+            .unwrap();
+    }
+
+    #[test]
+    fn check_constraints_back_up_validation() {
+        let store = Store::open_in_memory().unwrap();
+        let mut job = Job::new("a", "bad", "* * * * *", "shell");
+        job.priority = 11;
+        assert!(store.insert_job(&job, now()).is_err());
+        assert!(store.jobs(&JobFilter::default()).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,230 @@
+//! Per-system settings: read (with defaults when never set), write, and the `settings get/set` keys.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, Row};
+
+use super::{fmt_time, OptionalRow, Result, Settings, Store};
+
+const COLUMNS: &str = "system, is_enabled, max_concurrent_jobs, default_timeout, keep_executions, \
+     cleanup_days, alert_on_failure, alert_email, slack_webhook, timezone, shutdown_grace";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Settings> {
+    Ok(Settings {
+        system: row.get(0)?,
+        is_enabled: row.get(1)?,
+        max_concurrent_jobs: row.get(2)?,
+        default_timeout: row.get(3)?,
+        keep_executions: row.get(4)?,
+        cleanup_days: row.get(5)?,
+        alert_on_failure: row.get(6)?,
+        alert_email: row.get(7)?,
+        slack_webhook: row.get(8)?,
+        timezone: row.get(9)?,
+        shutdown_grace: row.get(10)?,
+    })
+}
+
+impl Store {
+    /// The system's settings; the defaults (in the host's time zone) if it has none stored.
+    pub fn settings(&self, system: &str) -> Result<Settings> {
+        settings(&self.conn, system)
+    }
+
+    /// Store the settings and, in the same transaction, the jobs' next runs that depend on them.
+    pub fn put_settings(
+        &self,
+        settings: &Settings,
+        next_runs: &[(i64, Option<DateTime<Utc>>)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.write(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO settings (system, is_enabled, max_concurrent_jobs, default_timeout, \
+                 keep_executions, cleanup_days, alert_on_failure, alert_email, slack_webhook, timezone, \
+                 shutdown_grace, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12) \
+                 ON CONFLICT (system) DO UPDATE SET is_enabled = ?2, max_concurrent_jobs = ?3, \
+                 default_timeout = ?4, keep_executions = ?5, cleanup_days = ?6, alert_on_failure = ?7, \
+                 alert_email = ?8, slack_webhook = ?9, timezone = ?10, shutdown_grace = ?11, updated_at = ?12",
+            )?
+            .execute(params![
+                settings.system,
+                settings.is_enabled,
+                settings.max_concurrent_jobs,
+                settings.default_timeout,
+                settings.keep_executions,
+                settings.cleanup_days,
+                settings.alert_on_failure,
+                settings.alert_email,
+                settings.slack_webhook,
+                settings.timezone,
+                settings.shutdown_grace,
+                fmt_time(now),
+            ])?;
+            let mut stmt = conn.prepare_cached("UPDATE jobs SET next_run_at = ?2 WHERE id = ?1")?;
+            for (id, next) in next_runs {
+                stmt.execute(params![id, next.map(fmt_time)])?;
+            }
+            Ok(())
+        })
+    }
+}
+
+pub(super) fn settings(conn: &Connection, system: &str) -> Result<Settings> {
+    let stored = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM settings WHERE system = ?1"))?
+        .query_row([system], from_row)
+        .opt()?;
+    Ok(stored.unwrap_or_else(|| {
+        Settings::defaults(system, crate::schedule::host_timezone().name())
+    }))
+}
+
+/// The keys `cronmgr settings get/set` accepts, in display order.
+pub const KEYS: &[&str] = &[
+    "is_enabled",
+    "max_concurrent_jobs",
+    "default_timeout",
+    "keep_executions",
+    "cleanup_days",
+    "alert_on_failure",
+    "alert_email",
+    "slack_webhook",
+    "timezone",
+    "shutdown_grace",
+];
+
+impl Settings {
+    /// The value of a key as text; None for an unknown key.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        Some(match key {
+            "system" => self.system.clone(),
+            "is_enabled" => self.is_enabled.to_string(),
+            "max_concurrent_jobs" => self.max_concurrent_jobs.to_string(),
+            "default_timeout" => self.default_timeout.to_string(),
+            "keep_executions" => self.keep_executions.to_string(),
+            "cleanup_days" => self.cleanup_days.to_string(),
+            "alert_on_failure" => self.alert_on_failure.to_string(),
+            "alert_email" => opt(&self.alert_email),
+            "slack_webhook" => opt(&self.slack_webhook),
+            "timezone" => self.timezone.clone(),
+            "shutdown_grace" => self.shutdown_grace.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// Set a key from text, validating it. The error says what would be accepted.
+    pub fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), String> {
+        let v = value.trim();
+        match key {
+            "is_enabled" => self.is_enabled = parse_bool(key, v)?,
+            "alert_on_failure" => self.alert_on_failure = parse_bool(key, v)?,
+            "max_concurrent_jobs" => {
+                let n: u32 = parse_count(key, v)?
+                    .try_into()
+                    .map_err(|_| format!("{key} is too large"))?;
+                if n == 0 {
+                    return Err(format!("{key} must be at least 1"));
+                }
+                self.max_concurrent_jobs = n;
+            }
+            "default_timeout" => {
+                let secs = parse_secs(key, v)?;
+                if secs == 0 {
+                    return Err(format!("{key} must be more than zero (e.g. 30m, 1h)"));
+                }
+                self.default_timeout = secs;
+            }
+            "shutdown_grace" => self.shutdown_grace = parse_secs(key, v)?,
+            "keep_executions" => self.keep_executions = parse_count(key, v)?,
+            "cleanup_days" => self.cleanup_days = parse_count(key, v)?,
+            "alert_email" => {
+                if !v.is_empty() && !v.split(',').all(|a| looks_like_email(a.trim())) {
+                    return Err(format!(
+                        "{key} must be an email address or a comma-separated list of them, got {v:?}"
+                    ));
+                }
+                self.alert_email = (!v.is_empty()).then(|| v.to_string());
+            }
+            "slack_webhook" => {
+                if !v.is_empty() && !(v.starts_with("https://") || v.starts_with("http://")) {
+                    return Err(format!("{key} must be an http(s) URL, got {v:?}"));
+                }
+                self.slack_webhook = (!v.is_empty()).then(|| v.to_string());
+            }
+            "timezone" => {
+                let tz = crate::schedule::parse_timezone(v).map_err(|e| e.to_string())?;
+                self.timezone = tz.name().to_string();
+            }
+            _ => {
+                return Err(format!(
+                    "unknown setting {key:?} (known: {})",
+                    KEYS.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_bool(key: &str, v: &str) -> std::result::Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(format!("{key} must be true or false, got {v:?}")),
+    }
+}
+
+fn parse_count(key: &str, v: &str) -> std::result::Result<u64, String> {
+    v.parse::<u64>()
+        .map_err(|_| format!("{key} must be a whole number of 0 or more, got {v:?}"))
+}
+
+fn parse_secs(key: &str, v: &str) -> std::result::Result<u64, String> {
+    crate::duration::parse_secs(v).map_err(|e| format!("{key}: {e}"))
+}
+
+fn looks_like_email(a: &str) -> bool {
+    let mut parts = a.split('@');
+    matches!((parts.next(), parts.next(), parts.next()), (Some(l), Some(d), None) if !l.is_empty() && d.contains('.') && !a.contains(' '))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_until_set_then_stored() {
+        let store = Store::open_in_memory().unwrap();
+        let s = store.settings("app").unwrap();
+        assert_eq!(s.max_concurrent_jobs, 5);
+        assert_eq!(s.default_timeout, 3600);
+        let mut s2 = s.clone();
+        s2.set("max_concurrent_jobs", "8").unwrap();
+        s2.set("timezone", "Europe/Madrid").unwrap();
+        store.put_settings(&s2, &[], chrono::Utc::now()).unwrap();
+        let back = store.settings("app").unwrap();
+        assert_eq!(back.max_concurrent_jobs, 8);
+        assert_eq!(back.timezone, "Europe/Madrid");
+        assert_eq!(store.settings("other").unwrap().max_concurrent_jobs, 5);
+    }
+
+    #[test]
+    fn set_validates() {
+        let mut s = Settings::defaults("x", "UTC");
+        for (k, v) in [
+            ("max_concurrent_jobs", "0"),
+            ("max_concurrent_jobs", "-1"),
+            ("default_timeout", "0"),
+            ("timezone", "Mars/Base"),
+            ("is_enabled", "maybe"),
+            ("alert_email", "not-an-email"),
+            ("slack_webhook", "ftp://x"),
+            ("nonsense", "1"),
+        ] {
+            assert!(s.set(k, v).is_err(), "{k}={v} should be refused");
+        }
+        assert_eq!(s, Settings::defaults("x", "UTC"));
+    }
+}

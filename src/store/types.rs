@@ -1,0 +1,204 @@
+//! The domain types the store speaks in.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+macro_rules! closed_set {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s.to_ascii_lowercase().as_str() {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!(
+                        "unknown {} {s:?} (expected one of: {})",
+                        stringify!($name).to_lowercase(),
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+closed_set!(
+    /// How the delay between retries grows.
+    Backoff { Linear => "linear", Exponential => "exponential" }
+);
+closed_set!(
+    /// What the runner does about slots it missed while it was down.
+    CatchUp { None => "none", Latest => "latest" }
+);
+closed_set!(
+    /// The state of one execution.
+    Status {
+        Running => "running",
+        Success => "success",
+        Failed => "failed",
+        Timeout => "timeout",
+        Skipped => "skipped",
+        Missed => "missed",
+        Interrupted => "interrupted",
+    }
+);
+closed_set!(
+    /// Why an execution happened.
+    Trigger { Schedule => "schedule", Manual => "manual", Retry => "retry" }
+);
+
+/// A job as stored. `timezone` empty means the system's zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: i64,
+    pub system: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub schedule: String,
+    pub timezone: String,
+    pub command: String,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub is_active: bool,
+    /// Seconds; None means the system's default_timeout.
+    pub timeout: Option<u64>,
+    pub retries: u32,
+    /// Seconds.
+    pub retry_delay: u64,
+    pub backoff: Backoff,
+    pub category: Option<String>,
+    pub priority: u8,
+    /// Seconds: a hard ceiling on the whole run, retries included.
+    pub max_runtime: Option<u64>,
+    pub allow_concurrent: bool,
+    pub catch_up: CatchUp,
+    /// Seconds: how late a `latest` catch-up may still start.
+    pub starting_deadline: Option<u64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
+impl Job {
+    /// A new job with every field at its default.
+    pub fn new(system: &str, name: &str, schedule: &str, command: &str) -> Job {
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        Job {
+            id: 0,
+            system: system.to_string(),
+            name: name.to_string(),
+            description: None,
+            schedule: schedule.to_string(),
+            timezone: String::new(),
+            command: command.to_string(),
+            params: serde_json::Map::new(),
+            is_active: true,
+            timeout: None,
+            retries: 0,
+            retry_delay: 60,
+            backoff: Backoff::Linear,
+            category: None,
+            priority: 5,
+            max_runtime: None,
+            allow_concurrent: false,
+            catch_up: CatchUp::None,
+            starting_deadline: None,
+            created_at: epoch,
+            updated_at: epoch,
+            last_run_at: None,
+            next_run_at: None,
+        }
+    }
+}
+
+/// Per-system settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub system: String,
+    pub is_enabled: bool,
+    pub max_concurrent_jobs: u32,
+    /// Seconds.
+    pub default_timeout: u64,
+    pub keep_executions: u64,
+    pub cleanup_days: u64,
+    pub alert_on_failure: bool,
+    pub alert_email: Option<String>,
+    pub slack_webhook: Option<String>,
+    pub timezone: String,
+    /// Seconds the runner waits for running executions on shutdown.
+    pub shutdown_grace: u64,
+}
+
+impl Settings {
+    pub fn defaults(system: &str, timezone: &str) -> Settings {
+        Settings {
+            system: system.to_string(),
+            is_enabled: true,
+            max_concurrent_jobs: 5,
+            default_timeout: 3600,
+            keep_executions: 1000,
+            cleanup_days: 30,
+            alert_on_failure: true,
+            alert_email: None,
+            slack_webhook: None,
+            timezone: timezone.to_string(),
+            shutdown_grace: 30,
+        }
+    }
+}
+
+/// One execution of a job (or a bookkeeping row: skipped, missed).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Execution {
+    pub id: i64,
+    pub job_id: i64,
+    pub job: String,
+    pub system: String,
+    pub status: Status,
+    pub scheduled_for: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub output: Option<String>,
+    pub error_message: Option<String>,
+    pub exit_code: Option<i32>,
+    pub triggered_by: Trigger,
+    pub attempt: u32,
+    pub memory_used_mb: Option<f64>,
+    pub cpu_used_percent: Option<f64>,
+    pub pid: Option<u32>,
+}
+
+/// How an execution ended, as the runner reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    pub status: Status,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub output: String,
+    pub error_message: Option<String>,
+    pub exit_code: Option<i32>,
+    pub memory_used_mb: Option<f64>,
+    pub cpu_used_percent: Option<f64>,
+}
