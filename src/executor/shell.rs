@@ -1,0 +1,317 @@
+//! `shell`: run a program from the allowlist directly (no shell), with a clean environment.
+//!
+//! Params: `argv` (array of strings, required), `env` (object of strings), `cwd` (absolute path).
+
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::{known_keys, Executor, Invocation, ParamError};
+use crate::config::{Allow, Config};
+
+/// PATH given to jobs (and used to find a bare program name).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub struct Shell;
+
+struct Params {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: Option<PathBuf>,
+}
+
+fn parse(params: &Map<String, Value>) -> Result<Params, ParamError> {
+    known_keys("shell", params, &["argv", "env", "cwd"])?;
+    let argv = match params.get("argv") {
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|v| {
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    ParamError::new("shell: every element of argv must be a string")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(Value::Array(_)) => return Err(ParamError::new("shell: argv is empty")),
+        Some(_) => {
+            return Err(ParamError::new(
+                "shell: argv must be an array of strings, e.g. [\"/usr/bin/pg_dump\", \"-f\", \"/backup/db.sql\"]",
+            ))
+        }
+        None => {
+            return Err(ParamError::new(
+                "shell: argv is required (give the program after `--`, e.g. cronmgr add NAME --schedule ... -- /bin/echo hi)",
+            ))
+        }
+    };
+    if argv[0].is_empty() {
+        return Err(ParamError::new("shell: the program name is empty"));
+    }
+    let env = match params.get("env") {
+        None => Vec::new(),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| {
+                if k.is_empty() || k.contains('=') || k.contains('\0') {
+                    return Err(ParamError(format!(
+                        "shell: invalid environment variable name {k:?}"
+                    )));
+                }
+                match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    _ => Err(ParamError(format!("shell: env value of {k} must be a string"))),
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(ParamError::new(
+                "shell: env must be an object of strings, e.g. {\"PGHOST\": \"db\"}",
+            ))
+        }
+    };
+    let cwd = match params.get("cwd") {
+        None => None,
+        Some(Value::String(s)) if s.starts_with('/') => Some(PathBuf::from(s)),
+        Some(_) => return Err(ParamError::new("shell: cwd must be an absolute path")),
+    };
+    Ok(Params { argv, env, cwd })
+}
+
+/// Find the program: an absolute path as given, or a bare name on PATH; then resolve symlinks.
+fn resolve(program: &str, path_var: &str) -> Result<PathBuf, ParamError> {
+    let candidate = if program.contains('/') {
+        if !program.starts_with('/') {
+            return Err(ParamError(format!(
+                "shell: program {program:?} must be an absolute path or a name found on PATH"
+            )));
+        }
+        PathBuf::from(program)
+    } else {
+        path_var
+            .split(':')
+            .filter(|d| d.starts_with('/'))
+            .map(|d| Path::new(d).join(program))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                ParamError(format!("shell: program {program:?} not found on PATH ({path_var})"))
+            })?
+    };
+    let resolved = candidate.canonicalize().map_err(|e| {
+        ParamError(format!(
+            "shell: program {} cannot be used: {e}",
+            candidate.display()
+        ))
+    })?;
+    if !resolved.is_file() {
+        return Err(ParamError(format!(
+            "shell: program {} is not a file",
+            resolved.display()
+        )));
+    }
+    Ok(resolved)
+}
+
+/// Does the resolved program match an allowlist pattern? Patterns are resolved too: an exact
+/// path through its symlinks, a glob through the symlinks of the folder before its first wildcard.
+fn allowed(resolved: &Path, allow: &Allow) -> bool {
+    let patterns = match allow {
+        Allow::Any => return true,
+        Allow::Only(p) => p,
+    };
+    patterns.iter().any(|pattern| {
+        if !pattern.contains(['*', '?', '[']) {
+            return Path::new(pattern)
+                .canonicalize()
+                .is_ok_and(|p| p == resolved);
+        }
+        // Resolve the literal folder prefix, keep the wildcard part as written.
+        let wild = pattern.find(['*', '?', '[']).unwrap_or(pattern.len());
+        let split = pattern[..wild].rfind('/').unwrap_or(0);
+        let (dir, rest) = pattern.split_at(split);
+        let dir = if dir.is_empty() { "/" } else { dir };
+        let base = Path::new(dir)
+            .canonicalize()
+            .unwrap_or_else(|_| PathBuf::from(dir));
+        let full = format!("{}{}", base.display().to_string().trim_end_matches('/'), rest);
+        glob_match(&full, &resolved.to_string_lossy())
+    })
+}
+
+/// Shell-style glob: `*` any run of characters except `/`, `**` any run including `/`, `?` one character.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) if rest.first() == Some(&'*') => {
+                let rest = &rest[1..];
+                (0..=t.len()).any(|i| go(rest, &t[i..]))
+            }
+            Some(('*', rest)) => {
+                let limit = t.iter().position(|&c| c == '/').unwrap_or(t.len());
+                (0..=limit).any(|i| go(rest, &t[i..]))
+            }
+            Some(('?', rest)) => t.first().is_some_and(|&c| c != '/') && go(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    go(&p, &t)
+}
+
+fn path_var(params: &Params) -> String {
+    params
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| DEFAULT_PATH.to_string())
+}
+
+fn check_allowed(params: &Params, config: &Config) -> Result<PathBuf, ParamError> {
+    let resolved = resolve(&params.argv[0], &path_var(params))?;
+    if !allowed(&resolved, &config.shell_allow) {
+        let hint = if config.loaded {
+            format!("add it to [executors.shell] allow in {}", config.path.display())
+        } else {
+            format!(
+                "as root, programs must be allowed in {} ([executors.shell] allow = [\"{}\"])",
+                config.path.display(),
+                resolved.display()
+            )
+        };
+        return Err(ParamError(format!(
+            "shell: program {} is not allowlisted; {hint}",
+            resolved.display()
+        )));
+    }
+    if let Some(cwd) = &params.cwd {
+        if cwd.components().any(|c| c == Component::ParentDir) {
+            return Err(ParamError::new("shell: cwd must not contain '..'"));
+        }
+    }
+    Ok(resolved)
+}
+
+impl Executor for Shell {
+    fn name(&self) -> &'static str {
+        "shell"
+    }
+
+    fn summary(&self) -> &'static str {
+        "run an allowlisted program directly (no shell): argv, env, cwd"
+    }
+
+    fn check(&self, params: &Map<String, Value>, config: &Config) -> Result<(), ParamError> {
+        check_allowed(&parse(params)?, config).map(|_| ())
+    }
+
+    fn invocation(
+        &self,
+        params: &Map<String, Value>,
+        config: &Config,
+    ) -> Result<Invocation, ParamError> {
+        let p = parse(params)?;
+        let program = check_allowed(&p, config)?;
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/".to_string());
+        let mut env = vec![
+            ("PATH".to_string(), DEFAULT_PATH.to_string()),
+            ("HOME".to_string(), home),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+        ];
+        for (k, v) in p.env {
+            env.retain(|(name, _)| *name != k);
+            env.push((k, v));
+        }
+        Ok(Invocation {
+            program,
+            args: p.argv[1..].to_vec(),
+            env,
+            cwd: p.cwd,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn params(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn config(allow: &[&str]) -> Config {
+        let mut c = Config::defaults("/etc/cronmgr/config.toml".into());
+        c.loaded = true;
+        c.shell_allow = Allow::Only(allow.iter().map(|s| s.to_string()).collect());
+        c
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("/opt/app/bin/*", "/opt/app/bin/sync"));
+        assert!(!glob_match("/opt/app/bin/*", "/opt/app/bin/sub/sync"));
+        assert!(glob_match("/opt/**", "/opt/app/bin/sub/sync"));
+        assert!(glob_match("/bin/e?ho", "/bin/echo"));
+        assert!(!glob_match("/bin/echo", "/bin/echo2"));
+    }
+
+    #[test]
+    fn allowlisted_program_resolves_through_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::write(&real, "#!/bin/sh\n").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let p = params(json!({"argv": [link.to_str().unwrap()]}));
+        // Allowing the link allows what it points to; allowing something else does not.
+        assert!(Shell.check(&p, &config(&[link.to_str().unwrap()])).is_ok());
+        assert!(Shell.check(&p, &config(&[real.to_str().unwrap()])).is_ok());
+        let err = Shell.check(&p, &config(&["/usr/bin/*"])).unwrap_err();
+        assert!(err.0.contains("not allowlisted"), "{err}");
+        // A glob over the folder allows it.
+        let glob = format!("{}/*", dir.path().display());
+        assert!(Shell.check(&p, &config(&[&glob])).is_ok());
+        // Dot-dot tricks resolve first.
+        let sneaky = format!("{}/../{}/real", dir.path().display(), dir.path().file_name().unwrap().to_str().unwrap());
+        assert!(Shell.check(&params(json!({"argv": [sneaky]})), &config(&[&glob])).is_ok());
+        assert!(Shell
+            .check(&params(json!({"argv": ["/bin/sh"]})), &config(&[&glob]))
+            .is_err());
+    }
+
+    #[test]
+    fn bad_params_are_refused_with_reasons() {
+        let c = config(&["/**"]);
+        for (p, needle) in [
+            (json!({}), "argv is required"),
+            (json!({"argv": []}), "argv is empty"),
+            (json!({"argv": "ls"}), "array of strings"),
+            (json!({"argv": [1]}), "must be a string"),
+            (json!({"argv": ["relative/x"]}), "absolute path"),
+            (json!({"argv": ["no-such-program-xyz"]}), "not found on PATH"),
+            (json!({"argv": ["/bin/true"], "cwd": "tmp"}), "cwd must be an absolute"),
+            (json!({"argv": ["/bin/true"], "env": {"A": 1}}), "must be a string"),
+            (json!({"argv": ["/bin/true"], "shell": true}), "no parameter \"shell\""),
+        ] {
+            let err = Shell.check(&params(p.clone()), &c).unwrap_err();
+            assert!(err.0.contains(needle), "{p}: {err}");
+        }
+    }
+
+    #[test]
+    fn invocation_has_a_clean_environment() {
+        let c = config(&["/**"]);
+        let inv = Shell
+            .invocation(
+                &params(json!({"argv": ["true", "x"], "env": {"FOO": "bar", "LANG": "de_DE.UTF-8"}})),
+                &c,
+            )
+            .unwrap();
+        assert!(inv.program.is_absolute());
+        assert_eq!(inv.args, vec!["x"]);
+        let names: Vec<&str> = inv.env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, vec!["PATH", "HOME", "FOO", "LANG"]);
+        assert!(inv.env.contains(&("LANG".into(), "de_DE.UTF-8".into())));
+    }
+}
