@@ -1,11 +1,35 @@
 //! The command line: one file per subcommand, one `match` here.
 
+mod add;
+mod edit;
+mod history;
+mod job_args;
+mod jobs;
+mod next;
+mod settings;
+mod show;
+
+use std::cell::OnceCell;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::Config;
+use crate::store::Store;
 use crate::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "cronmgr", version, about = "One trustworthy place for a host's scheduled work")]
+#[command(
+    name = "cronmgr",
+    version,
+    about = "One trustworthy place for a host's scheduled work",
+    long_about = "cronmgr keeps a host's scheduled jobs in one SQLite database, fires them exactly when \
+                  cron would, and records every execution.",
+    after_help = "Exit status: 0 ok, 1 runtime error, 2 bad usage or input (nothing changed), \
+                  3 the job failed, 4 the job timed out, 130 interrupted."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -13,13 +37,22 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// Database path (default: /var/lib/cronmgr/cronmgr.db as root, else $XDG_DATA_HOME/cronmgr/cronmgr.db)
+    /// Database file [default: /var/lib/cronmgr/cronmgr.db as root, else $XDG_DATA_HOME/cronmgr/cronmgr.db]
     #[arg(long, global = true, env = "CRONMGR_DB", value_name = "PATH")]
-    pub db: Option<std::path::PathBuf>,
+    pub db: Option<PathBuf>,
+    /// Config file (executor allowlists)
+    #[arg(long, global = true, env = "CRONMGR_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// The system (namespace) whose jobs and settings to act on
-    #[arg(long, global = true, env = "CRONMGR_SYSTEM", default_value = "default")]
+    #[arg(
+        long,
+        global = true,
+        env = "CRONMGR_SYSTEM",
+        default_value = "default",
+        value_name = "NAME"
+    )]
     pub system: String,
     /// Print JSON for scripts instead of tables
     #[arg(long, global = true)]
@@ -33,8 +66,105 @@ pub struct Global {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Add a job
+    Add(add::Args),
+    /// Change a job
+    Edit(edit::Args),
+    /// Remove a job and its history
+    #[command(visible_alias = "remove")]
+    Rm(jobs::NameArgs),
+    /// Enable a job
+    Enable(jobs::NameArgs),
+    /// Disable a job (it stays, but does not run)
+    Disable(jobs::NameArgs),
+    /// List jobs
+    #[command(visible_alias = "ls")]
+    List(jobs::ListArgs),
+    /// Show one job in full
+    Show(show::Args),
+    /// Show a system's settings, or get or set one
+    Settings(settings::Args),
+    /// Past executions, newest first
+    History(history::Args),
+    /// Print the next fire times of a schedule
+    Next(next::NextArgs),
+    /// Check a schedule: exit 0 if valid, 2 with the error otherwise
+    Validate(next::ValidateArgs),
+}
+
+/// What every command needs: the global flags, the config, the database, the clock.
+pub struct Ctx {
+    pub global: Global,
+    config: OnceCell<Config>,
+}
+
+impl Ctx {
+    pub fn new(global: Global) -> Ctx {
+        Ctx {
+            global,
+            config: OnceCell::new(),
+        }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.global
+            .db
+            .clone()
+            .unwrap_or_else(crate::config::default_db_path)
+    }
+
+    /// Open (creating on first use) the database.
+    pub fn store(&self) -> anyhow::Result<Store> {
+        let path = self.db_path();
+        Store::open(&path).with_context(|| format!("opening database {}", path.display()))
+    }
+
+    pub fn config(&self) -> anyhow::Result<&Config> {
+        if let Some(c) = self.config.get() {
+            return Ok(c);
+        }
+        let c = Config::load(self.global.config.as_deref())?;
+        Ok(self.config.get_or_init(|| c))
+    }
+
+    pub fn system(&self) -> &str {
+        &self.global.system
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    validate_system(&cli.global.system)?;
+    let ctx = Ctx::new(cli.global);
+    match cli.command {
+        Command::Add(args) => add::run(args, &ctx),
+        Command::Edit(args) => edit::run(args, &ctx),
+        Command::Rm(args) => jobs::rm(args, &ctx),
+        Command::Enable(args) => jobs::set_active(args, true, &ctx),
+        Command::Disable(args) => jobs::set_active(args, false, &ctx),
+        Command::List(args) => jobs::list(args, &ctx),
+        Command::Show(args) => show::run(args, &ctx),
+        Command::Settings(args) => settings::run(args, &ctx),
+        Command::History(args) => history::run(args, &ctx),
+        Command::Next(args) => next::next(args, &ctx),
+        Command::Validate(args) => next::validate(args),
+    }
+}
+
+fn validate_system(system: &str) -> anyhow::Result<()> {
+    if system.is_empty()
+        || system.len() > 64
+        || !system
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        crate::invalid!(
+            "invalid system name {system:?}: use 1 to 64 letters, digits, '.', '_' or '-'"
+        );
+    }
+    Ok(())
 }

@@ -58,7 +58,9 @@ fn parse(params: &Map<String, Value>) -> Result<Params, ParamError> {
                 }
                 match v {
                     Value::String(s) => Ok((k.clone(), s.clone())),
-                    _ => Err(ParamError(format!("shell: env value of {k} must be a string"))),
+                    _ => Err(ParamError(format!(
+                        "shell: env value of {k} must be a string"
+                    ))),
                 }
             })
             .collect::<Result<_, _>>()?,
@@ -92,7 +94,9 @@ fn resolve(program: &str, path_var: &str) -> Result<PathBuf, ParamError> {
             .map(|d| Path::new(d).join(program))
             .find(|p| p.is_file())
             .ok_or_else(|| {
-                ParamError(format!("shell: program {program:?} not found on PATH ({path_var})"))
+                ParamError(format!(
+                    "shell: program {program:?} not found on PATH ({path_var})"
+                ))
             })?
     };
     let resolved = candidate.canonicalize().map_err(|e| {
@@ -131,7 +135,11 @@ fn allowed(resolved: &Path, allow: &Allow) -> bool {
         let base = Path::new(dir)
             .canonicalize()
             .unwrap_or_else(|_| PathBuf::from(dir));
-        let full = format!("{}{}", base.display().to_string().trim_end_matches('/'), rest);
+        let full = format!(
+            "{}{}",
+            base.display().to_string().trim_end_matches('/'),
+            rest
+        );
         glob_match(&full, &resolved.to_string_lossy())
     })
 }
@@ -171,7 +179,10 @@ fn check_allowed(params: &Params, config: &Config) -> Result<PathBuf, ParamError
     let resolved = resolve(&params.argv[0], &path_var(params))?;
     if !allowed(&resolved, &config.shell_allow) {
         let hint = if config.loaded {
-            format!("add it to [executors.shell] allow in {}", config.path.display())
+            format!(
+                "add it to [executors.shell] allow in {}",
+                config.path.display()
+            )
         } else {
             format!(
                 "as root, programs must be allowed in {} ([executors.shell] allow = [\"{}\"])",
@@ -273,8 +284,14 @@ mod tests {
         let glob = format!("{}/*", dir.path().display());
         assert!(Shell.check(&p, &config(&[&glob])).is_ok());
         // Dot-dot tricks resolve first.
-        let sneaky = format!("{}/../{}/real", dir.path().display(), dir.path().file_name().unwrap().to_str().unwrap());
-        assert!(Shell.check(&params(json!({"argv": [sneaky]})), &config(&[&glob])).is_ok());
+        let sneaky = format!(
+            "{}/../{}/real",
+            dir.path().display(),
+            dir.path().file_name().unwrap().to_str().unwrap()
+        );
+        assert!(Shell
+            .check(&params(json!({"argv": [sneaky]})), &config(&[&glob]))
+            .is_ok());
         assert!(Shell
             .check(&params(json!({"argv": ["/bin/sh"]})), &config(&[&glob]))
             .is_err());
@@ -289,10 +306,22 @@ mod tests {
             (json!({"argv": "ls"}), "array of strings"),
             (json!({"argv": [1]}), "must be a string"),
             (json!({"argv": ["relative/x"]}), "absolute path"),
-            (json!({"argv": ["no-such-program-xyz"]}), "not found on PATH"),
-            (json!({"argv": ["/bin/true"], "cwd": "tmp"}), "cwd must be an absolute"),
-            (json!({"argv": ["/bin/true"], "env": {"A": 1}}), "must be a string"),
-            (json!({"argv": ["/bin/true"], "shell": true}), "no parameter \"shell\""),
+            (
+                json!({"argv": ["no-such-program-xyz"]}),
+                "not found on PATH",
+            ),
+            (
+                json!({"argv": ["/bin/true"], "cwd": "tmp"}),
+                "cwd must be an absolute",
+            ),
+            (
+                json!({"argv": ["/bin/true"], "env": {"A": 1}}),
+                "must be a string",
+            ),
+            (
+                json!({"argv": ["/bin/true"], "shell": true}),
+                "no parameter \"shell\"",
+            ),
         ] {
             let err = Shell.check(&params(p.clone()), &c).unwrap_err();
             assert!(err.0.contains(needle), "{p}: {err}");
@@ -304,7 +333,9 @@ mod tests {
         let c = config(&["/**"]);
         let inv = Shell
             .invocation(
-                &params(json!({"argv": ["true", "x"], "env": {"FOO": "bar", "LANG": "de_DE.UTF-8"}})),
+                &params(
+                    json!({"argv": ["true", "x"], "env": {"FOO": "bar", "LANG": "de_DE.UTF-8"}}),
+                ),
                 &c,
             )
             .unwrap();

@@ -12,7 +12,9 @@ use chrono_tz::Tz;
 pub enum ScheduleError {
     #[error("invalid schedule {expr:?}: {reason}")]
     Invalid { expr: String, reason: String },
-    #[error("unknown time zone {0:?} (use an IANA name such as UTC, Europe/Madrid or America/New_York)")]
+    #[error(
+        "unknown time zone {0:?} (use an IANA name such as UTC, Europe/Madrid or America/New_York)"
+    )]
     UnknownTimezone(String),
 }
 
@@ -26,14 +28,23 @@ impl Schedule {
     pub fn parse(expr: &str) -> Result<Self, ScheduleError> {
         let expr = expr.trim();
         if expr == "@reboot" {
-            return Ok(Schedule { source: expr.into(), cron: None });
+            return Ok(Schedule {
+                source: expr.into(),
+                cron: None,
+            });
         }
         let cron = croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Optional)
             .build()
             .parse(expr)
-            .map_err(|e| ScheduleError::Invalid { expr: expr.into(), reason: e.to_string() })?;
-        Ok(Schedule { source: expr.into(), cron: Some(cron) })
+            .map_err(|e| ScheduleError::Invalid {
+                expr: expr.into(),
+                reason: e.to_string(),
+            })?;
+        Ok(Schedule {
+            source: expr.into(),
+            cron: Some(cron),
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -65,4 +76,8 @@ pub fn parse_timezone(name: &str) -> Result<Tz, ScheduleError> {
 
 pub fn host_timezone() -> Tz {
     Tz::UTC
+}
+
+pub fn dst_note(_schedule: &Schedule, _instant: DateTime<Utc>, _tz: Tz) -> Option<String> {
+    None
 }

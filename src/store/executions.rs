@@ -133,9 +133,8 @@ impl Store {
 
     /// Executions, newest first.
     pub fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<Execution>> {
-        let mut sql = format!(
-            "SELECT {COLUMNS} FROM executions e JOIN jobs j ON j.id = e.job_id WHERE 1=1"
-        );
+        let mut sql =
+            format!("SELECT {COLUMNS} FROM executions e JOIN jobs j ON j.id = e.job_id WHERE 1=1");
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
         if let Some(system) = &filter.system {
             args.push(Box::new(system.clone()));
@@ -162,6 +161,22 @@ impl Store {
         }
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The status of each job's newest execution (bookkeeping rows included), by job id.
+    pub fn last_statuses(
+        &self,
+        system: Option<&str>,
+    ) -> Result<std::collections::HashMap<i64, Status>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.job_id, e.status FROM executions e \
+             JOIN (SELECT job_id, max(id) AS id FROM executions GROUP BY job_id) last ON last.id = e.id \
+             JOIN jobs j ON j.id = e.job_id WHERE ?1 IS NULL OR j.system = ?1",
+        )?;
+        let rows = stmt.query_map([system], |r| {
+            Ok((r.get::<_, i64>(0)?, parse_enum(&r.get::<_, String>(1)?)?))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -355,11 +370,11 @@ mod tests {
             }
         }
         assert_eq!(store.prune_count("default", 3, None).unwrap(), 7);
+        assert_eq!(store.prune_batch("default", 3, None, 4, false).unwrap(), 4);
         assert_eq!(
-            store.prune_batch("default", 3, None, 4, false).unwrap(),
-            4
+            store.prune_batch("default", 3, None, 100, false).unwrap(),
+            3
         );
-        assert_eq!(store.prune_batch("default", 3, None, 100, false).unwrap(), 3);
         assert_eq!(store.running(None).unwrap().len(), 1);
         let left = store.executions(&ExecutionFilter::default()).unwrap();
         assert_eq!(left.len(), 3);

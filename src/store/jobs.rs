@@ -7,7 +7,8 @@ use super::{
     fmt_time, parse_enum, parse_opt_time, parse_time, Job, OptionalRow, Result, Store, StoreError,
 };
 
-const COLUMNS: &str = "id, system, name, description, schedule, timezone, command, params, is_active, \
+const COLUMNS: &str =
+    "id, system, name, description, schedule, timezone, command, params, is_active, \
      timeout, retries, retry_delay, backoff, category, priority, max_runtime, allow_concurrent, \
      catch_up, starting_deadline, created_at, updated_at, last_run_at, next_run_at";
 
@@ -246,7 +247,8 @@ mod tests {
     fn insert_get_update_delete() {
         let store = Store::open_in_memory().unwrap();
         let mut job = Job::new("default", "backup", "0 3 * * *", "shell");
-        job.params.insert("argv".into(), serde_json::json!(["/bin/true"]));
+        job.params
+            .insert("argv".into(), serde_json::json!(["/bin/true"]));
         job.next_run_at = Some(now());
         let job = store.insert_job(&job, now()).unwrap();
         assert!(job.id > 0);

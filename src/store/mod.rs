@@ -19,6 +19,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use executions::{ExecutionFilter, NewExecution};
 pub use jobs::JobFilter;
+pub use settings::KEYS as SETTINGS_KEYS;
 pub use types::{Backoff, CatchUp, Execution, Finish, Job, Settings, Status, Trigger};
 
 /// `PRAGMA application_id` of a cronmgr database: "CRON".
@@ -34,7 +35,11 @@ pub enum StoreError {
     #[error("{path} is not a cronmgr database ({why}); refusing to touch it")]
     NotOurs { path: PathBuf, why: String },
     #[error("{path} was written by a newer cronmgr (schema version {found}, this binary knows up to {known}); upgrade cronmgr")]
-    TooNew { path: PathBuf, found: i32, known: i32 },
+    TooNew {
+        path: PathBuf,
+        found: i32,
+        known: i32,
+    },
     #[error("no job named {name:?} in system {system:?}")]
     JobNotFound { system: String, name: String },
     #[error("no execution with id {0}")]
@@ -116,8 +121,12 @@ impl Store {
     }
 
     fn verify_identity(&self) -> Result<()> {
-        let app_id: i32 = self.conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-        let version: i32 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let app_id: i32 = self
+            .conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))?;
+        let version: i32 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if app_id == APPLICATION_ID {
             if version > SCHEMA_VERSION {
                 return Err(StoreError::TooNew {

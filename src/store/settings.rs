@@ -75,9 +75,8 @@ pub(super) fn settings(conn: &Connection, system: &str) -> Result<Settings> {
         .prepare_cached(&format!("SELECT {COLUMNS} FROM settings WHERE system = ?1"))?
         .query_row([system], from_row)
         .opt()?;
-    Ok(stored.unwrap_or_else(|| {
-        Settings::defaults(system, crate::schedule::host_timezone().name())
-    }))
+    Ok(stored
+        .unwrap_or_else(|| Settings::defaults(system, crate::schedule::host_timezone().name())))
 }
 
 /// The keys `cronmgr settings get/set` accepts, in display order.

@@ -1,0 +1,128 @@
+//! `cronmgr history [NAME] [--status S] [--since DURATION|INSTANT] [--limit N]`
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use super::next::parse_instant;
+use super::Ctx;
+use crate::output;
+use crate::store::{Execution, ExecutionFilter, Status};
+use crate::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this job's executions
+    pub name: Option<String>,
+    /// Only executions with this status (running, success, failed, timeout, skipped, missed, interrupted)
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only executions since this long ago (30m, 2h, 7d) or this instant (RFC 3339)
+    #[arg(long, value_name = "DURATION|INSTANT")]
+    pub since: Option<String>,
+    /// At most this many, newest first
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub limit: usize,
+}
+
+/// `--since`: a duration back from now, or an instant.
+pub fn parse_since(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(d) = crate::duration::parse(text) {
+        return Ok(now - chrono::Duration::from_std(d)?);
+    }
+    parse_instant(text)
+}
+
+pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let status = args
+        .status
+        .as_deref()
+        .map(|s| s.parse::<Status>().map_err(crate::exit::Invalid))
+        .transpose()?;
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| parse_since(s, ctx.now()))
+        .transpose()?;
+    let store = ctx.store()?;
+    if let Some(name) = &args.name {
+        store.job(ctx.system(), name)?;
+    }
+    let executions = store.executions(&ExecutionFilter {
+        system: Some(ctx.system().to_string()),
+        job: args.name.clone(),
+        status,
+        since,
+        limit: Some(args.limit),
+    })?;
+    if ctx.global.json {
+        output::json(&executions)?;
+        return Ok(ExitCode::Ok);
+    }
+    if executions.is_empty() {
+        eprintln!("no executions");
+        return Ok(ExitCode::Ok);
+    }
+    let tz =
+        crate::schedule::parse_timezone(&store.settings(ctx.system())?.timezone).unwrap_or(Tz::UTC);
+    output::text(&table(&executions, tz, args.name.is_none()))?;
+    Ok(ExitCode::Ok)
+}
+
+/// The history table (also under `show`).
+pub fn table(executions: &[Execution], tz: Tz, with_job: bool) -> String {
+    let mut headers = vec!["ID"];
+    if with_job {
+        headers.push("JOB");
+    }
+    headers.extend([
+        "STATUS",
+        "TRIGGER",
+        "TRY",
+        "SCHEDULED",
+        "DURATION",
+        "EXIT",
+        "MEM",
+        "CPU",
+        "MESSAGE",
+    ]);
+    let rows = executions.iter().map(|e| {
+        let mut row = vec![e.id.to_string()];
+        if with_job {
+            row.push(e.job.clone());
+        }
+        row.extend([
+            e.status.to_string(),
+            e.triggered_by.to_string(),
+            e.attempt.to_string(),
+            output::local(e.scheduled_for, tz),
+            e.duration_ms
+                .map(|ms| {
+                    crate::duration::Human(std::time::Duration::from_millis(ms.max(0) as u64))
+                        .to_string()
+                })
+                .unwrap_or_else(|| "-".into()),
+            output::opt(e.exit_code),
+            e.memory_used_mb
+                .map(|m| format!("{m:.1}M"))
+                .unwrap_or_else(|| "-".into()),
+            e.cpu_used_percent
+                .map(|c| format!("{c:.0}%"))
+                .unwrap_or_else(|| "-".into()),
+            e.error_message
+                .as_deref()
+                .map(|m| truncate(m, 60))
+                .unwrap_or_default(),
+        ]);
+        row
+    });
+    output::table(&headers, rows)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if line.chars().count() <= max {
+        line.to_string()
+    } else {
+        format!("{}…", line.chars().take(max - 1).collect::<String>())
+    }
+}

@@ -1,0 +1,257 @@
+//! The job flags `add` and `edit` share, and the checks every job passes before it is stored.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::duration;
+use crate::executor;
+use crate::invalid;
+use crate::schedule::{self, Schedule};
+use crate::store::{Backoff, CatchUp, Job, Settings};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobArgs {
+    /// Cron expression: 5 fields, 6 with leading seconds, or @hourly/@daily/@weekly/@monthly/@yearly/@reboot
+    #[arg(long, short = 's', value_name = "EXPR")]
+    pub schedule: Option<String>,
+    /// What the job is for
+    #[arg(long, short = 'd')]
+    pub description: Option<String>,
+    /// A label to group jobs: CLEANUP, SYNC, BACKUP, MAINTENANCE, REPORT, HEALTH, …
+    #[arg(long, short = 'c')]
+    pub category: Option<String>,
+    /// 1 (most urgent) to 10; when more jobs are due than can run, lower numbers start first [default: 5]
+    #[arg(long, short = 'p', value_parser = clap::value_parser!(u8).range(1..=10))]
+    pub priority: Option<u8>,
+    /// Kill the job after this long (90, 30s, 5m, 2h) [default: the system's default_timeout]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Further attempts after a failure or timeout [default: 0]
+    #[arg(long)]
+    pub retries: Option<u32>,
+    /// Wait between attempts [default: 60s]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION")]
+    pub retry_delay: Option<String>,
+    /// How the retry delay grows: linear (delay × attempt) or exponential (delay × 2^(attempt-1))
+    #[arg(long, value_name = "linear|exponential")]
+    pub backoff: Option<String>,
+    /// Hard ceiling on a run including all its retries
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION")]
+    pub max_runtime: Option<String>,
+    /// Let a new run start while the previous one is still going
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_concurrent: Option<bool>,
+    /// Time zone of the schedule (IANA name) [default: the system's]
+    #[arg(long, short = 'z', value_name = "ZONE")]
+    pub timezone: Option<String>,
+    /// Slots missed while the runner was down: none (as cron) or latest (run the last one once)
+    #[arg(long, value_name = "none|latest")]
+    pub catch_up: Option<String>,
+    /// With --catch-up latest: how late the missed slot may still start [default: no limit]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION")]
+    pub starting_deadline: Option<String>,
+    /// The executor to run (default: shell, with the program given after --)
+    #[arg(long, value_name = "EXECUTOR")]
+    pub command: Option<String>,
+    /// An executor parameter; VALUE may be JSON (repeatable)
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// The program and its arguments, for the shell executor
+    #[arg(last = true, value_name = "PROGRAM ARG")]
+    pub argv: Vec<String>,
+}
+
+/// Names: what a shell, a file name and a URL can carry without quoting.
+pub fn check_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty()
+        || name.len() > 100
+        || name.starts_with(['-', '.'])
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        invalid!(
+            "invalid job name {name:?}: use 1 to 100 letters, digits, '.', '_' or '-', not starting with '-' or '.'"
+        );
+    }
+    Ok(())
+}
+
+fn positive_secs(flag: &str, text: &str) -> anyhow::Result<u64> {
+    let secs = duration::parse_secs(text)?;
+    if secs == 0 {
+        invalid!("--{flag} must be more than zero, got {text:?}");
+    }
+    Ok(secs)
+}
+
+/// An optional duration; with `clearable`, `none`/`default` clears it.
+fn opt_secs(flag: &str, text: &str, clearable: bool) -> anyhow::Result<Option<u64>> {
+    if clearable && matches!(text, "none" | "default") {
+        return Ok(None);
+    }
+    positive_secs(flag, text).map(Some)
+}
+
+impl JobArgs {
+    /// True when no flag at all was given.
+    pub fn is_empty(&self) -> bool {
+        self.schedule.is_none()
+            && self.description.is_none()
+            && self.category.is_none()
+            && self.priority.is_none()
+            && self.timeout.is_none()
+            && self.retries.is_none()
+            && self.retry_delay.is_none()
+            && self.backoff.is_none()
+            && self.max_runtime.is_none()
+            && self.allow_concurrent.is_none()
+            && self.timezone.is_none()
+            && self.catch_up.is_none()
+            && self.starting_deadline.is_none()
+            && self.command.is_none()
+            && self.params.is_empty()
+            && self.argv.is_empty()
+    }
+
+    /// Apply the given flags to `job`. `editing` allows clearing optional values with `none`.
+    pub fn apply(&self, job: &mut Job, editing: bool) -> anyhow::Result<()> {
+        if let Some(s) = &self.schedule {
+            job.schedule = s.trim().to_string();
+        }
+        if let Some(d) = &self.description {
+            job.description = (!d.is_empty()).then(|| d.clone());
+        }
+        if let Some(c) = &self.category {
+            let c = c.trim();
+            if !c.is_empty()
+                && !c
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch))
+            {
+                invalid!("invalid category {c:?}: use letters, digits, '_' or '-'");
+            }
+            job.category = (!c.is_empty()).then(|| c.to_ascii_uppercase());
+        }
+        if let Some(p) = self.priority {
+            job.priority = p;
+        }
+        if let Some(t) = &self.timeout {
+            job.timeout = opt_secs("timeout", t, editing)?;
+        }
+        if let Some(r) = self.retries {
+            job.retries = r;
+        }
+        if let Some(d) = &self.retry_delay {
+            job.retry_delay = duration::parse_secs(d)?;
+        }
+        if let Some(b) = &self.backoff {
+            job.backoff = b.parse::<Backoff>().map_err(crate::exit::Invalid)?;
+        }
+        if let Some(m) = &self.max_runtime {
+            job.max_runtime = opt_secs("max-runtime", m, editing)?;
+        }
+        if let Some(a) = self.allow_concurrent {
+            job.allow_concurrent = a;
+        }
+        if let Some(z) = &self.timezone {
+            job.timezone = if z.is_empty() {
+                String::new()
+            } else {
+                schedule::parse_timezone(z)?.name().to_string()
+            };
+        }
+        if let Some(c) = &self.catch_up {
+            job.catch_up = c.parse::<CatchUp>().map_err(crate::exit::Invalid)?;
+        }
+        if let Some(d) = &self.starting_deadline {
+            job.starting_deadline = opt_secs("starting-deadline", d, editing)?;
+        }
+        self.apply_command(job)
+    }
+
+    fn apply_command(&self, job: &mut Job) -> anyhow::Result<()> {
+        if self.command.is_none() && self.params.is_empty() && self.argv.is_empty() {
+            return Ok(());
+        }
+        let command = self.command.clone().unwrap_or_else(|| {
+            if self.argv.is_empty() {
+                job.command.clone()
+            } else {
+                "shell".to_string()
+            }
+        });
+        if !self.argv.is_empty() && command != "shell" {
+            invalid!(
+                "a program after `--` is for the shell executor, not {command:?}; give its parameters with --param"
+            );
+        }
+        // A new executor starts from empty parameters; the same one keeps what it had.
+        if command != job.command || !self.argv.is_empty() {
+            job.params.clear();
+        }
+        job.command = command;
+        for p in &self.params {
+            let (k, v) = executor::parse_param(p)?;
+            job.params.insert(k, v);
+        }
+        if !self.argv.is_empty() {
+            job.params.insert(
+                "argv".into(),
+                Value::Array(self.argv.iter().cloned().map(Value::String).collect()),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The zone a job's schedule runs in: its own, else its system's.
+pub fn effective_tz(job: &Job, settings: &Settings) -> anyhow::Result<Tz> {
+    let name = if job.timezone.is_empty() {
+        &settings.timezone
+    } else {
+        &job.timezone
+    };
+    Ok(schedule::parse_timezone(name)?)
+}
+
+/// Check everything about a job before it is written; returns its next run.
+pub fn validate(
+    job: &Job,
+    settings: &Settings,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<DateTime<Utc>>> {
+    check_name(&job.name)?;
+    let schedule = Schedule::parse(&job.schedule)?;
+    let tz = effective_tz(job, settings)?;
+    executor::check(&job.command, &job.params, config)?;
+    if job.catch_up == CatchUp::None && job.starting_deadline.is_some() {
+        invalid!("--starting-deadline only applies with --catch-up latest");
+    }
+    if let (Some(t), Some(m)) = (job.timeout, job.max_runtime) {
+        if t > m {
+            invalid!(
+                "the timeout ({}) is longer than max-runtime ({}), which caps every run",
+                duration::human_secs(t),
+                duration::human_secs(m)
+            );
+        }
+    }
+    Ok(next_run(job, &schedule, tz, now))
+}
+
+/// The next run of an active job; None when disabled or never.
+pub fn next_run(
+    job: &Job,
+    schedule: &Schedule,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if !job.is_active {
+        return None;
+    }
+    schedule.next_after(now, tz)
+}

@@ -1,0 +1,151 @@
+//! `rm`, `enable`, `disable`, `list`.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::job_args;
+use super::Ctx;
+use crate::output;
+use crate::schedule::Schedule;
+use crate::store::{Job, JobFilter, Status};
+use crate::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct NameArgs {
+    /// The job
+    pub name: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only jobs of this category
+    #[arg(long, short = 'c')]
+    pub category: Option<String>,
+    /// Only enabled jobs
+    #[arg(long, conflicts_with = "inactive")]
+    pub active: bool,
+    /// Only disabled jobs
+    #[arg(long)]
+    pub inactive: bool,
+    /// Jobs of every system, not only --system
+    #[arg(long, short = 'A')]
+    pub all_systems: bool,
+}
+
+pub fn rm(args: NameArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let store = ctx.store()?;
+    let job = store.delete_job(ctx.system(), &args.name)?;
+    crate::runner::nudge(&ctx.db_path());
+    if ctx.global.json {
+        output::json(&job)?;
+    } else {
+        output::text(&format!("removed {}", job.name))?;
+    }
+    Ok(ExitCode::Ok)
+}
+
+pub fn set_active(args: NameArgs, active: bool, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let store = ctx.store()?;
+    let mut job = store.job(ctx.system(), &args.name)?;
+    let settings = store.settings(ctx.system())?;
+    let now = ctx.now();
+    job.is_active = active;
+    // A job edited behind our back may no longer parse: say so rather than enabling it.
+    let schedule = Schedule::parse(&job.schedule)?;
+    let tz = job_args::effective_tz(&job, &settings)?;
+    job.next_run_at = job_args::next_run(&job, &schedule, tz, now);
+    let job = store.update_job(&job, now)?;
+    crate::runner::nudge(&ctx.db_path());
+    if ctx.global.json {
+        output::json(&job)?;
+    } else if active {
+        output::text(&format!(
+            "enabled {}, next run {}",
+            job.name,
+            output::opt_local(job.next_run_at, tz)
+        ))?;
+    } else {
+        output::text(&format!("disabled {}", job.name))?;
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// A job as `list --json` prints it: every stored field plus its last status.
+#[derive(Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    job: &'a Job,
+    last_status: Option<Status>,
+}
+
+pub fn list(args: ListArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let store = ctx.store()?;
+    let filter = JobFilter {
+        system: (!args.all_systems).then(|| ctx.system().to_string()),
+        category: args.category.clone(),
+        active: match (args.active, args.inactive) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+    };
+    let jobs = store.jobs(&filter)?;
+    let last = store.last_statuses(filter.system.as_deref())?;
+    if ctx.global.json {
+        let listed: Vec<Listed> = jobs
+            .iter()
+            .map(|job| Listed {
+                job,
+                last_status: last.get(&job.id).copied(),
+            })
+            .collect();
+        output::json(&listed)?;
+        return Ok(ExitCode::Ok);
+    }
+    if jobs.is_empty() {
+        eprintln!("no jobs (add one with: cronmgr add NAME --schedule EXPR -- PROGRAM ARG...)");
+        return Ok(ExitCode::Ok);
+    }
+    let mut settings = HashMap::new();
+    let mut rows = Vec::new();
+    for job in &jobs {
+        if !settings.contains_key(&job.system) {
+            settings.insert(job.system.clone(), store.settings(&job.system)?);
+        }
+        let tz = job_args::effective_tz(job, &settings[&job.system]).unwrap_or(chrono_tz::Tz::UTC);
+        let mut row = Vec::new();
+        if args.all_systems {
+            row.push(job.system.clone());
+        }
+        row.extend([
+            job.name.clone(),
+            job.schedule.clone(),
+            if job.is_active {
+                output::opt_local(job.next_run_at, tz)
+            } else {
+                "-".into()
+            },
+            output::opt(last.get(&job.id)),
+            job.category.clone().unwrap_or_else(|| "-".into()),
+            job.priority.to_string(),
+            if job.is_active { "yes" } else { "no" }.into(),
+        ]);
+        rows.push(row);
+    }
+    let mut headers = vec![];
+    if args.all_systems {
+        headers.push("SYSTEM");
+    }
+    headers.extend([
+        "NAME",
+        "SCHEDULE",
+        "NEXT RUN",
+        "LAST STATUS",
+        "CATEGORY",
+        "PRI",
+        "ACTIVE",
+    ]);
+    output::text(&output::table(&headers, rows))?;
+    Ok(ExitCode::Ok)
+}

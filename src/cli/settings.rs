@@ -1,0 +1,94 @@
+//! `cronmgr settings show|get KEY|set KEY VALUE`
+
+use clap::Subcommand;
+
+use super::job_args;
+use super::Ctx;
+use crate::invalid;
+use crate::output;
+use crate::schedule::Schedule;
+use crate::store::{JobFilter, SETTINGS_KEYS};
+use crate::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Option<Action>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Every setting of the system (the default action)
+    Show,
+    /// One setting's value
+    Get { key: String },
+    /// Change one setting
+    Set { key: String, value: String },
+}
+
+pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let store = ctx.store()?;
+    let mut settings = store.settings(ctx.system())?;
+    match args.action.unwrap_or(Action::Show) {
+        Action::Show => {
+            if ctx.global.json {
+                output::json(&settings)?;
+            } else {
+                let rows: Vec<(&str, String)> = std::iter::once("system")
+                    .chain(SETTINGS_KEYS.iter().copied())
+                    .map(|k| (k, settings.get(k).unwrap_or_default()))
+                    .collect();
+                output::text(&output::pairs(&rows))?;
+            }
+        }
+        Action::Get { key } => {
+            let Some(value) = settings.get(&key) else {
+                invalid!(
+                    "unknown setting {key:?} (known: {})",
+                    SETTINGS_KEYS.join(", ")
+                );
+            };
+            if ctx.global.json {
+                output::json(&serde_json::json!({ "key": key, "value": value }))?;
+            } else {
+                output::text(&value)?;
+            }
+        }
+        Action::Set { key, value } => {
+            let old_tz = settings.timezone.clone();
+            settings.set(&key, &value).map_err(crate::exit::Invalid)?;
+            let now = ctx.now();
+            // Jobs that follow the system's zone get new next runs in the same transaction.
+            let mut next_runs = Vec::new();
+            if settings.timezone != old_tz {
+                let jobs = store.jobs(&JobFilter {
+                    system: Some(ctx.system().to_string()),
+                    ..Default::default()
+                })?;
+                for job in jobs.iter().filter(|j| j.timezone.is_empty()) {
+                    let Ok(schedule) = Schedule::parse(&job.schedule) else {
+                        continue;
+                    };
+                    let tz = job_args::effective_tz(job, &settings)?;
+                    next_runs.push((job.id, job_args::next_run(job, &schedule, tz, now)));
+                }
+            }
+            store.put_settings(&settings, &next_runs, now)?;
+            crate::runner::nudge(&ctx.db_path());
+            if ctx.global.json {
+                output::json(&settings)?;
+            } else {
+                output::text(&format!(
+                    "{key} = {}{}",
+                    settings.get(&key).unwrap_or_default(),
+                    if next_runs.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({} jobs rescheduled)", next_runs.len())
+                    }
+                ))?;
+            }
+        }
+    }
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,138 @@
+//! `cronmgr show NAME`: every field, the next runs and the recent executions.
+
+use serde::Serialize;
+
+use super::job_args;
+use super::Ctx;
+use crate::duration::human_secs;
+use crate::output;
+use crate::schedule::Schedule;
+use crate::store::{Execution, ExecutionFilter, Job};
+use crate::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The job
+    pub name: String,
+}
+
+#[derive(Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    job: &'a Job,
+    effective_timezone: String,
+    effective_timeout: u64,
+    description_of_schedule: String,
+    upcoming: Vec<String>,
+    recent_executions: Vec<Execution>,
+}
+
+pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let store = ctx.store()?;
+    let job = store.job(ctx.system(), &args.name)?;
+    let settings = store.settings(ctx.system())?;
+    let tz = job_args::effective_tz(&job, &settings)?;
+    let schedule = Schedule::parse(&job.schedule)?;
+    let mut upcoming = Vec::new();
+    let mut at = ctx.now();
+    while job.is_active && upcoming.len() < 3 {
+        match schedule.next_after(at, tz) {
+            Some(t) => {
+                upcoming.push(t);
+                at = t;
+            }
+            None => break,
+        }
+    }
+    let recent = store.executions(&ExecutionFilter {
+        system: Some(job.system.clone()),
+        job: Some(job.name.clone()),
+        limit: Some(5),
+        ..Default::default()
+    })?;
+    let timeout = job.timeout.unwrap_or(settings.default_timeout);
+    if ctx.global.json {
+        output::json(&Shown {
+            job: &job,
+            effective_timezone: tz.name().to_string(),
+            effective_timeout: timeout,
+            description_of_schedule: schedule.describe(),
+            upcoming: upcoming.iter().map(|t| output::utc(*t)).collect(),
+            recent_executions: recent,
+        })?;
+        return Ok(ExitCode::Ok);
+    }
+    let params = serde_json::Value::Object(job.params.clone()).to_string();
+    let rows = vec![
+        ("name", job.name.clone()),
+        ("system", job.system.clone()),
+        ("description", output::opt(job.description.as_ref())),
+        (
+            "schedule",
+            format!("{} ({})", job.schedule, schedule.describe()),
+        ),
+        (
+            "timezone",
+            if job.timezone.is_empty() {
+                format!("{} (the system's)", tz.name())
+            } else {
+                job.timezone.clone()
+            },
+        ),
+        ("active", if job.is_active { "yes" } else { "no" }.into()),
+        ("command", job.command.clone()),
+        ("params", params),
+        ("category", output::opt(job.category.as_ref())),
+        ("priority", job.priority.to_string()),
+        (
+            "timeout",
+            match job.timeout {
+                Some(t) => human_secs(t),
+                None => format!("{} (the system's default)", human_secs(timeout)),
+            },
+        ),
+        (
+            "retries",
+            format!(
+                "{} ({} delay {})",
+                job.retries,
+                job.backoff,
+                human_secs(job.retry_delay)
+            ),
+        ),
+        ("max runtime", output::opt(job.max_runtime.map(human_secs))),
+        (
+            "allow concurrent",
+            if job.allow_concurrent { "yes" } else { "no" }.into(),
+        ),
+        (
+            "catch up",
+            match job.starting_deadline {
+                Some(d) => format!("{} (within {})", job.catch_up, human_secs(d)),
+                None => job.catch_up.to_string(),
+            },
+        ),
+        ("created", output::local(job.created_at, tz)),
+        ("updated", output::local(job.updated_at, tz)),
+        ("last run", output::opt_local(job.last_run_at, tz)),
+        (
+            "next runs",
+            if upcoming.is_empty() {
+                "-".into()
+            } else {
+                upcoming
+                    .iter()
+                    .map(|t| output::local(*t, tz))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
+    ];
+    let mut text = output::pairs(&rows);
+    if !recent.is_empty() {
+        text.push_str("\n\nrecent executions:\n");
+        text.push_str(&super::history::table(&recent, tz, false));
+    }
+    output::text(&text)?;
+    Ok(ExitCode::Ok)
+}
