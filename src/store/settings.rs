@@ -147,7 +147,7 @@ impl Settings {
                 self.alert_email = (!v.is_empty()).then(|| v.to_string());
             }
             "slack_webhook" => {
-                if !v.is_empty() && !(v.starts_with("https://") || v.starts_with("http://")) {
+                if !(v.is_empty() || v.starts_with("https://") || v.starts_with("http://")) {
                     return Err(format!("{key} must be an http(s) URL, got {v:?}"));
                 }
                 self.slack_webhook = (!v.is_empty()).then(|| v.to_string());
