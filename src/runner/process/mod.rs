@@ -152,6 +152,7 @@ pub fn run(spec: &Spec, cancel: &Cancel, on_spawn: impl FnOnce(u32)) -> io::Resu
     drop(child);
     let pgid = libc::pid_t::try_from(pid)
         .map_err(|_| io::Error::other(format!("child pid {pid} out of range")))?;
+    let _unwinding = KillOnUnwind(pgid);
 
     let (events, heard) = mpsc::channel();
     let cancel_events = events.clone();
@@ -188,6 +189,18 @@ pub fn run(spec: &Spec, cancel: &Cancel, on_spawn: impl FnOnce(u32)) -> io::Resu
     let capture = reader.finish()?;
     let (reaped, stopped) = waited?;
     Ok(outcome(pid, started, reaped, stopped, capture))
+}
+
+/// Kills the group if `run` unwinds (a panicking `on_spawn`): a job must not outlive its worker
+/// unseen. The detached waiter thread still reaps the leader.
+struct KillOnUnwind(libc::pid_t);
+
+impl Drop for KillOnUnwind {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            group::signal(self.0, libc::SIGKILL);
+        }
+    }
 }
 
 /// Wait for the leader; on timeout or cancel, stop the group. Returns how the leader was reaped

@@ -315,3 +315,25 @@ fn timeout_max_means_none() -> io::Result<()> {
     assert_eq!(out.ending, Ending::Exited(0));
     Ok(())
 }
+
+#[test]
+fn a_panicking_on_spawn_does_not_leave_the_job_running() {
+    let seen = AtomicU32::new(0);
+    let result = std::panic::catch_unwind(|| {
+        run(&sh("sleep 30"), &Cancel::new(), |pid| {
+            seen.store(pid, Ordering::SeqCst);
+            panic!("recording the pid failed");
+        })
+    });
+    assert!(result.is_err());
+    let pgid = seen.load(Ordering::SeqCst) as libc::pid_t;
+    assert!(group::wait_gone(pgid, Some(Instant::now() + QUICK)));
+}
+
+#[test]
+fn handles_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Cancel>();
+    send_sync::<Spec>();
+    send_sync::<Outcome>();
+}
