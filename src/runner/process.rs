@@ -1,3 +1,0 @@
-//! One child process in its own process group: clean environment, captured output, timeout, rusage.
-//!
-//! PLACEHOLDER: replaced by the real implementation.

@@ -1,0 +1,336 @@
+//! One child process in its own process group: clean environment, captured output, timeout, rusage.
+//!
+//! [`run`] spawns the program as the leader of a new process group, so every process it starts
+//! can be signalled at once. A timeout or a [`Cancel`] sends TERM to the group, waits the grace
+//! period, then sends KILL. When the leader exits on its own, what it left behind in its group is
+//! stopped the same way (as systemd does for a unit). The leader is reaped with `wait4` for its
+//! rusage. Output (stdout and stderr on one pipe, in order) is read by a thread into a capture of
+//! bounded size, and optionally streamed to a live log file.
+
+mod cancel;
+mod group;
+mod output;
+mod reader;
+#[cfg(test)]
+mod tests;
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use cancel::Cancel;
+pub use group::{group_alive, kill_group};
+
+use output::{Capture, LiveLog};
+use reader::Reader;
+
+/// What callers use for [`Spec::grace`] unless told otherwise.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// What callers use for [`Spec::output_cap`] unless told otherwise (1 MiB).
+pub const DEFAULT_OUTPUT_CAP: usize = 1024 * 1024;
+
+/// What to run and under which limits.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Already resolved absolute path.
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// The complete environment: nothing is inherited from the runner.
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    /// Then TERM to the whole process group. `Duration::MAX` means no timeout.
+    pub timeout: Duration,
+    /// After TERM, wait this long, then KILL the group.
+    pub grace: Duration,
+    /// Bytes kept of combined stdout+stderr: the first half and the last half.
+    pub output_cap: usize,
+    /// If set, output is appended to this file as it arrives (for `cronmgr logs --follow`),
+    /// up to `output_cap` bytes and a one-line marker.
+    pub live_log: Option<PathBuf>,
+    /// Stdin from /dev/null; otherwise inherited from the runner.
+    pub stdin_null: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Exited(i32),
+    Signaled(i32),
+    TimedOut,
+    /// Stopped through the [`Cancel`] handle.
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub ending: Ending,
+    /// The code, or 128+signal when killed by a signal (as shells report it); also set for
+    /// `TimedOut` and `Cancelled`, from how the leader ended.
+    pub exit_code: Option<i32>,
+    /// Capped as [`Spec::output_cap`] says, with a marker line where bytes were left out;
+    /// bytes that are not UTF-8 are replaced by U+FFFD.
+    pub output: String,
+    /// Total bytes the child wrote, kept or not.
+    pub output_bytes: u64,
+    /// Wall time, spawn to reap.
+    pub duration: Duration,
+    /// Peak resident memory of the leader and its reaped descendants (rusage `ru_maxrss`).
+    pub max_rss_mb: f64,
+    /// User+system CPU time over wall time, in % of one core.
+    pub cpu_percent: f64,
+    pub pid: u32,
+}
+
+/// What the waiting loop hears: the leader was reaped, or the cancel handle fired.
+#[derive(Debug)]
+enum Event {
+    Reaped(io::Result<Reaped>),
+    Cancel,
+}
+
+#[derive(Debug)]
+struct Reaped {
+    status: libc::c_int,
+    rusage: libc::rusage,
+    at: Instant,
+}
+
+/// Spawn and wait. `on_spawn` is called with the pid (== pgid) right after the spawn, before
+/// waiting (the caller records it in the database).
+///
+/// Errors: the program cannot be spawned (missing, not executable, bad working directory), the
+/// live log cannot be opened, or the runner could not start its threads or reap the child.
+pub fn run(spec: &Spec, cancel: &Cancel, on_spawn: impl FnOnce(u32)) -> io::Result<Outcome> {
+    let live_log = match &spec.live_log {
+        Some(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| with_path(e, "opening live log", path))?;
+            Some(LiveLog::new(file, path.clone(), spec.output_cap))
+        }
+        None => None,
+    };
+    if let Some(cwd) = &spec.cwd {
+        // std reports a missing cwd like a missing program; say which one it was.
+        if !cwd.is_dir() {
+            let err = io::Error::new(io::ErrorKind::NotFound, "no such directory");
+            return Err(with_path(err, "working directory", cwd));
+        }
+    }
+
+    let (read_end, write_end) = reader::pipe()?;
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .process_group(0)
+        .stdin(if spec.stdin_null {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        })
+        .stderr(Stdio::from(write_end.try_clone()?))
+        .stdout(Stdio::from(write_end));
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
+    let started = Instant::now();
+    let child = command
+        .spawn()
+        .map_err(|e| with_path(e, "starting", &spec.program))?;
+    // Our copies of the pipe's write end live in `command`: close them, or EOF never comes.
+    drop(command);
+    let pid = child.id();
+    // Reaped by wait4 below, not by std: dropping the handle neither waits nor kills.
+    drop(child);
+    let pgid = libc::pid_t::try_from(pid)
+        .map_err(|_| io::Error::other(format!("child pid {pid} out of range")))?;
+    let _unwinding = KillOnUnwind(pgid);
+
+    let (events, heard) = mpsc::channel();
+    let cancel_events = events.clone();
+    let waiter = thread::Builder::new()
+        .name(format!("job-wait-{pid}"))
+        .spawn(move || {
+            let _ = events.send(Event::Reaped(wait4(pgid)));
+        });
+    if let Err(err) = waiter {
+        // Nobody would reap the child: kill the group and reap it here.
+        group::signal(pgid, libc::SIGKILL);
+        let _ = wait4(pgid);
+        return Err(err);
+    }
+    let reader = match Reader::start(read_end, spec.output_cap, live_log) {
+        Ok(reader) => reader,
+        Err(err) => {
+            group::signal(pgid, libc::SIGKILL);
+            let _ = heard.recv();
+            return Err(err);
+        }
+    };
+    on_spawn(pid);
+
+    let waited = {
+        let _subscription = cancel.subscribe(cancel_events);
+        wait(&heard, pgid, started.checked_add(spec.timeout), spec.grace)
+    };
+    // Whatever the leader left in its group goes the way the group would have gone.
+    if group_alive(pid) {
+        tracing::debug!(pgid, "stopping what the job left running in its group");
+        group::stop(pgid, spec.grace);
+    }
+    let capture = reader.finish()?;
+    let (reaped, stopped) = waited?;
+    Ok(outcome(pid, started, reaped, stopped, capture))
+}
+
+/// Kills the group if `run` unwinds (a panicking `on_spawn`): a job must not outlive its worker
+/// unseen. The detached waiter thread still reaps the leader.
+struct KillOnUnwind(libc::pid_t);
+
+impl Drop for KillOnUnwind {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            group::signal(self.0, libc::SIGKILL);
+        }
+    }
+}
+
+/// Wait for the leader; on timeout or cancel, stop the group. Returns how the leader was reaped
+/// and, if it was stopped, why.
+fn wait(
+    heard: &Receiver<Event>,
+    pgid: libc::pid_t,
+    deadline: Option<Instant>,
+    grace: Duration,
+) -> io::Result<(Reaped, Option<Ending>)> {
+    let why = match next_event(heard, deadline) {
+        Ok(Event::Reaped(reaped)) => return Ok((reaped?, None)),
+        Ok(Event::Cancel) => Ending::Cancelled,
+        Err(RecvTimeoutError::Timeout) => Ending::TimedOut,
+        Err(RecvTimeoutError::Disconnected) => return Err(waiter_gone(pgid)),
+    };
+    tracing::debug!(pgid, ?why, "terminating process group");
+    group::signal(pgid, libc::SIGTERM);
+    let kill_at = Instant::now().checked_add(grace);
+    let mut reaped = None;
+    loop {
+        match next_event(heard, kill_at) {
+            Ok(Event::Reaped(r)) => {
+                reaped = Some(r?);
+                break;
+            }
+            Ok(Event::Cancel) => {} // already stopping
+            Err(RecvTimeoutError::Timeout) => break,
+            Err(RecvTimeoutError::Disconnected) => return Err(waiter_gone(pgid)),
+        }
+    }
+    // The leader's exit does not end the grace of the rest of the group.
+    if reaped.is_none() || !group::wait_gone(pgid, kill_at) {
+        tracing::debug!(pgid, "process group outlived its grace period, killing it");
+        group::signal(pgid, libc::SIGKILL);
+    }
+    let reaped = match reaped {
+        Some(reaped) => reaped,
+        // KILL cannot be caught: this returns as soon as the kernel has ended the leader.
+        None => loop {
+            match next_event(heard, None) {
+                Ok(Event::Reaped(r)) => break r?,
+                Ok(Event::Cancel) => {}
+                Err(_) => return Err(waiter_gone(pgid)),
+            }
+        },
+    };
+    Ok((reaped, Some(why)))
+}
+
+/// The next event, waiting until `until` at most (None: as long as it takes).
+fn next_event(heard: &Receiver<Event>, until: Option<Instant>) -> Result<Event, RecvTimeoutError> {
+    match until {
+        Some(at) => heard.recv_timeout(at.saturating_duration_since(Instant::now())),
+        None => heard.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    }
+}
+
+fn waiter_gone(pgid: libc::pid_t) -> io::Error {
+    group::signal(pgid, libc::SIGKILL);
+    io::Error::other("the thread waiting for the child ended without reaping it")
+}
+
+/// Reap `pid` with its rusage, retrying on EINTR.
+fn wait4(pid: libc::pid_t) -> io::Result<Reaped> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain integers; all zeroes is a valid value.
+    let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: status and rusage are valid, writable, and live for the whole call.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut rusage) };
+        if rc == pid {
+            return Ok(Reaped {
+                status,
+                rusage,
+                at: Instant::now(),
+            });
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+fn outcome(
+    pid: u32,
+    started: Instant,
+    reaped: Reaped,
+    stopped: Option<Ending>,
+    capture: Capture,
+) -> Outcome {
+    let status = reaped.status;
+    let (ended, exit_code) = if libc::WIFEXITED(status) {
+        let code = libc::WEXITSTATUS(status);
+        (Ending::Exited(code), code)
+    } else {
+        // wait4 without WUNTRACED/WCONTINUED reports only exits and deaths by signal.
+        let sig = libc::WTERMSIG(status);
+        (Ending::Signaled(sig), 128 + sig)
+    };
+    let duration = reaped.at.saturating_duration_since(started);
+    let cpu = seconds(reaped.rusage.ru_utime) + seconds(reaped.rusage.ru_stime);
+    let wall = duration.as_secs_f64();
+    Outcome {
+        ending: stopped.unwrap_or(ended),
+        exit_code: Some(exit_code),
+        output_bytes: capture.total(),
+        output: capture.into_text(),
+        duration,
+        max_rss_mb: max_rss_mb(reaped.rusage.ru_maxrss),
+        cpu_percent: if wall > 0.0 { cpu / wall * 100.0 } else { 0.0 },
+        pid,
+    }
+}
+
+fn seconds(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+/// `ru_maxrss` is in KiB on Linux and the BSDs, in bytes on macOS.
+fn max_rss_mb(maxrss: libc::c_long) -> f64 {
+    let kib = if cfg!(target_os = "macos") {
+        maxrss as f64 / 1024.0
+    } else {
+        maxrss as f64
+    };
+    kib / 1024.0
+}
+
+fn with_path(err: io::Error, what: &str, path: &std::path::Path) -> io::Error {
+    io::Error::new(err.kind(), format!("{what} {}: {err}", path.display()))
+}
