@@ -9,7 +9,9 @@
 //! - Wildcard jobs: every real instant whose wall-clock time matches, so nothing in a skipped
 //!   hour and both passes of a repeated one.
 
-use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc,
+};
 use chrono_tz::Tz;
 
 use super::{CronTimes, Schedule};
@@ -39,6 +41,12 @@ fn seconds(n: i32) -> Duration {
 /// The wall-clock time `naive` at a fixed `offset`, as an instant.
 fn at_offset(naive: NaiveDateTime, offset: i32) -> DateTime<Utc> {
     (naive - seconds(offset)).and_utc()
+}
+
+/// Instants the search handles: croner's calendar ends in year 5000, and keeping well inside
+/// chrono's range lets the arithmetic below stay unchecked.
+fn searchable(instant: DateTime<Utc>) -> bool {
+    (2..=4900).contains(&instant.year())
 }
 
 fn floor_second(instant: DateTime<Utc>) -> DateTime<Utc> {
@@ -99,6 +107,9 @@ pub(crate) fn next_fixed(cron: &CronTimes, after: DateTime<Utc>, tz: Tz) -> Opti
     // Fire times are whole seconds: the first one after `after` is the first one after its
     // second. For a fixed-time job the mapping from wall clock to instant never goes backwards,
     // so walking the wall clock from `after`'s own finds every candidate in order.
+    if !searchable(after) {
+        return None;
+    }
     let after = floor_second(after);
     let horizon = after + Duration::days(HORIZON_DAYS);
     let mut wall = after.with_timezone(&tz).naive_local();
@@ -136,6 +147,9 @@ pub(crate) fn next_wildcard(
     // Walk stretches of constant offset: within one, wall clock and instant move together, so
     // croner's next wall-clock match is the next instant unless an offset change comes first.
     // Then start again at the change, whose wall clock may have gone back (a repeated hour).
+    if !searchable(after) {
+        return None;
+    }
     let after = floor_second(after);
     let horizon = after + Duration::days(HORIZON_DAYS);
     let mut from = after;
@@ -166,6 +180,9 @@ pub(crate) fn next_wildcard(
 /// Wildcard jobs in a repeated hour: "…; runs in both passes". `None` otherwise.
 pub fn dst_note(schedule: &Schedule, instant: DateTime<Utc>, tz: Tz) -> Option<String> {
     let cron = schedule.cron.as_ref()?;
+    if !searchable(instant) {
+        return None;
+    }
     let instant = floor_second(instant);
     let wall = instant.with_timezone(&tz).naive_local();
     let clock = |t: NaiveDateTime| {

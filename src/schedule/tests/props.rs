@@ -71,8 +71,8 @@ proptest! {
     fn next_after_is_strictly_increasing(
         expr in expression_strategy(),
         tz in zone_strategy(),
-        // 2025-01-01 .. 2035-01-01, with DST-change days over-represented by chance alone.
-        start in 1_735_689_600i64..2_051_222_400i64,
+        // 1900 .. 2100: historic zone rules included.
+        start in -2_208_988_800i64..4_102_444_800i64,
     ) {
         let schedule = Schedule::parse(&expr).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut cursor = Utc.timestamp_opt(start, 0).single().ok_or_else(|| TestCaseError::fail("bad start"))?;
@@ -180,5 +180,32 @@ proptest! {
         }
         let got = schedule.next_after(cursor, tz);
         prop_assert!(got.is_none_or(|g| g > end), "{} in {}: extra fire {:?} after {}", expr, tz, got, cursor);
+    }
+}
+
+#[test]
+fn extreme_instants_do_not_panic() {
+    let extremes = [
+        DateTime::<Utc>::MIN_UTC,
+        DateTime::<Utc>::MAX_UTC,
+        utc("0001-01-01T00:00:00Z"),
+        utc("4999-12-31T23:00:00Z"),
+        utc("9999-12-31T23:59:59Z"),
+    ];
+    for expr in [
+        "* * * * *",
+        "30 2 * * *",
+        "0 0 29 2 *",
+        "*/10 * * * * *",
+        "@reboot",
+    ] {
+        let schedule = Schedule::parse(expr).expect("valid");
+        for tz in [Tz::UTC, MADRID, Tz::Pacific__Kiritimati, Tz::Etc__GMTPlus12] {
+            for instant in extremes {
+                let _ = schedule.next_after(instant, tz);
+                let _ = schedule.fires_between(instant, DateTime::<Utc>::MAX_UTC, tz, 3);
+                let _ = crate::schedule::dst_note(&schedule, instant, tz);
+            }
+        }
     }
 }
