@@ -114,13 +114,16 @@ fn describe_time(cron: &CronTimes) -> String {
         Shape::Every if !clauses.is_empty() => {}
         Shape::Every => clauses.push("every minute".to_string()),
         Shape::EveryN(n) => clauses.push(format!("every {n} minutes")),
+        Shape::Listed(words) if !clauses.is_empty() => {
+            clauses.push(format!("during minute {words}"));
+        }
         Shape::Listed(words) => clauses.push(format!("at minute {words}")),
     }
     let joiner = if minute_is_every { "during" } else { "of" };
     match shape(&cron.hour) {
         Shape::Every if minute_repeats => {}
         Shape::Every => clauses.push(format!("{joiner} every hour")),
-        Shape::EveryN(n) => clauses.push(format!("{joiner} every {n}th hour from 00:00")),
+        Shape::EveryN(n) => clauses.push(format!("{joiner} every {} hour", ordinal(n))),
         Shape::Listed(words) => clauses.push(format!("{joiner} hour {words}")),
     }
     capitalize(&clauses.join(" "))
@@ -163,8 +166,7 @@ fn list(spec: &FieldSpec, conjunction: &str) -> String {
         .iter()
         .filter(|item| **item != Item::Last)
         .map(|item| match *item {
-            Item::Every { step: 1 } => "every one".to_string(),
-            Item::Every { step } => format!("every {step}"),
+            Item::Every { step } => every(spec, step),
             Item::Value(v) => name(spec.field, v),
             Item::Range { from, to, step: 1 } => {
                 format!("{} to {}", name(spec.field, from), name(spec.field, to))
@@ -178,6 +180,50 @@ fn list(spec: &FieldSpec, conjunction: &str) -> String {
         })
         .collect();
     join(&words, conjunction)
+}
+
+/// `*` or `*/n` inside a list: weekdays and months by name, other fields as "every 15th minute".
+fn every(spec: &FieldSpec, step: u32) -> String {
+    let (min, max) = spec.field.bounds();
+    match spec.field {
+        Field::DayOfWeek | Field::Month => {
+            let last = if spec.field == Field::DayOfWeek {
+                6
+            } else {
+                max
+            };
+            let names: Vec<String> = (min..=last)
+                .step_by(step as usize)
+                .map(|v| name(spec.field, v))
+                .collect();
+            join(&names, "and")
+        }
+        _ => {
+            let unit = match spec.field {
+                Field::Second => "second",
+                Field::Minute => "minute",
+                Field::Hour => "hour",
+                _ => "day",
+            };
+            if step == 1 {
+                format!("every {unit}")
+            } else {
+                format!("every {} {unit}", ordinal(step))
+            }
+        }
+    }
+}
+
+/// 1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st, …
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 fn name(field: Field, value: u32) -> String {
@@ -255,6 +301,23 @@ mod tests {
         assert_eq!(
             describe("0 9-17 * * *"),
             "At minute 0 of hour 9 to 17, every day"
+        );
+        assert_eq!(describe("0 */2 * * *"), "At minute 0 of every 2nd hour");
+        assert_eq!(
+            describe("0 0 * * */2"),
+            "At 00:00, on Sunday, Tuesday, Thursday and Saturday"
+        );
+        assert_eq!(
+            describe("0 0 1 */3 *"),
+            "At 00:00, on day 1 of the month, in January, April, July and October"
+        );
+        assert_eq!(
+            describe("*/10 30 2 * * *"),
+            "Every 10 seconds during minute 30 of hour 2, every day"
+        );
+        assert_eq!(
+            describe("0 12 1 * 1-5"),
+            "At 12:00, on day 1 of the month and on every Monday to Friday"
         );
     }
 }
