@@ -1,83 +1,314 @@
 //! Cron expressions with crontab (cronie) semantics on top of `croner`.
 //!
-//! PLACEHOLDER: a minimal version so the rest of the crate builds; the real layer (field
-//! validation, OR rule, DST classes, property tests) replaces this file.
+//! - [`parse`] checks every field with cronie's rules and our own messages, then hands croner a
+//!   normalized pattern of plain value lists.
+//! - [`dst`] turns croner's wall-clock matches into instants the way cronie does across daylight
+//!   saving changes (fixed-time jobs versus wildcard jobs).
+//! - [`describe`] says a schedule in plain English; [`zone`] finds time zones.
+//!
+//! Pure functions: no I/O except [`host_timezone`], the clock is always passed in.
 
-use std::str::FromStr;
+mod describe;
+mod dst;
+mod parse;
+mod zone;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
+use croner::parser::{CronParser, Seconds, Year};
+
+pub use dst::dst_note;
+pub use parse::{Field, FieldProblem};
+pub use zone::{host_timezone, parse_timezone};
+
+use parse::FieldSpec;
+
+/// The macros crontab accepts, and what each stands for.
+const MACROS: [(&str, &str); 7] = [
+    ("@yearly", "0 0 1 1 *"),
+    ("@annually", "0 0 1 1 *"),
+    ("@monthly", "0 0 1 * *"),
+    ("@weekly", "0 0 * * 0"),
+    ("@daily", "0 0 * * *"),
+    ("@midnight", "0 0 * * *"),
+    ("@hourly", "0 * * * *"),
+];
+
+const FIELDS_HELP: &str =
+    "minute hour day-of-month month day-of-week, optionally after a leading second field";
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ScheduleError {
+    /// The schedule as a whole is malformed (empty, wrong number of fields, unknown macro).
     #[error("invalid schedule {expr:?}: {reason}")]
     Invalid { expr: String, reason: String },
+    /// One field is malformed.
+    #[error("invalid schedule {expr:?}: {}", .problem.render(*.field, .text))]
+    Field {
+        expr: String,
+        field: Field,
+        text: String,
+        problem: FieldProblem,
+    },
     #[error(
         "unknown time zone {0:?} (use an IANA name such as UTC, Europe/Madrid or America/New_York)"
     )]
     UnknownTimezone(String),
 }
 
+/// A parsed crontab schedule.
 #[derive(Debug, Clone)]
 pub struct Schedule {
     source: String,
-    cron: Option<croner::Cron>,
+    cron: Option<Box<CronTimes>>,
+}
+
+/// The time fields of a schedule that is not `@reboot`.
+#[derive(Debug, Clone)]
+struct CronTimes {
+    /// `None` for the 5-field form.
+    second: Option<FieldSpec>,
+    minute: FieldSpec,
+    hour: FieldSpec,
+    day_of_month: FieldSpec,
+    month: FieldSpec,
+    day_of_week: FieldSpec,
+    /// Croner, fed the normalized pattern; only ever used on wall-clock (naive) times.
+    engine: croner::Cron,
+    /// False when no day of any selected month can ever match (`0 0 30 2 *`).
+    satisfiable: bool,
 }
 
 impl Schedule {
-    pub fn parse(expr: &str) -> Result<Self, ScheduleError> {
-        let expr = expr.trim();
-        if expr == "@reboot" {
+    /// Parses a crontab schedule: 5 fields, 6 with a leading second field, or a macro.
+    pub fn parse(expr: &str) -> Result<Schedule, ScheduleError> {
+        let source = expr.trim();
+        let invalid = |reason: String| ScheduleError::Invalid {
+            expr: source.to_string(),
+            reason,
+        };
+        if source.is_empty() {
+            return Err(invalid(format!(
+                "it is empty (expected 5 fields: {FIELDS_HELP})"
+            )));
+        }
+        if source.starts_with('@') {
+            if source.eq_ignore_ascii_case("@reboot") {
+                return Ok(Schedule {
+                    source: source.to_string(),
+                    cron: None,
+                });
+            }
+            let expansion = MACROS
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(source))
+                .map(|(_, expansion)| *expansion)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = MACROS.iter().map(|(name, _)| *name).collect();
+                    invalid(format!(
+                        "unknown macro (accepted: @reboot, {}; a macro stands alone)",
+                        names.join(", ")
+                    ))
+                })?;
+            let cron = CronTimes::parse(source, expansion)?;
             return Ok(Schedule {
-                source: expr.into(),
-                cron: None,
+                source: source.to_string(),
+                cron: Some(Box::new(cron)),
             });
         }
-        let cron = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Optional)
-            .build()
-            .parse(expr)
-            .map_err(|e| ScheduleError::Invalid {
-                expr: expr.into(),
-                reason: e.to_string(),
-            })?;
+        let cron = CronTimes::parse(source, source)?;
         Ok(Schedule {
-            source: expr.into(),
-            cron: Some(cron),
+            source: source.to_string(),
+            cron: Some(Box::new(cron)),
         })
     }
 
+    /// The expression as the user wrote it (trimmed).
     pub fn as_str(&self) -> &str {
         &self.source
     }
 
+    /// `@reboot`: runs when the runner starts, never has a next time.
     pub fn is_reboot(&self) -> bool {
         self.cron.is_none()
     }
 
+    /// Cronie's DST class: true unless the minute or hour field starts with `*`.
+    ///
+    /// A fixed-time job whose wall-clock time is skipped by a forward change runs once right
+    /// after the change, and in a repeated hour runs only in the first pass. A wildcard job runs
+    /// at every real instant whose wall-clock time matches.
+    pub fn is_fixed_time(&self) -> bool {
+        self.cron
+            .as_ref()
+            .is_some_and(|c| !c.minute.starts_with_star() && !c.hour.starts_with_star())
+    }
+
+    /// The 6-field form, with a leading second field.
+    pub fn has_seconds(&self) -> bool {
+        self.cron.as_ref().is_some_and(|c| c.second.is_some())
+    }
+
+    /// Plain English, e.g. "At 03:00, every day".
     pub fn describe(&self) -> String {
         match &self.cron {
-            Some(c) => c.describe(),
-            None => "when the runner starts".into(),
+            Some(c) => describe::describe(c),
+            None => "when the runner starts".to_string(),
         }
     }
 
+    /// First fire instant strictly after `after`, for a job in zone `tz`. `None` for `@reboot`,
+    /// and when nothing fires within [`dst::HORIZON_DAYS`] days.
     pub fn next_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         let cron = self.cron.as_ref()?;
-        cron.find_next_occurrence(&after.with_timezone(&tz), false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
+        if !cron.satisfiable {
+            return None;
+        }
+        if self.is_fixed_time() {
+            dst::next_fixed(cron, after, tz)
+        } else {
+            dst::next_wildcard(cron, after, tz)
+        }
+    }
+
+    /// Fire instants in `(from, to]`, at most `limit` of them, in order.
+    pub fn fires_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        tz: Tz,
+        limit: usize,
+    ) -> Vec<DateTime<Utc>> {
+        let mut fires = Vec::new();
+        let mut cursor = from;
+        while fires.len() < limit {
+            match self.next_after(cursor, tz) {
+                Some(next) if next <= to => {
+                    fires.push(next);
+                    cursor = next;
+                }
+                _ => break,
+            }
+        }
+        fires
     }
 }
 
-pub fn parse_timezone(name: &str) -> Result<Tz, ScheduleError> {
-    Tz::from_str(name).map_err(|_| ScheduleError::UnknownTimezone(name.to_string()))
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)
+    }
 }
 
-pub fn host_timezone() -> Tz {
-    Tz::UTC
+impl std::str::FromStr for Schedule {
+    type Err = ScheduleError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Schedule::parse(s)
+    }
 }
 
-pub fn dst_note(_schedule: &Schedule, _instant: DateTime<Utc>, _tz: Tz) -> Option<String> {
-    None
+impl CronTimes {
+    /// Parses `fields` (the source, or a macro's expansion); errors quote `source`.
+    fn parse(source: &str, fields: &str) -> Result<CronTimes, ScheduleError> {
+        let invalid = |reason: String| ScheduleError::Invalid {
+            expr: source.to_string(),
+            reason,
+        };
+        let parts: Vec<&str> = fields
+            .split([' ', '\t'])
+            .filter(|part| !part.is_empty())
+            .collect();
+        let (second_text, rest) = match parts.len() {
+            5 => (None, &parts[..]),
+            6 => (Some(parts[0]), &parts[1..]),
+            7 => {
+                return Err(invalid(format!(
+                    "found 7 fields, but a year field is not supported (expected {FIELDS_HELP})"
+                )))
+            }
+            n => {
+                return Err(invalid(format!(
+                    "found {n} fields (expected 5: {FIELDS_HELP})"
+                )))
+            }
+        };
+        let field = |field: Field, text: &str| {
+            parse::parse_field(field, text).map_err(|problem| ScheduleError::Field {
+                expr: source.to_string(),
+                field,
+                text: text.to_string(),
+                problem,
+            })
+        };
+        let second = second_text
+            .map(|text| field(Field::Second, text))
+            .transpose()?;
+        let minute = field(Field::Minute, rest[0])?;
+        let hour = field(Field::Hour, rest[1])?;
+        let day_of_month = field(Field::DayOfMonth, rest[2])?;
+        let month = field(Field::Month, rest[3])?;
+        let day_of_week = field(Field::DayOfWeek, rest[4])?;
+
+        // Cronie: when either day field starts with `*`, a day must match both; otherwise
+        // either. Croner's own test only looks for a bare `*`, so `*/2` would be OR there.
+        let dom_and_dow = day_of_month.starts_with_star() || day_of_week.starts_with_star();
+        let normalized = format!(
+            "{} {} {} {} {} {}",
+            second
+                .as_ref()
+                .map_or_else(|| "0".to_string(), FieldSpec::normalized),
+            minute.normalized(),
+            hour.normalized(),
+            day_of_month.normalized(),
+            month.normalized(),
+            day_of_week.normalized(),
+        );
+        let engine = CronParser::builder()
+            .seconds(Seconds::Required)
+            .year(Year::Disallowed)
+            .dom_and_dow(dom_and_dow)
+            .build()
+            .parse(&normalized)
+            .map_err(|e| invalid(format!("the cron engine refused {normalized:?}: {e}")))?;
+        let satisfiable = days_can_match(&day_of_month, &month, &day_of_week);
+        Ok(CronTimes {
+            second,
+            minute,
+            hour,
+            day_of_month,
+            month,
+            day_of_week,
+            engine,
+            satisfiable,
+        })
+    }
+
+    /// The first wall-clock time matching the pattern after `start` (or at it, if `inclusive`).
+    fn next_naive(&self, start: NaiveDateTime, inclusive: bool) -> Option<NaiveDateTime> {
+        self.engine.find_next_occurrence(&start, inclusive).ok()
+    }
+
+    fn matches_naive(&self, time: NaiveDateTime) -> bool {
+        self.engine.is_time_matching(&time).unwrap_or(false)
+    }
 }
+
+/// Whether any day can ever match, so croner is never sent searching to year 5000.
+///
+/// Day-of-month starting with `*` always holds the 1st; in OR mode a restricted day-of-week adds
+/// days of its own. Otherwise (day-of-week starts with `*`, AND mode) only day-of-month limits,
+/// and every weekday comes round eventually, so some selected month must have a selected day.
+fn days_can_match(day_of_month: &FieldSpec, month: &FieldSpec, day_of_week: &FieldSpec) -> bool {
+    if day_of_month.starts_with_star() || !day_of_week.starts_with_star() {
+        return true;
+    }
+    const LONGEST: [u32; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    (1..=12u32).filter(|m| month.contains(*m)).any(|m| {
+        let longest = LONGEST[(m - 1) as usize];
+        day_of_month.last || (1..=longest).any(|d| day_of_month.contains(d))
+    })
+}
+
+#[cfg(test)]
+mod tests;
