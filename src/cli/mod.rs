@@ -2,10 +2,14 @@
 
 mod add;
 mod edit;
+mod executions;
+mod follow;
 mod history;
 mod job_args;
 mod jobs;
 mod next;
+mod run;
+mod run_now;
 mod settings;
 mod show;
 
@@ -85,6 +89,16 @@ pub enum Command {
     Show(show::Args),
     /// Show a system's settings, or get or set one
     Settings(settings::Args),
+    /// The runner: fire due jobs until stopped (a systemd Type=notify service)
+    Run(run::Args),
+    /// Run a job now in the foreground, streaming its output
+    RunNow(run_now::Args),
+    /// Print an execution's output (--follow while it runs)
+    Logs(executions::LogsArgs),
+    /// Stop a running execution and everything it started
+    Kill(executions::KillArgs),
+    /// Delete history beyond the system's keep_executions and cleanup_days
+    Prune(executions::PruneArgs),
     /// Past executions, newest first
     History(history::Args),
     /// Print the next fire times of a schedule
@@ -150,6 +164,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show(args) => show::run(args, &ctx),
         Command::Settings(args) => settings::run(args, &ctx),
         Command::History(args) => history::run(args, &ctx),
+        Command::Run(args) => run::run(args, &ctx),
+        Command::RunNow(args) => run_now::run(args, &ctx),
+        Command::Logs(args) => executions::logs(args, &ctx),
+        Command::Kill(args) => executions::kill(args, &ctx),
+        Command::Prune(args) => executions::prune(args, &ctx),
         Command::Next(args) => next::next(args, &ctx),
         Command::Validate(args) => next::validate(args),
     }

@@ -10,7 +10,7 @@ use super::{
 
 const COLUMNS: &str = "e.id, e.job_id, j.name, j.system, e.status, e.scheduled_for, e.started_at, \
      e.finished_at, e.duration_ms, e.output, e.error_message, e.exit_code, e.triggered_by, e.attempt, \
-     e.memory_used_mb, e.cpu_used_percent, e.pid";
+     e.memory_used_mb, e.cpu_used_percent, e.pid, e.runner_pid";
 
 /// A row the runner inserts to claim a slot (or to record a slot it will not run).
 #[derive(Debug, Clone)]
@@ -54,6 +54,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Execution> {
         memory_used_mb: row.get(14)?,
         cpu_used_percent: row.get(15)?,
         pid: row.get(16)?,
+        runner_pid: row.get(17)?,
     })
 }
 
@@ -62,6 +63,29 @@ impl Store {
     /// row's id, or None when another runner (or an earlier pass) already has the slot.
     pub fn claim(&self, new: &NewExecution) -> Result<Option<i64>> {
         self.write(|conn| claim(conn, new))
+    }
+
+    /// Claim a slot and, in the same transaction, record that the job started now and when it
+    /// runs next. None when the slot is already taken.
+    pub fn claim_run(
+        &self,
+        new: &NewExecution,
+        next_run_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<i64>> {
+        self.write(|conn| {
+            let id = claim(conn, new)?;
+            if id.is_some() {
+                conn.prepare_cached(
+                    "UPDATE jobs SET last_run_at = coalesce(?2, last_run_at), next_run_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![
+                    new.job_id,
+                    new.started_at.map(fmt_time),
+                    next_run_at.map(fmt_time)
+                ])?;
+            }
+            Ok(id)
+        })
     }
 
     /// Claim several slots in one transaction (a burst of due jobs); one result per input.

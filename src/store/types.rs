@@ -187,7 +187,10 @@ pub struct Execution {
     pub attempt: u32,
     pub memory_used_mb: Option<f64>,
     pub cpu_used_percent: Option<f64>,
+    /// The process group of the execution's child.
     pub pid: Option<u32>,
+    /// The runner (or `run-now`) process that started it.
+    pub runner_pid: Option<u32>,
 }
 
 /// How an execution ended, as the runner reports it.

@@ -1,0 +1,164 @@
+//! `logs EXECUTION [--follow]`, `kill EXECUTION`, `prune [--dry-run]`.
+
+use std::time::Duration;
+
+use super::follow::follow;
+use super::Ctx;
+use crate::invalid;
+use crate::output;
+use crate::runner::{execute, process};
+use crate::store::Status;
+use crate::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// Execution id (from `cronmgr history`)
+    pub execution: i64,
+    /// Keep printing a running execution's output until it ends
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KillArgs {
+    /// Execution id (from `cronmgr history --status running`)
+    pub execution: i64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Only count what would be deleted
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn logs(args: LogsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let store = ctx.store()?;
+    let e = store.execution(args.execution)?;
+    if e.status != Status::Running {
+        let out = e.output.unwrap_or_default();
+        if ctx.global.json {
+            output::json(
+                &serde_json::json!({"execution": e.id, "status": e.status, "output": out}),
+            )?;
+        } else {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(out.as_bytes())?;
+            stdout.flush()?;
+        }
+        return Ok(ExitCode::Ok);
+    }
+    let path = execute::live_log_path(&ctx.db_path(), e.id);
+    if !args.follow {
+        let text = std::fs::read(&path).unwrap_or_default();
+        use std::io::Write;
+        std::io::stdout().write_all(&text)?;
+        return Ok(ExitCode::Ok);
+    }
+    let id = e.id;
+    let mut last_check = std::time::Instant::now();
+    let mut finished = false;
+    let found = follow(&path, Duration::from_secs(2), || {
+        if finished {
+            return true;
+        }
+        if last_check.elapsed() >= Duration::from_millis(200) {
+            last_check = std::time::Instant::now();
+            finished = store
+                .execution(id)
+                .map(|e| e.status != Status::Running)
+                .unwrap_or(true);
+        }
+        finished
+    })?;
+    if !found {
+        // It ended before we could open its live output: print what was recorded.
+        let e = store.execution(id)?;
+        output::text(&e.output.unwrap_or_default())?;
+    }
+    Ok(ExitCode::Ok)
+}
+
+pub fn kill(args: KillArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let store = ctx.store()?;
+    let e = store.execution(args.execution)?;
+    if e.system != ctx.system() {
+        invalid!(
+            "execution {} belongs to system {:?}, not {:?} (pass --system {})",
+            e.id,
+            e.system,
+            ctx.system(),
+            e.system
+        );
+    }
+    if e.status != Status::Running {
+        invalid!("execution {} is not running (it is {})", e.id, e.status);
+    }
+    let Some(pid) = e.pid else {
+        invalid!(
+            "execution {} has no process yet; try again in a moment",
+            e.id
+        );
+    };
+    let existed = process::kill_group(pid, execute::KILL_GRACE);
+    if ctx.global.json {
+        output::json(&serde_json::json!({"execution": e.id, "job": e.job, "killed": existed}))?;
+    } else if existed {
+        output::text(&format!(
+            "killed execution {} of {} (process group {pid})",
+            e.id, e.job
+        ))?;
+    } else {
+        output::text(&format!(
+            "execution {} of {} had no live process left; the runner records its end",
+            e.id, e.job
+        ))?;
+    }
+    Ok(ExitCode::Ok)
+}
+
+pub fn prune(args: PruneArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let store = ctx.store()?;
+    let s = store.settings(ctx.system())?;
+    let older =
+        (s.cleanup_days > 0).then(|| ctx.now() - chrono::Duration::days(s.cleanup_days as i64));
+    let keep = if s.keep_executions == 0 {
+        u64::MAX >> 1
+    } else {
+        s.keep_executions
+    };
+    let count = if args.dry_run {
+        store.prune_count(ctx.system(), keep, older)?
+    } else {
+        let mut total = 0;
+        loop {
+            let n = store.prune_batch(ctx.system(), keep, older, 1000, false)?;
+            total += n;
+            if n < 1000 {
+                break total;
+            }
+        }
+    };
+    if ctx.global.json {
+        output::json(
+            &serde_json::json!({"deleted": if args.dry_run { 0 } else { count }, "would_delete": count, "dry_run": args.dry_run}),
+        )?;
+    } else {
+        output::text(&format!(
+            "{} {count} executions (keeping the newest {} per job{})",
+            if args.dry_run {
+                "would delete"
+            } else {
+                "deleted"
+            },
+            s.keep_executions,
+            if s.cleanup_days > 0 {
+                format!(" and nothing older than {} days", s.cleanup_days)
+            } else {
+                String::new()
+            }
+        ))?;
+    }
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,190 @@
+//! `cronmgr run-now NAME [--no-retry] [--force]`: run a job in the foreground, streaming its output.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::follow::follow;
+use super::Ctx;
+use crate::invalid;
+use crate::output;
+use crate::runner::execute;
+use crate::runner::process::{self, Cancel};
+use crate::store::{Execution, NewExecution, Status, Trigger};
+use crate::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The job
+    pub name: String,
+    /// One attempt only, even if the job has retries
+    #[arg(long)]
+    pub no_retry: bool,
+    /// Run even if the job is running now and does not allow concurrent runs
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let store = ctx.store()?;
+    let job = store.job(ctx.system(), &args.name)?;
+    let settings = store.settings(ctx.system())?;
+    let config = ctx.config()?;
+    if !args.force && !job.allow_concurrent {
+        if let Some(e) = store.running(Some(job.id))?.first() {
+            invalid!(
+                "{} is running now (execution {}); wait for it, or pass --force to run it anyway",
+                job.name,
+                e.id
+            );
+        }
+    }
+    let cancel = Cancel::new();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        let interrupted = interrupted.clone();
+        let mut signals =
+            signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
+                .context("installing signal handlers")?;
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                interrupted.store(true, Ordering::SeqCst);
+                cancel.cancel();
+            }
+        });
+    }
+    let stream = !ctx.global.json && !ctx.global.quiet;
+    let first_started = ctx.now();
+    let mut attempt = 1;
+    let last: Execution = loop {
+        let now = ctx.now();
+        let Some(timeout) = execute::attempt_timeout(&job, &settings, first_started, now) else {
+            invalid!("max_runtime of {} is used up", job.name);
+        };
+        let id = store
+            .claim(&NewExecution {
+                job_id: job.id,
+                status: Status::Running,
+                scheduled_for: first_started,
+                started_at: Some(now),
+                triggered_by: if attempt == 1 {
+                    Trigger::Manual
+                } else {
+                    Trigger::Retry
+                },
+                attempt,
+                error_message: None,
+                runner_pid: Some(std::process::id()),
+            })?
+            .context("this run's slot was taken by another process")?;
+        let live_log = execute::live_log_path(&ctx.db_path(), id);
+        let spec = execute::spec(&execute::Context {
+            job: &job,
+            config,
+            execution_id: id,
+            attempt,
+            scheduled_for: first_started,
+            timeout,
+            live_log: Some(live_log.clone()),
+        });
+        let finish = match spec {
+            Err(refused) => {
+                let f = execute::not_started(format!("refused, not run: {refused}"), ctx.now());
+                store.finish(id, &f)?;
+                break store.execution(id)?;
+            }
+            Ok(spec) => {
+                if stream && attempt > 1 {
+                    eprintln!("--- attempt {attempt} ---");
+                }
+                let done = Arc::new(AtomicBool::new(false));
+                let follower = stream.then(|| {
+                    let done = done.clone();
+                    let path = live_log.clone();
+                    std::thread::spawn(move || {
+                        follow(&path, Duration::from_secs(5), || {
+                            done.load(Ordering::SeqCst)
+                        })
+                    })
+                });
+                let result = process::run(&spec, &cancel, |pid| {
+                    let _ = store.set_pid(id, pid);
+                });
+                done.store(true, Ordering::SeqCst);
+                if let Some(f) = follower {
+                    let _ = f.join();
+                }
+                let _ = std::fs::remove_file(&live_log);
+                match result {
+                    Ok(outcome) => execute::finish(&outcome, timeout, ctx.now()),
+                    Err(e) => execute::not_started(
+                        format!("cannot start {}: {e}", spec.program.display()),
+                        ctx.now(),
+                    ),
+                }
+            }
+        };
+        store.finish(id, &finish)?;
+        store.set_job_runs(job.id, Some(now), job.next_run_at)?;
+        let failed = matches!(finish.status, Status::Failed | Status::Timeout);
+        let execution = store.execution(id)?;
+        if !failed || args.no_retry || attempt > job.retries || interrupted.load(Ordering::SeqCst) {
+            break execution;
+        }
+        let delay = execute::retry_delay(&job, attempt + 1);
+        if stream {
+            eprintln!(
+                "{} ({}); retrying in {}",
+                finish.status,
+                finish.error_message.as_deref().unwrap_or(""),
+                crate::duration::Human(delay)
+            );
+        }
+        let until = std::time::Instant::now() + delay;
+        while std::time::Instant::now() < until && !interrupted.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100).min(until - std::time::Instant::now()));
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            break execution;
+        }
+        attempt += 1;
+    };
+    if ctx.global.json {
+        output::json(&last)?;
+    } else {
+        let tty = std::io::stderr().is_terminal();
+        let _ = tty;
+        eprintln!(
+            "{}: {} in {} (execution {}, attempt {}{}){}",
+            job.name,
+            last.status,
+            last.duration_ms
+                .map(
+                    |ms| crate::duration::Human(Duration::from_millis(ms.max(0) as u64))
+                        .to_string()
+                )
+                .unwrap_or_else(|| "0ms".into()),
+            last.id,
+            last.attempt,
+            last.exit_code
+                .map(|c| format!(", exit code {c}"))
+                .unwrap_or_default(),
+            last.error_message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default(),
+        );
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        return Ok(ExitCode::Interrupted);
+    }
+    Ok(match last.status {
+        Status::Success => ExitCode::Ok,
+        Status::Timeout => ExitCode::JobTimeout,
+        _ => ExitCode::JobFailed,
+    })
+}

@@ -1,0 +1,1029 @@
+//! The runner's loop: keep every active job's next slot, sleep until the earliest, claim and start
+//! due slots by priority within the concurrency caps, record how they end, retry, and stop cleanly.
+//!
+//! One thread owns the database and all scheduling state; each execution runs on its own worker
+//! thread, which only waits for its child process and reports back through a channel.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use super::clock::Clock;
+use super::execute;
+use super::notify::Notifier;
+use super::process::{self, Cancel, Outcome};
+use crate::config::Config;
+use crate::schedule::{self, Schedule};
+use crate::store::{
+    CatchUp, Finish, Job, JobFilter, NewExecution, Settings, Status, Store, Trigger,
+};
+
+/// A slot that passed while no runner was up is missed, however little: as with cron, a runner
+/// starting at 03:00:00.2 does not run the 03:00 job (unless its catch-up policy says so).
+const ON_TIME: chrono::Duration = chrono::Duration::zero();
+/// Wall-clock drift against the monotonic clock beyond this is a clock change (or sleep).
+const JUMP: chrono::Duration = chrono::Duration::seconds(5);
+/// Forward jumps under this run the fixed-time jobs of the gap once (as cronie does).
+const SMALL_JUMP: chrono::Duration = chrono::Duration::hours(3);
+/// The runner looks for changes made behind its back (and trims history) this often at most.
+const HOUSEKEEPING: Duration = Duration::from_secs(60);
+/// Most slots counted for one missed-run record.
+const MISSED_CAP: usize = 100_000;
+/// Rows deleted per retention batch.
+const PRUNE_BATCH: usize = 500;
+
+pub struct Options {
+    /// Fire what is due now (and catch-up per policy), wait for it, and return.
+    pub once: bool,
+    /// Overrides every system's max_concurrent_jobs with one cap for the whole runner.
+    pub max_concurrent: Option<usize>,
+    /// Where the database lives (for live logs).
+    pub db_path: PathBuf,
+    /// The config file to reload on SIGHUP.
+    pub config_path: Option<PathBuf>,
+}
+
+/// What a run did, for `--once` exit codes and logs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub started: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub missed: usize,
+}
+
+pub enum Event {
+    Spawned {
+        execution: i64,
+        pid: u32,
+    },
+    Finished {
+        execution: i64,
+        result: Result<Outcome, String>,
+    },
+    Signal(i32),
+}
+
+struct Entry {
+    job: Job,
+    schedule: Schedule,
+    tz: Tz,
+    next: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    job_id: i64,
+    priority: u8,
+    scheduled_for: DateTime<Utc>,
+    attempt: u32,
+    trigger: Trigger,
+    /// When a retry may start.
+    due: DateTime<Utc>,
+    /// When the first attempt started (max_runtime counts from here).
+    first_started: Option<DateTime<Utc>>,
+}
+
+impl Slot {
+    fn order(&self) -> (u8, DateTime<Utc>, i64, u32) {
+        (self.priority, self.scheduled_for, self.job_id, self.attempt)
+    }
+}
+
+impl PartialEq for Slot {
+    fn eq(&self, other: &Self) -> bool {
+        self.order() == other.order()
+    }
+}
+impl Eq for Slot {}
+impl PartialOrd for Slot {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Slot {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.order().cmp(&other.order())
+    }
+}
+
+struct Running {
+    slot: Slot,
+    system: String,
+    cancel: Cancel,
+    timeout: Duration,
+    live_log: PathBuf,
+}
+
+/// Why slots were not run on time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Gap {
+    /// The loop woke up late while running normally.
+    Late,
+    /// The runner was not running.
+    Down,
+    /// `run --once`: each job's pending slot is due now; the latest of several runs.
+    Once,
+    /// The clock jumped forward by less than SMALL_JUMP.
+    SmallJump(chrono::Duration),
+    /// The clock jumped forward a lot, or the machine slept.
+    LargeJump(chrono::Duration),
+}
+
+pub struct Engine<'c> {
+    store: Store,
+    config: Config,
+    clock: &'c dyn Clock,
+    opts: Options,
+    notifier: Notifier,
+    jobs: HashMap<i64, Entry>,
+    settings: HashMap<String, Settings>,
+    /// (next slot, job id), earliest first; stale pairs are skipped when popped.
+    timers: BinaryHeap<Reverse<(DateTime<Utc>, i64)>>,
+    /// Slots due and waiting for a free worker, most urgent first.
+    queue: BinaryHeap<Reverse<Slot>>,
+    /// Retries waiting for their delay.
+    retries: Vec<Slot>,
+    running: HashMap<i64, Running>,
+    /// Finish records the database refused (locked, full); written again later.
+    unrecorded: Vec<(i64, Finish)>,
+    tx: Sender<Event>,
+    rx: Receiver<Event>,
+    stop_deadline: Option<Instant>,
+    killed_on_stop: bool,
+    last_wall: DateTime<Utc>,
+    last_mono: Instant,
+    last_housekeeping: Instant,
+    data_version: i64,
+    prune_pending: bool,
+    summary: Summary,
+}
+
+impl<'c> Engine<'c> {
+    pub fn new(store: Store, config: Config, clock: &'c dyn Clock, opts: Options) -> Engine<'c> {
+        let (tx, rx) = mpsc::channel();
+        let now = clock.now();
+        Engine {
+            store,
+            config,
+            clock,
+            opts,
+            notifier: Notifier::from_env(),
+            jobs: HashMap::new(),
+            settings: HashMap::new(),
+            timers: BinaryHeap::new(),
+            queue: BinaryHeap::new(),
+            retries: Vec::new(),
+            running: HashMap::new(),
+            unrecorded: Vec::new(),
+            tx,
+            rx,
+            stop_deadline: None,
+            killed_on_stop: false,
+            last_wall: now,
+            last_mono: Instant::now(),
+            last_housekeeping: Instant::now(),
+            data_version: 0,
+            prune_pending: true,
+            summary: Summary::default(),
+        }
+    }
+
+    /// A sender for events from outside the loop (signals).
+    pub fn sender(&self) -> Sender<Event> {
+        self.tx.clone()
+    }
+
+    /// Run until stopped (or, with `once`, until what was due has finished).
+    pub fn run(mut self) -> anyhow::Result<Summary> {
+        let now = self.clock.now();
+        self.recover(now)?;
+        self.reload(now)?;
+        self.start_up(now)?;
+        self.data_version = self.data_version()?;
+        self.notifier
+            .send(&format!("READY=1\nSTATUS={}", self.status_line()));
+        tracing::info!(
+            jobs = self.jobs.len(),
+            pid = std::process::id(),
+            db = %self.opts.db_path.display(),
+            "runner ready"
+        );
+        loop {
+            let now = self.clock.now();
+            self.check_clock(now)?;
+            if self.stop_deadline.is_none() && !self.opts.once {
+                self.collect_due(now, Gap::Late)?;
+            }
+            self.collect_retries(now);
+            self.start_ready(now)?;
+            self.retry_unrecorded();
+            if self.stop_deadline.is_some() && self.running.is_empty() {
+                break;
+            }
+            if self.opts.once
+                && self.queue.is_empty()
+                && self.retries.is_empty()
+                && self.running.is_empty()
+            {
+                break;
+            }
+            let wait = self.wait_time(now);
+            match self.rx.recv_timeout(wait) {
+                Ok(event) => self.handle(event)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => unreachable!("the engine holds a sender"),
+            }
+            while let Ok(event) = self.rx.try_recv() {
+                self.handle(event)?;
+            }
+            self.housekeeping()?;
+            self.enforce_stop_deadline();
+        }
+        self.retry_unrecorded();
+        if !self.unrecorded.is_empty() {
+            tracing::error!(
+                count = self.unrecorded.len(),
+                "could not record some executions before exiting"
+            );
+        }
+        self.notifier.send("STOPPING=1");
+        tracing::info!(?self.summary, "runner stopped");
+        Ok(self.summary)
+    }
+
+    // ---- loading -------------------------------------------------------------------------
+
+    /// Executions left running by a runner (or run-now) that died: stop their process groups
+    /// and mark them interrupted.
+    fn recover(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        for e in self.store.running(None)? {
+            if e.runner_pid
+                .is_some_and(|p| p != std::process::id() && pid_alive(p))
+            {
+                continue; // still owned by a live runner (two runners forced onto one database)
+            }
+            if let Some(pid) = e.pid {
+                if process::group_alive(pid) {
+                    tracing::warn!(execution = e.id, pid, "stopping orphaned process group");
+                    process::kill_group(pid, execute::KILL_GRACE);
+                }
+            }
+            let why = match e.runner_pid {
+                Some(p) => format!("interrupted: the runner (pid {p}) stopped before it finished"),
+                None => "interrupted: the runner stopped before it finished".to_string(),
+            };
+            self.store.interrupt(e.id, now, &why)?;
+            tracing::warn!(execution = e.id, job = %e.job, "marked interrupted");
+        }
+        Ok(())
+    }
+
+    /// (Re)read settings and jobs. Unchanged jobs keep their next slot.
+    fn reload(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        self.settings.clear();
+        for system in self.store.systems()? {
+            let s = self.store.settings(&system)?;
+            self.settings.insert(system, s);
+        }
+        let jobs = self.store.jobs(&JobFilter {
+            active: Some(true),
+            ..Default::default()
+        })?;
+        let mut fresh = HashMap::with_capacity(jobs.len());
+        for job in jobs {
+            let settings = self.settings_for(&job.system);
+            if !settings.is_enabled {
+                continue;
+            }
+            let zone = if job.timezone.is_empty() {
+                settings.timezone.clone()
+            } else {
+                job.timezone.clone()
+            };
+            let (schedule, tz) = match (
+                Schedule::parse(&job.schedule),
+                schedule::parse_timezone(&zone),
+            ) {
+                (Ok(s), Ok(tz)) => (s, tz),
+                (Err(e), _) => {
+                    tracing::error!(job = %job.name, system = %job.system, error = %e, "not scheduling job");
+                    continue;
+                }
+                (_, Err(e)) => {
+                    tracing::error!(job = %job.name, system = %job.system, error = %e, "not scheduling job");
+                    continue;
+                }
+            };
+            let next = match self.jobs.remove(&job.id) {
+                Some(old) if old.job.updated_at == job.updated_at && old.tz == tz => old.next,
+                _ => schedule.next_after(now, tz),
+            };
+            if let Some(t) = next {
+                self.timers.push(Reverse((t, job.id)));
+            }
+            fresh.insert(
+                job.id,
+                Entry {
+                    job,
+                    schedule,
+                    tz,
+                    next,
+                },
+            );
+        }
+        self.jobs = fresh;
+        Ok(())
+    }
+
+    fn settings_for(&self, system: &str) -> Settings {
+        self.settings
+            .get(system)
+            .cloned()
+            .unwrap_or_else(|| Settings::defaults(system, schedule::host_timezone().name()))
+    }
+
+    /// At start: slots missed while no runner was up, catch-up, and @reboot jobs.
+    fn start_up(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let ids: Vec<i64> = self.jobs.keys().copied().collect();
+        for id in ids {
+            let entry = &self.jobs[&id];
+            if entry.schedule.is_reboot() {
+                let slot = self.slot(id, now, 1, Trigger::Schedule);
+                self.queue.push(Reverse(slot));
+                continue;
+            }
+            if let Some(stored) = entry.job.next_run_at.filter(|t| *t <= now) {
+                let gap = if self.opts.once { Gap::Once } else { Gap::Down };
+                self.handle_gap(id, stored, now, gap)?;
+            }
+        }
+        self.persist_next_runs()?;
+        Ok(())
+    }
+
+    fn slot(&self, job_id: i64, at: DateTime<Utc>, attempt: u32, trigger: Trigger) -> Slot {
+        Slot {
+            job_id,
+            priority: self.jobs.get(&job_id).map_or(5, |e| e.job.priority),
+            scheduled_for: at,
+            attempt,
+            trigger,
+            due: at,
+            first_started: None,
+        }
+    }
+
+    // ---- due slots -----------------------------------------------------------------------
+
+    /// Queue every slot that is due, handling any gap since a job's last known slot.
+    fn collect_due(&mut self, now: DateTime<Utc>, gap: Gap) -> anyhow::Result<()> {
+        let mut touched = false;
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if self.jobs.get(&id).and_then(|e| e.next) != Some(at) {
+                continue; // stale timer
+            }
+            self.handle_gap(id, at, now, gap)?;
+            touched = true;
+        }
+        if touched && self.opts.once {
+            self.persist_next_runs()?;
+        }
+        Ok(())
+    }
+
+    /// Slots of job `id` from `first` to `now`: run the right one, record the rest as missed,
+    /// and move the job's next slot past `now`.
+    fn handle_gap(
+        &mut self,
+        id: i64,
+        first: DateTime<Utc>,
+        now: DateTime<Utc>,
+        gap: Gap,
+    ) -> anyhow::Result<()> {
+        let entry = &self.jobs[&id];
+        let mut slots = vec![first];
+        slots.extend(
+            entry
+                .schedule
+                .fires_between(first, now, entry.tz, MISSED_CAP),
+        );
+        let latest = *slots.last().expect("slots has at least `first`");
+        let on_time = now - latest <= ON_TIME;
+        let job = &entry.job;
+        let within_deadline = job
+            .starting_deadline
+            .is_none_or(|d| (now - latest).num_seconds() <= d as i64);
+        let catch_up = job.catch_up == CatchUp::Latest && within_deadline;
+        let run_latest = match gap {
+            Gap::Late | Gap::Once => true,
+            Gap::Down | Gap::LargeJump(_) => on_time || catch_up,
+            Gap::SmallJump(_) => on_time || entry.schedule.is_fixed_time() || catch_up,
+        };
+        // The latest slot, when it runs, is on time unless it runs as a catch-up.
+        let latest_on_time = on_time
+            || matches!(gap, Gap::Late | Gap::Once)
+            || (matches!(gap, Gap::SmallJump(_)) && entry.schedule.is_fixed_time());
+        let late: &[DateTime<Utc>] = if run_latest && latest_on_time {
+            &slots[..slots.len() - 1]
+        } else {
+            &slots
+        };
+        if !late.is_empty() {
+            let why = match gap {
+                Gap::Late => "the runner was busy or blocked".to_string(),
+                Gap::Down => "the runner was not running".to_string(),
+                Gap::Once => "they came due before this `run --once`".to_string(),
+                Gap::SmallJump(d) | Gap::LargeJump(d) => format!(
+                    "the clock jumped forward by {} (clock change or the machine slept)",
+                    crate::duration::human_secs(d.num_seconds().max(0) as u64)
+                ),
+            };
+            let capped = if late.len() >= MISSED_CAP {
+                "at least "
+            } else {
+                ""
+            };
+            let what = if run_latest {
+                "; ran the latest once"
+            } else if job.catch_up == CatchUp::Latest {
+                "; too late to catch up (starting_deadline)"
+            } else {
+                ""
+            };
+            let message = format!(
+                "missed {capped}{} slot{} from {} to {}: {why}{what}",
+                late.len(),
+                if late.len() == 1 { "" } else { "s" },
+                crate::output::utc(late[0]),
+                crate::output::utc(late[late.len() - 1]),
+            );
+            tracing::warn!(job = %job.name, system = %job.system, "{message}");
+            self.store.claim(&NewExecution {
+                job_id: id,
+                status: Status::Missed,
+                scheduled_for: late[0],
+                started_at: None,
+                triggered_by: Trigger::Schedule,
+                attempt: 0,
+                error_message: Some(message),
+                runner_pid: Some(std::process::id()),
+            })?;
+            self.summary.missed += 1;
+        }
+        if run_latest {
+            self.enqueue(self.slot(id, latest, 1, Trigger::Schedule), now)?;
+        }
+        let entry = self.jobs.get_mut(&id).expect("checked above");
+        entry.next = entry.schedule.next_after(now, entry.tz);
+        if let Some(t) = entry.next {
+            self.timers.push(Reverse((t, id)));
+        }
+        Ok(())
+    }
+
+    /// Queue a due slot, unless the job may not overlap and already has one waiting.
+    fn enqueue(&mut self, slot: Slot, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let entry = &self.jobs[&slot.job_id];
+        if !entry.job.allow_concurrent && self.queue.iter().any(|s| s.0.job_id == slot.job_id) {
+            self.record_skipped(
+                &slot,
+                "the previous slot is still waiting for a free worker",
+                now,
+            )?;
+            return Ok(());
+        }
+        self.queue.push(Reverse(slot));
+        Ok(())
+    }
+
+    fn record_skipped(&mut self, slot: &Slot, why: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let claimed = self.store.claim(&NewExecution {
+            job_id: slot.job_id,
+            status: Status::Skipped,
+            scheduled_for: slot.scheduled_for,
+            started_at: Some(now),
+            triggered_by: slot.trigger,
+            attempt: slot.attempt,
+            error_message: Some(format!("skipped: {why}")),
+            runner_pid: Some(std::process::id()),
+        })?;
+        if claimed.is_some() {
+            self.summary.skipped += 1;
+            if let Some(e) = self.jobs.get(&slot.job_id) {
+                tracing::info!(job = %e.job.name, slot = %crate::output::utc(slot.scheduled_for), "skipped: {why}");
+            }
+        }
+        Ok(())
+    }
+
+    fn collect_retries(&mut self, now: DateTime<Utc>) {
+        let (due, waiting): (Vec<Slot>, Vec<Slot>) =
+            self.retries.drain(..).partition(|s| s.due <= now);
+        self.retries = waiting;
+        for slot in due {
+            self.queue.push(Reverse(slot));
+        }
+    }
+
+    /// Write the jobs' next slots (after start-up or a clock change, or in `--once`).
+    fn persist_next_runs(&mut self) -> anyhow::Result<()> {
+        let updates: Vec<(i64, Option<DateTime<Utc>>)> = self
+            .jobs
+            .iter()
+            .filter(|(_, e)| e.job.next_run_at != e.next)
+            .map(|(id, e)| (*id, e.next))
+            .collect();
+        if !updates.is_empty() {
+            self.store.set_next_runs(&updates)?;
+            for (id, next) in updates {
+                if let Some(e) = self.jobs.get_mut(&id) {
+                    e.job.next_run_at = next;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- starting ------------------------------------------------------------------------
+
+    fn running_in(&self, system: &str) -> usize {
+        self.running.values().filter(|r| r.system == system).count()
+    }
+
+    fn start_ready(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        if self.stop_deadline.is_some() {
+            return Ok(());
+        }
+        let mut blocked = Vec::new();
+        while let Some(Reverse(slot)) = self.queue.pop() {
+            if let Some(cap) = self.opts.max_concurrent {
+                if self.running.len() >= cap {
+                    self.queue.push(Reverse(slot));
+                    break;
+                }
+            }
+            let Some(entry) = self.jobs.get(&slot.job_id) else {
+                continue; // removed or disabled since it was queued
+            };
+            let system = entry.job.system.clone();
+            if self.opts.max_concurrent.is_none() {
+                let cap = self.settings_for(&system).max_concurrent_jobs as usize;
+                if self.running_in(&system) >= cap {
+                    blocked.push(slot);
+                    continue;
+                }
+            }
+            if slot.trigger != Trigger::Retry && !entry.job.allow_concurrent {
+                let busy = self.running.values().any(|r| r.slot.job_id == slot.job_id)
+                    || self.retries.iter().any(|r| r.job_id == slot.job_id);
+                if busy {
+                    self.record_skipped(
+                        &slot,
+                        "the previous run is still going (allow_concurrent = false)",
+                        now,
+                    )?;
+                    continue;
+                }
+            }
+            self.start(slot, now)?;
+        }
+        for slot in blocked {
+            self.queue.push(Reverse(slot));
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, mut slot: Slot, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let entry = &self.jobs[&slot.job_id];
+        let job = entry.job.clone();
+        let settings = self.settings_for(&job.system);
+        let first_started = *slot.first_started.get_or_insert(now);
+        let Some(timeout) = execute::attempt_timeout(&job, &settings, first_started, now) else {
+            tracing::warn!(job = %job.name, attempt = slot.attempt, "max_runtime used up; no further attempt");
+            return Ok(());
+        };
+        let next = entry.next;
+        let claimed = self.store.claim_run(
+            &NewExecution {
+                job_id: job.id,
+                status: Status::Running,
+                scheduled_for: slot.scheduled_for,
+                started_at: Some(now),
+                triggered_by: slot.trigger,
+                attempt: slot.attempt,
+                error_message: None,
+                runner_pid: Some(std::process::id()),
+            },
+            next,
+        )?;
+        let Some(execution) = claimed else {
+            tracing::info!(job = %job.name, slot = %crate::output::utc(slot.scheduled_for), attempt = slot.attempt, "slot already claimed elsewhere; not running it");
+            return Ok(());
+        };
+        if let Some(e) = self.jobs.get_mut(&job.id) {
+            e.job.next_run_at = next;
+            e.job.last_run_at = Some(now);
+        }
+        self.summary.started += 1;
+        let live_log = execute::live_log_path(&self.opts.db_path, execution);
+        let spec = execute::spec(&execute::Context {
+            job: &job,
+            config: &self.config,
+            execution_id: execution,
+            attempt: slot.attempt,
+            scheduled_for: slot.scheduled_for,
+            timeout,
+            live_log: Some(live_log.clone()),
+        });
+        let cancel = Cancel::new();
+        self.running.insert(
+            execution,
+            Running {
+                slot,
+                system: job.system.clone(),
+                cancel: cancel.clone(),
+                timeout,
+                live_log,
+            },
+        );
+        let spec = match spec {
+            Ok(spec) => spec,
+            Err(refused) => {
+                tracing::error!(job = %job.name, execution, error = %refused, "refused to run");
+                let _ = self.tx.send(Event::Finished {
+                    execution,
+                    result: Err(format!("refused, not run: {refused}")),
+                });
+                return Ok(());
+            }
+        };
+        tracing::info!(job = %job.name, system = %job.system, execution, "starting");
+        let tx = self.tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("exec-{execution}"))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let report = tx.clone();
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    process::run(&spec, &cancel, |pid| {
+                        let _ = report.send(Event::Spawned { execution, pid });
+                    })
+                }));
+                let result = match result {
+                    Ok(Ok(outcome)) => Ok(outcome),
+                    Ok(Err(e)) => Err(format!("cannot start {}: {e}", spec.program.display())),
+                    Err(panic) => Err(format!("the worker panicked: {}", panic_message(&panic))),
+                };
+                let _ = tx.send(Event::Finished { execution, result });
+            });
+        if let Err(e) = spawned {
+            let _ = self.tx.send(Event::Finished {
+                execution,
+                result: Err(format!("cannot start a worker thread: {e}")),
+            });
+        }
+        Ok(())
+    }
+
+    // ---- events --------------------------------------------------------------------------
+
+    fn handle(&mut self, event: Event) -> anyhow::Result<()> {
+        match event {
+            Event::Spawned { execution, pid } => {
+                if let Err(e) = self.store.set_pid(execution, pid) {
+                    tracing::warn!(execution, error = %e, "could not record the pid");
+                }
+            }
+            Event::Finished { execution, result } => self.finished(execution, result)?,
+            Event::Signal(sig) => self.signal(sig)?,
+        }
+        Ok(())
+    }
+
+    fn finished(&mut self, execution: i64, result: Result<Outcome, String>) -> anyhow::Result<()> {
+        let Some(run) = self.running.remove(&execution) else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        let mut finish = match &result {
+            Ok(outcome) => execute::finish(outcome, run.timeout, now),
+            Err(message) => execute::not_started(message.clone(), now),
+        };
+        if finish.status == Status::Interrupted && self.stop_deadline.is_some() {
+            finish.error_message = Some(
+                "interrupted: the runner was stopping and the shutdown grace period ran out".into(),
+            );
+        }
+        let _ = std::fs::remove_file(&run.live_log);
+        let name = self
+            .jobs
+            .get(&run.slot.job_id)
+            .map(|e| e.job.name.clone())
+            .unwrap_or_default();
+        match finish.status {
+            Status::Success => self.summary.succeeded += 1,
+            _ => self.summary.failed += 1,
+        }
+        tracing::info!(
+            job = %name,
+            execution,
+            status = %finish.status,
+            duration_ms = finish.duration_ms,
+            exit_code = ?finish.exit_code,
+            "finished"
+        );
+        if let Err(e) = self.store.finish(execution, &finish) {
+            tracing::error!(execution, error = %e, "could not record the execution; will retry");
+            self.unrecorded.push((execution, finish.clone()));
+        }
+        let refused = matches!(&result, Err(m) if m.starts_with("refused"));
+        if matches!(finish.status, Status::Failed | Status::Timeout) && !refused {
+            self.schedule_retry(run.slot, now);
+        }
+        self.notifier
+            .send(&format!("STATUS={}", self.status_line()));
+        Ok(())
+    }
+
+    fn schedule_retry(&mut self, slot: Slot, now: DateTime<Utc>) {
+        if self.stop_deadline.is_some() {
+            return;
+        }
+        let Some(entry) = self.jobs.get(&slot.job_id) else {
+            return;
+        };
+        let job = &entry.job;
+        if slot.attempt > job.retries {
+            return;
+        }
+        let next_attempt = slot.attempt + 1;
+        let delay = execute::retry_delay(job, next_attempt);
+        let due = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        if let (Some(max), Some(first)) = (job.max_runtime, slot.first_started) {
+            if (due - first).num_seconds() >= max as i64 {
+                tracing::warn!(job = %job.name, "no retry: it would start after max_runtime");
+                return;
+            }
+        }
+        tracing::info!(job = %job.name, attempt = next_attempt, delay_s = delay.as_secs(), "retry scheduled");
+        self.retries.push(Slot {
+            attempt: next_attempt,
+            trigger: Trigger::Retry,
+            due,
+            ..slot
+        });
+    }
+
+    fn signal(&mut self, sig: i32) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        match sig {
+            libc::SIGTERM | libc::SIGINT => {
+                if self.stop_deadline.is_some() {
+                    tracing::warn!("second stop signal: killing running executions now");
+                    self.stop_deadline = Some(Instant::now());
+                    return Ok(());
+                }
+                let grace = self
+                    .settings
+                    .values()
+                    .map(|s| s.shutdown_grace)
+                    .max()
+                    .unwrap_or(30);
+                tracing::info!(
+                    running = self.running.len(),
+                    grace_s = grace,
+                    "stopping: no new starts, waiting for running executions"
+                );
+                self.notifier.send("STOPPING=1");
+                self.stop_deadline = Some(Instant::now() + Duration::from_secs(grace));
+                self.queue.clear();
+                self.retries.clear();
+            }
+            libc::SIGHUP => {
+                match Config::load(self.opts.config_path.as_deref()) {
+                    Ok(c) => {
+                        tracing::info!(path = %c.path.display(), "config reloaded");
+                        self.config = c;
+                    }
+                    Err(e) => tracing::error!(error = %e, "keeping the old config"),
+                }
+                self.reload(now)?;
+            }
+            libc::SIGUSR1 => {
+                tracing::debug!("nudged: reloading jobs");
+                self.reload(now)?;
+                self.data_version = self.data_version()?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn enforce_stop_deadline(&mut self) {
+        if let Some(deadline) = self.stop_deadline {
+            if !self.killed_on_stop && Instant::now() >= deadline && !self.running.is_empty() {
+                tracing::warn!(
+                    running = self.running.len(),
+                    "grace period over: stopping running executions"
+                );
+                for run in self.running.values() {
+                    run.cancel.cancel();
+                }
+                self.killed_on_stop = true;
+            }
+        }
+    }
+
+    // ---- time ----------------------------------------------------------------------------
+
+    /// Compare the wall clock with the monotonic clock: a jump means a clock change or a sleep.
+    fn check_clock(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let mono = Instant::now();
+        let expected =
+            self.last_wall + chrono::Duration::from_std(mono - self.last_mono).unwrap_or_default();
+        self.last_wall = now;
+        self.last_mono = mono;
+        let drift = now - expected;
+        if drift > JUMP {
+            let gap = if drift < SMALL_JUMP {
+                Gap::SmallJump(drift)
+            } else {
+                Gap::LargeJump(drift)
+            };
+            tracing::warn!(seconds = drift.num_seconds(), "the clock jumped forward");
+            if self.stop_deadline.is_none() && !self.opts.once {
+                self.collect_due(now, gap)?;
+                self.persist_next_runs()?;
+            }
+        } else if drift < -JUMP {
+            let large = -drift >= SMALL_JUMP;
+            tracing::warn!(
+                seconds = drift.num_seconds(),
+                "the clock went back{}",
+                if large {
+                    ": treating it as a clock correction"
+                } else {
+                    ""
+                }
+            );
+            // Wildcard jobs follow the clock back; fixed-time jobs never rerun (and a slot
+            // already claimed can never run twice anyway).
+            let ids: Vec<i64> = self.jobs.keys().copied().collect();
+            for id in ids {
+                let e = self.jobs.get_mut(&id).expect("key from the map");
+                if large || !e.schedule.is_fixed_time() {
+                    e.next = e.schedule.next_after(now, e.tz);
+                    if let Some(t) = e.next {
+                        self.timers.push(Reverse((t, id)));
+                    }
+                }
+            }
+            self.persist_next_runs()?;
+        }
+        Ok(())
+    }
+
+    /// How long to sleep: until the next slot, retry, stop deadline or housekeeping.
+    fn wait_time(&mut self, now: DateTime<Utc>) -> Duration {
+        let mut wait = HOUSEKEEPING.saturating_sub(self.last_housekeeping.elapsed());
+        if let Some(w) = self.notifier.watchdog {
+            wait = wait.min(w);
+        }
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if self.jobs.get(&id).and_then(|e| e.next) != Some(at) {
+                self.timers.pop();
+                continue;
+            }
+            if !self.opts.once {
+                wait = wait.min((at - now).to_std().unwrap_or_default());
+            }
+            break;
+        }
+        if let Some(r) = self.retries.iter().map(|r| r.due).min() {
+            wait = wait.min((r - now).to_std().unwrap_or_default());
+        }
+        if let Some(deadline) = self.stop_deadline {
+            if !self.killed_on_stop {
+                wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+            }
+        }
+        if self.prune_pending || !self.unrecorded.is_empty() {
+            wait = wait.min(Duration::from_millis(50));
+        }
+        wait
+    }
+
+    fn data_version(&self) -> anyhow::Result<i64> {
+        Ok(self
+            .store
+            .connection()
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
+    /// Once a minute: pick up changes nobody nudged us about, trim history, ping the watchdog.
+    fn housekeeping(&mut self) -> anyhow::Result<()> {
+        if self.notifier.watchdog.is_some() {
+            self.notifier.send("WATCHDOG=1");
+        }
+        if self.prune_pending && self.stop_deadline.is_none() {
+            self.prune_step()?;
+        }
+        if self.last_housekeeping.elapsed() < HOUSEKEEPING {
+            return Ok(());
+        }
+        self.last_housekeeping = Instant::now();
+        let version = self.data_version()?;
+        if version != self.data_version {
+            self.data_version = version;
+            self.reload(self.clock.now())?;
+        }
+        self.prune_pending = true;
+        Ok(())
+    }
+
+    /// Delete one small batch of history beyond each system's retention.
+    fn prune_step(&mut self) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let mut more = false;
+        for (system, s) in &self.settings {
+            let older =
+                (s.cleanup_days > 0).then(|| now - chrono::Duration::days(s.cleanup_days as i64));
+            let keep = if s.keep_executions == 0 {
+                u64::MAX >> 1
+            } else {
+                s.keep_executions
+            };
+            match self
+                .store
+                .prune_batch(system, keep, older, PRUNE_BATCH, false)
+            {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::debug!(system, deleted = n, "retention");
+                    }
+                    more |= n == PRUNE_BATCH;
+                }
+                Err(e) => tracing::warn!(system, error = %e, "retention failed; will try later"),
+            }
+        }
+        self.prune_pending = more;
+        Ok(())
+    }
+
+    fn retry_unrecorded(&mut self) {
+        if self.unrecorded.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.unrecorded);
+        for (execution, finish) in pending {
+            if let Err(e) = self.store.finish(execution, &finish) {
+                if matches!(e, crate::store::StoreError::ExecutionNotFound(_)) {
+                    continue; // the job was removed meanwhile
+                }
+                self.unrecorded.push((execution, finish));
+            }
+        }
+    }
+
+    fn status_line(&self) -> String {
+        let next = self
+            .jobs
+            .values()
+            .filter_map(|e| e.next.map(|t| (t, &e.job.name)))
+            .min();
+        let mut line = format!(
+            "{} jobs, {} running, {} queued",
+            self.jobs.len(),
+            self.running.len(),
+            self.queue.len()
+        );
+        if let Some((t, name)) = next {
+            line.push_str(&format!("; next: {name} at {}", crate::output::utc(t)));
+        }
+        line
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}

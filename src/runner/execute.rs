@@ -1,0 +1,222 @@
+//! One execution, shared by the runner and `run-now`: what to spawn, how long it may take, and how
+//! its outcome is recorded.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::process::{Ending, Outcome, Spec};
+use crate::config::Config;
+use crate::executor::{self, ParamError};
+use crate::store::{Backoff, Finish, Job, Settings, Status};
+
+/// Combined output kept per execution.
+pub const OUTPUT_CAP: usize = 1024 * 1024;
+/// After TERM, how long a process group gets before KILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// The job's timeout, else its system's default.
+pub fn timeout(job: &Job, settings: &Settings) -> Duration {
+    Duration::from_secs(job.timeout.unwrap_or(settings.default_timeout).max(1))
+}
+
+/// The timeout of one attempt: the job's timeout, cut to what is left of `max_runtime` since the
+/// first attempt started. None when max_runtime is already used up.
+pub fn attempt_timeout(
+    job: &Job,
+    settings: &Settings,
+    first_started: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let timeout = timeout(job, settings);
+    match job.max_runtime {
+        None => Some(timeout),
+        Some(max) => {
+            let used = (now - first_started).to_std().unwrap_or_default();
+            let left = Duration::from_secs(max).checked_sub(used)?;
+            (!left.is_zero()).then(|| timeout.min(left))
+        }
+    }
+}
+
+/// How long to wait before attempt `next_attempt` (2, 3, …).
+pub fn retry_delay(job: &Job, next_attempt: u32) -> Duration {
+    let failed = next_attempt.saturating_sub(1).max(1);
+    let secs = match job.backoff {
+        Backoff::Linear => job.retry_delay.saturating_mul(u64::from(failed)),
+        Backoff::Exponential => job
+            .retry_delay
+            .saturating_mul(1u64.checked_shl(failed - 1).unwrap_or(u64::MAX)),
+    };
+    Duration::from_secs(secs)
+}
+
+/// Where a running execution's output is streamed for `cronmgr logs --follow`.
+pub fn live_log_path(db: &Path, execution_id: i64) -> PathBuf {
+    let mut dir = db.as_os_str().to_os_string();
+    dir.push(".logs");
+    PathBuf::from(dir).join(format!("{execution_id}.log"))
+}
+
+/// Everything the child needs, checked against the allowlist now (the database may have been edited).
+pub struct Context<'a> {
+    pub job: &'a Job,
+    pub config: &'a Config,
+    pub execution_id: i64,
+    pub attempt: u32,
+    pub scheduled_for: DateTime<Utc>,
+    pub timeout: Duration,
+    pub live_log: Option<PathBuf>,
+}
+
+pub fn spec(ctx: &Context<'_>) -> Result<Spec, ParamError> {
+    let job = ctx.job;
+    let exec = executor::find(&job.command, ctx.config)?;
+    exec.check(&job.params, ctx.config)?;
+    let inv = exec.invocation(&job.params, ctx.config)?;
+    let mut env = inv.env;
+    env.extend([
+        ("CRONMGR_JOB".to_string(), job.name.clone()),
+        ("CRONMGR_SYSTEM".to_string(), job.system.clone()),
+        (
+            "CRONMGR_EXECUTION_ID".to_string(),
+            ctx.execution_id.to_string(),
+        ),
+        ("CRONMGR_ATTEMPT".to_string(), ctx.attempt.to_string()),
+        (
+            "CRONMGR_SCHEDULED_FOR".to_string(),
+            crate::store::fmt_time(ctx.scheduled_for),
+        ),
+    ]);
+    if let Some(dir) = ctx.live_log.as_deref().and_then(Path::parent) {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir);
+    }
+    Ok(Spec {
+        program: inv.program,
+        args: inv.args,
+        env,
+        cwd: inv.cwd,
+        timeout: ctx.timeout,
+        grace: KILL_GRACE,
+        output_cap: OUTPUT_CAP,
+        live_log: ctx.live_log.clone(),
+        stdin_null: true,
+    })
+}
+
+/// The record of an execution that ran.
+pub fn finish(outcome: &Outcome, timeout: Duration, now: DateTime<Utc>) -> Finish {
+    let (status, error_message) = match outcome.ending {
+        Ending::Exited(0) => (Status::Success, None),
+        Ending::Exited(code) => (Status::Failed, Some(format!("exited with status {code}"))),
+        Ending::Signaled(sig) => (
+            Status::Failed,
+            Some(format!("killed by signal {} ({})", sig, signal_name(sig))),
+        ),
+        Ending::TimedOut => (
+            Status::Timeout,
+            Some(format!(
+                "timed out after {}; the process group was stopped",
+                crate::duration::Human(timeout)
+            )),
+        ),
+        Ending::Cancelled => (
+            Status::Interrupted,
+            Some("stopped: the runner was shutting down or the execution was killed".to_string()),
+        ),
+    };
+    Finish {
+        status,
+        finished_at: now,
+        duration_ms: outcome.duration.as_millis() as i64,
+        output: outcome.output.clone(),
+        error_message,
+        exit_code: outcome.exit_code,
+        memory_used_mb: Some(outcome.max_rss_mb),
+        cpu_used_percent: Some(outcome.cpu_percent),
+    }
+}
+
+/// The record of an execution that could not start.
+pub fn not_started(reason: String, now: DateTime<Utc>) -> Finish {
+    Finish {
+        status: Status::Failed,
+        finished_at: now,
+        duration_ms: 0,
+        output: String::new(),
+        error_message: Some(reason),
+        exit_code: None,
+        memory_used_mb: None,
+        cpu_used_percent: None,
+    }
+}
+
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGBUS => "SIGBUS",
+        _ => "signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn job() -> Job {
+        let mut j = Job::new("s", "j", "* * * * *", "shell");
+        j.retry_delay = 10;
+        j
+    }
+
+    #[test]
+    fn backoff_grows_as_documented() {
+        let mut j = job();
+        let delays: Vec<u64> = (2..=5).map(|a| retry_delay(&j, a).as_secs()).collect();
+        assert_eq!(delays, vec![10, 20, 30, 40]);
+        j.backoff = Backoff::Exponential;
+        let delays: Vec<u64> = (2..=5).map(|a| retry_delay(&j, a).as_secs()).collect();
+        assert_eq!(delays, vec![10, 20, 40, 80]);
+    }
+
+    #[test]
+    fn max_runtime_caps_every_attempt() {
+        let settings = Settings::defaults("s", "UTC");
+        let mut j = job();
+        j.timeout = Some(100);
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        assert_eq!(
+            attempt_timeout(&j, &settings, t0, t0),
+            Some(Duration::from_secs(100))
+        );
+        j.max_runtime = Some(150);
+        let later = t0 + chrono::Duration::seconds(120);
+        assert_eq!(
+            attempt_timeout(&j, &settings, t0, later),
+            Some(Duration::from_secs(30))
+        );
+        let too_late = t0 + chrono::Duration::seconds(150);
+        assert_eq!(attempt_timeout(&j, &settings, t0, too_late), None);
+        j.timeout = None;
+        assert_eq!(
+            attempt_timeout(&j, &settings, t0, t0),
+            Some(Duration::from_secs(150))
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! A temporary database and config for each test, and helpers to run the binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub struct Env {
+    pub dir: TempDir,
+    pub db: PathBuf,
+    pub config: PathBuf,
+}
+
+/// Programs the tests' config allows.
+pub const ALLOW: &[&str] = &[
+    "/usr/bin/echo",
+    "/usr/bin/true",
+    "/usr/bin/false",
+    "/usr/bin/sleep",
+    "/usr/bin/sh",
+    "/usr/bin/dash",
+    "/usr/bin/bash",
+    "/usr/bin/printf",
+    "/usr/bin/date",
+];
+
+impl Env {
+    pub fn new() -> Env {
+        Env::with_allow(ALLOW)
+    }
+
+    pub fn with_allow(allow: &[&str]) -> Env {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("cronmgr.db");
+        let config = dir.path().join("config.toml");
+        let list: Vec<String> = allow.iter().map(|p| format!("{p:?}")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "[executors]\nenabled = [\"shell\"]\n[executors.shell]\nallow = [{}]\n",
+                list.join(", ")
+            ),
+        )
+        .expect("write config");
+        Env { dir, db, config }
+    }
+
+    /// `cronmgr --db <tmp> ...` with the test config and a clean environment.
+    pub fn cmd(&self) -> Command {
+        self.cmd_with_db(&self.db)
+    }
+
+    /// The same against another database file.
+    pub fn cmd_with_db(&self, db: &Path) -> Command {
+        let mut c = Command::cargo_bin("cronmgr").expect("binary");
+        c.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", self.dir.path())
+            .env("TZ", "UTC")
+            .env("CRONMGR_CONFIG", &self.config)
+            .arg("--db")
+            .arg(db)
+            .timeout(Duration::from_secs(120));
+        c
+    }
+
+    /// Run with `--json` and parse stdout; panics unless it exits 0.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.cmd().arg("--json").args(args).output().expect("run");
+        assert!(
+            out.status.success(),
+            "cronmgr {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "cronmgr {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Run and expect success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().expect("run");
+        assert!(
+            out.status.success(),
+            "cronmgr {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run and expect exit status `code`; returns stderr.
+    pub fn fails(&self, code: i32, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "cronmgr {args:?}: expected exit {code}, stdout: {} stderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Every row of every table, as text: to prove a refused command changed nothing.
+    pub fn dump(&self) -> Vec<String> {
+        dump(&self.db)
+    }
+
+    /// Start `cronmgr run` in the background.
+    pub fn spawn_runner(&self, extra: &[&str]) -> Child {
+        StdCommand::new(assert_cmd::cargo::cargo_bin("cronmgr"))
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", self.dir.path())
+            .env("TZ", "UTC")
+            .env("CRONMGR_CONFIG", &self.config)
+            .env("RUST_LOG", "cronmgr=debug")
+            .arg("--db")
+            .arg(&self.db)
+            .arg("run")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join("runner.log")).expect("log"))
+            .spawn()
+            .expect("spawn runner")
+    }
+
+    pub fn runner_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("runner.log")).unwrap_or_default()
+    }
+
+    /// Executions of a job (all statuses), oldest first.
+    pub fn history(&self, job: &str) -> Vec<Value> {
+        let mut v = self.json(&["history", job, "--limit", "100000"]);
+        let arr = v.as_array_mut().expect("array").clone();
+        arr.into_iter().rev().collect()
+    }
+
+    /// Poll `f` every 100 ms until it returns Some or `limit` passes.
+    pub fn wait_for<T>(&self, limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(v) = f() {
+                return Some(v);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+pub fn dump(db: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).expect("open db");
+    let mut out = Vec::new();
+    for table in ["settings", "jobs", "executions"] {
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
+            .expect("prepare");
+        let n = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                let mut cols = Vec::new();
+                for i in 0..n {
+                    let v: rusqlite::types::Value = r.get(i)?;
+                    cols.push(format!("{v:?}"));
+                }
+                Ok(format!("{table}: {}", cols.join(" | ")))
+            })
+            .expect("query");
+        for r in rows {
+            out.push(r.expect("row"));
+        }
+    }
+    out
+}
+
+/// Send a signal to a child process.
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill with a valid pid and signal.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+/// Wait for a child to exit, up to `limit`; returns its exit code.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}

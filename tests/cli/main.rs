@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `cronmgr` binary against a temporary database.
+
+mod harness;
+mod jobs;
+mod runner;
+mod schedule;

@@ -1,0 +1,715 @@
+//! The runner end to end: firing, timeouts, retries, caps, overlap, crashes, shutdown, allowlist.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::harness::{signal, wait_exit, Env};
+
+/// A 6-field expression that fires once, at `t` (UTC), to the second.
+fn at(t: DateTime<Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{} {} {} {} {} *",
+        t.second(),
+        t.minute(),
+        t.hour(),
+        t.day(),
+        t.month()
+    )
+}
+
+/// A whole second at least `secs` seconds from now.
+fn soon(secs: i64) -> DateTime<Utc> {
+    use chrono::Timelike;
+    let t = Utc::now() + chrono::Duration::seconds(secs);
+    t.with_nanosecond(0).unwrap() + chrono::Duration::seconds(1)
+}
+
+fn time(v: &Value, key: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(v[key].as_str().unwrap_or_else(|| panic!("{key} in {v}")))
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn statuses(rows: &[Value]) -> Vec<String> {
+    rows.iter()
+        .map(|r| r["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_seconds_job_fires_on_schedule_and_records_its_output() {
+    let env = Env::new();
+    env.ok(&[
+        "add",
+        "tick",
+        "--schedule",
+        "*/2 * * * * *",
+        "--",
+        "/bin/echo",
+        "hello from tick",
+    ]);
+    let mut runner = env.spawn_runner(&[]);
+    let rows = env.wait_for(Duration::from_secs(15), || {
+        let rows: Vec<Value> = env
+            .history("tick")
+            .into_iter()
+            .filter(|r| r["status"] == "success")
+            .collect();
+        (rows.len() >= 2).then_some(rows)
+    });
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let rows = rows.unwrap_or_else(|| panic!("no runs; log:\n{}", env.runner_log()));
+    for r in &rows {
+        assert_eq!(r["output"], "hello from tick\n");
+        assert_eq!(r["exit_code"], 0);
+        assert_eq!(r["triggered_by"], "schedule");
+        let slot = time(r, "scheduled_for");
+        use chrono::Timelike;
+        assert_eq!(slot.second() % 2, 0, "slot {slot} is not on an even second");
+        assert_eq!(slot.nanosecond(), 0);
+        let late = time(r, "started_at") - slot;
+        assert!(late < chrono::Duration::seconds(1), "started {late} late");
+        assert!(r["memory_used_mb"].as_f64().unwrap() > 0.0);
+    }
+    let job = env.json(&["show", "tick"]);
+    assert!(job["last_run_at"].is_string());
+    assert!(time(&job, "next_run_at") > time(&rows[0], "scheduled_for"));
+}
+
+#[test]
+fn a_timeout_kills_the_whole_process_group() {
+    let env = Env::new();
+    let marker = env.dir.path().join("pids");
+    let script = format!(
+        "sleep 30 & echo $! > {m}; echo $$ >> {m}; sleep 30",
+        m = marker.display()
+    );
+    env.ok(&[
+        "add",
+        "slow",
+        "--schedule",
+        "@yearly",
+        "--timeout",
+        "1",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    let out = env
+        .cmd()
+        .args(["--json", "run-now", "slow"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["status"], "timeout");
+    assert!(e["error_message"].as_str().unwrap().contains("timed out"));
+    let pids: Vec<i32> = std::fs::read_to_string(&marker)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    // Zombies may linger until init reaps them: wait for every pid to be gone or a zombie.
+    let gone = env.wait_for(Duration::from_secs(10), || {
+        pids.iter()
+            .all(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .map(|s| s.contains(") Z "))
+                    .unwrap_or(true)
+            })
+            .then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "a process of the timed-out job survived: {pids:?}"
+    );
+}
+
+#[test]
+fn the_runner_times_out_jobs_too() {
+    let env = Env::new();
+    let t = soon(1);
+    env.ok(&[
+        "add",
+        "slow",
+        "--schedule",
+        &at(t),
+        "--timeout",
+        "1",
+        "--",
+        "/bin/sh",
+        "-c",
+        "sleep 30 & sleep 30",
+    ]);
+    let mut runner = env.spawn_runner(&[]);
+    let row = env.wait_for(Duration::from_secs(20), || {
+        env.history("slow")
+            .into_iter()
+            .find(|r| r["status"] == "timeout")
+    });
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let row = row.unwrap_or_else(|| panic!("no timeout row; log:\n{}", env.runner_log()));
+    let pgid = row["pid"].as_i64().unwrap() as i32;
+    // SAFETY: signal 0 only probes.
+    let alive = env.wait_for(Duration::from_secs(10), || {
+        (unsafe { libc::kill(-pgid, 0) } != 0).then_some(())
+    });
+    assert!(alive.is_some(), "process group {pgid} survived the timeout");
+    assert!(row["duration_ms"].as_i64().unwrap() < 10_000);
+}
+
+#[test]
+fn retries_leave_one_row_per_attempt_with_growing_delays() {
+    let env = Env::new();
+    let counter = env.dir.path().join("count");
+    let script = format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; echo attempt $n; [ $n -ge 3 ]",
+        c = counter.display()
+    );
+    let t = soon(1);
+    env.ok(&[
+        "add",
+        "flaky",
+        "--schedule",
+        &at(t),
+        "--retries",
+        "3",
+        "--retry-delay",
+        "1s",
+        "--backoff",
+        "linear",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    let mut runner = env.spawn_runner(&[]);
+    let rows = env.wait_for(Duration::from_secs(20), || {
+        let rows = env.history("flaky");
+        rows.iter()
+            .any(|r| r["status"] == "success")
+            .then_some(rows)
+    });
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let rows = rows.unwrap_or_else(|| panic!("never succeeded; log:\n{}", env.runner_log()));
+    assert_eq!(statuses(&rows), ["failed", "failed", "success"]);
+    let attempts: Vec<i64> = rows
+        .iter()
+        .map(|r| r["attempt"].as_i64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2, 3]);
+    let triggers: Vec<&str> = rows
+        .iter()
+        .map(|r| r["triggered_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(triggers, ["schedule", "retry", "retry"]);
+    for r in &rows {
+        assert_eq!(
+            time(r, "scheduled_for"),
+            t,
+            "every attempt belongs to the same slot"
+        );
+    }
+    // Linear backoff: 1 s after the first failure, 2 s after the second.
+    let gap1 = time(&rows[1], "started_at") - time(&rows[0], "finished_at");
+    let gap2 = time(&rows[2], "started_at") - time(&rows[1], "finished_at");
+    assert!(
+        gap1 >= chrono::Duration::milliseconds(950),
+        "first delay {gap1}"
+    );
+    assert!(
+        gap2 >= chrono::Duration::milliseconds(1950),
+        "second delay {gap2}"
+    );
+    assert!(gap2 < chrono::Duration::seconds(5), "second delay {gap2}");
+}
+
+#[test]
+fn the_concurrency_cap_holds_and_priority_orders_starts() {
+    let env = Env::new();
+    let t = soon(2);
+    let names = ["p9", "p1", "p5", "p3", "p7", "p2"];
+    for name in names {
+        let prio = &name[1..];
+        env.ok(&[
+            "add",
+            name,
+            "--schedule",
+            &at(t),
+            "--priority",
+            prio,
+            "--",
+            "/bin/sleep",
+            "1",
+        ]);
+    }
+    let mut runner = env.spawn_runner(&["--max-concurrent", "2"]);
+    let done = env.wait_for(Duration::from_secs(30), || {
+        let rows: Vec<Value> = env
+            .json(&["history", "--limit", "100"])
+            .as_array()
+            .unwrap()
+            .clone();
+        (rows.iter().filter(|r| r["status"] == "success").count() == names.len()).then_some(rows)
+    });
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let mut rows = done.unwrap_or_else(|| panic!("not all ran; log:\n{}", env.runner_log()));
+    // Execution ids are handed out as slots are claimed, just before each starts.
+    rows.sort_by_key(|r| r["id"].as_i64().unwrap());
+    let order: Vec<&str> = rows.iter().map(|r| r["job"].as_str().unwrap()).collect();
+    assert_eq!(order, ["p1", "p2", "p3", "p5", "p7", "p9"], "start order");
+    // Never more than two at once: at each start, count the others still running.
+    for r in &rows {
+        let s = time(r, "started_at");
+        let overlapping = rows
+            .iter()
+            .filter(|o| time(o, "started_at") <= s && time(o, "finished_at") > s)
+            .count();
+        assert!(overlapping <= 2, "{overlapping} running at {s}");
+    }
+}
+
+#[test]
+fn an_overlapping_slot_is_skipped() {
+    let env = Env::new();
+    env.ok(&[
+        "add",
+        "long",
+        "--schedule",
+        "* * * * * *",
+        "--",
+        "/bin/sleep",
+        "2.5",
+    ]);
+    let mut runner = env.spawn_runner(&[]);
+    let rows = env.wait_for(Duration::from_secs(20), || {
+        let rows = env.history("long");
+        (rows.iter().any(|r| r["status"] == "success")
+            && rows.iter().filter(|r| r["status"] == "skipped").count() >= 2)
+            .then_some(rows)
+    });
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let rows = rows.unwrap_or_else(|| panic!("no skips; log:\n{}", env.runner_log()));
+    let skipped = rows.iter().find(|r| r["status"] == "skipped").unwrap();
+    assert!(skipped["error_message"]
+        .as_str()
+        .unwrap()
+        .contains("still going"));
+    // Never two runs of the job at the same time.
+    let ran: Vec<&Value> = rows.iter().filter(|r| r["status"] == "success").collect();
+    for pair in ran.windows(2) {
+        assert!(time(pair[1], "started_at") >= time(pair[0], "finished_at"));
+    }
+}
+
+#[test]
+fn kill_9_of_the_runner_leaves_an_interrupted_row_after_restart() {
+    let env = Env::new();
+    let t = soon(1);
+    env.ok(&[
+        "add",
+        "victim",
+        "--schedule",
+        &at(t),
+        "--",
+        "/bin/sh",
+        "-c",
+        "sleep 60 & sleep 60",
+    ]);
+    let mut runner = env.spawn_runner(&[]);
+    let row = env.wait_for(Duration::from_secs(15), || {
+        env.history("victim")
+            .into_iter()
+            .find(|r| r["status"] == "running" && r["pid"].is_number())
+    });
+    let row = row.unwrap_or_else(|| panic!("never started; log:\n{}", env.runner_log()));
+    signal(&runner, libc::SIGKILL);
+    wait_exit(&mut runner, Duration::from_secs(5));
+    let pgid = row["pid"].as_i64().unwrap() as i32;
+    // The orphaned job is still running until a runner comes back.
+    assert_eq!(
+        unsafe { libc::kill(-pgid, 0) },
+        0,
+        "orphan group should still exist"
+    );
+    let mut runner = env.spawn_runner(&[]);
+    let after = env.wait_for(Duration::from_secs(15), || {
+        env.history("victim")
+            .into_iter()
+            .find(|r| r["status"] == "interrupted")
+    });
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let after = after.unwrap_or_else(|| panic!("not interrupted; log:\n{}", env.runner_log()));
+    assert_eq!(after["id"], row["id"]);
+    let gone = env.wait_for(Duration::from_secs(10), || {
+        (unsafe { libc::kill(-pgid, 0) } != 0).then_some(())
+    });
+    assert!(gone.is_some(), "orphaned group {pgid} survived the restart");
+    assert_eq!(env.history("victim").len(), 1, "the slot ran again");
+}
+
+#[test]
+fn sigterm_drains_running_executions_then_exits_0() {
+    let env = Env::new();
+    let t = soon(1);
+    env.ok(&[
+        "add",
+        "drain",
+        "--schedule",
+        &at(t),
+        "--",
+        "/bin/sleep",
+        "2",
+    ]);
+    let mut runner = env.spawn_runner(&[]);
+    env.wait_for(Duration::from_secs(15), || {
+        env.history("drain")
+            .into_iter()
+            .find(|r| r["status"] == "running")
+    })
+    .unwrap_or_else(|| panic!("never started; log:\n{}", env.runner_log()));
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    assert_eq!(statuses(&env.history("drain")), ["success"]);
+}
+
+#[test]
+fn sigterm_past_the_grace_period_kills_and_records() {
+    let env = Env::new();
+    env.ok(&["settings", "set", "shutdown_grace", "1"]);
+    let t = soon(1);
+    env.ok(&[
+        "add",
+        "stuck",
+        "--schedule",
+        &at(t),
+        "--",
+        "/bin/sleep",
+        "60",
+    ]);
+    let mut runner = env.spawn_runner(&[]);
+    env.wait_for(Duration::from_secs(15), || {
+        env.history("stuck")
+            .into_iter()
+            .find(|r| r["status"] == "running")
+    })
+    .unwrap_or_else(|| panic!("never started; log:\n{}", env.runner_log()));
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let rows = env.history("stuck");
+    assert_eq!(statuses(&rows), ["interrupted"]);
+    assert!(rows[0]["error_message"].as_str().unwrap().contains("grace"));
+}
+
+#[test]
+fn a_second_runner_refuses_and_forced_runners_never_run_a_slot_twice() {
+    let env = Env::new();
+    let log = env.dir.path().join("ran");
+    let script = format!("echo $CRONMGR_SCHEDULED_FOR >> {}", log.display());
+    env.ok(&[
+        "add",
+        "once",
+        "--schedule",
+        "* * * * * *",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    let mut first = env.spawn_runner(&[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let err = env.fails(2, &["run"]);
+    assert!(err.contains("another runner"), "{err}");
+    let mut second = env.spawn_runner(&["--force"]);
+    std::thread::sleep(Duration::from_secs(4));
+    signal(&first, libc::SIGTERM);
+    signal(&second, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut first, Duration::from_secs(20)), Some(0));
+    assert_eq!(wait_exit(&mut second, Duration::from_secs(20)), Some(0));
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut unique = lines.clone();
+    unique.sort();
+    unique.dedup();
+    assert!(lines.len() >= 3, "too few runs: {lines:?}");
+    assert_eq!(lines.len(), unique.len(), "a slot ran twice: {lines:?}");
+}
+
+#[test]
+fn a_program_that_is_not_allowlisted_never_runs() {
+    let env = Env::with_allow(&["/usr/bin/echo"]);
+    let marker = env.dir.path().join("pwned");
+    // Refused at add time…
+    let err = env.fails(
+        2,
+        &[
+            "add",
+            "bad",
+            "--schedule",
+            "* * * * * *",
+            "--",
+            "/usr/bin/touch",
+            marker.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("not allowlisted"), "{err}");
+    // …and at run time, when the row is edited behind cronmgr's back.
+    env.ok(&[
+        "add",
+        "sneaky",
+        "--schedule",
+        "* * * * * *",
+        "--",
+        "/bin/echo",
+        "ok",
+    ]);
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    conn.execute(
+        "UPDATE jobs SET params = json_object('argv', json_array('/usr/bin/touch', ?1)) WHERE name = 'sneaky'",
+        [marker.to_str().unwrap()],
+    )
+    .unwrap();
+    drop(conn);
+    let mut runner = env.spawn_runner(&[]);
+    let row = env.wait_for(Duration::from_secs(15), || {
+        env.history("sneaky")
+            .into_iter()
+            .find(|r| r["status"] == "failed")
+    });
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let row = row.unwrap_or_else(|| panic!("not refused; log:\n{}", env.runner_log()));
+    assert!(
+        row["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("not allowlisted"),
+        "{row}"
+    );
+    assert!(
+        row["pid"].is_null(),
+        "a refused execution must never be spawned"
+    );
+    assert!(!marker.exists(), "the refused program ran");
+}
+
+#[test]
+fn an_edit_reaches_a_running_runner_within_a_second() {
+    let env = Env::new();
+    env.ok(&[
+        "add",
+        "later",
+        "--schedule",
+        "@yearly",
+        "--",
+        "/bin/echo",
+        "edited",
+    ]);
+    let mut runner = env.spawn_runner(&[]);
+    std::thread::sleep(Duration::from_millis(700));
+    env.ok(&["edit", "later", "--schedule", "* * * * * *"]);
+    let row = env.wait_for(Duration::from_secs(5), || {
+        env.history("later")
+            .into_iter()
+            .find(|r| r["status"] == "success")
+    });
+    env.ok(&["disable", "later"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let count_after_disable = env.history("later").len();
+    std::thread::sleep(Duration::from_millis(2000));
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    assert!(
+        row.is_some(),
+        "the edit did not take effect; log:\n{}",
+        env.runner_log()
+    );
+    assert_eq!(
+        env.history("later").len(),
+        count_after_disable,
+        "ran after disable"
+    );
+}
+
+#[test]
+fn run_now_streams_output_and_exit_codes_follow_the_result() {
+    let env = Env::new();
+    env.ok(&[
+        "add",
+        "hello",
+        "--schedule",
+        "@daily",
+        "--",
+        "/bin/echo",
+        "hi there",
+    ]);
+    let out = env.cmd().args(["run-now", "hello"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi there\n");
+    env.ok(&["add", "nope", "--schedule", "@daily", "--", "/bin/false"]);
+    env.fails(3, &["run-now", "nope"]);
+    let e = env.json(&["history", "nope"]);
+    assert_eq!(e[0]["status"], "failed");
+    assert_eq!(e[0]["triggered_by"], "manual");
+    assert_eq!(e[0]["exit_code"], 1);
+    // Logs of a finished execution print its output.
+    let id = env.json(&["history", "hello"])[0]["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    assert_eq!(env.ok(&["logs", &id]), "hi there\n");
+    env.fails(2, &["logs", "999999"]);
+}
+
+#[test]
+fn run_once_fires_what_is_due_and_reports_failure() {
+    let env = Env::new();
+    env.ok(&[
+        "add",
+        "good",
+        "--schedule",
+        "* * * * * *",
+        "--",
+        "/bin/true",
+    ]);
+    env.ok(&[
+        "add",
+        "bad",
+        "--schedule",
+        "* * * * * *",
+        "--",
+        "/bin/false",
+    ]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = env.cmd().args(["run", "--once"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(statuses(&env.history("good")), ["success"]);
+    assert_eq!(statuses(&env.history("bad")), ["failed"]);
+}
+
+#[test]
+fn slots_missed_while_down_are_recorded_and_caught_up_per_policy() {
+    let env = Env::new();
+    env.ok(&[
+        "add",
+        "none",
+        "--schedule",
+        "* * * * * *",
+        "--",
+        "/bin/true",
+    ]);
+    env.ok(&[
+        "add",
+        "latest",
+        "--schedule",
+        "* * * * * *",
+        "--catch-up",
+        "latest",
+        "--",
+        "/bin/true",
+    ]);
+    // Pretend the runner was down across 5 slots: move both jobs' next run into the past.
+    let down_from = soon(-7);
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    conn.execute("UPDATE jobs SET next_run_at = ?1", [down_from.to_rfc3339()])
+        .unwrap();
+    drop(conn);
+    let started = Utc::now();
+    let mut runner = env.spawn_runner(&[]);
+    let seen = env.wait_for(Duration::from_secs(15), || {
+        let (n, l) = (env.history("none"), env.history("latest"));
+        (n.iter().any(|r| r["status"] == "missed") && l.iter().any(|r| r["status"] == "missed"))
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    seen.unwrap_or_else(|| panic!("no missed rows; log:\n{}", env.runner_log()));
+    // Runs of slots from the time the runner was down, as opposed to slots after its start.
+    let catch_up_runs = |rows: &[Value]| {
+        rows.iter()
+            .filter(|r| r["status"] != "missed" && time(r, "scheduled_for") < started)
+            .count()
+    };
+    let none = env.history("none");
+    let latest = env.history("latest");
+    assert_eq!(
+        none.iter().filter(|r| r["status"] == "missed").count(),
+        1,
+        "{none:?}"
+    );
+    assert_eq!(
+        latest.iter().filter(|r| r["status"] == "missed").count(),
+        1,
+        "{latest:?}"
+    );
+    assert_eq!(catch_up_runs(&none), 0, "{none:?}");
+    assert_eq!(catch_up_runs(&latest), 1, "{latest:?}");
+    let missed = none.iter().find(|r| r["status"] == "missed").unwrap();
+    let msg = missed["error_message"].as_str().unwrap();
+    assert!(
+        msg.contains("not running") && msg.contains("slots from"),
+        "{msg}"
+    );
+    assert_eq!(time(missed, "scheduled_for"), down_from);
+}
+
+#[test]
+fn kill_stops_a_running_execution() {
+    let env = Env::new();
+    let t = soon(1);
+    env.ok(&[
+        "add",
+        "longrun",
+        "--schedule",
+        &at(t),
+        "--",
+        "/bin/sleep",
+        "60",
+    ]);
+    let mut runner = env.spawn_runner(&[]);
+    let row = env
+        .wait_for(Duration::from_secs(15), || {
+            env.history("longrun")
+                .into_iter()
+                .find(|r| r["status"] == "running" && r["pid"].is_number())
+        })
+        .unwrap_or_else(|| panic!("never started; log:\n{}", env.runner_log()));
+    let id = row["id"].as_i64().unwrap().to_string();
+    env.ok(&["kill", &id]);
+    let ended = env.wait_for(Duration::from_secs(15), || {
+        env.history("longrun")
+            .into_iter()
+            .find(|r| r["status"] != "running")
+    });
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let ended = ended.expect("the killed execution was recorded");
+    assert_eq!(ended["status"], "failed");
+    assert!(ended["error_message"].as_str().unwrap().contains("signal"));
+    env.fails(2, &["kill", &id]);
+}
