@@ -42,6 +42,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Database file [default: /var/lib/cronmgr/cronmgr.db as root, else $XDG_DATA_HOME/cronmgr/cronmgr.db]
     #[arg(long, global = true, env = "CRONMGR_DB", value_name = "PATH")]
