@@ -4,6 +4,7 @@ mod add;
 mod edit;
 mod executions;
 mod follow;
+mod generate;
 mod history;
 mod job_args;
 mod jobs;
@@ -106,6 +107,8 @@ pub enum Command {
     Next(next::NextArgs),
     /// Check a schedule: exit 0 if valid, 2 with the error otherwise
     Validate(next::ValidateArgs),
+    /// Print the man page or shell completions
+    Generate(generate::Args),
 }
 
 /// What every command needs: the global flags, the config, the database, the clock.
@@ -172,6 +175,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prune(args) => executions::prune(args, &ctx),
         Command::Next(args) => next::next(args, &ctx),
         Command::Validate(args) => next::validate(args),
+        Command::Generate(args) => generate::run(args, &ctx),
     }
 }
 

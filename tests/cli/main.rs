@@ -2,5 +2,6 @@
 
 mod harness;
 mod jobs;
+mod packaging;
 mod runner;
 mod schedule;
