@@ -270,7 +270,13 @@ impl<'c> Engine<'c> {
                 continue; // still owned by a live runner (two runners forced onto one database)
             }
             if let Some(pid) = e.pid {
-                if process::group_alive(pid) {
+                // A pid can be reused: only stop a group whose leader started with the execution.
+                let ours = match (process_start(pid), e.started_at) {
+                    (Some(started), Some(at)) => (started - at).num_seconds().abs() <= 10,
+                    (None, _) => true, // leader gone; the group may still hold its children
+                    (Some(_), None) => false,
+                };
+                if ours && process::group_alive(pid) {
                     tracing::warn!(execution = e.id, pid, "stopping orphaned process group");
                     process::kill_group(pid, execute::KILL_GRACE);
                 }
@@ -1015,9 +1021,46 @@ impl<'c> Engine<'c> {
     }
 }
 
+/// When a process started, from /proc (boot time + start ticks); None if it is gone.
+fn process_start(pid: u32) -> Option<DateTime<Utc>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.get(stat.rfind(')')? + 2..)?;
+    let ticks: i64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    let btime: i64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    let ms = btime * 1000 + ticks * 1000 / hz;
+    DateTime::from_timestamp_millis(ms)
+}
+
 fn pid_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_start_matches_now_for_a_fresh_child() {
+        let mut child = std::process::Command::new("/bin/sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let started = process_start(child.id()).expect("start time");
+        let skew = (Utc::now() - started).num_seconds().abs();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(skew <= 2, "start time off by {skew} s");
+        assert!(process_start(u32::MAX - 1).is_none());
+    }
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

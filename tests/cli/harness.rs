@@ -118,11 +118,17 @@ impl Env {
 
     /// Start `cronmgr run` in the background.
     pub fn spawn_runner(&self, extra: &[&str]) -> Child {
+        self.spawn_runner_env(extra, &[])
+    }
+
+    /// Start `cronmgr run` with extra environment variables.
+    pub fn spawn_runner_env(&self, extra: &[&str], vars: &[(&str, &str)]) -> Child {
         StdCommand::new(assert_cmd::cargo::cargo_bin("cronmgr"))
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("HOME", self.dir.path())
             .env("TZ", "UTC")
+            .envs(vars.iter().copied())
             .env("CRONMGR_CONFIG", &self.config)
             .env("RUST_LOG", "cronmgr=debug")
             .arg("--db")

@@ -713,3 +713,71 @@ fn kill_stops_a_running_execution() {
     assert!(ended["error_message"].as_str().unwrap().contains("signal"));
     env.fails(2, &["kill", &id]);
 }
+
+/// CPU seconds a process has used (user + system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[test]
+fn clock_jumps_run_the_gap_once_and_rerun_nothing() {
+    let env = Env::new();
+    let offset = env.dir.path().join("clock-offset");
+    std::fs::write(&offset, "0").unwrap();
+    use chrono::Timelike;
+    let in_an_hour = Utc::now() + chrono::Duration::hours(1);
+    let fixed = format!("{} {} * * *", in_an_hour.minute(), in_an_hour.hour());
+    env.ok(&["add", "fixed", "--schedule", &fixed, "--", "/bin/true"]);
+    env.ok(&[
+        "add",
+        "every-minute",
+        "--schedule",
+        "* * * * *",
+        "--",
+        "/bin/true",
+    ]);
+    let mut runner = env.spawn_runner_env(
+        &[],
+        &[("CRONMGR_CLOCK_OFFSET_FILE", offset.to_str().unwrap())],
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    // Forward 2 h: the fixed-time job's slot is in the gap and runs once; the minutely job does
+    // not run 120 times.
+    std::fs::write(&offset, "7200").unwrap();
+    signal(&runner, libc::SIGUSR1);
+    let ran = env.wait_for(Duration::from_secs(10), || {
+        env.history("fixed")
+            .into_iter()
+            .find(|r| r["status"] == "success")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let minutely = env.history("every-minute");
+    // Back 1 h: nothing reruns.
+    std::fs::write(&offset, "3600").unwrap();
+    signal(&runner, libc::SIGUSR1);
+    std::thread::sleep(Duration::from_millis(1500));
+    let cpu = cpu_seconds(runner.id());
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let ran = ran.unwrap_or_else(|| {
+        panic!(
+            "the gap's fixed-time slot did not run; log:\n{}",
+            env.runner_log()
+        )
+    });
+    assert_eq!(time(&ran, "scheduled_for").minute(), in_an_hour.minute());
+    assert_eq!(env.history("fixed").len(), 1, "{:?}", env.history("fixed"));
+    let runs = minutely.iter().filter(|r| r["status"] == "success").count();
+    assert!(runs <= 1, "the minutely job flooded: {minutely:?}");
+    assert_eq!(
+        minutely.iter().filter(|r| r["status"] == "missed").count(),
+        1,
+        "{minutely:?}"
+    );
+    assert!(env.runner_log().contains("jumped forward"));
+    assert!(cpu < 2.0, "the runner burned {cpu} s of CPU: a busy loop?");
+}
