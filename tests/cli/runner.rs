@@ -781,3 +781,194 @@ fn clock_jumps_run_the_gap_once_and_rerun_nothing() {
     assert!(env.runner_log().contains("jumped forward"));
     assert!(cpu < 2.0, "the runner burned {cpu} s of CPU: a busy loop?");
 }
+
+#[test]
+fn reboot_jobs_run_once_per_start() {
+    let env = Env::new();
+    env.ok(&[
+        "add",
+        "boot",
+        "--schedule",
+        "@reboot",
+        "--",
+        "/bin/echo",
+        "booted",
+    ]);
+    for round in 1..=2 {
+        let mut runner = env.spawn_runner(&[]);
+        let seen = env.wait_for(Duration::from_secs(10), || {
+            let n = env
+                .history("boot")
+                .iter()
+                .filter(|r| r["status"] == "success")
+                .count();
+            (n == round).then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        signal(&runner, libc::SIGTERM);
+        assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+        seen.unwrap_or_else(|| panic!("round {round}; log:\n{}", env.runner_log()));
+    }
+    assert_eq!(env.history("boot").len(), 2);
+}
+
+#[test]
+fn jobs_get_a_clean_environment() {
+    let env = Env::new();
+    let t = soon(1);
+    env.ok(&[
+        "add",
+        "envdump",
+        "--schedule",
+        &at(t),
+        "--param",
+        "env={\"MINE\":\"yes\"}",
+        "--",
+        "/bin/sh",
+        "-c",
+        "env | sort",
+    ]);
+    let mut runner = env.spawn_runner_env(&[], &[("RUNNER_SECRET", "hunter2")]);
+    let row = env.wait_for(Duration::from_secs(15), || {
+        env.history("envdump")
+            .into_iter()
+            .find(|r| r["status"] == "success")
+    });
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let row = row.unwrap_or_else(|| panic!("no run; log:\n{}", env.runner_log()));
+    let out = row["output"].as_str().unwrap();
+    assert!(
+        !out.contains("hunter2") && !out.contains("RUNNER_SECRET"),
+        "{out}"
+    );
+    assert!(out.contains("MINE=yes"), "{out}");
+    assert!(out.contains("CRONMGR_JOB=envdump"), "{out}");
+    let names: Vec<&str> = out.lines().map(|l| l.split('=').next().unwrap()).collect();
+    for name in &names {
+        assert!(
+            ["PATH", "HOME", "LANG", "MINE", "PWD", "SHLVL", "_"].contains(name)
+                || name.starts_with("CRONMGR_"),
+            "unexpected variable {name} in the job's environment: {out}"
+        );
+    }
+}
+
+#[test]
+fn the_runner_speaks_systemds_notify_protocol() {
+    use std::os::unix::net::UnixDatagram;
+    let env = Env::new();
+    let path = env.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut runner = env.spawn_runner_env(&[], &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("READY within 10 s");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.contains("READY=1"), "{msg}");
+    assert!(msg.contains("STATUS="), "{msg}");
+    signal(&runner, libc::SIGTERM);
+    let mut stopping = false;
+    while let Ok(n) = sock.recv(&mut buf) {
+        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+            stopping = true;
+            break;
+        }
+    }
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    assert!(stopping, "no STOPPING=1");
+}
+
+#[test]
+fn prune_trims_history_to_the_settings() {
+    let env = Env::new();
+    env.ok(&["add", "chatty", "--schedule", "@daily", "--", "/bin/true"]);
+    for _ in 0..5 {
+        env.ok(&["run-now", "chatty"]);
+    }
+    env.ok(&["settings", "set", "keep_executions", "2"]);
+    let plan = env.json(&["prune", "--dry-run"]);
+    assert_eq!(plan["would_delete"], 3);
+    assert_eq!(env.history("chatty").len(), 5, "dry run deleted something");
+    let done = env.json(&["prune"]);
+    assert_eq!(done["deleted"], 3);
+    let left = env.history("chatty");
+    assert_eq!(left.len(), 2);
+    // The newest are kept.
+    assert!(
+        left.iter().all(|r| r["id"].as_i64().unwrap() >= 4),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn history_filters_by_status_and_time() {
+    let env = Env::new();
+    env.ok(&["add", "ok", "--schedule", "@daily", "--", "/bin/true"]);
+    env.ok(&["add", "ko", "--schedule", "@daily", "--", "/bin/false"]);
+    env.ok(&["run-now", "ok"]);
+    env.fails(3, &["run-now", "ko"]);
+    assert_eq!(env.json(&["history"]).as_array().unwrap().len(), 2);
+    let failed = env.json(&["history", "--status", "failed"]);
+    assert_eq!(failed.as_array().unwrap().len(), 1);
+    assert_eq!(failed[0]["job"], "ko");
+    assert_eq!(
+        env.json(&["history", "--since", "1h"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        env.json(&["history", "--since", "2099-01-01"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        env.json(&["history", "--limit", "1"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let err = env.fails(2, &["history", "--status", "exploded"]);
+    assert!(err.contains("expected one of"), "{err}");
+    env.fails(2, &["history", "ghost"]);
+    let table = env.ok(&["history"]);
+    assert!(
+        table.contains("STATUS") && table.contains("failed"),
+        "{table}"
+    );
+}
+
+#[test]
+fn logs_follow_streams_a_running_execution() {
+    let env = Env::new();
+    let t = soon(1);
+    env.ok(&[
+        "add",
+        "ticker",
+        "--schedule",
+        &at(t),
+        "--",
+        "/bin/sh",
+        "-c",
+        "for i in 1 2 3; do echo line $i; sleep 0.5; done",
+    ]);
+    let mut runner = env.spawn_runner(&[]);
+    let row = env
+        .wait_for(Duration::from_secs(15), || {
+            env.history("ticker")
+                .into_iter()
+                .find(|r| r["status"] == "running")
+        })
+        .unwrap_or_else(|| panic!("never started; log:\n{}", env.runner_log()));
+    let id = row["id"].as_i64().unwrap().to_string();
+    let out = env.ok(&["logs", "--follow", &id]);
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    assert_eq!(out, "line 1\nline 2\nline 3\n");
+}
