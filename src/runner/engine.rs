@@ -148,6 +148,8 @@ pub struct Engine<'c> {
     timers: BinaryHeap<Reverse<(DateTime<Utc>, i64)>>,
     /// Slots due and waiting for a free worker, most urgent first.
     queue: BinaryHeap<Reverse<Slot>>,
+    /// How many slots each job has in `queue`.
+    queued: HashMap<i64, usize>,
     /// Retries waiting for their delay.
     retries: Vec<Slot>,
     running: HashMap<i64, Running>,
@@ -179,6 +181,7 @@ impl<'c> Engine<'c> {
             settings: HashMap::new(),
             timers: BinaryHeap::new(),
             queue: BinaryHeap::new(),
+            queued: HashMap::new(),
             retries: Vec::new(),
             running: HashMap::new(),
             unrecorded: Vec::new(),
@@ -362,7 +365,7 @@ impl<'c> Engine<'c> {
             let entry = &self.jobs[&id];
             if entry.schedule.is_reboot() {
                 let slot = self.slot(id, now, 1, Trigger::Schedule);
-                self.queue.push(Reverse(slot));
+                self.push_queue(slot);
                 continue;
             }
             if let Some(stored) = entry.job.next_run_at.filter(|t| *t <= now) {
@@ -501,7 +504,7 @@ impl<'c> Engine<'c> {
     /// Queue a due slot, unless the job may not overlap and already has one waiting.
     fn enqueue(&mut self, slot: Slot, now: DateTime<Utc>) -> anyhow::Result<()> {
         let entry = &self.jobs[&slot.job_id];
-        if !entry.job.allow_concurrent && self.queue.iter().any(|s| s.0.job_id == slot.job_id) {
+        if !entry.job.allow_concurrent && self.queued.contains_key(&slot.job_id) {
             self.record_skipped(
                 &slot,
                 "the previous slot is still waiting for a free worker",
@@ -509,8 +512,24 @@ impl<'c> Engine<'c> {
             )?;
             return Ok(());
         }
-        self.queue.push(Reverse(slot));
+        self.push_queue(slot);
         Ok(())
+    }
+
+    fn push_queue(&mut self, slot: Slot) {
+        *self.queued.entry(slot.job_id).or_default() += 1;
+        self.queue.push(Reverse(slot));
+    }
+
+    fn pop_queue(&mut self) -> Option<Slot> {
+        let Reverse(slot) = self.queue.pop()?;
+        if let Some(n) = self.queued.get_mut(&slot.job_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.queued.remove(&slot.job_id);
+            }
+        }
+        Some(slot)
     }
 
     fn record_skipped(&mut self, slot: &Slot, why: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
@@ -538,7 +557,7 @@ impl<'c> Engine<'c> {
             self.retries.drain(..).partition(|s| s.due <= now);
         self.retries = waiting;
         for slot in due {
-            self.queue.push(Reverse(slot));
+            self.push_queue(slot);
         }
     }
 
@@ -572,10 +591,10 @@ impl<'c> Engine<'c> {
             return Ok(());
         }
         let mut blocked = Vec::new();
-        while let Some(Reverse(slot)) = self.queue.pop() {
+        while let Some(slot) = self.pop_queue() {
             if let Some(cap) = self.opts.max_concurrent {
                 if self.running.len() >= cap {
-                    self.queue.push(Reverse(slot));
+                    self.push_queue(slot);
                     break;
                 }
             }
@@ -605,7 +624,7 @@ impl<'c> Engine<'c> {
             self.start(slot, now)?;
         }
         for slot in blocked {
-            self.queue.push(Reverse(slot));
+            self.push_queue(slot);
         }
         Ok(())
     }
@@ -757,8 +776,10 @@ impl<'c> Engine<'c> {
         if matches!(finish.status, Status::Failed | Status::Timeout) && !refused {
             self.schedule_retry(run.slot, now);
         }
-        self.notifier
-            .send(&format!("STATUS={}", self.status_line()));
+        if self.notifier.is_active() {
+            self.notifier
+                .send(&format!("STATUS={}", self.status_line()));
+        }
         Ok(())
     }
 
@@ -814,6 +835,7 @@ impl<'c> Engine<'c> {
                 self.notifier.send("STOPPING=1");
                 self.stop_deadline = Some(Instant::now() + Duration::from_secs(grace));
                 self.queue.clear();
+                self.queued.clear();
                 self.retries.clear();
             }
             libc::SIGHUP => {
@@ -1003,19 +1025,24 @@ impl<'c> Engine<'c> {
     }
 
     fn status_line(&self) -> String {
-        let next = self
-            .jobs
-            .values()
-            .filter_map(|e| e.next.map(|t| (t, &e.job.name)))
-            .min();
         let mut line = format!(
             "{} jobs, {} running, {} queued",
             self.jobs.len(),
             self.running.len(),
             self.queue.len()
         );
-        if let Some((t, name)) = next {
-            line.push_str(&format!("; next: {name} at {}", crate::output::utc(t)));
+        // The earliest live timer (stale ones are skipped; the heap is not modified here).
+        let next = self
+            .timers
+            .iter()
+            .filter(|Reverse((at, id))| self.jobs.get(id).and_then(|e| e.next) == Some(*at))
+            .min();
+        if let Some(Reverse((at, id))) = next {
+            line.push_str(&format!(
+                "; next: {} at {}",
+                self.jobs[id].job.name,
+                crate::output::utc(*at)
+            ));
         }
         line
     }
