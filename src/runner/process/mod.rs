@@ -141,6 +141,10 @@ pub fn run(spec: &Spec, cancel: &Cancel, on_spawn: impl FnOnce(u32)) -> io::Resu
     if let Some(cwd) = &spec.cwd {
         command.current_dir(cwd);
     }
+    // The child starts as a vfork of this process, and the kernel folds that shared memory's peak
+    // into the child's ru_maxrss. Reset our peak to our current size first, so a job's figure is
+    // floored by the runner's present footprint (a few MB), not by its historical peak.
+    reset_peak_rss();
     let started = Instant::now();
     let child = command
         .spawn()
@@ -333,4 +337,9 @@ fn max_rss_mb(maxrss: libc::c_long) -> f64 {
 
 fn with_path(err: io::Error, what: &str, path: &std::path::Path) -> io::Error {
     io::Error::new(err.kind(), format!("{what} {}: {err}", path.display()))
+}
+
+/// Reset this process's peak resident size (`VmHWM`) to its current size (Linux ≥ 4.0).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }

@@ -337,3 +337,20 @@ fn handles_cross_threads() {
     send_sync::<Spec>();
     send_sync::<Outcome>();
 }
+
+#[test]
+fn a_small_child_does_not_inherit_the_parents_peak_memory() {
+    // Raise this process's peak resident size by ~300 MB, then give it back.
+    let mut big = vec![0u8; 300 * 1024 * 1024];
+    for i in (0..big.len()).step_by(4096) {
+        big[i] = 1;
+    }
+    std::hint::black_box(&big);
+    drop(big);
+    let out = run_plain(&spec("/bin/true", &[])).unwrap();
+    assert!(
+        out.max_rss_mb < 150.0,
+        "/bin/true reported {} MB: the runner's old peak leaked into it",
+        out.max_rss_mb
+    );
+}
