@@ -134,8 +134,13 @@ impl Config {
 }
 
 pub fn is_root() -> bool {
+    euid() == 0
+}
+
+/// The effective user id of this process.
+pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    unsafe { libc::geteuid() }
 }
 
 /// The default database: `/var/lib/cronmgr/cronmgr.db` for root, else under the XDG data folder.

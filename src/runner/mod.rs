@@ -4,6 +4,7 @@ pub mod clock;
 mod engine;
 pub mod execute;
 pub mod lock;
+mod modes;
 pub mod notify;
 pub mod process;
 
@@ -37,6 +38,8 @@ pub fn serve(
         Err(e) => return Err(crate::exit::Invalid(e.to_string()).into()),
     };
     let config = Config::load(config_path.as_deref())?;
+    modes::check("config file", &config.path)?;
+    modes::check("database", &db)?;
     let store = Store::open(&db).with_context(|| format!("opening database {}", db.display()))?;
     let clock: Box<dyn Clock> = match std::env::var_os("CRONMGR_CLOCK_OFFSET_FILE") {
         Some(path) => Box::new(OffsetFileClock(path.into())),

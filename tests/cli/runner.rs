@@ -972,3 +972,25 @@ fn logs_follow_streams_a_running_execution() {
     assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
     assert_eq!(out, "line 1\nline 2\nline 3\n");
 }
+
+#[test]
+fn the_runner_refuses_a_config_or_database_others_can_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.ok(&["list"]);
+    std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = env.fails(1, &["run", "--once"]);
+    assert!(
+        err.contains("config file") && err.contains("chmod go-w"),
+        "{err}"
+    );
+    std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&env.db, std::fs::Permissions::from_mode(0o662)).unwrap();
+    let err = env.fails(1, &["run", "--once"]);
+    assert!(
+        err.contains("database") && err.contains("writable by"),
+        "{err}"
+    );
+    std::fs::set_permissions(&env.db, std::fs::Permissions::from_mode(0o640)).unwrap();
+    env.ok(&["run", "--once"]);
+}
