@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use assert_cmd::Command;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -209,4 +211,36 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(50));
     }
     None
+}
+
+/// A 6-field expression that fires once, at `t` (UTC), to the second.
+pub fn at(t: DateTime<Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{} {} {} {} {} *",
+        t.second(),
+        t.minute(),
+        t.hour(),
+        t.day(),
+        t.month()
+    )
+}
+
+/// A whole second at least `secs` seconds from now.
+pub fn soon(secs: i64) -> DateTime<Utc> {
+    use chrono::Timelike;
+    let t = Utc::now() + chrono::Duration::seconds(secs);
+    t.with_nanosecond(0).unwrap() + chrono::Duration::seconds(1)
+}
+
+pub fn time(v: &Value, key: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(v[key].as_str().unwrap_or_else(|| panic!("{key} in {v}")))
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+pub fn statuses(rows: &[Value]) -> Vec<String> {
+    rows.iter()
+        .map(|r| r["status"].as_str().unwrap().to_string())
+        .collect()
 }

@@ -2,42 +2,10 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::Value;
 
-use crate::harness::{signal, wait_exit, Env};
-
-/// A 6-field expression that fires once, at `t` (UTC), to the second.
-fn at(t: DateTime<Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    format!(
-        "{} {} {} {} {} *",
-        t.second(),
-        t.minute(),
-        t.hour(),
-        t.day(),
-        t.month()
-    )
-}
-
-/// A whole second at least `secs` seconds from now.
-fn soon(secs: i64) -> DateTime<Utc> {
-    use chrono::Timelike;
-    let t = Utc::now() + chrono::Duration::seconds(secs);
-    t.with_nanosecond(0).unwrap() + chrono::Duration::seconds(1)
-}
-
-fn time(v: &Value, key: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v[key].as_str().unwrap_or_else(|| panic!("{key} in {v}")))
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
-fn statuses(rows: &[Value]) -> Vec<String> {
-    rows.iter()
-        .map(|r| r["status"].as_str().unwrap().to_string())
-        .collect()
-}
+use crate::harness::{at, signal, soon, statuses, time, wait_exit, Env};
 
 #[test]
 fn a_seconds_job_fires_on_schedule_and_records_its_output() {

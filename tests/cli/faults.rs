@@ -1,0 +1,245 @@
+//! The fault suite: what breaks other schedulers must not break this one.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{at, signal, soon, statuses, time, wait_exit, Env};
+
+/// Resident memory of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_job_ignoring_sigterm_is_killed_with_its_group_after_the_grace_period() {
+    let env = Env::new();
+    let t = soon(1);
+    env.ok(&[
+        "add",
+        "stubborn",
+        "--schedule",
+        &at(t),
+        "--timeout",
+        "1",
+        "--",
+        "/bin/sh",
+        "-c",
+        "trap '' TERM; (trap '' TERM; sleep 60) & sleep 60",
+    ]);
+    let mut runner = env.spawn_runner(&[]);
+    let row = env.wait_for(Duration::from_secs(25), || {
+        env.history("stubborn")
+            .into_iter()
+            .find(|r| r["status"] == "timeout")
+    });
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let row = row.unwrap_or_else(|| panic!("no timeout; log:\n{}", env.runner_log()));
+    // TERM was ignored, so KILL ended it, 5 s after the 1 s timeout.
+    let ms = row["duration_ms"].as_i64().unwrap();
+    assert!((5_500..20_000).contains(&ms), "took {ms} ms");
+    assert_eq!(row["exit_code"], 137);
+    let pgid = row["pid"].as_i64().unwrap() as i32;
+    let gone = env.wait_for(Duration::from_secs(10), || {
+        // SAFETY: signal 0 only probes.
+        (unsafe { libc::kill(-pgid, 0) } != 0).then_some(())
+    });
+    assert!(gone.is_some(), "group {pgid} survived");
+}
+
+#[test]
+fn huge_and_invalid_output_is_capped_stored_and_the_runner_stays_small() {
+    let env = Env::new();
+    let t = soon(1);
+    // 50 MB of output, and bytes that are not UTF-8.
+    env.ok(&[
+        "add",
+        "flood",
+        "--schedule",
+        &at(t),
+        "--",
+        "/bin/sh",
+        "-c",
+        "head -c 52428800 /dev/zero | tr '\\0' x; echo; echo tail-marker",
+    ]);
+    env.ok(&[
+        "add",
+        "binary",
+        "--schedule",
+        &at(t),
+        "--",
+        "/usr/bin/printf",
+        "ok \\377\\376 done",
+    ]);
+    let mut runner = env.spawn_runner(&[]);
+    let mut peak = 0;
+    let done = env.wait_for(Duration::from_secs(60), || {
+        peak = peak.max(rss_kib(runner.id()));
+        let f = env.history("flood");
+        let b = env.history("binary");
+        (f.iter().any(|r| r["status"] == "success") && b.iter().any(|r| r["status"] == "success"))
+            .then_some((f, b))
+    });
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let (flood, binary) =
+        done.unwrap_or_else(|| panic!("did not finish; log:\n{}", env.runner_log()));
+    let out = flood[0]["output"].as_str().unwrap();
+    assert!(out.len() <= 1024 * 1024 + 200, "stored {} bytes", out.len());
+    assert!(out.starts_with("xxxx"), "head kept");
+    assert!(out.trim_end().ends_with("tail-marker"), "tail kept");
+    assert!(out.contains("omitted"), "a marker says what was cut");
+    assert_eq!(binary[0]["output"], "ok \u{fffd}\u{fffd} done");
+    // The runner never held the 50 MB: its resident size stayed small.
+    assert!(peak < 40 * 1024, "runner peaked at {peak} KiB");
+}
+
+#[test]
+fn shell_metacharacters_in_a_row_edited_behind_our_back_never_execute() {
+    let env = Env::new();
+    let marker = env.dir.path().join("pwned");
+    env.ok(&[
+        "add",
+        "meta",
+        "--schedule",
+        "* * * * * *",
+        "--",
+        "/bin/echo",
+        "ok",
+    ]);
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    conn.execute(
+        "UPDATE jobs SET params = json_object('argv', json_array(?1)) WHERE name = 'meta'",
+        [format!("/bin/echo; touch {}", marker.display())],
+    )
+    .unwrap();
+    drop(conn);
+    let mut runner = env.spawn_runner(&[]);
+    let row = env.wait_for(Duration::from_secs(15), || {
+        env.history("meta")
+            .into_iter()
+            .find(|r| r["status"] == "failed")
+    });
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let row = row.unwrap_or_else(|| panic!("not refused; log:\n{}", env.runner_log()));
+    assert!(
+        row["error_message"].as_str().unwrap().contains("refused"),
+        "{row}"
+    );
+    assert!(row["pid"].is_null());
+    assert!(!marker.exists());
+}
+
+#[test]
+fn corrupt_inputs_give_clear_errors_and_damage_nothing() {
+    // A truncated database file.
+    let env = Env::new();
+    env.ok(&["add", "a", "--schedule", "@daily", "--", "/bin/true"]);
+    let bytes = std::fs::read(&env.db).unwrap();
+    let cut = env.dir.path().join("cut.db");
+    std::fs::write(&cut, &bytes[..bytes.len().min(4096) / 2]).unwrap();
+    let before = std::fs::read(&cut).unwrap();
+    let out = env.cmd_with_db(&cut).args(["list"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cut.db"), "the message names the file: {err}");
+    assert_eq!(
+        std::fs::read(&cut).unwrap(),
+        before,
+        "the truncated file was modified"
+    );
+
+    // An unknown time zone written into the settings behind our back.
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    env.ok(&["settings", "set", "max_concurrent_jobs", "3"]);
+    conn.execute("UPDATE settings SET timezone = 'Mars/Olympus'", [])
+        .unwrap();
+    drop(conn);
+    let err = env.fails(2, &["show", "a"]);
+    assert!(err.contains("Mars/Olympus"), "{err}");
+    // The runner keeps running and says why the job is not scheduled.
+    env.ok(&[
+        "add",
+        "other",
+        "--schedule",
+        "@daily",
+        "--timezone",
+        "UTC",
+        "--",
+        "/bin/true",
+    ]);
+    env.cmd().args(["run", "--once"]).assert().success();
+    // Fixing the setting fixes everything.
+    env.ok(&["settings", "set", "timezone", "UTC"]);
+    env.ok(&["show", "a"]);
+}
+
+#[test]
+fn a_hundred_due_jobs_with_four_workers_never_exceed_four_and_start_by_priority() {
+    let env = Env::new();
+    let t = soon(3);
+    let conn = rusqlite::Connection::open(&env.db);
+    drop(conn);
+    env.ok(&["list"]);
+    // Insert 100 jobs directly (faster than 100 `add`s), priorities 1..10.
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    let slot = t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for i in 0..100 {
+        let prio = 10 - (i % 10);
+        conn.execute(
+            "INSERT INTO jobs (system, name, schedule, command, params, priority, created_at, updated_at, next_run_at) \
+             VALUES ('default', ?1, ?2, 'shell', '{\"argv\":[\"/bin/sleep\",\"0.2\"]}', ?3, ?4, ?4, ?5)",
+            rusqlite::params![format!("job{i:03}"), at(t), prio, now, slot],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let mut runner = env.spawn_runner(&["--max-concurrent", "4"]);
+    let rows = env.wait_for(Duration::from_secs(60), || {
+        let rows: Vec<Value> = env
+            .json(&["history", "--limit", "1000"])
+            .as_array()
+            .unwrap()
+            .clone();
+        (rows.iter().filter(|r| r["status"] == "success").count() == 100).then_some(rows)
+    });
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let mut rows = rows.unwrap_or_else(|| panic!("not all ran; log:\n{}", env.runner_log()));
+    rows.sort_by_key(|r| r["id"].as_i64().unwrap());
+    let shown = env.json(&["list"]);
+    let prio = |job: &str| {
+        shown
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == job)
+            .unwrap()["priority"]
+            .as_i64()
+            .unwrap()
+    };
+    let priorities: Vec<i64> = rows
+        .iter()
+        .map(|r| prio(r["job"].as_str().unwrap()))
+        .collect();
+    let mut sorted = priorities.clone();
+    sorted.sort();
+    assert_eq!(priorities, sorted, "started out of priority order");
+    for r in &rows {
+        let s = time(r, "started_at");
+        let overlapping = rows
+            .iter()
+            .filter(|o| time(o, "started_at") <= s && time(o, "finished_at") > s)
+            .count();
+        assert!(overlapping <= 4, "{overlapping} running at {s}");
+    }
+    assert_eq!(statuses(&rows).len(), 100);
+}
