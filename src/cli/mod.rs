@@ -2,6 +2,7 @@
 
 mod add;
 mod edit;
+mod exec;
 mod executions;
 mod follow;
 mod history;
@@ -106,6 +107,9 @@ pub enum Command {
     Next(next::NextArgs),
     /// Check a schedule: exit 0 if valid, 2 with the error otherwise
     Validate(next::ValidateArgs),
+    /// Run a built-in executor's work (the runner's child process)
+    #[command(name = "__exec", hide = true)]
+    Exec(exec::Args),
 }
 
 /// What every command needs: the global flags, the config, the database, the clock.
@@ -172,6 +176,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prune(args) => executions::prune(args, &ctx),
         Command::Next(args) => next::next(args, &ctx),
         Command::Validate(args) => next::validate(args),
+        Command::Exec(args) => exec::run(args, &ctx),
     }
 }
 
