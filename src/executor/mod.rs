@@ -296,6 +296,38 @@ mod tests {
     }
 
     #[test]
+    fn builtins_reexec_cronmgr_with_params_in_the_environment() {
+        let mut config = Config::defaults("/nonexistent/config.toml".into());
+        config.http.allow_hosts = vec!["api.example.com".into()];
+        let params = serde_json::json!({
+            "url": "https://api.example.com/x",
+            "headers": {"Authorization": "Bearer secret"}
+        });
+        let params = params.as_object().unwrap();
+        let inv = find("http", &config)
+            .unwrap()
+            .invocation(params, &config)
+            .unwrap();
+        assert_eq!(
+            inv.program,
+            std::env::current_exe().unwrap().canonicalize().unwrap()
+        );
+        assert_eq!(inv.args, vec!["__exec", "http"]);
+        assert!(!inv.args.iter().any(|a| a.contains("secret")));
+        let env: std::collections::HashMap<_, _> = inv.env.into_iter().collect();
+        let sent: Value = serde_json::from_str(&env[PARAMS_ENV]).unwrap();
+        assert_eq!(&sent, &Value::Object(params.clone()));
+        assert_eq!(env["CRONMGR_CONFIG"], "/nonexistent/config.toml");
+        assert!(Path::new(&env["CRONMGR_DB"]).is_absolute());
+        assert!(env.contains_key("PATH") && env.contains_key("HOME"));
+        // Every registered executor has a distinct name.
+        let mut names: Vec<&str> = all().iter().map(|e| e.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all().len());
+    }
+
+    #[test]
     fn unknown_and_disabled_executors_are_refused() {
         let config = Config::defaults("/nonexistent".into());
         assert!(find("shell", &config).is_ok());
