@@ -10,6 +10,11 @@
 //!
 //! Without a config file, a root cronmgr allows no shell program (the file must say which), while a
 //! non-root cronmgr allows any program: it can only run what its user could run anyway.
+//!
+//! The built-in executors have allowlists of their own (`[executors.http]`, `.cleanup`, `.backup`,
+//! `.sqlite`; see `docs/executors.md`). An empty list refuses everything. Without a config file,
+//! root gets empty lists; another user gets its own home folder for the file executors (cleanup
+//! roots, backup sources and destinations, sqlite databases) and no network hosts at all.
 
 use std::path::{Path, PathBuf};
 
@@ -46,7 +51,49 @@ pub struct Config {
     /// Executor names that may run; None: every built-in executor.
     pub enabled: Option<Vec<String>>,
     pub shell_allow: Allow,
+    pub http: HttpRules,
+    pub cleanup: CleanupRules,
+    pub backup: BackupRules,
+    pub sqlite: SqliteRules,
     pub jobs_dir: PathBuf,
+}
+
+/// `[executors.http]`: hosts the `http` executor (and healthcheck probes) may call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRules {
+    /// `host`, `host:port`, `*.domain` or `*.domain:port`; `*` alone is any host.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+}
+
+/// `[executors.cleanup]`: folders under which `cleanup` may delete files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupRules {
+    #[serde(default)]
+    pub roots: Vec<PathBuf>,
+}
+
+/// `[executors.backup]`: what `backup` may read, where it may write, where it may upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRules {
+    #[serde(default)]
+    pub sources: Vec<PathBuf>,
+    #[serde(default)]
+    pub destinations: Vec<PathBuf>,
+    /// Host patterns, as `[executors.http] allow_hosts`.
+    #[serde(default)]
+    pub upload_hosts: Vec<String>,
+}
+
+/// `[executors.sqlite]`: application databases `sqlite` may change (paths or globs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteRules {
+    #[serde(default)]
+    pub databases: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,6 +109,14 @@ struct File {
 struct ExecutorsFile {
     enabled: Option<Vec<String>>,
     shell: Option<ShellFile>,
+    #[serde(default)]
+    http: HttpRules,
+    #[serde(default)]
+    cleanup: CleanupRules,
+    #[serde(default)]
+    backup: BackupRules,
+    #[serde(default)]
+    sqlite: SqliteRules,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +141,12 @@ impl Config {
 
     /// The built-in defaults for a missing config file at `path`.
     pub fn defaults(path: PathBuf) -> Config {
+        // Non-root without a config: the file executors may work in the user's own home folder.
+        let home = (!is_root())
+            .then(|| std::env::var_os("HOME").map(PathBuf::from))
+            .flatten()
+            .filter(|h| h.is_absolute() && h != Path::new("/"));
+        let homes: Vec<PathBuf> = home.iter().cloned().collect();
         Config {
             path,
             loaded: false,
@@ -94,6 +155,21 @@ impl Config {
                 Allow::Only(Vec::new())
             } else {
                 Allow::Any
+            },
+            http: HttpRules::default(),
+            cleanup: CleanupRules {
+                roots: homes.clone(),
+            },
+            backup: BackupRules {
+                sources: homes.clone(),
+                destinations: homes,
+                upload_hosts: Vec::new(),
+            },
+            sqlite: SqliteRules {
+                databases: home
+                    .map(|h| format!("{}/**", h.display()))
+                    .into_iter()
+                    .collect(),
             },
             jobs_dir: PathBuf::from(DEFAULT_JOBS_DIR),
         }
@@ -114,11 +190,47 @@ impl Config {
                 });
             }
         }
+        let bad = |message: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        let ex = &file.executors;
+        for (key, list) in [
+            ("[executors.cleanup] roots", &ex.cleanup.roots),
+            ("[executors.backup] sources", &ex.backup.sources),
+            ("[executors.backup] destinations", &ex.backup.destinations),
+        ] {
+            if let Some(p) = list.iter().find(|p| !p.is_absolute()) {
+                return Err(bad(format!("{key}: {p:?} is not an absolute path")));
+            }
+        }
+        if let Some(p) = ex.sqlite.databases.iter().find(|p| !p.starts_with('/')) {
+            return Err(bad(format!(
+                "[executors.sqlite] databases: {p:?} is not an absolute path"
+            )));
+        }
+        for (key, list) in [
+            ("[executors.http] allow_hosts", &ex.http.allow_hosts),
+            ("[executors.backup] upload_hosts", &ex.backup.upload_hosts),
+        ] {
+            if let Some(h) = list
+                .iter()
+                .find(|h| h.is_empty() || h.contains(['/', '@', ' ']))
+            {
+                return Err(bad(format!(
+                    "{key}: {h:?} is not a host pattern (host, host:port or *.domain)"
+                )));
+            }
+        }
         Ok(Config {
             path: path.to_path_buf(),
             loaded: true,
             enabled: file.executors.enabled,
             shell_allow: Allow::Only(file.executors.shell.map(|s| s.allow).unwrap_or_default()),
+            http: file.executors.http,
+            cleanup: file.executors.cleanup,
+            backup: file.executors.backup,
+            sqlite: file.executors.sqlite,
             jobs_dir: file
                 .jobs_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_JOBS_DIR)),
@@ -196,5 +308,42 @@ mod tests {
         let err = Config::parse(Path::new("c.toml"), "[executors.shel]\nallow=[]\n").unwrap_err();
         assert!(err.to_string().contains("c.toml"), "{err}");
         assert!(Config::parse(Path::new("c"), "[executors.shell]\nallow=[\"bin/x\"]\n").is_err());
+    }
+
+    #[test]
+    fn parses_builtin_allowlists() {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            r#"
+[executors.http]
+allow_hosts = ["api.example.com", "*.internal", "127.0.0.1:8080"]
+[executors.cleanup]
+roots = ["/var/log/app"]
+[executors.backup]
+sources = ["/etc/app"]
+destinations = ["/backup"]
+upload_hosts = ["backup.example.com"]
+[executors.sqlite]
+databases = ["/var/lib/app/*.db"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.http.allow_hosts.len(), 3);
+        assert_eq!(c.cleanup.roots, vec![PathBuf::from("/var/log/app")]);
+        assert_eq!(c.backup.upload_hosts, vec!["backup.example.com"]);
+        assert_eq!(c.sqlite.databases, vec!["/var/lib/app/*.db"]);
+        // Absent sections refuse everything.
+        let c = Config::parse(Path::new("c.toml"), "").unwrap();
+        assert!(c.http.allow_hosts.is_empty() && c.cleanup.roots.is_empty());
+        for bad in [
+            "[executors.cleanup]\nroots = [\"relative\"]\n",
+            "[executors.sqlite]\ndatabases = [\"x.db\"]\n",
+            "[executors.http]\nallow_hosts = [\"http://x\"]\n",
+            "[executors.http]\nallow = []\n",
+            "[executors.backup]\nsource = []\n",
+        ] {
+            let err = Config::parse(Path::new("c.toml"), bad).unwrap_err();
+            assert!(err.to_string().contains("c.toml"), "{bad}: {err}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 mod add;
 mod edit;
+mod exec;
 mod executions;
 mod follow;
 mod generate;
@@ -109,6 +110,9 @@ pub enum Command {
     Validate(next::ValidateArgs),
     /// Print the man page or shell completions
     Generate(generate::Args),
+    /// Run a built-in executor's work (the runner's child process)
+    #[command(name = "__exec", hide = true)]
+    Exec(exec::Args),
 }
 
 /// What every command needs: the global flags, the config, the database, the clock.
@@ -176,6 +180,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Next(args) => next::next(args, &ctx),
         Command::Validate(args) => next::validate(args),
         Command::Generate(args) => generate::run(args, &ctx),
+        Command::Exec(args) => exec::run(args, &ctx),
     }
 }
 

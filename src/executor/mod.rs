@@ -3,16 +3,38 @@
 //! Only executors registered here exist, and only those the config file enables may run. Each
 //! checks its parameters when a job is added and again right before it runs, since the database
 //! may have been edited behind our back.
+//!
+//! The built-ins other than `shell` run their work inside cronmgr itself: their invocation is a
+//! re-exec of this binary (`cronmgr __exec NAME`) with the params in the environment, so each
+//! still runs in its own process group under the runner's timeout, and [`Executor::run`] does
+//! the work in that child (or in-process, in tests).
 
+mod backup;
+mod cleanup;
+pub mod common;
+mod healthcheck;
+mod http;
+mod report;
 mod shell;
+mod sqlite;
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
 use crate::config::Config;
 
+pub use backup::Backup;
+pub use cleanup::Cleanup;
+pub use healthcheck::Healthcheck;
+pub use http::Http;
+pub use report::Report;
 pub use shell::{glob_match, Shell, DEFAULT_PATH};
+pub use sqlite::Sqlite;
+
+/// The environment variable carrying a built-in's params (JSON) to its `__exec` child.
+pub const PARAMS_ENV: &str = "CRONMGR_EXEC_PARAMS";
 
 /// Parameters an executor refuses, or an executor that does not exist or is not enabled.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -34,6 +56,40 @@ pub struct Invocation {
     pub cwd: Option<PathBuf>,
 }
 
+/// Why a built-in's work failed (the child prints it on stderr and exits 1).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    #[error("{0}")]
+    Failed(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+impl RunError {
+    pub fn failed(msg: impl Into<String>) -> Self {
+        RunError::Failed(msg.into())
+    }
+
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        RunError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// What a built-in's work may need beyond its params and the config.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// cronmgr's own database (for `report`).
+    pub db: PathBuf,
+}
+
 pub trait Executor: Sync {
     fn name(&self) -> &'static str;
     /// One line for `cronmgr executors` and error messages.
@@ -46,9 +102,112 @@ pub trait Executor: Sync {
         params: &Map<String, Value>,
         config: &Config,
     ) -> Result<Invocation, ParamError>;
+    /// Do the work of a built-in that runs inside cronmgr (`cronmgr __exec NAME`), writing a
+    /// human report to `out`. The params have been checked.
+    fn run(
+        &self,
+        params: &Map<String, Value>,
+        config: &Config,
+        ctx: &RunContext,
+        out: &mut dyn Write,
+    ) -> Result<(), RunError> {
+        let _ = (params, config, ctx, out);
+        Err(RunError::Failed(format!(
+            "executor {:?} runs a program, not work inside cronmgr",
+            self.name()
+        )))
+    }
 }
 
-static REGISTRY: &[&dyn Executor] = &[&Shell];
+static REGISTRY: &[&dyn Executor] = &[
+    &Shell,
+    &Http,
+    &Cleanup,
+    &Backup,
+    &Sqlite,
+    &Healthcheck,
+    &Report,
+];
+
+/// The invocation of a built-in that runs inside cronmgr: this binary, `__exec NAME`, and the
+/// params in the environment (not on the command line, where `ps` would show secrets).
+pub(crate) fn reexec(
+    name: &str,
+    params: &Map<String, Value>,
+    config: &Config,
+) -> Result<Invocation, ParamError> {
+    let exe = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map_err(|e| {
+            ParamError(format!(
+                "{name}: cannot find the cronmgr binary to run it ({e}); was it replaced while running? restart the runner"
+            ))
+        })?;
+    let config_path = config
+        .path
+        .canonicalize()
+        .unwrap_or_else(|_| absolute(&config.path));
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/".to_string());
+    let env = vec![
+        ("PATH".to_string(), DEFAULT_PATH.to_string()),
+        ("HOME".to_string(), home),
+        ("LANG".to_string(), "C.UTF-8".to_string()),
+        (
+            PARAMS_ENV.to_string(),
+            Value::Object(params.clone()).to_string(),
+        ),
+        (
+            "CRONMGR_CONFIG".to_string(),
+            config_path.display().to_string(),
+        ),
+        (
+            "CRONMGR_DB".to_string(),
+            database_in_force().display().to_string(),
+        ),
+    ];
+    Ok(Invocation {
+        program: exe,
+        args: vec!["__exec".to_string(), name.to_string()],
+        env,
+        cwd: Some(PathBuf::from("/")),
+    })
+}
+
+/// The database this cronmgr process works on: `--db` or `CRONMGR_DB` as its own command line
+/// gave them, else the default. Read from the process's arguments because the executor
+/// interface is not handed the database path.
+fn database_in_force() -> PathBuf {
+    use clap::Parser as _;
+    let db = crate::cli::Cli::try_parse_from(std::env::args_os())
+        .ok()
+        .and_then(|cli| cli.global.db)
+        .or_else(|| std::env::var_os("CRONMGR_DB").map(PathBuf::from))
+        .unwrap_or_else(crate::config::default_db_path);
+    absolute(&db)
+}
+
+/// Absolute, so a child (which starts in `/`) finds the same file.
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    std::env::current_dir()
+        .map(|d| d.join(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Run a checked built-in in this process (the `__exec` child, and tests).
+pub fn run_builtin(
+    name: &str,
+    params: &Map<String, Value>,
+    config: &Config,
+    ctx: &RunContext,
+    out: &mut dyn Write,
+) -> Result<(), RunError> {
+    let exec = find(name, config)?;
+    exec.check(params, config)?;
+    exec.run(params, config, ctx, out)
+}
 
 /// Every built-in executor.
 pub fn all() -> &'static [&'static dyn Executor] {
@@ -134,6 +293,38 @@ mod tests {
         assert!(parse_param("novalue").is_err());
         assert!(parse_param("=x").is_err());
         assert!(parse_param("a b=x").is_err());
+    }
+
+    #[test]
+    fn builtins_reexec_cronmgr_with_params_in_the_environment() {
+        let mut config = Config::defaults("/nonexistent/config.toml".into());
+        config.http.allow_hosts = vec!["api.example.com".into()];
+        let params = serde_json::json!({
+            "url": "https://api.example.com/x",
+            "headers": {"Authorization": "Bearer secret"}
+        });
+        let params = params.as_object().unwrap();
+        let inv = find("http", &config)
+            .unwrap()
+            .invocation(params, &config)
+            .unwrap();
+        assert_eq!(
+            inv.program,
+            std::env::current_exe().unwrap().canonicalize().unwrap()
+        );
+        assert_eq!(inv.args, vec!["__exec", "http"]);
+        assert!(!inv.args.iter().any(|a| a.contains("secret")));
+        let env: std::collections::HashMap<_, _> = inv.env.into_iter().collect();
+        let sent: Value = serde_json::from_str(&env[PARAMS_ENV]).unwrap();
+        assert_eq!(&sent, &Value::Object(params.clone()));
+        assert_eq!(env["CRONMGR_CONFIG"], "/nonexistent/config.toml");
+        assert!(Path::new(&env["CRONMGR_DB"]).is_absolute());
+        assert!(env.contains_key("PATH") && env.contains_key("HOME"));
+        // Every registered executor has a distinct name.
+        let mut names: Vec<&str> = all().iter().map(|e| e.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all().len());
     }
 
     #[test]
