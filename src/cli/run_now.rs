@@ -82,8 +82,10 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             })?
             .context("this run's slot was taken by another process")?;
         let live_log = execute::live_log_path(&ctx.db_path(), id);
+        let db_path = ctx.db_path();
         let spec = execute::spec(&execute::Context {
             job: &job,
+            db_path: &db_path,
             config,
             execution_id: id,
             attempt,

@@ -160,10 +160,6 @@ pub(crate) fn reexec(
             "CRONMGR_CONFIG".to_string(),
             config_path.display().to_string(),
         ),
-        (
-            "CRONMGR_DB".to_string(),
-            database_in_force().display().to_string(),
-        ),
     ];
     Ok(Invocation {
         program: exe,
@@ -173,21 +169,8 @@ pub(crate) fn reexec(
     })
 }
 
-/// The database this cronmgr process works on: `--db` or `CRONMGR_DB` as its own command line
-/// gave them, else the default. Read from the process's arguments because the executor
-/// interface is not handed the database path.
-fn database_in_force() -> PathBuf {
-    use clap::Parser as _;
-    let db = crate::cli::Cli::try_parse_from(std::env::args_os())
-        .ok()
-        .and_then(|cli| cli.global.db)
-        .or_else(|| std::env::var_os("CRONMGR_DB").map(PathBuf::from))
-        .unwrap_or_else(crate::config::default_db_path);
-    absolute(&db)
-}
-
 /// Absolute, so a child (which starts in `/`) finds the same file.
-fn absolute(path: &Path) -> PathBuf {
+pub(crate) fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         return path.to_path_buf();
     }
@@ -318,7 +301,6 @@ mod tests {
         let sent: Value = serde_json::from_str(&env[PARAMS_ENV]).unwrap();
         assert_eq!(&sent, &Value::Object(params.clone()));
         assert_eq!(env["CRONMGR_CONFIG"], "/nonexistent/config.toml");
-        assert!(Path::new(&env["CRONMGR_DB"]).is_absolute());
         assert!(env.contains_key("PATH") && env.contains_key("HOME"));
         // Every registered executor has a distinct name.
         let mut names: Vec<&str> = all().iter().map(|e| e.name()).collect();

@@ -664,6 +664,7 @@ impl<'c> Engine<'c> {
         let live_log = execute::live_log_path(&self.opts.db_path, execution);
         let spec = execute::spec(&execute::Context {
             job: &job,
+            db_path: &self.opts.db_path,
             config: &self.config,
             execution_id: execution,
             attempt: slot.attempt,

@@ -62,6 +62,8 @@ pub fn live_log_path(db: &Path, execution_id: i64) -> PathBuf {
 /// Everything the child needs, checked against the allowlist now (the database may have been edited).
 pub struct Context<'a> {
     pub job: &'a Job,
+    /// The database, given to the child as `CRONMGR_DB` (built-ins such as `report` read it).
+    pub db_path: &'a Path,
     pub config: &'a Config,
     pub execution_id: i64,
     pub attempt: u32,
@@ -76,7 +78,10 @@ pub fn spec(ctx: &Context<'_>) -> Result<Spec, ParamError> {
     exec.check(&job.params, ctx.config)?;
     let inv = exec.invocation(&job.params, ctx.config)?;
     let mut env = inv.env;
+    let db = executor::absolute(ctx.db_path);
+    env.retain(|(k, _)| k != "CRONMGR_DB");
     env.extend([
+        ("CRONMGR_DB".to_string(), db.display().to_string()),
         ("CRONMGR_JOB".to_string(), job.name.clone()),
         ("CRONMGR_SYSTEM".to_string(), job.system.clone()),
         (

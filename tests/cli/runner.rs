@@ -551,23 +551,13 @@ fn run_now_streams_output_and_exit_codes_follow_the_result() {
 #[test]
 fn run_once_fires_what_is_due_and_reports_failure() {
     let env = Env::new();
-    env.ok(&[
-        "add",
-        "good",
-        "--schedule",
-        "* * * * * *",
-        "--",
-        "/bin/true",
-    ]);
-    env.ok(&[
-        "add",
-        "bad",
-        "--schedule",
-        "* * * * * *",
-        "--",
-        "/bin/false",
-    ]);
-    std::thread::sleep(Duration::from_millis(1100));
+    let t = soon(1);
+    env.ok(&["add", "good", "--schedule", &at(t), "--", "/bin/true"]);
+    env.ok(&["add", "bad", "--schedule", &at(t), "--", "/bin/false"]);
+    // Wait until the slot has passed: it is now due.
+    while Utc::now() < t + chrono::Duration::milliseconds(100) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let out = env.cmd().args(["run", "--once"]).output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -577,6 +567,9 @@ fn run_once_fires_what_is_due_and_reports_failure() {
     );
     assert_eq!(statuses(&env.history("good")), ["success"]);
     assert_eq!(statuses(&env.history("bad")), ["failed"]);
+    // Nothing is due any more: a second pass runs nothing and succeeds.
+    env.ok(&["run", "--once"]);
+    assert_eq!(env.history("good").len(), 1);
 }
 
 #[test]
