@@ -71,7 +71,7 @@ pub fn parse(text: &str, user_column: bool) -> Crontab {
                 "SHELL" => shell = Some(value),
                 "CRON_TZ" => timezone = (!value.is_empty()).then_some(value),
                 "MAILTO" | "MAILFROM" => tab.notes.push(note(format!(
-                    "{name}={value}: not carried over: cronmgr records each run's output instead of mailing it; set alert_email (cronmgr settings set alert_email ADDRESS) for failure alerts"
+                    "{name}={value}: not carried over: set alert_email (cronmgr settings set alert_email ADDRESS); each run's output is kept in its history"
                 ))),
                 "RANDOM_DELAY" | "START_HOURS_RANGE" | "CRON_CORRECT_ALARM" => tab.notes.push(
                     note(format!("{name}={value}: not carried over: cronmgr has no such option")),

@@ -1,10 +1,13 @@
 //! The command line: one file per subcommand, one `match` here.
 
 mod add;
+mod apply;
 mod edit;
 mod executions;
+mod export;
 mod follow;
 mod history;
+mod import;
 mod job_args;
 mod jobs;
 mod next;
@@ -106,6 +109,12 @@ pub enum Command {
     Next(next::NextArgs),
     /// Check a schedule: exit 0 if valid, 2 with the error otherwise
     Validate(next::ValidateArgs),
+    /// Create and update jobs from job files (jobs.d/*.toml)
+    Apply(apply::Args),
+    /// Print jobs as a job file that `apply` reads back
+    Export(export::Args),
+    /// Turn a crontab into jobs
+    ImportCrontab(import::Args),
 }
 
 /// What every command needs: the global flags, the config, the database, the clock.
@@ -172,6 +181,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prune(args) => executions::prune(args, &ctx),
         Command::Next(args) => next::next(args, &ctx),
         Command::Validate(args) => next::validate(args),
+        Command::Apply(args) => apply::run(args, &ctx),
+        Command::Export(args) => export::run(args, &ctx),
+        Command::ImportCrontab(args) => import::run(args, &ctx),
     }
 }
 
