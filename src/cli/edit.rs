@@ -98,12 +98,16 @@ impl Drop for TempFile {
     }
 }
 
-/// `$VISUAL`, `$EDITOR` or `vi`, run through `sh` so that `EDITOR="code -w"` works (as git does).
-fn open_editor(path: &Path) -> anyhow::Result<()> {
-    let editor = ["VISUAL", "EDITOR"]
+/// `$VISUAL` or `$EDITOR`, if set.
+fn editor() -> Option<String> {
+    ["VISUAL", "EDITOR"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|e| !e.trim().is_empty()))
-        .unwrap_or_else(|| "vi".to_string());
+}
+
+/// `$VISUAL`, `$EDITOR` or `vi`, run through `sh` so that `EDITOR="code -w"` works (as git does).
+fn open_editor(path: &Path) -> anyhow::Result<()> {
+    let editor = editor().unwrap_or_else(|| "vi".to_string());
     let status = std::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(format!("{editor} \"$@\""))
@@ -146,6 +150,12 @@ fn ask_again() -> bool {
 }
 
 fn in_editor(name: &str, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    // A script that forgot its flags should fail, not hang in vi.
+    if editor().is_none() && !std::io::stdin().is_terminal() {
+        crate::invalid!(
+            "nothing to change: give at least one flag (see cronmgr edit --help), or set EDITOR to edit the job as TOML"
+        );
+    }
     let store = ctx.store()?;
     let before = store.job(ctx.system(), name)?;
     let spec = JobSpec::from_job(&before)

@@ -2,5 +2,6 @@
 
 mod harness;
 mod jobs;
+mod jobsd;
 mod runner;
 mod schedule;
