@@ -5,9 +5,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod crontab;
 pub mod duration;
 pub mod executor;
 pub mod exit;
+pub mod jobfile;
 pub mod logging;
 pub mod output;
 pub mod runner;

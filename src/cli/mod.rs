@@ -1,12 +1,15 @@
 //! The command line: one file per subcommand, one `match` here.
 
 mod add;
+mod apply;
 mod edit;
 mod exec;
 mod executions;
+mod export;
 mod follow;
 mod generate;
 mod history;
+mod import;
 mod job_args;
 mod jobs;
 mod next;
@@ -113,6 +116,12 @@ pub enum Command {
     /// Run a built-in executor's work (the runner's child process)
     #[command(name = "__exec", hide = true)]
     Exec(exec::Args),
+    /// Create and update jobs from job files (jobs.d/*.toml)
+    Apply(apply::Args),
+    /// Print jobs as a job file that `apply` reads back
+    Export(export::Args),
+    /// Turn a crontab into jobs
+    ImportCrontab(import::Args),
 }
 
 /// What every command needs: the global flags, the config, the database, the clock.
@@ -181,6 +190,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => next::validate(args),
         Command::Generate(args) => generate::run(args, &ctx),
         Command::Exec(args) => exec::run(args, &ctx),
+        Command::Apply(args) => apply::run(args, &ctx),
+        Command::Export(args) => export::run(args, &ctx),
+        Command::ImportCrontab(args) => import::run(args, &ctx),
     }
 }
 

@@ -90,7 +90,7 @@ fn checked(params: &Map<String, Value>, config: &Config) -> Result<Checked, Para
         paths.push((given.clone(), resolved));
     }
     let dest = resolve_path("backup", "dest", &p.dest)?;
-    if !dest.is_dir() {
+    if dest.exists() && !dest.is_dir() {
         return Err(ParamError(format!(
             "backup: dest {} is not a folder",
             dest.display()

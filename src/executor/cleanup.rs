@@ -74,7 +74,7 @@ fn checked(params: &Map<String, Value>, config: &Config) -> Result<Checked, Para
         patterns.push(parts);
     }
     let root = resolve_path("cleanup", "root", &p.root)?;
-    if !root.is_dir() {
+    if root.exists() && !root.is_dir() {
         return Err(ParamError(format!(
             "cleanup: root {} is not a folder",
             root.display()

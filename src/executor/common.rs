@@ -223,7 +223,9 @@ pub fn check_url(
     Ok(Target { host, port })
 }
 
-/// An absolute path without `..`, resolved through symlinks (it must exist).
+/// An absolute path without `..`, resolved through symlinks. A path that does not exist yet (a
+/// log folder the application creates later) resolves through its deepest existing ancestor, with
+/// the rest appended as written; whoever uses it at run time finds out whether it exists then.
 pub fn resolve_path(executor: &str, what: &str, path: &Path) -> Result<PathBuf, ParamError> {
     if !path.is_absolute() {
         return Err(ParamError(format!(
@@ -237,12 +239,34 @@ pub fn resolve_path(executor: &str, what: &str, path: &Path) -> Result<PathBuf, 
             path.display()
         )));
     }
-    path.canonicalize().map_err(|e| {
-        ParamError(format!(
-            "{executor}: {what} {} cannot be used: {e}",
-            path.display()
-        ))
-    })
+    let mut existing = path;
+    let mut rest = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(base) => {
+                return Ok(rest
+                    .iter()
+                    .rev()
+                    .fold(base, |acc: PathBuf, part| acc.join(part)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+                    return Err(ParamError(format!(
+                        "{executor}: {what} {} cannot be used: {e}",
+                        path.display()
+                    )));
+                };
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            Err(e) => {
+                return Err(ParamError(format!(
+                    "{executor}: {what} {} cannot be used: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
 }
 
 /// Is `resolved` (canonical) one of `allowed` or inside one of them (each resolved too)?
@@ -276,6 +300,23 @@ pub fn not_under(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_resolve_through_their_deepest_existing_ancestor() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let base = real.canonicalize().unwrap();
+        assert_eq!(resolve_path("t", "p", &link).unwrap(), base);
+        assert_eq!(
+            resolve_path("t", "p", &link.join("not/yet")).unwrap(),
+            base.join("not/yet")
+        );
+        assert!(resolve_path("t", "p", Path::new("relative")).is_err());
+        assert!(resolve_path("t", "p", &link.join("../x")).is_err());
+    }
 
     #[test]
     fn hosts_match_patterns() {

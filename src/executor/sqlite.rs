@@ -31,7 +31,7 @@ fn allowed(resolved: &Path, patterns: &[String]) -> bool {
         if p.contains(['*', '?']) {
             glob_match(p, &text)
         } else {
-            Path::new(p).canonicalize().is_ok_and(|a| a == resolved)
+            resolve_path("sqlite", "allowed database", Path::new(p)).is_ok_and(|a| a == resolved)
         }
     })
 }
@@ -62,7 +62,7 @@ fn checked(
         return Err(ParamError(format!("sqlite: statements[{i}] is empty")));
     }
     let db = resolve_path("sqlite", "database", &p.database)?;
-    if !db.is_file() {
+    if db.exists() && !db.is_file() {
         return Err(ParamError(format!(
             "sqlite: database {} is not a file",
             db.display()
@@ -80,7 +80,12 @@ fn checked(
             }
         )));
     }
-    // Compile each statement (read-only, nothing runs) so a typo is refused at `add`.
+    // Compile each statement (read-only, nothing runs) so a typo is refused at `add`. A database
+    // the application has not created yet cannot be checked now; opening it at run time (never
+    // creating it) says so then.
+    if !db.exists() {
+        return Ok((db, p.statements));
+    }
     let conn = open(&db, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| ParamError(format!("sqlite: opening {}: {e}", db.display())))?;
     for (i, sql) in p.statements.iter().enumerate() {
@@ -269,15 +274,19 @@ mod tests {
                 json!({"database": db, "statements": ["DELETE FROM sessions; DROP TABLE audit"]}),
                 "statements[0]",
             ),
-            (
-                json!({"database": dir.path().join("missing.db"), "statements": ["SELECT 1"]}),
-                "cannot be used",
-            ),
             (json!({"database": db, "sql": "x"}), "unknown field `sql`"),
         ] {
             let err = Sqlite.check(v.as_object().unwrap(), &c).unwrap_err();
             assert!(err.0.contains(needle), "{v}: {err}");
         }
+        // A database the application has not created yet passes the check (its statements cannot
+        // be compiled yet), and the run fails without creating it.
+        let missing = dir.path().join("missing.db");
+        let v = json!({"database": missing, "statements": ["DELETE FROM sessions"]});
+        assert!(Sqlite.check(v.as_object().unwrap(), &c).is_ok());
+        let err = run(v, &c).unwrap_err();
+        assert!(err.to_string().contains("unable to open"), "{err}");
+        assert!(!missing.exists(), "the run created the database");
         // ATTACH cannot reach a file outside the allowlist.
         let attach = format!("ATTACH DATABASE '{}' AS other", elsewhere.display());
         let err = run(json!({"database": db, "statements": [attach]}), &c).unwrap_err();

@@ -1,5 +1,7 @@
 //! How results reach people and scripts: tables (tabled) on stdout, JSON (serde_json), times.
 
+pub mod progress;
+
 use std::io::Write;
 
 use chrono::{DateTime, Utc};

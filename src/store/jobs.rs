@@ -109,6 +109,30 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// `cronmgr apply`: delete, update and insert jobs in one transaction, in that order (so a
+    /// name freed by a deletion or a rename can be taken). All or nothing.
+    pub fn apply_jobs(
+        &self,
+        inserts: &[Job],
+        updates: &[Job],
+        deletes: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.write(|conn| {
+            let mut delete = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
+            for id in deletes {
+                delete.execute([id])?;
+            }
+            for job in updates {
+                update_job(conn, job, now)?;
+            }
+            for job in inserts {
+                insert_job(conn, job, now)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Write many jobs' next run instants at once (after a time zone change, or by the runner).
     pub fn set_next_runs(&self, updates: &[(i64, Option<DateTime<Utc>>)]) -> Result<()> {
         self.write(|conn| {
@@ -274,6 +298,37 @@ mod tests {
             store.job("default", "backup"),
             Err(StoreError::JobNotFound { .. })
         ));
+    }
+
+    #[test]
+    fn apply_jobs_is_all_or_nothing() {
+        let store = Store::open_in_memory().unwrap();
+        let a = store
+            .insert_job(&Job::new("s", "a", "@daily", "shell"), now())
+            .unwrap();
+        let b = store
+            .insert_job(&Job::new("s", "b", "@daily", "shell"), now())
+            .unwrap();
+        let mut a2 = a.clone();
+        a2.priority = 1;
+        // The insert clashes with a: nothing happens, not even the delete of b.
+        let clash = Job::new("s", "a", "@hourly", "shell");
+        assert!(store
+            .apply_jobs(&[clash], std::slice::from_ref(&a2), &[b.id], now())
+            .is_err());
+        assert_eq!(
+            store.jobs(&JobFilter::default()).unwrap(),
+            vec![a.clone(), b.clone()]
+        );
+        // b's name is free once b is deleted in the same transaction.
+        let new_b = Job::new("s", "b", "@hourly", "shell");
+        store
+            .apply_jobs(&[new_b], std::slice::from_ref(&a2), &[b.id], now())
+            .unwrap();
+        let jobs = store.jobs(&JobFilter::default()).unwrap();
+        assert_eq!(jobs[0].priority, 1);
+        assert_eq!(jobs[0].id, a.id);
+        assert_eq!(jobs[1].schedule, "@hourly");
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod executors;
 mod faults;
 mod harness;
 mod jobs;
+mod jobsd;
 mod packaging;
 mod runner;
 mod schedule;

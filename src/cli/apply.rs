@@ -1,0 +1,436 @@
+//! `cronmgr apply [PATH...]`: make the system's jobs what the job files say, in one transaction.
+//!
+//! Also the machinery `edit` (in an editor) and `import-crontab` share: check candidate jobs the
+//! way `add` does, reporting every problem with its file and line; plan the changes; carry them
+//! out at once; show them.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::job_args;
+use super::Ctx;
+use crate::config::Config;
+use crate::exit::Invalid;
+use crate::jobfile::{self, Problem};
+use crate::output;
+use crate::store::{Job, JobFilter, Settings, Store};
+use crate::ExitCode;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  cronmgr apply --dry-run          # what would change\n  \
+                  cronmgr apply jobs.d/ --prune     # also remove jobs no file declares\n  \
+                  cronmgr apply --check jobs.d/     # CI: check the files, touch no database"
+)]
+pub struct Args {
+    /// Job files, or folders of *.toml files [default: the config file's jobs_dir]
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Show what would change, change nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Remove the system's jobs that no file declares
+    #[arg(long)]
+    pub prune: bool,
+    /// Only check the files (for CI); never opens or creates the database
+    #[arg(long, conflicts_with_all = ["dry_run", "prune"])]
+    pub check: bool,
+}
+
+/// A job to write, and where it was declared.
+#[derive(Debug, Clone)]
+pub(super) struct Candidate {
+    pub job: Job,
+    pub file: String,
+    pub line: usize,
+}
+
+impl Candidate {
+    pub fn source(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+
+    fn problem(&self, message: String) -> Problem {
+        Problem {
+            file: self.file.clone(),
+            line: self.line,
+            message,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Action {
+    Created,
+    Updated,
+    Unchanged,
+    Removed,
+    NotInAnyFile,
+}
+
+impl Action {
+    fn label(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Updated => "updated",
+            Action::Unchanged => "unchanged",
+            Action::Removed => "removed",
+            Action::NotInAnyFile => "not in any file",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct Change {
+    pub name: String,
+    pub action: Action,
+    /// For `updated`: the fields that change, by their names in job files.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// `file:line` of its declaration.
+    pub source: Option<String>,
+}
+
+/// What an apply does: the changes to show and the rows to write.
+#[derive(Debug, Default)]
+pub(super) struct Plan {
+    pub changes: Vec<Change>,
+    inserts: Vec<Job>,
+    updates: Vec<Job>,
+    deletes: Vec<i64>,
+}
+
+/// The new version of a stored job: what the file says, keeping its identity and history.
+fn keep_identity(old: &Job, new: &Job) -> Job {
+    Job {
+        id: old.id,
+        system: old.system.clone(),
+        created_at: old.created_at,
+        updated_at: old.updated_at,
+        last_run_at: old.last_run_at,
+        ..new.clone()
+    }
+}
+
+impl Plan {
+    /// Match candidates to the system's jobs by name.
+    pub fn by_name(existing: Vec<Job>, desired: Vec<Candidate>, prune: bool) -> Plan {
+        let mut plan = Plan::default();
+        let mut by_name: HashMap<String, Job> =
+            existing.into_iter().map(|j| (j.name.clone(), j)).collect();
+        for c in desired {
+            match by_name.remove(&c.job.name) {
+                Some(old) => plan.update(&old, &c),
+                None => plan.create(c),
+            }
+        }
+        let mut rest: Vec<Job> = by_name.into_values().collect();
+        rest.sort_by(|a, b| a.name.cmp(&b.name));
+        for old in rest {
+            let action = if prune {
+                plan.deletes.push(old.id);
+                Action::Removed
+            } else {
+                Action::NotInAnyFile
+            };
+            plan.changes.push(Change {
+                name: old.name,
+                action,
+                fields: Vec::new(),
+                source: None,
+            });
+        }
+        plan
+    }
+
+    pub fn create(&mut self, c: Candidate) {
+        self.changes.push(Change {
+            name: c.job.name.clone(),
+            action: Action::Created,
+            fields: Vec::new(),
+            source: Some(c.source()),
+        });
+        self.inserts.push(c.job);
+    }
+
+    /// `c` replaces `old` (same id, possibly a new name).
+    pub fn update(&mut self, old: &Job, c: &Candidate) {
+        let fields = jobfile::changed_fields(old, &c.job);
+        let action = if fields.is_empty() {
+            Action::Unchanged
+        } else {
+            self.updates.push(keep_identity(old, &c.job));
+            Action::Updated
+        };
+        self.changes.push(Change {
+            name: c.job.name.clone(),
+            action,
+            fields,
+            source: Some(c.source()),
+        });
+    }
+
+    pub fn changes_anything(&self) -> bool {
+        !(self.inserts.is_empty() && self.updates.is_empty() && self.deletes.is_empty())
+    }
+
+    /// Carry out the plan in one transaction, and wake the runner.
+    pub fn execute(&self, store: &Store, ctx: &Ctx, now: DateTime<Utc>) -> anyhow::Result<()> {
+        if !self.changes_anything() {
+            return Ok(());
+        }
+        store.apply_jobs(&self.inserts, &self.updates, &self.deletes, now)?;
+        crate::runner::nudge(&ctx.db_path());
+        Ok(())
+    }
+
+    fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+
+    /// "2 created, 1 updated, …": only the actions that occur.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = [
+            Action::Created,
+            Action::Updated,
+            Action::Unchanged,
+            Action::Removed,
+            Action::NotInAnyFile,
+        ]
+        .into_iter()
+        .map(|a| (a, self.count(a)))
+        .filter(|(_, n)| *n > 0)
+        .map(|(a, n)| format!("{n} {}", a.label()))
+        .collect();
+        if parts.is_empty() {
+            "no jobs".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    pub fn table(&self) -> String {
+        output::table(
+            &["NAME", "ACTION", "CHANGED", "FROM"],
+            self.changes.iter().map(|c| {
+                [
+                    c.name.clone(),
+                    c.action.label().to_string(),
+                    if c.fields.is_empty() {
+                        "-".into()
+                    } else {
+                        c.fields.join(", ")
+                    },
+                    c.source.clone().unwrap_or_else(|| "-".into()),
+                ]
+            }),
+        )
+    }
+
+    pub fn summary_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "created": self.count(Action::Created),
+            "updated": self.count(Action::Updated),
+            "unchanged": self.count(Action::Unchanged),
+            "removed": self.count(Action::Removed),
+            "not_in_any_file": self.count(Action::NotInAnyFile),
+        })
+    }
+}
+
+/// Check every candidate as `add` does (name, schedule, zone, executor and its allowlist, …) and
+/// set its next run; names must be unique. Every problem is collected, none stops the others.
+pub(super) fn check_all(
+    candidates: &mut [Candidate],
+    settings: &Settings,
+    config: &Config,
+    now: DateTime<Utc>,
+    problems: &mut Vec<Problem>,
+) {
+    let bar = output::progress::bar(candidates.len() as u64, "checking jobs");
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for c in candidates.iter_mut() {
+        bar.inc(1);
+        let label = format!("job {:?}: ", c.job.name);
+        match job_args::validate(&c.job, settings, config, now) {
+            Ok(next) => c.job.next_run_at = next,
+            Err(e) => problems.push(c.problem(format!("{label}{e:#}"))),
+        }
+        if let Some(first) = seen.get(&c.job.name) {
+            problems.push(c.problem(format!(
+                "{label}the name is already declared at {first}; names must be unique within the system"
+            )));
+        } else {
+            seen.insert(c.job.name.clone(), c.source());
+        }
+    }
+    bar.finish_and_clear();
+}
+
+/// The error for refused input: every problem, one a line; exit status 2.
+pub(super) fn refuse(problems: &[Problem], what: &str) -> anyhow::Error {
+    let n = problems.len();
+    let mut msg = format!(
+        "{n} problem{} in {what}; nothing was changed:",
+        if n == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        msg.push_str(&format!("\n  {p}"));
+    }
+    Invalid(msg).into()
+}
+
+/// The `*.toml` files the paths name: files as given, folders' files in name order.
+fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Invalid(format!("cannot read job files at {}: {e}", path.display())))?;
+        if !meta.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| Invalid(format!("cannot list {}: {e}", path.display())))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+/// Read and convert every file; problems for those that cannot be.
+fn load(files: &[PathBuf], system: &str, problems: &mut Vec<Problem>) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for path in files {
+        let name = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(Problem {
+                    file: name,
+                    line: 0,
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        match jobfile::parse(&name, &text) {
+            Ok(jobs) => {
+                for located in jobs {
+                    match located.spec.to_job(system) {
+                        Ok(job) => out.push(Candidate {
+                            job,
+                            file: located.file,
+                            line: located.line,
+                        }),
+                        Err(e) => problems
+                            .push(located.problem(format!("job {:?}: {e}", located.spec.name))),
+                    }
+                }
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+    out
+}
+
+fn display_paths(files: &[PathBuf]) -> Vec<String> {
+    files.iter().map(|p| p.display().to_string()).collect()
+}
+
+pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
+    let paths = if args.paths.is_empty() {
+        vec![config.jobs_dir.clone()]
+    } else {
+        args.paths.clone()
+    };
+    let files = collect_files(&paths)?;
+    if files.is_empty() && args.prune {
+        crate::invalid!(
+            "no job files (*.toml) in {}; refusing to --prune every job of system {:?}",
+            display_paths(&paths).join(", "),
+            ctx.system()
+        );
+    }
+    let mut problems = Vec::new();
+    let mut candidates = load(&files, ctx.system(), &mut problems);
+    let now = ctx.now();
+    let store = if args.check { None } else { Some(ctx.store()?) };
+    let settings = match &store {
+        Some(store) => store.settings(ctx.system())?,
+        None => Settings::defaults(ctx.system(), crate::schedule::host_timezone().name()),
+    };
+    check_all(&mut candidates, &settings, config, now, &mut problems);
+    if !problems.is_empty() {
+        problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        return Err(refuse(&problems, "the job files"));
+    }
+    let Some(store) = store else {
+        return report_check(&files, &candidates, ctx);
+    };
+    let existing = store.jobs(&JobFilter {
+        system: Some(ctx.system().to_string()),
+        ..Default::default()
+    })?;
+    let plan = Plan::by_name(existing, candidates, args.prune);
+    if !args.dry_run {
+        plan.execute(&store, ctx, now)?;
+    }
+    if ctx.global.json {
+        output::json(&serde_json::json!({
+            "dry_run": args.dry_run,
+            "files": display_paths(&files),
+            "changes": plan.changes,
+            "summary": plan.summary_json(),
+        }))?;
+        return Ok(ExitCode::Ok);
+    }
+    if !plan.changes.is_empty() {
+        output::text(&plan.table())?;
+    }
+    let mut summary = plan.summary();
+    if plan
+        .changes
+        .iter()
+        .any(|c| c.action == Action::NotInAnyFile)
+    {
+        summary.push_str(" (--prune removes those not in any file)");
+    }
+    if args.dry_run {
+        output::text(&format!("dry run, nothing changed: would be {summary}"))?;
+    } else {
+        output::text(&summary)?;
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn report_check(
+    files: &[PathBuf],
+    candidates: &[Candidate],
+    ctx: &Ctx,
+) -> anyhow::Result<ExitCode> {
+    if ctx.global.json {
+        output::json(&serde_json::json!({
+            "valid": true,
+            "files": display_paths(files),
+            "jobs": candidates.iter().map(|c| serde_json::json!({"name": c.job.name, "source": c.source()})).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        output::text(&format!(
+            "ok: {} job{} in {} file{}",
+            candidates.len(),
+            if candidates.len() == 1 { "" } else { "s" },
+            files.len(),
+            if files.len() == 1 { "" } else { "s" },
+        ))?;
+    }
+    Ok(ExitCode::Ok)
+}

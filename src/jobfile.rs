@@ -1,0 +1,414 @@
+//! Job files (`jobs.d/*.toml`): the format, loading with file and line in every error, and the
+//! conversion to and from [`Job`].
+//!
+//! ```toml
+//! [[job]]
+//! name = "nightly-backup"
+//! description = "dump the app database"
+//! schedule = "0 3 * * *"
+//! argv = ["/usr/bin/pg_dump", "-f", "/backup/db.sql", "app"]
+//! category = "BACKUP"
+//! timeout = "30m"
+//! ```
+//!
+//! A file is declarative: a field it leaves out takes its default, whatever the job had before.
+//! [`JobSpec::from_job`] leaves out every field at its default, so export → apply is a no-op.
+
+use std::fmt;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value as Json;
+use toml::Value as Toml;
+
+use crate::duration;
+use crate::schedule;
+use crate::store::{Backoff, CatchUp, Job};
+
+/// One `[[job]]` table, field for field what `cronmgr add` takes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub schedule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// The executor; default `shell`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Shorthand for the shell executor's `params.argv`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Secs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_delay: Option<Secs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_runtime: Option<Secs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_concurrent: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_deadline: Option<Secs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Executor parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<toml::Table>,
+}
+
+/// A duration in a file: whole seconds (`90`) or text (`"30m"`, `"1h30m"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secs {
+    Number(u64),
+    Text(String),
+}
+
+impl Secs {
+    fn secs(&self) -> Result<u64, String> {
+        match self {
+            Secs::Number(n) => Ok(*n),
+            Secs::Text(t) => duration::parse_secs(t).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The compact form (`"30m"`); zero stays a number, since `"0ms"` would not read back.
+    fn of(secs: u64) -> Secs {
+        if secs == 0 {
+            Secs::Number(0)
+        } else {
+            Secs::Text(duration::human_secs(secs))
+        }
+    }
+}
+
+impl Serialize for Secs {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Secs::Number(n) => s.serialize_u64(*n),
+            Secs::Text(t) => s.serialize_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Secs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secs, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Secs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration: seconds (90) or text (\"30s\", \"5m\", \"2h\", \"1d\")")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Secs, E> {
+                u64::try_from(v)
+                    .map(Secs::Number)
+                    .map_err(|_| E::custom(format!("a duration cannot be negative ({v})")))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Secs, E> {
+                Ok(Secs::Number(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Secs, E> {
+                duration::parse_secs(v).map_err(E::custom)?;
+                Ok(Secs::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A whole file: any number of `[[job]]` tables.
+#[derive(Debug, Default, Serialize)]
+pub struct JobFile {
+    pub job: Vec<JobSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    job: Vec<toml::Spanned<JobSpec>>,
+}
+
+/// A problem in a job file, with its 1-based line (0 when the file as a whole is at fault).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        }
+    }
+}
+
+/// A job read from a file, with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located {
+    pub spec: JobSpec,
+    pub file: String,
+    /// The line of its `[[job]]` header.
+    pub line: usize,
+}
+
+impl Located {
+    /// `file:line`, for messages and plans.
+    pub fn source(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+
+    pub fn problem(&self, message: impl Into<String>) -> Problem {
+        Problem {
+            file: self.file.clone(),
+            line: self.line,
+            message: message.into(),
+        }
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Parse a job file's text; `file` names it in problems. Never panics, whatever the text.
+pub fn parse(file: &str, text: &str) -> Result<Vec<Located>, Problem> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| Problem {
+        file: file.to_string(),
+        line: e.span().map_or(0, |s| line_of(text, s.start)),
+        message: e.message().trim().to_string(),
+    })?;
+    Ok(raw
+        .job
+        .into_iter()
+        .map(|spanned| {
+            let line = line_of(text, spanned.span().start);
+            Located {
+                spec: spanned.into_inner(),
+                file: file.to_string(),
+                line,
+            }
+        })
+        .collect())
+}
+
+/// Render jobs as a job file.
+pub fn render(specs: Vec<JobSpec>) -> Result<String, String> {
+    toml::to_string(&JobFile { job: specs }).map_err(|e| e.to_string())
+}
+
+fn positive(field: &str, value: &Option<Secs>) -> Result<Option<u64>, String> {
+    match value {
+        None => Ok(None),
+        Some(v) => match v.secs()? {
+            0 => Err(format!("{field} must be more than zero")),
+            n => Ok(Some(n)),
+        },
+    }
+}
+
+impl JobSpec {
+    /// The job this table describes, in `system`, with every field it omits at its default.
+    /// Checks the fields' own form; the checks every job passes (name, schedule, executor
+    /// parameters, the allowlist) are the caller's, the same as for `cronmgr add`.
+    pub fn to_job(&self, system: &str) -> Result<Job, String> {
+        let mut job = Job::new(system, &self.name, self.schedule.trim(), "shell");
+        job.description = self.description.clone().filter(|d| !d.is_empty());
+        if let Some(z) = self.timezone.as_deref().filter(|z| !z.trim().is_empty()) {
+            job.timezone = schedule::parse_timezone(z)
+                .map_err(|e| e.to_string())?
+                .name()
+                .to_string();
+        }
+        if let Some(c) = &self.category {
+            let c = c.trim();
+            if !c
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch))
+            {
+                return Err(format!(
+                    "invalid category {c:?}: use letters, digits, '_' or '-'"
+                ));
+            }
+            job.category = (!c.is_empty()).then(|| c.to_ascii_uppercase());
+        }
+        if let Some(p) = self.priority {
+            job.priority = u8::try_from(p)
+                .ok()
+                .filter(|p| (1..=10).contains(p))
+                .ok_or_else(|| format!("priority must be 1 (most urgent) to 10, got {p}"))?;
+        }
+        job.timeout = positive("timeout", &self.timeout)?;
+        job.retries = self.retries.unwrap_or(0);
+        if let Some(d) = &self.retry_delay {
+            job.retry_delay = d.secs()?;
+        }
+        job.backoff = self.backoff.unwrap_or(Backoff::Linear);
+        job.max_runtime = positive("max_runtime", &self.max_runtime)?;
+        job.allow_concurrent = self.allow_concurrent.unwrap_or(false);
+        job.catch_up = self.catch_up.unwrap_or(CatchUp::None);
+        job.starting_deadline = positive("starting_deadline", &self.starting_deadline)?;
+        job.is_active = self.enabled.unwrap_or(true);
+        if let Some(command) = &self.command {
+            job.command = command.trim().to_string();
+        }
+        if let Some(params) = &self.params {
+            for (k, v) in params {
+                job.params.insert(k.clone(), toml_to_json(v));
+            }
+        }
+        if let Some(argv) = &self.argv {
+            if job.command != "shell" {
+                return Err(format!(
+                    "argv is for the shell executor, not {:?}; give its parameters in [job.params]",
+                    job.command
+                ));
+            }
+            if job.params.contains_key("argv") {
+                return Err("argv is given twice: as argv and as params.argv".into());
+            }
+            let argv = argv.iter().cloned().map(Json::String).collect();
+            job.params.insert("argv".into(), Json::Array(argv));
+        }
+        Ok(job)
+    }
+
+    /// The table for a job, leaving out every field at its default.
+    pub fn from_job(job: &Job) -> Result<JobSpec, String> {
+        let mut params = job.params.clone();
+        let mut argv = None;
+        if job.command == "shell" {
+            if let Some(Json::Array(items)) = params.get("argv") {
+                let strings: Option<Vec<String>> =
+                    items.iter().map(|v| v.as_str().map(String::from)).collect();
+                if let Some(strings) = strings.filter(|s| !s.is_empty()) {
+                    argv = Some(strings);
+                    params.remove("argv");
+                }
+            }
+        }
+        let params = if params.is_empty() {
+            None
+        } else {
+            let mut table = toml::Table::new();
+            for (k, v) in &params {
+                let v = json_to_toml(v)
+                    .ok_or_else(|| format!("parameter {k:?} ({v}) cannot be written as TOML"))?;
+                table.insert(k.clone(), v);
+            }
+            Some(table)
+        };
+        let secs = |v: Option<u64>| v.map(Secs::of);
+        Ok(JobSpec {
+            name: job.name.clone(),
+            description: job.description.clone().filter(|d| !d.is_empty()),
+            schedule: job.schedule.clone(),
+            timezone: (!job.timezone.is_empty()).then(|| job.timezone.clone()),
+            command: (job.command != "shell").then(|| job.command.clone()),
+            argv,
+            category: job.category.clone(),
+            priority: (job.priority != 5).then_some(i64::from(job.priority)),
+            timeout: secs(job.timeout),
+            retries: (job.retries != 0).then_some(job.retries),
+            retry_delay: (job.retry_delay != 60).then(|| Secs::of(job.retry_delay)),
+            backoff: (job.backoff != Backoff::Linear).then_some(job.backoff),
+            max_runtime: secs(job.max_runtime),
+            allow_concurrent: job.allow_concurrent.then_some(true),
+            catch_up: (job.catch_up != CatchUp::None).then_some(job.catch_up),
+            starting_deadline: secs(job.starting_deadline),
+            enabled: (!job.is_active).then_some(false),
+            params,
+        })
+    }
+}
+
+/// The fields a file controls that differ between two versions of a job, by their file names.
+/// Compares every stored field except bookkeeping, so fields added to [`Job`] later count too.
+pub fn changed_fields(old: &Job, new: &Job) -> Vec<String> {
+    const BOOKKEEPING: &[&str] = &[
+        "id",
+        "system",
+        "created_at",
+        "updated_at",
+        "last_run_at",
+        "next_run_at",
+    ];
+    let as_map = |job: &Job| match serde_json::to_value(job) {
+        Ok(Json::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (a, b) = (as_map(old), as_map(new));
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| !BOOKKEEPING.contains(&k.as_str()) && a.get(*k) != b.get(*k))
+        .map(|k| match k.as_str() {
+            "is_active" => "enabled".to_string(),
+            _ => k.clone(),
+        })
+        .collect()
+}
+
+/// TOML to JSON; dates and times become their text.
+pub fn toml_to_json(v: &Toml) -> Json {
+    match v {
+        Toml::String(s) => Json::String(s.clone()),
+        Toml::Integer(i) => Json::from(*i),
+        Toml::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Json::Number)
+            .unwrap_or_else(|| Json::String(f.to_string())),
+        Toml::Boolean(b) => Json::Bool(*b),
+        Toml::Datetime(d) => Json::String(d.to_string()),
+        Toml::Array(items) => Json::Array(items.iter().map(toml_to_json).collect()),
+        Toml::Table(t) => Json::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// JSON to TOML; None for what TOML cannot hold (null, integers beyond i64).
+pub fn json_to_toml(v: &Json) -> Option<Toml> {
+    Some(match v {
+        Json::Null => return None,
+        Json::Bool(b) => Toml::Boolean(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Toml::Integer(i),
+            None if n.is_f64() => Toml::Float(n.as_f64()?),
+            None => return None,
+        },
+        Json::String(s) => Toml::String(s.clone()),
+        Json::Array(items) => Toml::Array(items.iter().map(json_to_toml).collect::<Option<_>>()?),
+        Json::Object(map) => Toml::Table(
+            map.iter()
+                .map(|(k, v)| Some((k.clone(), json_to_toml(v)?)))
+                .collect::<Option<_>>()?,
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests;
