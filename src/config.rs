@@ -47,6 +47,8 @@ pub struct Config {
     pub enabled: Option<Vec<String>>,
     pub shell_allow: Allow,
     pub jobs_dir: PathBuf,
+    /// `[smtp]`: the mail server for alerts (environment overrides apply at use).
+    pub smtp: crate::alert::email::SmtpConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +57,8 @@ struct File {
     jobs_dir: Option<PathBuf>,
     #[serde(default)]
     executors: ExecutorsFile,
+    #[serde(default)]
+    smtp: crate::alert::email::SmtpConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +100,7 @@ impl Config {
                 Allow::Any
             },
             jobs_dir: PathBuf::from(DEFAULT_JOBS_DIR),
+            smtp: Default::default(),
         }
     }
 
@@ -122,6 +127,7 @@ impl Config {
             jobs_dir: file
                 .jobs_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_JOBS_DIR)),
+            smtp: file.smtp,
         })
     }
 
