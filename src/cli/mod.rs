@@ -1,17 +1,22 @@
 //! The command line: one file per subcommand, one `match` here.
 
 mod add;
+mod alert;
+mod alerts;
 mod edit;
 mod executions;
 mod follow;
 mod history;
 mod job_args;
 mod jobs;
+mod metrics;
 mod next;
 mod run;
 mod run_now;
 mod settings;
 mod show;
+mod stats;
+mod status;
 
 use std::cell::OnceCell;
 use std::path::PathBuf;
@@ -106,6 +111,16 @@ pub enum Command {
     Next(next::NextArgs),
     /// Check a schedule: exit 0 if valid, 2 with the error otherwise
     Validate(next::ValidateArgs),
+    /// The dashboard: jobs, the runner, next runs, last executions, health, active alerts
+    Status(status::Args),
+    /// Per-job statistics: runs, success rate, durations, memory, CPU, failure streak
+    Stats(stats::Args),
+    /// Prometheus metrics (text exposition) on stdout
+    Metrics(metrics::Args),
+    /// Alerts and how their deliveries are going
+    Alerts(alerts::Args),
+    /// Alert channels: `alert test email|slack|webhook`
+    Alert(alert::Args),
 }
 
 /// What every command needs: the global flags, the config, the database, the clock.
@@ -172,6 +187,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prune(args) => executions::prune(args, &ctx),
         Command::Next(args) => next::next(args, &ctx),
         Command::Validate(args) => next::validate(args),
+        Command::Status(args) => status::run(args, &ctx),
+        Command::Stats(args) => stats::run(args, &ctx),
+        Command::Metrics(args) => metrics::run(args, &ctx),
+        Command::Alerts(args) => alerts::run(args, &ctx),
+        Command::Alert(args) => alert::run(args, &ctx),
     }
 }
 

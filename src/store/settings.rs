@@ -212,7 +212,7 @@ impl Settings {
             }
             "slack_webhook" => {
                 if !(v.is_empty() || v.starts_with("https://") || v.starts_with("http://")) {
-                    return Err(format!("{key} must be an http(s) URL, got {v:?}"));
+                    return Err(format!("{key} must be an http(s) URL"));
                 }
                 self.slack_webhook = (!v.is_empty()).then(|| v.to_string());
             }

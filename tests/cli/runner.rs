@@ -583,6 +583,13 @@ fn run_now_streams_output_and_exit_codes_follow_the_result() {
 #[test]
 fn run_once_fires_what_is_due_and_reports_failure() {
     let env = Env::new();
+    // Start early in a second, so that exactly one slot passes during the sleep below even when
+    // the machine is busy (late in a second, a slow start let two pass: one then read `missed`).
+    {
+        use chrono::Timelike;
+        let ns = Utc::now().nanosecond() as u64;
+        std::thread::sleep(Duration::from_nanos(1_000_000_000 - ns.min(999_999_999)));
+    }
     env.ok(&[
         "add",
         "good",
