@@ -56,6 +56,8 @@ pub struct Config {
     pub backup: BackupRules,
     pub sqlite: SqliteRules,
     pub jobs_dir: PathBuf,
+    /// `[smtp]`: the mail server for alerts (environment overrides apply at use).
+    pub smtp: crate::alert::email::SmtpConfig,
 }
 
 /// `[executors.http]`: hosts the `http` executor (and healthcheck probes) may call.
@@ -102,6 +104,8 @@ struct File {
     jobs_dir: Option<PathBuf>,
     #[serde(default)]
     executors: ExecutorsFile,
+    #[serde(default)]
+    smtp: crate::alert::email::SmtpConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +176,7 @@ impl Config {
                     .collect(),
             },
             jobs_dir: PathBuf::from(DEFAULT_JOBS_DIR),
+            smtp: Default::default(),
         }
     }
 
@@ -234,6 +239,7 @@ impl Config {
             jobs_dir: file
                 .jobs_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_JOBS_DIR)),
+            smtp: file.smtp,
         })
     }
 

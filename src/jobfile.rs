@@ -63,6 +63,21 @@ pub struct JobSpec {
     pub starting_deadline: Option<Secs>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// False: no alert of any kind for this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<bool>,
+    /// Alert addresses instead of the system's `alert_email` (comma-separated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_email: Option<String>,
+    /// Consecutive failures before escalation (default: the system's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate_after: Option<u32>,
+    /// Consecutive failures before the job disables itself (default: the system's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_after: Option<u32>,
+    /// How long without a success before a missed-run alert (default: the system's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_silence: Option<Secs>,
     /// Executor parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<toml::Table>,
@@ -270,6 +285,34 @@ impl JobSpec {
         job.catch_up = self.catch_up.unwrap_or(CatchUp::None);
         job.starting_deadline = positive("starting_deadline", &self.starting_deadline)?;
         job.is_active = self.enabled.unwrap_or(true);
+        job.alerts_enabled = self.alerts.unwrap_or(true);
+        if let Some(e) = self
+            .alert_email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            if !e
+                .split(',')
+                .all(|a| crate::store::looks_like_email(a.trim()))
+            {
+                return Err(format!(
+                    "alert_email must be an email address or a comma-separated list of them, got {e:?}"
+                ));
+            }
+            job.alert_email = Some(e.to_string());
+        }
+        for (key, value) in [
+            ("escalate_after", self.escalate_after),
+            ("disable_after", self.disable_after),
+        ] {
+            if value == Some(0) {
+                return Err(format!("{key} must be 1 or more"));
+            }
+        }
+        job.escalate_after = self.escalate_after;
+        job.disable_after = self.disable_after;
+        job.max_silence = positive("max_silence", &self.max_silence)?;
         if let Some(command) = &self.command {
             job.command = command.trim().to_string();
         }
@@ -338,6 +381,11 @@ impl JobSpec {
             catch_up: (job.catch_up != CatchUp::None).then_some(job.catch_up),
             starting_deadline: secs(job.starting_deadline),
             enabled: (!job.is_active).then_some(false),
+            alerts: (!job.alerts_enabled).then_some(false),
+            alert_email: job.alert_email.clone(),
+            escalate_after: job.escalate_after,
+            disable_after: job.disable_after,
+            max_silence: secs(job.max_silence),
             params,
         })
     }
@@ -353,6 +401,11 @@ pub fn changed_fields(old: &Job, new: &Job) -> Vec<String> {
         "updated_at",
         "last_run_at",
         "next_run_at",
+        // Kept by the runner, not by files.
+        "disabled_reason",
+        "failure_streak",
+        "last_success_at",
+        "enabled_at",
     ];
     let as_map = |job: &Job| match serde_json::to_value(job) {
         Ok(Json::Object(map)) => map,

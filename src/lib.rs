@@ -3,6 +3,7 @@
 //! Data flows one way: the CLI edits the [`store`], the [`runner`] claims due slots from it and
 //! spawns [`executor`]s in child processes, and records what happened back into the store.
 
+pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod crontab;
@@ -11,6 +12,7 @@ pub mod executor;
 pub mod exit;
 pub mod jobfile;
 pub mod logging;
+pub mod metrics;
 pub mod output;
 pub mod runner;
 pub mod schedule;

@@ -105,13 +105,24 @@ pub(super) struct Plan {
 }
 
 /// The new version of a stored job: what the file says, keeping its identity and history.
+/// A file that enables a job cronmgr (or someone) disabled does what `cronmgr enable` does: it
+/// clears the reason and the failure streak.
 fn keep_identity(old: &Job, new: &Job) -> Job {
+    let re_enabled = new.is_active && !old.is_active;
     Job {
         id: old.id,
         system: old.system.clone(),
         created_at: old.created_at,
         updated_at: old.updated_at,
         last_run_at: old.last_run_at,
+        last_success_at: old.last_success_at,
+        failure_streak: if re_enabled { 0 } else { old.failure_streak },
+        disabled_reason: if re_enabled {
+            None
+        } else {
+            old.disabled_reason.clone()
+        },
+        enabled_at: old.enabled_at,
         ..new.clone()
     }
 }

@@ -58,6 +58,26 @@ pub struct JobArgs {
     /// An executor parameter; VALUE may be JSON (repeatable)
     #[arg(long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
+    /// Send this job's alerts to these addresses (comma-separated) instead of the system's alert_email
+    #[arg(long, value_name = "ADDRESSES", help_heading = "Alerts")]
+    pub alert_email: Option<String>,
+    /// Escalate (alert the escalate_to list too) after this many failures in a row [default: the system's]
+    #[arg(long, value_name = "N", help_heading = "Alerts")]
+    pub escalate_after: Option<String>,
+    /// Disable the job after this many failures in a row [default: the system's]
+    #[arg(long, value_name = "N", help_heading = "Alerts")]
+    pub disable_after: Option<String>,
+    /// Alert when the job has not succeeded for this long, whatever the reason (e.g. 26h) [default: the system's]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "DURATION",
+        help_heading = "Alerts"
+    )]
+    pub max_silence: Option<String>,
+    /// Send no alert at all for this job (auto-disable still applies)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", help_heading = "Alerts")]
+    pub no_alerts: Option<bool>,
     /// The program and its arguments, for the shell executor
     #[arg(last = true, value_name = "PROGRAM ARG")]
     pub argv: Vec<String>,
@@ -114,6 +134,11 @@ impl JobArgs {
             && self.command.is_none()
             && self.params.is_empty()
             && self.argv.is_empty()
+            && self.alert_email.is_none()
+            && self.escalate_after.is_none()
+            && self.disable_after.is_none()
+            && self.max_silence.is_none()
+            && self.no_alerts.is_none()
     }
 
     /// Apply the given flags to `job`. `editing` allows clearing optional values with `none`.
@@ -169,7 +194,46 @@ impl JobArgs {
         if let Some(d) = &self.starting_deadline {
             job.starting_deadline = opt_secs("starting-deadline", d, editing)?;
         }
+        self.apply_alerts(job, editing)?;
         self.apply_command(job)
+    }
+
+    fn apply_alerts(&self, job: &mut Job, editing: bool) -> anyhow::Result<()> {
+        if let Some(e) = &self.alert_email {
+            let e = e.trim();
+            if (editing && matches!(e, "none" | "default")) || e.is_empty() {
+                job.alert_email = None;
+            } else if e
+                .split(',')
+                .all(|a| crate::store::looks_like_email(a.trim()))
+            {
+                job.alert_email = Some(e.to_string());
+            } else {
+                invalid!("--alert-email must be an email address or a comma-separated list of them, got {e:?}");
+            }
+        }
+        let count = |flag: &str, v: &str| -> anyhow::Result<Option<u32>> {
+            if editing && matches!(v, "none" | "default") {
+                return Ok(None);
+            }
+            match v.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(Some(n)),
+                _ => invalid!("--{flag} must be a whole number of 1 or more, got {v:?}"),
+            }
+        };
+        if let Some(v) = &self.escalate_after {
+            job.escalate_after = count("escalate-after", v)?;
+        }
+        if let Some(v) = &self.disable_after {
+            job.disable_after = count("disable-after", v)?;
+        }
+        if let Some(v) = &self.max_silence {
+            job.max_silence = opt_secs("max-silence", v, editing)?;
+        }
+        if let Some(off) = self.no_alerts {
+            job.alerts_enabled = !off;
+        }
+        Ok(())
     }
 
     fn apply_command(&self, job: &mut Job) -> anyhow::Result<()> {

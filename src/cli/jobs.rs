@@ -51,6 +51,10 @@ pub fn set_active(args: NameArgs, active: bool, ctx: &Ctx) -> anyhow::Result<Exi
     let settings = store.settings(ctx.system())?;
     let now = ctx.now();
     job.is_active = active;
+    if active {
+        // Enabling clears why it was disabled (and, in the store, resets the failure streak).
+        job.disabled_reason = None;
+    }
     // A job edited behind our back may no longer parse: say so rather than enabling it.
     let schedule = Schedule::parse(&job.schedule)?;
     let tz = job_args::effective_tz(&job, &settings)?;

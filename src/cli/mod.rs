@@ -1,6 +1,8 @@
 //! The command line: one file per subcommand, one `match` here.
 
 mod add;
+mod alert;
+mod alerts;
 mod apply;
 mod edit;
 mod exec;
@@ -12,11 +14,14 @@ mod history;
 mod import;
 mod job_args;
 mod jobs;
+mod metrics;
 mod next;
 mod run;
 mod run_now;
 mod settings;
 mod show;
+mod stats;
+mod status;
 
 use std::cell::OnceCell;
 use std::path::PathBuf;
@@ -122,6 +127,16 @@ pub enum Command {
     Export(export::Args),
     /// Turn a crontab into jobs
     ImportCrontab(import::Args),
+    /// The dashboard: jobs, the runner, next runs, last executions, health, active alerts
+    Status(status::Args),
+    /// Per-job statistics: runs, success rate, durations, memory, CPU, failure streak
+    Stats(stats::Args),
+    /// Prometheus metrics (text exposition) on stdout
+    Metrics(metrics::Args),
+    /// Alerts and how their deliveries are going
+    Alerts(alerts::Args),
+    /// Alert channels: `alert test email|slack|webhook`
+    Alert(alert::Args),
 }
 
 /// What every command needs: the global flags, the config, the database, the clock.
@@ -193,6 +208,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply(args) => apply::run(args, &ctx),
         Command::Export(args) => export::run(args, &ctx),
         Command::ImportCrontab(args) => import::run(args, &ctx),
+        Command::Status(args) => status::run(args, &ctx),
+        Command::Stats(args) => stats::run(args, &ctx),
+        Command::Metrics(args) => metrics::run(args, &ctx),
+        Command::Alerts(args) => alerts::run(args, &ctx),
+        Command::Alert(args) => alert::run(args, &ctx),
     }
 }
 

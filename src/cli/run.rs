@@ -14,6 +14,9 @@ pub struct Args {
     /// Run even if another runner holds the lock on this database (slots still run only once)
     #[arg(long)]
     pub force: bool,
+    /// Rewrite this node_exporter textfile (Prometheus metrics) after every execution
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
@@ -23,6 +26,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         args.once,
         args.max_concurrent.map(|n| n as usize),
         args.force,
+        args.metrics_file,
     )?;
     if args.once {
         if ctx.global.json {

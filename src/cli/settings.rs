@@ -32,17 +32,17 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     match args.action.unwrap_or(Action::Show) {
         Action::Show => {
             if ctx.global.json {
-                output::json(&settings)?;
+                output::json(&settings.redacted())?;
             } else {
                 let rows: Vec<(&str, String)> = std::iter::once("system")
                     .chain(SETTINGS_KEYS.iter().copied())
-                    .map(|k| (k, settings.get(k).unwrap_or_default()))
+                    .map(|k| (k, settings.get_shown(k).unwrap_or_default()))
                     .collect();
                 output::text(&output::pairs(&rows))?;
             }
         }
         Action::Get { key } => {
-            let Some(value) = settings.get(&key) else {
+            let Some(value) = settings.get_shown(&key) else {
                 invalid!(
                     "unknown setting {key:?} (known: {})",
                     SETTINGS_KEYS.join(", ")
@@ -76,11 +76,11 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             store.put_settings(&settings, &next_runs, now)?;
             crate::runner::nudge(&ctx.db_path());
             if ctx.global.json {
-                output::json(&settings)?;
+                output::json(&settings.redacted())?;
             } else {
                 output::text(&format!(
                     "{key} = {}{}",
-                    settings.get(&key).unwrap_or_default(),
+                    settings.get_shown(&key).unwrap_or_default(),
                     if next_runs.is_empty() {
                         String::new()
                     } else {

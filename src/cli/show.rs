@@ -79,7 +79,14 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 job.timezone.clone()
             },
         ),
-        ("active", if job.is_active { "yes" } else { "no" }.into()),
+        (
+            "active",
+            match (&job.is_active, &job.disabled_reason) {
+                (true, _) => "yes".into(),
+                (false, Some(why)) => format!("no ({why})"),
+                (false, None) => "no".into(),
+            },
+        ),
         ("command", job.command.clone()),
         ("params", params),
         ("category", output::opt(job.category.as_ref())),
@@ -112,6 +119,18 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 None => job.catch_up.to_string(),
             },
         ),
+        ("alerts", alerts_line(&job, &settings)),
+        (
+            "failure streak",
+            format!(
+                "{}{}",
+                job.failure_streak,
+                match job.last_success_at {
+                    Some(t) => format!(" (last success {})", output::local(t, tz)),
+                    None => String::new(),
+                }
+            ),
+        ),
         ("created", output::local(job.created_at, tz)),
         ("updated", output::local(job.updated_at, tz)),
         ("last run", output::opt_local(job.last_run_at, tz)),
@@ -135,4 +154,40 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     }
     output::text(&text)?;
     Ok(ExitCode::Ok)
+}
+
+/// The job's alert rules, its own or (marked) its system's.
+fn alerts_line(job: &Job, settings: &crate::store::Settings) -> String {
+    if !job.alerts_enabled {
+        return "off (--no-alerts)".into();
+    }
+    let mut parts = Vec::new();
+    let own = |mine: bool| if mine { "" } else { " (system)" };
+    if let Some(to) = job.alert_email.as_ref().or(settings.alert_email.as_ref()) {
+        parts.push(format!("email {to}{}", own(job.alert_email.is_some())));
+    }
+    if let Some(n) = job.escalate_after.or(settings.escalate_after) {
+        parts.push(format!(
+            "escalate after {n}{}",
+            own(job.escalate_after.is_some())
+        ));
+    }
+    if let Some(n) = job.disable_after.or(settings.disable_after) {
+        parts.push(format!(
+            "disable after {n}{}",
+            own(job.disable_after.is_some())
+        ));
+    }
+    if let Some(s) = job.max_silence.or(settings.max_silence) {
+        parts.push(format!(
+            "max silence {}{}",
+            human_secs(s),
+            own(job.max_silence.is_some())
+        ));
+    }
+    if parts.is_empty() {
+        "on".into()
+    } else {
+        format!("on: {}", parts.join(", "))
+    }
 }

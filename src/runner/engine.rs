@@ -17,6 +17,8 @@ use super::clock::Clock;
 use super::execute;
 use super::notify::Notifier;
 use super::process::{self, Cancel, Outcome};
+use crate::alert::monitor::RunEnd;
+use crate::alert::Monitor;
 use crate::config::Config;
 use crate::schedule::{self, Schedule};
 use crate::store::{
@@ -46,6 +48,8 @@ pub struct Options {
     pub db_path: PathBuf,
     /// The config file to reload on SIGHUP.
     pub config_path: Option<PathBuf>,
+    /// A node_exporter textfile rewritten after every execution.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// What a run did, for `--once` exit codes and logs.
@@ -164,8 +168,17 @@ pub struct Engine<'c> {
     last_housekeeping: Instant,
     data_version: i64,
     prune_pending: bool,
+    /// When the runner state and metrics file were last written, and whether they lag behind.
+    state_written: Instant,
+    state_stale: bool,
     summary: Summary,
+    /// Alert rules, missed-run deadlines, host checks, and the delivery thread.
+    monitor: Monitor,
+    started_at: DateTime<Utc>,
 }
+
+/// How long the delivery thread may keep sending due alerts once the runner stops.
+const DELIVERY_GRACE: Duration = Duration::from_secs(5);
 
 impl<'c> Engine<'c> {
     pub fn new(store: Store, config: Config, clock: &'c dyn Clock, opts: Options) -> Engine<'c> {
@@ -175,7 +188,6 @@ impl<'c> Engine<'c> {
             store,
             config,
             clock,
-            opts,
             notifier: Notifier::from_env(),
             jobs: HashMap::new(),
             settings: HashMap::new(),
@@ -194,7 +206,12 @@ impl<'c> Engine<'c> {
             last_housekeeping: Instant::now(),
             data_version: 0,
             prune_pending: true,
+            state_written: Instant::now(),
+            state_stale: false,
             summary: Summary::default(),
+            monitor: Monitor::new(&opts.db_path, None),
+            started_at: now,
+            opts,
         }
     }
 
@@ -206,9 +223,28 @@ impl<'c> Engine<'c> {
     /// Run until stopped (or, with `once`, until what was due has finished).
     pub fn run(mut self) -> anyhow::Result<Summary> {
         let now = self.clock.now();
+        self.started_at = now;
+        let delivery = self
+            .store
+            .reopen()
+            .map_err(std::io::Error::other)
+            .and_then(|store| {
+                crate::alert::delivery::Deliverer::spawn(store, self.config.smtp.clone())
+            });
+        match delivery {
+            Ok(d) => self.monitor = Monitor::new(&self.opts.db_path, Some(d)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the alert delivery thread; alerts stay queued")
+            }
+        }
         self.recover(now)?;
         self.reload(now)?;
         self.start_up(now)?;
+        self.write_runner_state();
+        self.monitor
+            .host_checks(&self.store, self.settings.values(), now);
+        self.check_silence(now);
+        self.write_metrics();
         self.data_version = self.data_version()?;
         self.notifier
             .send(&format!("READY=1\nSTATUS={}", self.status_line()));
@@ -224,6 +260,7 @@ impl<'c> Engine<'c> {
             if self.stop_deadline.is_none() && !self.opts.once {
                 self.collect_due(now, Gap::Late)?;
             }
+            self.check_silence(now);
             self.collect_retries(now);
             self.start_ready(now)?;
             self.retry_unrecorded();
@@ -256,6 +293,8 @@ impl<'c> Engine<'c> {
                 "could not record some executions before exiting"
             );
         }
+        self.write_metrics_with(false);
+        self.monitor.stop(DELIVERY_GRACE);
         self.notifier.send("STOPPING=1");
         tracing::info!(?self.summary, "runner stopped");
         Ok(self.summary)
@@ -306,6 +345,7 @@ impl<'c> Engine<'c> {
             ..Default::default()
         })?;
         let mut fresh = HashMap::with_capacity(jobs.len());
+        self.monitor.clear_deadlines();
         for job in jobs {
             let settings = self.settings_for(&job.system);
             if !settings.is_enabled {
@@ -337,6 +377,7 @@ impl<'c> Engine<'c> {
             if let Some(t) = next {
                 self.timers.push(Reverse((t, job.id)));
             }
+            self.monitor.track(&job, &settings);
             fresh.insert(
                 job.id,
                 Entry {
@@ -348,6 +389,16 @@ impl<'c> Engine<'c> {
             );
         }
         self.jobs = fresh;
+        let (jobs, settings) = (&self.jobs, &self.settings);
+        self.monitor.reenabled(
+            &self.store,
+            |id| {
+                let job = &jobs.get(&id)?.job;
+                let s = settings.get(&job.system).cloned()?;
+                Some((job, s))
+            },
+            now,
+        );
         Ok(())
     }
 
@@ -774,26 +825,72 @@ impl<'c> Engine<'c> {
             self.unrecorded.push((execution, finish.clone()));
         }
         let refused = matches!(&result, Err(m) if m.starts_with("refused"));
-        if matches!(finish.status, Status::Failed | Status::Timeout) && !refused {
-            self.schedule_retry(run.slot, now);
+        let slot = run.slot.clone();
+        let retried = matches!(finish.status, Status::Failed | Status::Timeout)
+            && !refused
+            && self.schedule_retry(run.slot, now);
+        if !retried {
+            self.run_ended(execution, &slot, &finish, now);
         }
         if self.notifier.is_active() {
             self.notifier
                 .send(&format!("STATUS={}", self.status_line()));
         }
+        // Both are a write each: in a burst, at most once a second (housekeeping catches up).
+        if self.state_written.elapsed() >= Duration::from_secs(1) {
+            self.state_written = Instant::now();
+            self.write_runner_state();
+            self.write_metrics();
+        } else {
+            self.state_stale = true;
+        }
         Ok(())
     }
 
-    fn schedule_retry(&mut self, slot: Slot, now: DateTime<Utc>) {
-        if self.stop_deadline.is_some() {
+    /// A run ended for good (no retry follows): alert rules, the silence deadline, auto-disable.
+    fn run_ended(&mut self, execution: i64, slot: &Slot, finish: &Finish, now: DateTime<Utc>) {
+        let Some(entry) = self.jobs.get_mut(&slot.job_id) else {
             return;
+        };
+        if finish.status == Status::Success {
+            entry.job.last_success_at = Some(finish.finished_at);
+            entry.job.failure_streak = 0;
+        }
+        let job = entry.job.clone();
+        let settings = self.settings_for(&job.system);
+        if finish.status == Status::Success {
+            self.monitor.track(&job, &settings);
+        }
+        let end = RunEnd {
+            execution_id: execution,
+            status: finish.status,
+            attempt: slot.attempt,
+            scheduled_for: slot.scheduled_for,
+            duration_ms: finish.duration_ms,
+            exit_code: finish.exit_code,
+            error: finish.error_message.as_deref(),
+            output: &finish.output,
+        };
+        if self
+            .monitor
+            .after_run(&self.store, &job, &settings, &end, now)
+        {
+            self.jobs.remove(&job.id);
+            self.queue.retain(|s| s.0.job_id != job.id);
+        }
+    }
+
+    /// Queue the next attempt if the job has one left; true when it does.
+    fn schedule_retry(&mut self, slot: Slot, now: DateTime<Utc>) -> bool {
+        if self.stop_deadline.is_some() {
+            return false;
         }
         let Some(entry) = self.jobs.get(&slot.job_id) else {
-            return;
+            return false;
         };
         let job = &entry.job;
         if slot.attempt > job.retries {
-            return;
+            return false;
         }
         let next_attempt = slot.attempt + 1;
         let delay = execute::retry_delay(job, next_attempt);
@@ -801,7 +898,7 @@ impl<'c> Engine<'c> {
         if let (Some(max), Some(first)) = (job.max_runtime, slot.first_started) {
             if (due - first).num_seconds() >= max as i64 {
                 tracing::warn!(job = %job.name, "no retry: it would start after max_runtime");
-                return;
+                return false;
             }
         }
         tracing::info!(job = %job.name, attempt = next_attempt, delay_s = delay.as_secs(), "retry scheduled");
@@ -811,6 +908,7 @@ impl<'c> Engine<'c> {
             due,
             ..slot
         });
+        true
     }
 
     fn signal(&mut self, sig: i32) -> anyhow::Result<()> {
@@ -843,6 +941,7 @@ impl<'c> Engine<'c> {
                 match Config::load(self.opts.config_path.as_deref()) {
                     Ok(c) => {
                         tracing::info!(path = %c.path.display(), "config reloaded");
+                        self.monitor.smtp_changed(&c.smtp);
                         self.config = c;
                     }
                     Err(e) => tracing::error!(error = %e, "keeping the old config"),
@@ -926,6 +1025,9 @@ impl<'c> Engine<'c> {
     /// How long to sleep: until the next slot, retry, stop deadline or housekeeping.
     fn wait_time(&mut self, now: DateTime<Utc>) -> Duration {
         let mut wait = HOUSEKEEPING.saturating_sub(self.last_housekeeping.elapsed());
+        if self.state_stale {
+            wait = wait.min(Duration::from_secs(1).saturating_sub(self.state_written.elapsed()));
+        }
         if let Some(w) = self.notifier.watchdog {
             wait = wait.min(w);
         }
@@ -946,6 +1048,10 @@ impl<'c> Engine<'c> {
             if !self.killed_on_stop {
                 wait = wait.min(deadline.saturating_duration_since(Instant::now()));
             }
+        }
+        if let Some(t) = self.monitor.next_deadline() {
+            // Wake when a job's silence deadline passes (a little after, so it has passed).
+            wait = wait.min((t - now).to_std().unwrap_or_default() + Duration::from_millis(5));
         }
         if self.prune_pending || !self.unrecorded.is_empty() {
             wait = wait.min(Duration::from_millis(50));
@@ -968,6 +1074,12 @@ impl<'c> Engine<'c> {
         if self.prune_pending && self.stop_deadline.is_none() {
             self.prune_step()?;
         }
+        if self.state_stale && self.state_written.elapsed() >= Duration::from_secs(1) {
+            self.state_stale = false;
+            self.state_written = Instant::now();
+            self.write_runner_state();
+            self.write_metrics();
+        }
         if self.last_housekeeping.elapsed() < HOUSEKEEPING {
             return Ok(());
         }
@@ -978,7 +1090,71 @@ impl<'c> Engine<'c> {
             self.reload(self.clock.now())?;
         }
         self.prune_pending = true;
+        let now = self.clock.now();
+        self.monitor
+            .host_checks(&self.store, self.settings.values(), now);
+        self.write_runner_state();
         Ok(())
+    }
+
+    /// Open the `silent` condition of every job whose silence deadline has passed.
+    fn check_silence(&mut self, now: DateTime<Utc>) {
+        for id in self.monitor.due(now) {
+            if let Some(entry) = self.jobs.get(&id) {
+                let settings = self.settings_for(&entry.job.system);
+                self.monitor.silent(&self.store, &entry.job, &settings, now);
+            }
+        }
+    }
+
+    /// Executions this runner may run at once.
+    fn capacity(&self) -> usize {
+        self.opts.max_concurrent.unwrap_or_else(|| {
+            self.settings
+                .values()
+                .filter(|s| s.is_enabled)
+                .map(|s| s.max_concurrent_jobs as usize)
+                .sum()
+        })
+    }
+
+    /// Tell `cronmgr status` who we are and how busy we are.
+    fn write_runner_state(&self) {
+        let state = crate::store::RunnerState {
+            pid: std::process::id(),
+            started_at: self.started_at,
+            updated_at: self.clock.now(),
+            running: self.running.len() as u32,
+            queued: self.queue.len() as u32,
+            capacity: self.capacity() as u32,
+        };
+        if let Err(e) = self.store.put_runner_state(&state) {
+            tracing::warn!(error = %e, "could not record the runner's state");
+        }
+    }
+
+    fn write_metrics(&self) {
+        self.write_metrics_with(true);
+    }
+
+    /// Rewrite the metrics textfile, if asked for (`up`: false as the runner stops).
+    fn write_metrics_with(&self, up: bool) {
+        let Some(path) = &self.opts.metrics_file else {
+            return;
+        };
+        let view = crate::metrics::RunnerView {
+            up,
+            started_at: Some(self.started_at),
+            running: self.running.len() as u64,
+            queued: self.queue.len() as u64,
+            capacity: self.capacity() as u64,
+        };
+        let written = crate::metrics::render(&self.store, &view)
+            .map_err(anyhow::Error::from)
+            .and_then(|text| Ok(crate::metrics::write_atomic(path, &text)?));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "could not write the metrics file");
+        }
     }
 
     /// Delete one small batch of history beyond each system's retention.

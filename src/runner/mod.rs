@@ -28,6 +28,7 @@ pub fn serve(
     once: bool,
     max_concurrent: Option<usize>,
     force: bool,
+    metrics_file: Option<PathBuf>,
 ) -> anyhow::Result<Summary> {
     let lock = match RunnerLock::acquire(&db) {
         Ok(lock) => Some(lock),
@@ -54,6 +55,7 @@ pub fn serve(
             max_concurrent,
             db_path: db,
             config_path,
+            metrics_file,
         },
     );
     let events = engine.sender();

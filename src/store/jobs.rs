@@ -10,7 +10,9 @@ use super::{
 const COLUMNS: &str =
     "id, system, name, description, schedule, timezone, command, params, is_active, \
      timeout, retries, retry_delay, backoff, category, priority, max_runtime, allow_concurrent, \
-     catch_up, starting_deadline, created_at, updated_at, last_run_at, next_run_at";
+     catch_up, starting_deadline, created_at, updated_at, last_run_at, next_run_at, \
+     alerts_enabled, alert_email, escalate_after, disable_after, max_silence, disabled_reason, \
+     failure_streak, last_success_at, enabled_at";
 
 /// Which jobs `list` shows.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +52,15 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         updated_at: parse_time(&row.get::<_, String>(20)?)?,
         last_run_at: parse_opt_time(row.get(21)?)?,
         next_run_at: parse_opt_time(row.get(22)?)?,
+        alerts_enabled: row.get(23)?,
+        alert_email: row.get(24)?,
+        escalate_after: row.get(25)?,
+        disable_after: row.get(26)?,
+        max_silence: row.get(27)?,
+        disabled_reason: row.get(28)?,
+        failure_streak: row.get(29)?,
+        last_success_at: parse_opt_time(row.get(30)?)?,
+        enabled_at: parse_opt_time(row.get(31)?)?,
     })
 }
 
@@ -145,7 +156,7 @@ impl Store {
     }
 }
 
-pub(super) fn job_by_name(conn: &Connection, system: &str, name: &str) -> Result<Job> {
+pub(crate) fn job_by_name(conn: &Connection, system: &str, name: &str) -> Result<Job> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM jobs WHERE system = ?1 AND name = ?2"
     ))?
@@ -170,8 +181,10 @@ fn insert_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
     conn.prepare_cached(
         "INSERT INTO jobs (system, name, description, schedule, timezone, command, params, is_active, \
          timeout, retries, retry_delay, backoff, category, priority, max_runtime, allow_concurrent, \
-         catch_up, starting_deadline, created_at, updated_at, last_run_at, next_run_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20, ?21)",
+         catch_up, starting_deadline, created_at, updated_at, last_run_at, next_run_at, \
+         alerts_enabled, alert_email, escalate_after, disable_after, max_silence, disabled_reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20, ?21, \
+                 ?22, ?23, ?24, ?25, ?26, ?27)",
     )?
     .execute(params![
         job.system,
@@ -195,6 +208,12 @@ fn insert_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
         fmt_time(now),
         job.last_run_at.map(fmt_time),
         job.next_run_at.map(fmt_time),
+        job.alerts_enabled,
+        job.alert_email,
+        job.escalate_after,
+        job.disable_after,
+        job.max_silence,
+        job.disabled_reason,
     ])?;
     let id = conn.last_insert_rowid();
     Ok(Job {
@@ -221,7 +240,12 @@ fn update_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
             "UPDATE jobs SET system = ?2, name = ?3, description = ?4, schedule = ?5, timezone = ?6, \
              command = ?7, params = ?8, is_active = ?9, timeout = ?10, retries = ?11, retry_delay = ?12, \
              backoff = ?13, category = ?14, priority = ?15, max_runtime = ?16, allow_concurrent = ?17, \
-             catch_up = ?18, starting_deadline = ?19, updated_at = ?20, next_run_at = ?21 WHERE id = ?1",
+             catch_up = ?18, starting_deadline = ?19, updated_at = ?20, next_run_at = ?21, \
+             alerts_enabled = ?22, alert_email = ?23, escalate_after = ?24, disable_after = ?25, \
+             max_silence = ?26, disabled_reason = ?27, \
+             failure_streak = CASE WHEN is_active = 0 AND ?9 = 1 THEN 0 ELSE failure_streak END, \
+             enabled_at = CASE WHEN is_active = 0 AND ?9 = 1 THEN ?20 ELSE enabled_at END \
+             WHERE id = ?1",
         )?
         .execute(params![
             job.id,
@@ -245,6 +269,12 @@ fn update_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
             job.starting_deadline,
             fmt_time(now),
             job.next_run_at.map(fmt_time),
+            job.alerts_enabled,
+            job.alert_email,
+            job.escalate_after,
+            job.disable_after,
+            job.max_silence,
+            job.disabled_reason,
         ])?;
     if changed == 0 {
         return Err(StoreError::JobNotFound {
@@ -252,10 +282,8 @@ fn update_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
             name: job.name.clone(),
         });
     }
-    Ok(Job {
-        updated_at: now,
-        ..job.clone()
-    })
+    // Enabling resets the streak (in SQL, above): read back what was stored.
+    job_by_name(conn, &job.system, &job.name)
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 //! [`Store`] speaks in domain types ([`Job`], [`Execution`], [`Settings`]), never raw rows. Every
 //! write runs in one `BEGIN IMMEDIATE` transaction, so a refused change leaves nothing behind.
 
+mod alerts;
 mod executions;
 mod jobs;
+mod metrics;
 mod settings;
 mod types;
 
@@ -17,16 +19,24 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+pub use alerts::{
+    Alert, AlertKind, AlertState, Channel, Delivery, DeliveryState, NewAlert, RunnerState,
+};
 pub use executions::{ExecutionFilter, NewExecution};
 pub use jobs::JobFilter;
-pub use settings::KEYS as SETTINGS_KEYS;
+pub use metrics::{ExecutionBrief, JobCounts, JobStats, StatusTotals};
+pub(crate) use settings::looks_like_email;
+pub use settings::{KEYS as SETTINGS_KEYS, SECRET_KEYS};
 pub use types::{Backoff, CatchUp, Execution, Finish, Job, Settings, Status, Trigger};
 
 /// `PRAGMA application_id` of a cronmgr database: "CRON".
 pub const APPLICATION_ID: i32 = 0x4352_4F4E;
 
 /// The migrations, in order; the schema version is their count.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/001_initial.sql"),
+    include_str!("migrations/002_alerts.sql"),
+];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
@@ -97,6 +107,23 @@ impl Store {
         store.verify_identity()?;
         store.configure()?;
         store.migrate()?;
+        Ok(store)
+    }
+
+    /// A second connection to the same, already open database, for another thread of this
+    /// process. It skips [`Store::open`]'s file checks on purpose: closing any file descriptor of
+    /// the database drops every POSIX lock this process holds on it, which would let other
+    /// processes read past the first connection's transactions.
+    pub fn reopen(&self) -> Result<Store> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let store = Store {
+            conn,
+            path: self.path.clone(),
+        };
+        store.configure()?;
         Ok(store)
     }
 

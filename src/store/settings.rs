@@ -6,7 +6,9 @@ use rusqlite::{params, Connection, Row};
 use super::{fmt_time, OptionalRow, Result, Settings, Store};
 
 const COLUMNS: &str = "system, is_enabled, max_concurrent_jobs, default_timeout, keep_executions, \
-     cleanup_days, alert_on_failure, alert_email, slack_webhook, timezone, shutdown_grace";
+     cleanup_days, alert_on_failure, alert_email, slack_webhook, timezone, shutdown_grace, \
+     alert_on_timeout, webhook_url, webhook_secret, escalate_after, escalate_to, disable_after, \
+     max_silence, cpu_threshold, cpu_window, disk_min_free, alert_rate_limit";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Settings> {
     Ok(Settings {
@@ -21,6 +23,17 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Settings> {
         slack_webhook: row.get(8)?,
         timezone: row.get(9)?,
         shutdown_grace: row.get(10)?,
+        alert_on_timeout: row.get(11)?,
+        webhook_url: row.get(12)?,
+        webhook_secret: row.get(13)?,
+        escalate_after: row.get(14)?,
+        escalate_to: row.get(15)?,
+        disable_after: row.get(16)?,
+        max_silence: row.get(17)?,
+        cpu_threshold: row.get(18)?,
+        cpu_window: row.get(19)?,
+        disk_min_free: row.get(20)?,
+        alert_rate_limit: row.get(21)?,
     })
 }
 
@@ -41,11 +54,17 @@ impl Store {
             conn.prepare_cached(
                 "INSERT INTO settings (system, is_enabled, max_concurrent_jobs, default_timeout, \
                  keep_executions, cleanup_days, alert_on_failure, alert_email, slack_webhook, timezone, \
-                 shutdown_grace, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12) \
+                 shutdown_grace, created_at, updated_at, alert_on_timeout, webhook_url, webhook_secret, \
+                 escalate_after, escalate_to, disable_after, max_silence, cpu_threshold, cpu_window, \
+                 disk_min_free, alert_rate_limit) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, \
+                         ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) \
                  ON CONFLICT (system) DO UPDATE SET is_enabled = ?2, max_concurrent_jobs = ?3, \
                  default_timeout = ?4, keep_executions = ?5, cleanup_days = ?6, alert_on_failure = ?7, \
-                 alert_email = ?8, slack_webhook = ?9, timezone = ?10, shutdown_grace = ?11, updated_at = ?12",
+                 alert_email = ?8, slack_webhook = ?9, timezone = ?10, shutdown_grace = ?11, updated_at = ?12, \
+                 alert_on_timeout = ?13, webhook_url = ?14, webhook_secret = ?15, escalate_after = ?16, \
+                 escalate_to = ?17, disable_after = ?18, max_silence = ?19, cpu_threshold = ?20, \
+                 cpu_window = ?21, disk_min_free = ?22, alert_rate_limit = ?23",
             )?
             .execute(params![
                 settings.system,
@@ -60,6 +79,17 @@ impl Store {
                 settings.timezone,
                 settings.shutdown_grace,
                 fmt_time(now),
+                settings.alert_on_timeout,
+                settings.webhook_url,
+                settings.webhook_secret,
+                settings.escalate_after,
+                settings.escalate_to,
+                settings.disable_after,
+                settings.max_silence,
+                settings.cpu_threshold,
+                settings.cpu_window,
+                settings.disk_min_free,
+                settings.alert_rate_limit,
             ])?;
             let mut stmt = conn.prepare_cached("UPDATE jobs SET next_run_at = ?2 WHERE id = ?1")?;
             for (id, next) in next_runs {
@@ -70,7 +100,7 @@ impl Store {
     }
 }
 
-pub(super) fn settings(conn: &Connection, system: &str) -> Result<Settings> {
+pub(crate) fn settings(conn: &Connection, system: &str) -> Result<Settings> {
     let stored = conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM settings WHERE system = ?1"))?
         .query_row([system], from_row)
@@ -91,12 +121,32 @@ pub const KEYS: &[&str] = &[
     "slack_webhook",
     "timezone",
     "shutdown_grace",
+    "alert_on_timeout",
+    "webhook_url",
+    "webhook_secret",
+    "escalate_after",
+    "escalate_to",
+    "disable_after",
+    "max_silence",
+    "cpu_threshold",
+    "cpu_window",
+    "disk_min_free",
+    "alert_rate_limit",
+];
+
+/// Keys whose values are secrets: shown only redacted.
+pub const SECRET_KEYS: &[&str] = &[
+    "slack_webhook",
+    "webhook_url",
+    "webhook_secret",
+    "escalate_to",
 ];
 
 impl Settings {
     /// The value of a key as text; None for an unknown key.
     pub fn get(&self, key: &str) -> Option<String> {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
         Some(match key {
             "system" => self.system.clone(),
             "is_enabled" => self.is_enabled.to_string(),
@@ -109,6 +159,20 @@ impl Settings {
             "slack_webhook" => opt(&self.slack_webhook),
             "timezone" => self.timezone.clone(),
             "shutdown_grace" => self.shutdown_grace.to_string(),
+            "alert_on_timeout" => self.alert_on_timeout.to_string(),
+            "webhook_url" => opt(&self.webhook_url),
+            "webhook_secret" => opt(&self.webhook_secret),
+            "escalate_after" => num(self.escalate_after.map(u64::from)),
+            "escalate_to" => opt(&self.escalate_to),
+            "disable_after" => num(self.disable_after.map(u64::from)),
+            "max_silence" => self
+                .max_silence
+                .map(crate::duration::human_secs)
+                .unwrap_or_default(),
+            "cpu_threshold" => self.cpu_threshold.to_string(),
+            "cpu_window" => self.cpu_window.to_string(),
+            "disk_min_free" => self.disk_min_free.to_string(),
+            "alert_rate_limit" => self.alert_rate_limit.to_string(),
             _ => return None,
         })
     }
@@ -148,9 +212,59 @@ impl Settings {
             }
             "slack_webhook" => {
                 if !(v.is_empty() || v.starts_with("https://") || v.starts_with("http://")) {
-                    return Err(format!("{key} must be an http(s) URL, got {v:?}"));
+                    return Err(format!("{key} must be an http(s) URL"));
                 }
                 self.slack_webhook = (!v.is_empty()).then(|| v.to_string());
+            }
+            "alert_on_timeout" => self.alert_on_timeout = parse_bool(key, v)?,
+            "webhook_url" => {
+                if !(v.is_empty() || v.starts_with("https://") || v.starts_with("http://")) {
+                    return Err(format!("{key} must be an http(s) URL"));
+                }
+                self.webhook_url = (!v.is_empty()).then(|| v.to_string());
+            }
+            "webhook_secret" => self.webhook_secret = (!v.is_empty()).then(|| v.to_string()),
+            "escalate_after" => self.escalate_after = parse_opt_positive(key, v)?,
+            "disable_after" => self.disable_after = parse_opt_positive(key, v)?,
+            "escalate_to" => {
+                for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    if crate::alert::Target::parse(item).is_none() {
+                        return Err(format!(
+                            "{key}: each item must be an email address, an http(s) webhook URL, or slack:URL"
+                        ));
+                    }
+                }
+                self.escalate_to = (!v.is_empty()).then(|| v.to_string());
+            }
+            "max_silence" => {
+                self.max_silence = match v {
+                    "" | "none" | "0" => None,
+                    _ => Some(parse_secs(key, v)?).filter(|s| *s > 0),
+                }
+            }
+            "cpu_threshold" => {
+                let n = parse_count(key, v)?;
+                if !(1..=100).contains(&n) {
+                    return Err(format!("{key} must be a percentage from 1 to 100"));
+                }
+                self.cpu_threshold = n as u32;
+            }
+            "cpu_window" => self.cpu_window = parse_secs(key, v)?,
+            "disk_min_free" => {
+                let n = parse_count(key, v)?;
+                if n > 100 {
+                    return Err(format!("{key} must be a percentage from 0 to 100"));
+                }
+                self.disk_min_free = n as u32;
+            }
+            "alert_rate_limit" => {
+                let n = parse_count(key, v)?;
+                if n == 0 || n > u64::from(u32::MAX) {
+                    return Err(format!(
+                        "{key} must be at least 1 (messages per channel per hour)"
+                    ));
+                }
+                self.alert_rate_limit = n as u32;
             }
             "timezone" => {
                 let tz = crate::schedule::parse_timezone(v).map_err(|e| e.to_string())?;
@@ -167,6 +281,26 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// A copy fit to print: every secret redacted.
+    pub fn redacted(&self) -> Settings {
+        use crate::alert::redact;
+        let r = |v: &Option<String>| v.as_deref().map(redact::secret);
+        Settings {
+            slack_webhook: r(&self.slack_webhook),
+            webhook_url: r(&self.webhook_url),
+            webhook_secret: r(&self.webhook_secret),
+            escalate_to: self.escalate_to.as_deref().map(redact::list),
+            ..self.clone()
+        }
+    }
+
+    /// The value of a key as it may be shown: secrets redacted.
+    pub fn get_shown(&self, key: &str) -> Option<String> {
+        self.redacted().get(key)
+    }
+}
+
 fn parse_bool(key: &str, v: &str) -> std::result::Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Ok(true),
@@ -180,11 +314,22 @@ fn parse_count(key: &str, v: &str) -> std::result::Result<u64, String> {
         .map_err(|_| format!("{key} must be a whole number of 0 or more, got {v:?}"))
 }
 
+/// A positive count, or empty/`none`/`0` for unset.
+fn parse_opt_positive(key: &str, v: &str) -> std::result::Result<Option<u32>, String> {
+    if matches!(v, "" | "none") {
+        return Ok(None);
+    }
+    let n = parse_count(key, v)?;
+    u32::try_from(n)
+        .map(|n| (n > 0).then_some(n))
+        .map_err(|_| format!("{key} is too large"))
+}
+
 fn parse_secs(key: &str, v: &str) -> std::result::Result<u64, String> {
     crate::duration::parse_secs(v).map_err(|e| format!("{key}: {e}"))
 }
 
-fn looks_like_email(a: &str) -> bool {
+pub(crate) fn looks_like_email(a: &str) -> bool {
     let mut parts = a.split('@');
     matches!((parts.next(), parts.next(), parts.next()), (Some(l), Some(d), None) if !l.is_empty() && d.contains('.') && !a.contains(' '))
 }

@@ -98,6 +98,36 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
     pub last_run_at: Option<DateTime<Utc>>,
     pub next_run_at: Option<DateTime<Utc>>,
+    /// False: no alert of any kind for this job (`--no-alerts`).
+    #[serde(default = "yes")]
+    pub alerts_enabled: bool,
+    /// Overrides the system's alert_email.
+    #[serde(default)]
+    pub alert_email: Option<String>,
+    /// Overrides the system's escalate_after (consecutive failures).
+    #[serde(default)]
+    pub escalate_after: Option<u32>,
+    /// Overrides the system's disable_after (consecutive failures).
+    #[serde(default)]
+    pub disable_after: Option<u32>,
+    /// Seconds without a success before a missed-run alert; overrides the system's.
+    #[serde(default)]
+    pub max_silence: Option<u64>,
+    /// Why cronmgr disabled the job itself (auto-disable); cleared by `enable`.
+    #[serde(default)]
+    pub disabled_reason: Option<String>,
+    /// Runs whose last attempt failed since the last success or enable (kept by the runner).
+    #[serde(default)]
+    pub failure_streak: u32,
+    #[serde(default)]
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// When the job was last enabled after being disabled.
+    #[serde(default)]
+    pub enabled_at: Option<DateTime<Utc>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Job {
@@ -128,6 +158,15 @@ impl Job {
             updated_at: epoch,
             last_run_at: None,
             next_run_at: None,
+            alerts_enabled: true,
+            alert_email: None,
+            escalate_after: None,
+            disable_after: None,
+            max_silence: None,
+            disabled_reason: None,
+            failure_streak: 0,
+            last_success_at: None,
+            enabled_at: None,
         }
     }
 }
@@ -148,6 +187,27 @@ pub struct Settings {
     pub timezone: String,
     /// Seconds the runner waits for running executions on shutdown.
     pub shutdown_grace: u64,
+    pub alert_on_timeout: bool,
+    /// Secret: a generic webhook receiving the JSON payload.
+    pub webhook_url: Option<String>,
+    /// Secret: the key of the HMAC-SHA256 signature of webhook payloads.
+    pub webhook_secret: Option<String>,
+    /// Consecutive failures before the escalation channels hear of it.
+    pub escalate_after: Option<u32>,
+    /// The escalation channels: email addresses and webhook URLs, comma-separated.
+    pub escalate_to: Option<String>,
+    /// Consecutive failures before a job is disabled.
+    pub disable_after: Option<u32>,
+    /// Seconds without a success before a missed-run alert.
+    pub max_silence: Option<u64>,
+    /// Percent of all CPUs busy that counts as overloaded.
+    pub cpu_threshold: u32,
+    /// Seconds the CPU must stay above the threshold.
+    pub cpu_window: u64,
+    /// Alert when less than this percent of the disk (database, logs) is free.
+    pub disk_min_free: u32,
+    /// Messages per channel per hour at most.
+    pub alert_rate_limit: u32,
 }
 
 impl Settings {
@@ -164,6 +224,17 @@ impl Settings {
             slack_webhook: None,
             timezone: timezone.to_string(),
             shutdown_grace: 30,
+            alert_on_timeout: true,
+            webhook_url: None,
+            webhook_secret: None,
+            escalate_after: None,
+            escalate_to: None,
+            disable_after: None,
+            max_silence: None,
+            cpu_threshold: 80,
+            cpu_window: 300,
+            disk_min_free: 10,
+            alert_rate_limit: 30,
         }
     }
 }
@@ -205,3 +276,29 @@ pub struct Finish {
     pub memory_used_mb: Option<f64>,
     pub cpu_used_percent: Option<f64>,
 }
+
+closed_set!(
+    /// What an alert is about. `failed`, `timeout`, `escalated`, `disabled` and `silent` belong to
+    /// a job; `cpu` and `disk` to the host (as seen by one system's settings).
+    AlertKind {
+        Failed => "failed",
+        Timeout => "timeout",
+        Escalated => "escalated",
+        Disabled => "disabled",
+        Silent => "silent",
+        Cpu => "cpu",
+        Disk => "disk",
+    }
+);
+closed_set!(
+    /// A firing alert opens a condition; a resolved one says it cleared.
+    AlertState { Firing => "firing", Resolved => "resolved" }
+);
+closed_set!(
+    /// Where alerts go.
+    Channel { Email => "email", Slack => "slack", Webhook => "webhook" }
+);
+closed_set!(
+    /// How far one delivery got: still trying, done, or given up.
+    DeliveryState { Pending => "pending", Sent => "sent", Failed => "failed" }
+);

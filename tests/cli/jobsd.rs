@@ -690,3 +690,56 @@ fn import_is_all_or_nothing() {
     assert!(err.contains("not allowlisted"), "{err}");
     assert_eq!(env.json(&["list"]), json!([]));
 }
+
+#[test]
+fn alert_settings_round_trip_through_export_and_apply() {
+    let env = Env::new();
+    env.ok(&[
+        "add",
+        "watched",
+        "--schedule",
+        "@daily",
+        "--alert-email",
+        "ops@example.com",
+        "--disable-after",
+        "3",
+        "--escalate-after",
+        "2",
+        "--max-silence",
+        "26h",
+        "--",
+        "/bin/true",
+    ]);
+    env.ok(&[
+        "add",
+        "quiet",
+        "--schedule",
+        "@daily",
+        "--no-alerts",
+        "--",
+        "/bin/true",
+    ]);
+    let exported = env.ok(&["export"]);
+    assert!(
+        exported.contains("max_silence = \"1d2h\"") || exported.contains("max_silence"),
+        "{exported}"
+    );
+    assert!(exported.contains("alerts = false"), "{exported}");
+    let file = env.dir.path().join("export.toml");
+    std::fs::write(&file, &exported).unwrap();
+    let before = env.dump();
+    let plan = env.json(&["apply", file.to_str().unwrap()]);
+    assert_eq!(plan["summary"]["unchanged"], 2, "{plan}");
+    assert_eq!(env.dump(), before);
+    let w = env.json(&["show", "watched"]);
+    assert_eq!(w["alert_email"], "ops@example.com");
+    assert_eq!(w["disable_after"], 3);
+    assert_eq!(w["max_silence"], 93600);
+    // A bad value in a file is refused with the file and line.
+    std::fs::write(&file, "[[job]]\nname = \"x\"\nschedule = \"@daily\"\nargv = [\"/bin/true\"]\nalert_email = \"nope\"\n").unwrap();
+    let err = env.fails(2, &["apply", file.to_str().unwrap()]);
+    assert!(
+        err.contains("export.toml") && err.contains("alert_email"),
+        "{err}"
+    );
+}

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `cronmgr` binary against a temporary database.
 
+mod alerts;
 mod executors;
 mod faults;
 mod harness;

@@ -1,0 +1,110 @@
+//! The host's load and disk, read the cheap way: `/proc/stat` deltas and `statvfs`.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// CPU time counters from the first (`cpu`) line of /proc/stat: (busy, total) in ticks.
+pub fn parse_proc_stat(text: &str) -> Option<(u64, u64)> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    if v.len() < 4 {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal (guest time is already in user/nice).
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v[3] + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// Percent of all CPUs busy between two readings.
+#[derive(Debug, Default)]
+pub struct CpuSampler {
+    last: Option<(u64, u64)>,
+}
+
+impl CpuSampler {
+    /// Read /proc/stat; the busy percent since the previous call (None the first time).
+    pub fn sample(&mut self) -> Option<f64> {
+        let now = parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)?;
+        self.feed(now)
+    }
+
+    pub fn feed(&mut self, now: (u64, u64)) -> Option<f64> {
+        let prev = self.last.replace(now)?;
+        let total = now.1.checked_sub(prev.1)?;
+        let busy = now.0.checked_sub(prev.0)?;
+        (total > 0).then(|| busy as f64 * 100.0 / total as f64)
+    }
+}
+
+/// Free space of the file system holding `path`, in percent (of what unprivileged users may use).
+pub fn free_percent(path: &Path) -> Option<f64> {
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into a zeroed struct we own; the path is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
+        return None;
+    }
+    Some(st.f_bavail as f64 * 100.0 / st.f_blocks as f64)
+}
+
+/// The runner's own CPU (% of one core since it started) and resident memory (MB), from /proc.
+pub fn process_usage(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state(0) … utime(11) stime(12) … starttime(19), in clock ticks.
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let used = (ticks(11)? + ticks(12)?) / hz;
+    let alive = uptime - ticks(19)? / hz;
+    let cpu = if alive > 0.0 {
+        used * 100.0 / alive
+    } else {
+        0.0
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((cpu, rss_kb / 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_deltas_give_busy_percent() {
+        let a = parse_proc_stat("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4\n").unwrap();
+        assert_eq!(a, (200, 1000));
+        let mut s = CpuSampler::default();
+        assert_eq!(s.feed(a), None);
+        assert_eq!(s.feed((200 + 90, 1000 + 100)), Some(90.0));
+        assert!(parse_proc_stat("intr 1 2").is_none());
+    }
+
+    #[test]
+    fn reads_this_machine() {
+        let free = free_percent(Path::new("/")).unwrap();
+        assert!((0.0..=100.0).contains(&free));
+        let (cpu, mem) = process_usage(std::process::id()).unwrap();
+        assert!(cpu >= 0.0 && mem > 0.0);
+    }
+}

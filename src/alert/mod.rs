@@ -1,0 +1,154 @@
+//! Alerts: the rules (failure, timeout, streaks, auto-disable, missed runs, overload, disk), the
+//! channels (email, Slack, signed webhook), the delivery thread and the redaction of secrets.
+//!
+//! The runner decides what to say ([`Monitor`]) and records it in the store's outbox, in the same
+//! thread that records executions; a separate thread ([`delivery`]) with its own database
+//! connection sends it, with retries and a rate limit, so a dead channel never slows the runner.
+
+pub mod delivery;
+pub mod email;
+pub mod host;
+pub mod monitor;
+pub mod payload;
+pub mod redact;
+pub mod rules;
+pub mod slack;
+pub mod webhook;
+
+pub use monitor::Monitor;
+
+use crate::store::{Channel, Job, Settings};
+
+/// One place an alert goes: a channel and its target (addresses or a URL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub channel: Channel,
+    pub target: String,
+}
+
+impl Target {
+    /// An item of `escalate_to`: an email address, `slack:URL`, a Slack webhook URL, or another
+    /// http(s) URL (a generic webhook).
+    pub fn parse(item: &str) -> Option<Target> {
+        let item = item.trim();
+        let t = |channel, target: &str| {
+            Some(Target {
+                channel,
+                target: target.to_string(),
+            })
+        };
+        if let Some(url) = item.strip_prefix("slack:") {
+            return is_url(url).then(|| t(Channel::Slack, url)).flatten();
+        }
+        if let Some(url) = item.strip_prefix("webhook:") {
+            return is_url(url).then(|| t(Channel::Webhook, url)).flatten();
+        }
+        if is_url(item) {
+            let slack = item.starts_with("https://hooks.slack.com/");
+            return t(
+                if slack {
+                    Channel::Slack
+                } else {
+                    Channel::Webhook
+                },
+                item,
+            );
+        }
+        if crate::store::looks_like_email(item) {
+            return t(Channel::Email, item);
+        }
+        None
+    }
+}
+
+fn is_url(s: &str) -> bool {
+    (s.starts_with("https://") || s.starts_with("http://")) && s.len() > "https://".len()
+}
+
+/// Where a job's alerts go: the job's email (else the system's), the system's Slack and webhook,
+/// and with `loud` the escalation list too. Email addresses are grouped into one message.
+pub fn targets(job: Option<&Job>, settings: &Settings, loud: bool) -> Vec<(Channel, String)> {
+    let mut emails: Vec<String> = Vec::new();
+    let mut out: Vec<(Channel, String)> = Vec::new();
+    let email = job
+        .and_then(|j| j.alert_email.clone())
+        .or_else(|| settings.alert_email.clone());
+    for a in email.iter().flat_map(|e| e.split(',')) {
+        let a = a.trim();
+        if !a.is_empty() && !emails.iter().any(|e| e == a) {
+            emails.push(a.to_string());
+        }
+    }
+    if let Some(url) = &settings.slack_webhook {
+        out.push((Channel::Slack, url.clone()));
+    }
+    if let Some(url) = &settings.webhook_url {
+        out.push((Channel::Webhook, url.clone()));
+    }
+    if loud {
+        for t in settings
+            .escalate_to
+            .iter()
+            .flat_map(|l| l.split(','))
+            .filter_map(Target::parse)
+        {
+            if t.channel == Channel::Email {
+                if !emails.contains(&t.target) {
+                    emails.push(t.target);
+                }
+            } else if !out.iter().any(|(c, u)| *c == t.channel && *u == t.target) {
+                out.push((t.channel, t.target));
+            }
+        }
+    }
+    if !emails.is_empty() {
+        out.insert(0, (Channel::Email, emails.join(",")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escalation_items_parse_by_shape() {
+        let p = |s| Target::parse(s).map(|t| t.channel);
+        assert_eq!(p("ops@example.com"), Some(Channel::Email));
+        assert_eq!(
+            p("https://hooks.slack.com/services/X"),
+            Some(Channel::Slack)
+        );
+        assert_eq!(p("slack:http://127.0.0.1:9/x"), Some(Channel::Slack));
+        assert_eq!(p("https://pager.example.com/in"), Some(Channel::Webhook));
+        assert_eq!(p("ftp://x"), None);
+        assert_eq!(p("nobody"), None);
+    }
+
+    #[test]
+    fn targets_merge_job_system_and_escalation() {
+        let mut s = Settings::defaults("s", "UTC");
+        s.alert_email = Some("a@example.com".into());
+        s.slack_webhook = Some("https://hooks.slack.com/services/T/B/C".into());
+        s.escalate_to = Some("boss@example.com, https://pager.example.com/x".into());
+        let mut job = Job::new("s", "j", "* * * * *", "shell");
+        assert_eq!(
+            targets(Some(&job), &s, false),
+            vec![
+                (Channel::Email, "a@example.com".into()),
+                (
+                    Channel::Slack,
+                    "https://hooks.slack.com/services/T/B/C".into()
+                )
+            ]
+        );
+        job.alert_email = Some("owner@example.com".into());
+        let loud = targets(Some(&job), &s, true);
+        assert_eq!(
+            loud[0],
+            (Channel::Email, "owner@example.com,boss@example.com".into())
+        );
+        assert_eq!(loud.len(), 3);
+        assert_eq!(loud[2].0, Channel::Webhook);
+    }
+}

@@ -1,0 +1,476 @@
+//! The runner's alert logic: applies [`super::rules`] to finished runs, silence deadlines and host
+//! samples, and records what they say in the store's outbox, waking the delivery thread.
+//!
+//! Owned by the runner's loop (the thread that owns the database). Nothing here may stop the
+//! runner: database errors are logged and the alert is skipped.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::delivery::Deliverer;
+use super::host::{self, CpuSampler};
+use super::rules::{self, Action, Overload, Policy};
+use crate::duration::human_secs;
+use crate::store::{AlertKind, Job, NewAlert, Settings, Status, Store};
+
+/// What the monitor needs to know about an execution that ended.
+#[derive(Debug, Clone)]
+pub struct RunEnd<'a> {
+    pub execution_id: i64,
+    pub status: Status,
+    pub attempt: u32,
+    pub scheduled_for: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub exit_code: Option<i32>,
+    pub error: Option<&'a str>,
+    pub output: &'a str,
+}
+
+pub struct Monitor {
+    deliverer: Option<Deliverer>,
+    /// Silence deadlines, earliest first; stale pairs are skipped.
+    silence: BinaryHeap<Reverse<(DateTime<Utc>, i64)>>,
+    deadlines: HashMap<i64, DateTime<Utc>>,
+    cpu: CpuSampler,
+    overload: HashMap<String, Overload>,
+    /// Where the database and the execution logs live.
+    paths: Vec<PathBuf>,
+}
+
+impl Monitor {
+    pub fn new(db_path: &Path, deliverer: Option<Deliverer>) -> Monitor {
+        let mut paths = vec![db_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf()];
+        let logs = crate::runner::execute::live_log_path(db_path, 0);
+        if let Some(dir) = logs.parent() {
+            paths.push(dir.to_path_buf());
+        }
+        Monitor {
+            deliverer,
+            silence: BinaryHeap::new(),
+            deadlines: HashMap::new(),
+            cpu: CpuSampler::default(),
+            overload: HashMap::new(),
+            paths,
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(d) = &self.deliverer {
+            d.wake();
+        }
+    }
+
+    /// Tell the delivery thread about a reloaded config file.
+    pub fn smtp_changed(&self, smtp: &super::email::SmtpConfig) {
+        if let Some(d) = &self.deliverer {
+            let _ = d
+                .sender()
+                .send(super::delivery::Message::Smtp(Box::new(smtp.clone())));
+        }
+    }
+
+    /// Deliver what is due for up to `grace`, then stop the delivery thread.
+    pub fn stop(&mut self, grace: Duration) {
+        if let Some(d) = self.deliverer.take() {
+            d.stop(grace);
+        }
+    }
+
+    fn record(&self, what: &str, r: crate::store::Result<Option<i64>>) {
+        match r {
+            Ok(Some(id)) => {
+                tracing::info!(alert = id, "alert: {what}");
+                self.wake();
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "could not record an alert ({what})"),
+        }
+    }
+
+    // ---- runs ------------------------------------------------------------------------------
+
+    /// A run ended for good (no retry follows). Returns true when the job was auto-disabled.
+    pub fn after_run(
+        &mut self,
+        store: &Store,
+        job: &Job,
+        settings: &Settings,
+        run: &RunEnd<'_>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        match self.try_after_run(store, job, settings, run, now) {
+            Ok(disabled) => disabled,
+            Err(e) => {
+                tracing::error!(job = %job.name, error = %e, "alert rules failed");
+                false
+            }
+        }
+    }
+
+    fn try_after_run(
+        &mut self,
+        store: &Store,
+        job: &Job,
+        settings: &Settings,
+        run: &RunEnd<'_>,
+        now: DateTime<Utc>,
+    ) -> crate::store::Result<bool> {
+        let policy = Policy::of(job, settings);
+        let streak = match run.status {
+            Status::Failed | Status::Timeout => store.bump_failure_streak(job.id)?,
+            _ => 0,
+        };
+        let mut disabled = false;
+        for action in rules::after_run(&policy, run.status, streak) {
+            match action {
+                Action::Open { kind, loud } => {
+                    let summary = match kind {
+                        AlertKind::Escalated => {
+                            format!("{} has failed {streak} times in a row", job.name)
+                        }
+                        AlertKind::Timeout => format!(
+                            "{} timed out{}",
+                            job.name,
+                            run.error.map(|e| format!(" ({e})")).unwrap_or_default()
+                        ),
+                        _ => format!(
+                            "{} failed{}",
+                            job.name,
+                            run.error.map(|e| format!(" ({e})")).unwrap_or_default()
+                        ),
+                    };
+                    let alert = self.job_alert(job, settings, kind, summary, run, streak, loud);
+                    self.record(&alert.summary.clone(), store.open_alert(&alert, now));
+                }
+                Action::Disable { loud } => {
+                    let reason = format!(
+                        "disabled automatically after {streak} consecutive failures (last: {})",
+                        run.error.unwrap_or(run.status.as_str())
+                    );
+                    let mut alert = self.job_alert(
+                        job,
+                        settings,
+                        AlertKind::Disabled,
+                        format!(
+                            "{} {reason}; `cronmgr enable {}` to resume",
+                            job.name, job.name
+                        ),
+                        run,
+                        streak,
+                        loud,
+                    );
+                    if !policy.alerts {
+                        alert.targets.clear();
+                    }
+                    tracing::warn!(job = %job.name, %reason, "auto-disabling job");
+                    self.record(
+                        "job disabled",
+                        store.auto_disable(job.id, &reason, &alert, now),
+                    );
+                    self.deadlines.remove(&job.id);
+                    disabled = true;
+                }
+                Action::Resolve(kinds) => {
+                    let open = store.open_kinds(&job.system, Some(job.id))?;
+                    if !kinds.iter().any(|k| open.contains(k)) {
+                        continue;
+                    }
+                    let loud = open.contains(&AlertKind::Escalated);
+                    let summary = format!("{} succeeded again", job.name);
+                    let alert =
+                        self.job_alert(job, settings, AlertKind::Failed, summary, run, 0, loud);
+                    let r = store.resolve_alerts(&kinds, &alert, now);
+                    self.record("job recovered", r.map(|o| o.map(|(id, _)| id)));
+                }
+            }
+        }
+        Ok(disabled)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn job_alert(
+        &self,
+        job: &Job,
+        settings: &Settings,
+        kind: AlertKind,
+        summary: String,
+        run: &RunEnd<'_>,
+        streak: u32,
+        loud: bool,
+    ) -> NewAlert {
+        NewAlert {
+            system: job.system.clone(),
+            job_id: Some(job.id),
+            job: Some(job.name.clone()),
+            kind,
+            summary,
+            details: json!({
+                "status": run.status,
+                "execution_id": run.execution_id,
+                "scheduled_for": crate::output::utc(run.scheduled_for),
+                "attempt": run.attempt,
+                "duration_ms": run.duration_ms,
+                "exit_code": run.exit_code,
+                "error": run.error,
+                "output_tail": super::payload::tail(run.output, super::payload::TAIL_CHARS),
+                "failure_streak": streak,
+                "escalated": loud,
+            }),
+            execution_id: Some(run.execution_id),
+            targets: if job.alerts_enabled {
+                super::targets(Some(job), settings, loud)
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    // ---- missed runs (silence) ----------------------------------------------------------
+
+    /// Forget every silence deadline (before a reload tracks the jobs again).
+    pub fn clear_deadlines(&mut self) {
+        self.deadlines.clear();
+        self.silence.clear();
+    }
+
+    /// (Re)compute the job's silence deadline.
+    pub fn track(&mut self, job: &Job, settings: &Settings) {
+        match rules::silence_deadline(&Policy::of(job, settings), job) {
+            Some(t) => {
+                if self.deadlines.insert(job.id, t) != Some(t) {
+                    self.silence.push(Reverse((t, job.id)));
+                }
+            }
+            None => {
+                self.deadlines.remove(&job.id);
+            }
+        }
+    }
+
+    /// The earliest silence deadline still pending.
+    pub fn next_deadline(&mut self) -> Option<DateTime<Utc>> {
+        while let Some(Reverse((t, id))) = self.silence.peek().copied() {
+            if self.deadlines.get(&id) == Some(&t) {
+                return Some(t);
+            }
+            self.silence.pop();
+        }
+        None
+    }
+
+    /// The jobs whose silence deadline has passed (each returned once per deadline).
+    pub fn due(&mut self, now: DateTime<Utc>) -> Vec<i64> {
+        let mut out = Vec::new();
+        while let Some(t) = self.next_deadline() {
+            if t > now {
+                break;
+            }
+            if let Some(Reverse((_, id))) = self.silence.pop() {
+                self.deadlines.remove(&id);
+                out.push(id);
+            }
+        }
+        out
+    }
+
+    /// The job has not succeeded for its max_silence: open its `silent` condition.
+    pub fn silent(&mut self, store: &Store, job: &Job, settings: &Settings, now: DateTime<Utc>) {
+        let policy = Policy::of(job, settings);
+        let Some(max) = policy.max_silence else {
+            return;
+        };
+        match store.open_kinds(&job.system, Some(job.id)) {
+            Ok(open) if open.contains(&AlertKind::Silent) => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "could not read open alerts");
+                return;
+            }
+        }
+        let since = match job.last_success_at {
+            Some(t) => format!("its last success was at {}", crate::output::utc(t)),
+            None => "it has never succeeded".to_string(),
+        };
+        let alert = NewAlert {
+            system: job.system.clone(),
+            job_id: Some(job.id),
+            job: Some(job.name.clone()),
+            kind: AlertKind::Silent,
+            summary: format!(
+                "{} has not succeeded for {} ({since})",
+                job.name,
+                human_secs(max)
+            ),
+            details: json!({
+                "max_silence": max,
+                "last_success_at": job.last_success_at.map(crate::output::utc),
+                "last_run_at": job.last_run_at.map(crate::output::utc),
+                "failure_streak": job.failure_streak,
+            }),
+            execution_id: None,
+            targets: super::targets(Some(job), settings, false),
+        };
+        tracing::warn!(job = %job.name, "missed run: no success within max_silence");
+        self.record("job silent", store.open_alert(&alert, now));
+    }
+
+    // ---- re-enabled jobs -------------------------------------------------------------------
+
+    /// Close the `disabled` condition of jobs that are active again (`cronmgr enable`).
+    pub fn reenabled<'j>(
+        &mut self,
+        store: &Store,
+        active: impl Fn(i64) -> Option<(&'j Job, Settings)>,
+        now: DateTime<Utc>,
+    ) {
+        let open = match store.open_conditions() {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read open alerts");
+                return;
+            }
+        };
+        for (_, job_id, kind) in open {
+            let Some((job, settings)) = job_id
+                .filter(|_| kind == AlertKind::Disabled)
+                .and_then(&active)
+            else {
+                continue;
+            };
+            let alert = NewAlert {
+                system: job.system.clone(),
+                job_id: Some(job.id),
+                job: Some(job.name.clone()),
+                kind: AlertKind::Disabled,
+                summary: format!("{} was enabled again", job.name),
+                details: json!({}),
+                execution_id: None,
+                targets: if job.alerts_enabled {
+                    super::targets(Some(job), &settings, false)
+                } else {
+                    Vec::new()
+                },
+            };
+            let r = store.resolve_alerts(&[AlertKind::Disabled], &alert, now);
+            self.record("job re-enabled", r.map(|o| o.map(|(id, _)| id)));
+        }
+    }
+
+    // ---- the host --------------------------------------------------------------------------
+
+    /// Sample the CPU and the disk and open or close each system's `cpu` and `disk` conditions.
+    pub fn host_checks<'s>(
+        &mut self,
+        store: &Store,
+        systems: impl Iterator<Item = &'s Settings>,
+        now: DateTime<Utc>,
+    ) {
+        let busy = self.cpu.sample();
+        let free = self
+            .paths
+            .iter()
+            .filter_map(|p| host::free_percent(p).map(|f| (f, p)))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        for s in systems {
+            if let Some(busy) = busy {
+                let over = self.overload.entry(s.system.clone()).or_default().sample(
+                    busy,
+                    s.cpu_threshold,
+                    s.cpu_window,
+                    now,
+                );
+                let summary = if over {
+                    format!(
+                        "host overloaded: CPU above {}% for {} (now {busy:.0}%)",
+                        s.cpu_threshold,
+                        human_secs(s.cpu_window)
+                    )
+                } else {
+                    format!("host CPU back under {}% (now {busy:.0}%)", s.cpu_threshold)
+                };
+                self.host_condition(
+                    store,
+                    s,
+                    AlertKind::Cpu,
+                    over,
+                    summary,
+                    json!({"cpu_percent": busy, "threshold": s.cpu_threshold}),
+                    now,
+                );
+            }
+            if let Some((free, path)) = free {
+                let low = free < f64::from(s.disk_min_free);
+                let summary = if low {
+                    format!(
+                        "low disk space: {free:.1}% free at {} (threshold {}%)",
+                        path.display(),
+                        s.disk_min_free
+                    )
+                } else {
+                    format!(
+                        "disk space back above {}% ({free:.1}% free)",
+                        s.disk_min_free
+                    )
+                };
+                self.host_condition(
+                    store,
+                    s,
+                    AlertKind::Disk,
+                    low,
+                    summary,
+                    json!({"free_percent": free, "path": path, "threshold": s.disk_min_free}),
+                    now,
+                );
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn host_condition(
+        &self,
+        store: &Store,
+        s: &Settings,
+        kind: AlertKind,
+        firing: bool,
+        summary: String,
+        details: serde_json::Value,
+        now: DateTime<Utc>,
+    ) {
+        let open = match store.open_kinds(&s.system, None) {
+            Ok(o) => o.contains(&kind),
+            Err(e) => {
+                tracing::error!(error = %e, "could not read open alerts");
+                return;
+            }
+        };
+        if open == firing {
+            return;
+        }
+        let alert = NewAlert {
+            system: s.system.clone(),
+            job_id: None,
+            job: None,
+            kind,
+            summary,
+            details,
+            execution_id: None,
+            targets: super::targets(None, s, false),
+        };
+        if firing {
+            tracing::warn!(system = %s.system, "{}", alert.summary);
+            self.record(&alert.summary.clone(), store.open_alert(&alert, now));
+        } else {
+            let r = store.resolve_alerts(&[kind], &alert, now);
+            self.record(&alert.summary.clone(), r.map(|o| o.map(|(id, _)| id)));
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! `cronmgr alerts [--active]`: alerts, newest first, with how their deliveries are going.
+
+use super::Ctx;
+use crate::output;
+use crate::store::{Alert, DeliveryState};
+use crate::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only alerts whose condition is still open
+    #[arg(long)]
+    pub active: bool,
+    /// At most this many, newest first
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub limit: usize,
+    /// Alerts of every system, not only --system
+    #[arg(long, short = 'A')]
+    pub all_systems: bool,
+}
+
+pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let store = ctx.store()?;
+    let system = (!args.all_systems).then(|| ctx.system());
+    let alerts = store.alerts(system, args.active, args.limit)?;
+    if ctx.global.json {
+        output::json(&alerts)?;
+        return Ok(ExitCode::Ok);
+    }
+    if alerts.is_empty() {
+        eprintln!("no alerts");
+        return Ok(ExitCode::Ok);
+    }
+    output::text(&table(&alerts))?;
+    Ok(ExitCode::Ok)
+}
+
+/// `email:sent slack:pending(2)`: each channel and how far it got.
+pub fn delivery_line(a: &Alert) -> String {
+    if a.deliveries.is_empty() {
+        return "- (no channel)".into();
+    }
+    a.deliveries
+        .iter()
+        .map(|d| match d.state {
+            DeliveryState::Sent => format!("{}:sent", d.channel),
+            _ if d.attempts > 0 => format!("{}:{}({})", d.channel, d.state, d.attempts),
+            _ => format!("{}:{}", d.channel, d.state),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn table(alerts: &[Alert]) -> String {
+    let rows = alerts.iter().map(|a| {
+        vec![
+            a.id.to_string(),
+            output::utc(a.created_at),
+            a.job.clone().unwrap_or_else(|| "(host)".into()),
+            a.kind.to_string(),
+            match (a.state, a.resolved_at) {
+                (crate::store::AlertState::Firing, None) => "firing".to_string(),
+                (crate::store::AlertState::Firing, Some(_)) => "fired".to_string(),
+                (s, _) => s.to_string(),
+            },
+            delivery_line(a),
+            a.summary.chars().take(80).collect(),
+        ]
+    });
+    output::table(
+        &["ID", "WHEN", "JOB", "KIND", "STATE", "DELIVERY", "SUMMARY"],
+        rows,
+    )
+}

@@ -1,0 +1,234 @@
+//! `cronmgr status [--watch [SECONDS]]`: the dashboard. Totals, the runner, the next runs, the
+//! last executions, health over the last day and the open alerts, from bounded indexed queries.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::Ctx;
+use crate::output;
+use crate::store::{Alert, ExecutionBrief, StatusTotals, Store};
+use crate::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Refresh every SECONDS (default 2) until interrupted
+    #[arg(long, num_args = 0..=1, default_missing_value = "2", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub watch: Option<u64>,
+    /// Every system, not only --system
+    #[arg(long, short = 'A')]
+    pub all_systems: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub system: Option<String>,
+    pub generated_at: DateTime<Utc>,
+    pub jobs: Jobs,
+    pub runner: Runner,
+    pub next_runs: Vec<NextRun>,
+    pub last_executions: Vec<ExecutionBrief>,
+    /// Over the last 24 hours.
+    pub mean_duration_ms: Option<f64>,
+    pub success_rate: Option<f64>,
+    pub executions_24h: std::collections::BTreeMap<String, u64>,
+    pub active_alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Jobs {
+    pub total: u64,
+    pub active: u64,
+    pub running: u64,
+    pub failed_24h: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Runner {
+    pub up: bool,
+    pub pid: Option<u32>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub uptime_seconds: Option<i64>,
+    pub cpu_percent: Option<f64>,
+    pub memory_mb: Option<f64>,
+    pub running: u64,
+    pub capacity: Option<u32>,
+    pub queued: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NextRun {
+    pub system: String,
+    pub job: String,
+    pub at: DateTime<Utc>,
+}
+
+pub fn collect(ctx: &Ctx, store: &Store, all: bool) -> anyhow::Result<Status> {
+    let now = Utc::now();
+    let system = (!all).then(|| ctx.system());
+    let totals: StatusTotals = store.status_totals(system, now - chrono::Duration::hours(24))?;
+    let pid = crate::runner::runner_pid(&ctx.db_path());
+    let state = store.runner_state()?.filter(|s| Some(s.pid) == pid);
+    let usage = pid.and_then(crate::alert::host::process_usage);
+    Ok(Status {
+        system: system.map(str::to_string),
+        generated_at: now,
+        jobs: Jobs {
+            total: totals.jobs,
+            active: totals.active,
+            running: totals.running,
+            failed_24h: totals.failed_recent,
+        },
+        runner: Runner {
+            up: pid.is_some(),
+            pid,
+            started_at: state.as_ref().map(|s| s.started_at),
+            uptime_seconds: state.as_ref().map(|s| (now - s.started_at).num_seconds()),
+            cpu_percent: usage.map(|u| u.0),
+            memory_mb: usage.map(|u| u.1),
+            running: totals.running,
+            capacity: state.as_ref().map(|s| s.capacity),
+            queued: state.as_ref().map(|s| s.queued),
+        },
+        next_runs: store
+            .upcoming(system, 10)?
+            .into_iter()
+            .map(|(system, job, at)| NextRun { system, job, at })
+            .collect(),
+        last_executions: store.recent_executions(system, 10)?,
+        mean_duration_ms: totals.mean_duration_ms,
+        success_rate: totals.success_rate,
+        executions_24h: totals.recent_by_status,
+        active_alerts: store.alerts(system, true, 20)?,
+    })
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|v| format!("{:.1}%", v * 100.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map(|v| crate::duration::Human(Duration::from_millis(v.max(0.0) as u64)).to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+pub fn render(s: &Status) -> String {
+    let r = &s.runner;
+    let runner = if r.up {
+        format!(
+            "up (pid {}), since {}{}; load: cpu {}, memory {}; running {}/{}, queued {}",
+            r.pid.map(|p| p.to_string()).unwrap_or_default(),
+            output::opt(r.started_at.map(output::utc)),
+            r.uptime_seconds
+                .map(|u| format!(" ({})", crate::duration::human_secs(u.max(0) as u64)))
+                .unwrap_or_default(),
+            r.cpu_percent
+                .map(|c| format!("{c:.1}%"))
+                .unwrap_or_else(|| "-".into()),
+            r.memory_mb
+                .map(|m| format!("{m:.1} MB"))
+                .unwrap_or_else(|| "-".into()),
+            r.running,
+            output::opt(r.capacity),
+            output::opt(r.queued),
+        )
+    } else {
+        "not running".to_string()
+    };
+    let mut text = output::pairs(&[
+        (
+            "jobs",
+            format!(
+                "{} ({} active), {} running now, {} failed in the last 24 h",
+                s.jobs.total, s.jobs.active, s.jobs.running, s.jobs.failed_24h
+            ),
+        ),
+        ("runner", runner),
+        (
+            "last 24 h",
+            format!(
+                "success rate {}, mean execution time {}",
+                pct(s.success_rate),
+                ms(s.mean_duration_ms)
+            ),
+        ),
+        ("active alerts", s.active_alerts.len().to_string()),
+    ]);
+    text.push_str("\n\nnext runs:\n");
+    if s.next_runs.is_empty() {
+        text.push_str("  none\n");
+    } else {
+        text.push_str(&output::table(
+            &["JOB", "AT"],
+            s.next_runs
+                .iter()
+                .map(|n| vec![n.job.clone(), output::utc(n.at)]),
+        ));
+        text.push('\n');
+    }
+    text.push_str("\nlast executions:\n");
+    if s.last_executions.is_empty() {
+        text.push_str("  none\n");
+    } else {
+        text.push_str(&output::table(
+            &["ID", "JOB", "STATUS", "SCHEDULED", "DURATION", "EXIT"],
+            s.last_executions.iter().map(|e| {
+                vec![
+                    e.id.to_string(),
+                    e.job.clone(),
+                    e.status.to_string(),
+                    output::utc(e.scheduled_for),
+                    ms(e.duration_ms.map(|d| d as f64)),
+                    output::opt(e.exit_code),
+                ]
+            }),
+        ));
+        text.push('\n');
+    }
+    if !s.active_alerts.is_empty() {
+        text.push_str("\nactive alerts:\n");
+        text.push_str(&super::alerts::table(&s.active_alerts));
+        text.push('\n');
+    }
+    text
+}
+
+pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let store = ctx.store()?;
+    let Some(every) = args.watch else {
+        let s = collect(ctx, &store, args.all_systems)?;
+        if ctx.global.json {
+            output::json(&s)?;
+        } else {
+            output::text(&render(&s))?;
+        }
+        return Ok(ExitCode::Ok);
+    };
+    let tty = std::io::stdout().is_terminal();
+    loop {
+        let s = collect(ctx, &store, args.all_systems)?;
+        if ctx.global.json {
+            // One JSON document per line, for `jq` streams.
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer(&mut out, &s)?;
+            writeln!(out)?;
+            out.flush()?;
+        } else {
+            let mut out = std::io::stdout().lock();
+            if tty {
+                // Home the cursor and clear the screen, then draw.
+                out.write_all(b"\x1b[H\x1b[2J")?;
+            }
+            out.write_all(render(&s).as_bytes())?;
+            if !tty {
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+        }
+        std::thread::sleep(Duration::from_secs(every));
+    }
+}

@@ -1,0 +1,326 @@
+//! Read-only summaries for `status`, `stats` and `metrics`: every query is bounded by an index
+//! (the last day through `started_at`, one job through `(job_id, started_at)`, counters from
+//! `job_run_counts`), so they stay fast on a history of millions of executions.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{fmt_time, parse_enum, parse_opt_time, parse_time, Result, Status, Store};
+
+/// Totals for the dashboard.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatusTotals {
+    pub jobs: u64,
+    pub active: u64,
+    pub running: u64,
+    /// Executions started since `since`, by status.
+    pub recent_by_status: BTreeMap<String, u64>,
+    /// Failed or timed out since `since`.
+    pub failed_recent: u64,
+    /// Mean duration of executions that ran since `since`.
+    pub mean_duration_ms: Option<f64>,
+    /// successes / (successes + failures + timeouts) since `since`.
+    pub success_rate: Option<f64>,
+}
+
+/// An execution without its output: for lists that must stay light.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionBrief {
+    pub id: i64,
+    pub job: String,
+    pub system: String,
+    pub status: Status,
+    pub scheduled_for: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub exit_code: Option<i32>,
+}
+
+/// One job over a period.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStats {
+    pub job: String,
+    pub system: String,
+    pub runs: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub success_rate: Option<f64>,
+    pub mean_duration_ms: Option<f64>,
+    pub p95_duration_ms: Option<i64>,
+    pub mean_memory_mb: Option<f64>,
+    pub mean_cpu_percent: Option<f64>,
+    pub failure_streak: u32,
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+/// A job's counters for Prometheus.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobCounts {
+    pub job: String,
+    pub system: String,
+    pub is_active: bool,
+    pub failure_streak: u32,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_duration_ms: Option<i64>,
+    /// Finished executions since the job was created, by status (not reduced by retention).
+    pub runs: BTreeMap<String, u64>,
+}
+
+/// Executions since ?2 by status. `+e.status` keeps the planner off the status index (a scan of
+/// the whole history): the scan is bounded by `executions(started_at)` instead.
+const RECENT_BY_STATUS: &str = "SELECT e.status, count(*), sum(e.duration_ms) FROM executions e \
+     JOIN jobs j ON j.id = e.job_id \
+     WHERE e.started_at >= ?2 AND (?1 IS NULL OR j.system = ?1) GROUP BY +e.status";
+
+/// Statuses that mean the job ran to an end.
+const RAN: &str = "('success', 'failed', 'timeout', 'interrupted')";
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// The nearest-rank percentile `p` (0–100) of sorted values.
+pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+impl Store {
+    pub fn status_totals(
+        &self,
+        system: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<StatusTotals> {
+        let mut t = StatusTotals::default();
+        (t.jobs, t.active) = self.conn.query_row(
+            "SELECT count(*), ifnull(sum(is_active), 0) FROM jobs WHERE ?1 IS NULL OR system = ?1",
+            [system],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        t.running = self.conn.query_row(
+            "SELECT count(*) FROM executions e JOIN jobs j ON j.id = e.job_id \
+             WHERE e.status = 'running' AND (?1 IS NULL OR j.system = ?1)",
+            [system],
+            |r| r.get(0),
+        )?;
+        let mut stmt = self.conn.prepare_cached(RECENT_BY_STATUS)?;
+        let rows = stmt.query_map(params![system, fmt_time(since)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        })?;
+        let (mut ran, mut ran_ms, mut ok, mut bad) = (0u64, 0i64, 0u64, 0u64);
+        for row in rows {
+            let (status, n, ms) = row?;
+            if matches!(
+                status.as_str(),
+                "success" | "failed" | "timeout" | "interrupted"
+            ) {
+                ran += n;
+                ran_ms += ms.unwrap_or(0);
+            }
+            match status.as_str() {
+                "success" => ok += n,
+                "failed" | "timeout" => bad += n,
+                _ => {}
+            }
+            t.recent_by_status.insert(status, n);
+        }
+        t.failed_recent = bad;
+        t.mean_duration_ms = (ran > 0).then(|| ran_ms as f64 / ran as f64);
+        t.success_rate = (ok + bad > 0).then(|| ok as f64 / (ok + bad) as f64);
+        Ok(t)
+    }
+
+    /// The newest executions, without their output.
+    pub fn recent_executions(
+        &self,
+        system: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ExecutionBrief>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.id, j.name, j.system, e.status, e.scheduled_for, e.started_at, e.duration_ms, e.exit_code \
+             FROM executions e JOIN jobs j ON j.id = e.job_id WHERE ?1 IS NULL OR j.system = ?1 \
+             ORDER BY e.id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![system, limit as i64], |r| {
+            Ok(ExecutionBrief {
+                id: r.get(0)?,
+                job: r.get(1)?,
+                system: r.get(2)?,
+                status: parse_enum(&r.get::<_, String>(3)?)?,
+                scheduled_for: parse_time(&r.get::<_, String>(4)?)?,
+                started_at: parse_opt_time(r.get(5)?)?,
+                duration_ms: r.get(6)?,
+                exit_code: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The next runs of active jobs: (system, job, instant), soonest first.
+    pub fn upcoming(
+        &self,
+        system: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT system, name, next_run_at FROM jobs WHERE is_active = 1 AND next_run_at IS NOT NULL \
+             AND (?1 IS NULL OR system = ?1) ORDER BY next_run_at LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![system, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, parse_time(&r.get::<_, String>(2)?)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Per-job statistics of the executions started since `since`.
+    pub fn job_stats(
+        &self,
+        system: &str,
+        job: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<JobStats>> {
+        let jobs: Vec<(i64, String, u32, Option<String>)> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id, name, failure_streak, last_success_at FROM jobs \
+                 WHERE system = ?1 AND (?2 IS NULL OR name = ?2) ORDER BY name",
+            )?;
+            let rows = stmt.query_map(params![system, job], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT status, duration_ms, memory_used_mb, cpu_used_percent FROM executions \
+             WHERE job_id = ?1 AND started_at >= ?2 AND status IN {RAN}"
+        ))?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for (id, name, streak, last_success) in jobs {
+            let rows = stmt.query_map(params![id, fmt_time(since)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, Option<f64>>(2)?,
+                    r.get::<_, Option<f64>>(3)?,
+                ))
+            })?;
+            let (mut ok, mut failed, mut timed_out, mut runs) = (0, 0, 0, 0);
+            let (mut durations, mut mem, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
+            for row in rows {
+                let (status, d, m, c) = row?;
+                runs += 1;
+                match status.as_str() {
+                    "success" => ok += 1,
+                    "failed" => failed += 1,
+                    "timeout" => timed_out += 1,
+                    _ => {}
+                }
+                durations.extend(d);
+                mem.extend(m);
+                cpu.extend(c);
+            }
+            durations.sort_unstable();
+            out.push(JobStats {
+                job: name,
+                system: system.to_string(),
+                runs,
+                succeeded: ok,
+                failed,
+                timed_out,
+                success_rate: (runs > 0).then(|| ok as f64 / runs as f64),
+                mean_duration_ms: mean(&durations.iter().map(|d| *d as f64).collect::<Vec<_>>()),
+                p95_duration_ms: percentile(&durations, 95.0),
+                mean_memory_mb: mean(&mem),
+                mean_cpu_percent: mean(&cpu),
+                failure_streak: streak,
+                last_success_at: parse_opt_time(last_success)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every job's counters (all systems).
+    pub fn job_counts(&self) -> Result<Vec<JobCounts>> {
+        let mut jobs: Vec<(i64, JobCounts)> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id, system, name, is_active, failure_streak, last_success_at FROM jobs ORDER BY system, name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    JobCounts {
+                        system: r.get(1)?,
+                        job: r.get(2)?,
+                        is_active: r.get(3)?,
+                        failure_streak: r.get(4)?,
+                        last_success_at: parse_opt_time(r.get(5)?)?,
+                        last_duration_ms: None,
+                        runs: BTreeMap::new(),
+                    },
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut counts = self
+            .conn
+            .prepare_cached("SELECT status, count FROM job_run_counts WHERE job_id = ?1")?;
+        let mut last = self.conn.prepare_cached(
+            "SELECT duration_ms FROM executions WHERE job_id = ?1 \
+             AND status IN ('success', 'failed', 'timeout') ORDER BY id DESC LIMIT 1",
+        )?;
+        for (id, c) in &mut jobs {
+            let rows = counts.query_map([*id], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
+            for row in rows {
+                let (status, n) = row?;
+                c.runs.insert(status, n);
+            }
+            let mut rows = last.query([*id])?;
+            if let Some(r) = rows.next()? {
+                c.last_duration_ms = r.get(0)?;
+            }
+        }
+        Ok(jobs.into_iter().map(|(_, c)| c).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_day_is_read_through_the_started_at_index() {
+        let store = Store::open_in_memory().unwrap();
+        let plan: Vec<String> = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {RECENT_BY_STATUS}"))
+            .unwrap()
+            .query_map(params!["default", "2026-01-01T00:00:00.000Z"], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("executions_started_at (started_at>?)"),
+            "{plan}"
+        );
+    }
+
+    #[test]
+    fn nearest_rank_percentile() {
+        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 95.0), Some(95));
+        assert_eq!(percentile(&[7], 95.0), Some(7));
+        assert_eq!(percentile(&[1, 2], 95.0), Some(2));
+        assert_eq!(percentile(&[], 95.0), None);
+    }
+}
