@@ -434,6 +434,29 @@ impl Monitor {
         }
     }
 
+    /// The runner could not record to its database for a while (locked, full, failing): open each
+    /// system's `disk` condition with what happened. The next host check resolves it when the
+    /// disk has room again.
+    pub fn storage_blocked<'s>(
+        &mut self,
+        store: &Store,
+        systems: impl Iterator<Item = &'s Settings>,
+        summary: &str,
+        now: DateTime<Utc>,
+    ) {
+        for s in systems {
+            self.host_condition(
+                store,
+                s,
+                AlertKind::Disk,
+                true,
+                summary.to_string(),
+                json!({"storage": summary}),
+                now,
+            );
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn host_condition(
         &self,

@@ -17,6 +17,7 @@ use super::clock::Clock;
 use super::execute;
 use super::notify::Notifier;
 use super::process::{self, Cancel, Outcome};
+use super::recorder::{Recorder, Write};
 use crate::alert::monitor::RunEnd;
 use crate::alert::Monitor;
 use crate::config::Config;
@@ -36,6 +37,10 @@ const SMALL_JUMP: chrono::Duration = chrono::Duration::hours(3);
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
 /// Most slots counted for one missed-run record.
 const MISSED_CAP: usize = 100_000;
+/// A refusal to write lasting this long raises an alert once the database takes writes again.
+const STORAGE_ALERT: Duration = Duration::from_secs(2);
+/// How long the runner's own writes wait for a lock before queueing instead.
+const WRITE_WAIT: Duration = Duration::from_millis(200);
 /// Rows deleted per retention batch.
 const PRUNE_BATCH: usize = 500;
 
@@ -157,8 +162,10 @@ pub struct Engine<'c> {
     /// Retries waiting for their delay.
     retries: Vec<Slot>,
     running: HashMap<i64, Running>,
-    /// Finish records the database refused (locked, full); written again later.
-    unrecorded: Vec<(i64, Finish)>,
+    /// Every write, in order, waiting while the database refuses them (locked, full).
+    recorder: Recorder,
+    /// Whether the connection's lock wait is cut to zero because writes are waiting.
+    lock_wait_short: bool,
     tx: Sender<Event>,
     rx: Receiver<Event>,
     stop_deadline: Option<Instant>,
@@ -196,7 +203,8 @@ impl<'c> Engine<'c> {
             queued: HashMap::new(),
             retries: Vec::new(),
             running: HashMap::new(),
-            unrecorded: Vec::new(),
+            recorder: Recorder::new(&opts.db_path),
+            lock_wait_short: false,
             tx,
             rx,
             stop_deadline: None,
@@ -238,6 +246,8 @@ impl<'c> Engine<'c> {
             }
         }
         self.recover(now)?;
+        self.recorder.recover(&self.store, now)?;
+        self.store.connection().busy_timeout(WRITE_WAIT)?;
         self.reload(now)?;
         self.start_up(now)?;
         self.write_runner_state();
@@ -263,7 +273,7 @@ impl<'c> Engine<'c> {
             self.check_silence(now);
             self.collect_retries(now);
             self.start_ready(now)?;
-            self.retry_unrecorded();
+            self.flush_records();
             if self.stop_deadline.is_some() && self.running.is_empty() {
                 break;
             }
@@ -283,14 +293,20 @@ impl<'c> Engine<'c> {
             while let Ok(event) = self.rx.try_recv() {
                 self.handle(event)?;
             }
+            self.sync_lock_wait();
             self.housekeeping()?;
             self.enforce_stop_deadline();
         }
-        self.retry_unrecorded();
-        if !self.unrecorded.is_empty() {
+        self.flush_records();
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while self.recorder.is_behind() && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(250));
+            self.flush_records();
+        }
+        if self.recorder.is_behind() {
             tracing::error!(
-                count = self.unrecorded.len(),
-                "could not record some executions before exiting"
+                count = self.recorder.backlog(),
+                "the database still refuses writes: these records are lost; claims made in the journal are recorded as interrupted by the next runner"
             );
         }
         self.write_metrics_with(false);
@@ -529,16 +545,19 @@ impl<'c> Engine<'c> {
                 crate::output::utc(late[late.len() - 1]),
             );
             tracing::warn!(job = %job.name, system = %job.system, "{message}");
-            self.store.claim(&NewExecution {
-                job_id: id,
-                status: Status::Missed,
-                scheduled_for: late[0],
-                started_at: None,
-                triggered_by: Trigger::Schedule,
-                attempt: 0,
-                error_message: Some(message),
-                runner_pid: Some(std::process::id()),
-            })?;
+            self.recorder.write(
+                &self.store,
+                Write::Row(NewExecution {
+                    job_id: id,
+                    status: Status::Missed,
+                    scheduled_for: late[0],
+                    started_at: None,
+                    triggered_by: Trigger::Schedule,
+                    attempt: 0,
+                    error_message: Some(message),
+                    runner_pid: Some(std::process::id()),
+                }),
+            );
             self.summary.missed += 1;
         }
         if run_latest {
@@ -584,21 +603,22 @@ impl<'c> Engine<'c> {
     }
 
     fn record_skipped(&mut self, slot: &Slot, why: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
-        let claimed = self.store.claim(&NewExecution {
-            job_id: slot.job_id,
-            status: Status::Skipped,
-            scheduled_for: slot.scheduled_for,
-            started_at: Some(now),
-            triggered_by: slot.trigger,
-            attempt: slot.attempt,
-            error_message: Some(format!("skipped: {why}")),
-            runner_pid: Some(std::process::id()),
-        })?;
-        if claimed.is_some() {
-            self.summary.skipped += 1;
-            if let Some(e) = self.jobs.get(&slot.job_id) {
-                tracing::info!(job = %e.job.name, slot = %crate::output::utc(slot.scheduled_for), "skipped: {why}");
-            }
+        self.recorder.write(
+            &self.store,
+            Write::Row(NewExecution {
+                job_id: slot.job_id,
+                status: Status::Skipped,
+                scheduled_for: slot.scheduled_for,
+                started_at: Some(now),
+                triggered_by: slot.trigger,
+                attempt: slot.attempt,
+                error_message: Some(format!("skipped: {why}")),
+                runner_pid: Some(std::process::id()),
+            }),
+        );
+        self.summary.skipped += 1;
+        if let Some(e) = self.jobs.get(&slot.job_id) {
+            tracing::info!(job = %e.job.name, slot = %crate::output::utc(slot.scheduled_for), "skipped: {why}");
         }
         Ok(())
     }
@@ -621,7 +641,8 @@ impl<'c> Engine<'c> {
             .map(|(id, e)| (*id, e.next))
             .collect();
         if !updates.is_empty() {
-            self.store.set_next_runs(&updates)?;
+            self.recorder
+                .write(&self.store, Write::NextRuns(updates.clone()));
             for (id, next) in updates {
                 if let Some(e) = self.jobs.get_mut(&id) {
                     e.job.next_run_at = next;
@@ -690,7 +711,8 @@ impl<'c> Engine<'c> {
             return Ok(());
         };
         let next = entry.next;
-        let claimed = self.store.claim_run(
+        let claimed = self.recorder.claim(
+            &self.store,
             &NewExecution {
                 job_id: job.id,
                 status: Status::Running,
@@ -702,7 +724,14 @@ impl<'c> Engine<'c> {
                 runner_pid: Some(std::process::id()),
             },
             next,
-        )?;
+        );
+        let claimed = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(job = %job.name, error = %e, "could not claim the slot; not running it");
+                return Ok(());
+            }
+        };
         let Some(execution) = claimed else {
             tracing::info!(job = %job.name, slot = %crate::output::utc(slot.scheduled_for), attempt = slot.attempt, "slot already claimed elsewhere; not running it");
             return Ok(());
@@ -778,9 +807,8 @@ impl<'c> Engine<'c> {
     fn handle(&mut self, event: Event) -> anyhow::Result<()> {
         match event {
             Event::Spawned { execution, pid } => {
-                if let Err(e) = self.store.set_pid(execution, pid) {
-                    tracing::warn!(execution, error = %e, "could not record the pid");
-                }
+                self.recorder
+                    .write(&self.store, Write::Pid { execution, pid });
             }
             Event::Finished { execution, result } => self.finished(execution, result)?,
             Event::Signal(sig) => self.signal(sig)?,
@@ -820,10 +848,13 @@ impl<'c> Engine<'c> {
             exit_code = ?finish.exit_code,
             "finished"
         );
-        if let Err(e) = self.store.finish(execution, &finish) {
-            tracing::error!(execution, error = %e, "could not record the execution; will retry");
-            self.unrecorded.push((execution, finish.clone()));
-        }
+        self.recorder.write(
+            &self.store,
+            Write::Finish {
+                execution,
+                finish: finish.clone(),
+            },
+        );
         let refused = matches!(&result, Err(m) if m.starts_with("refused"));
         let slot = run.slot.clone();
         let retried = matches!(finish.status, Status::Failed | Status::Timeout)
@@ -862,7 +893,7 @@ impl<'c> Engine<'c> {
             self.monitor.track(&job, &settings);
         }
         let end = RunEnd {
-            execution_id: execution,
+            execution_id: self.recorder.row_id(execution),
             status: finish.status,
             attempt: slot.attempt,
             scheduled_for: slot.scheduled_for,
@@ -877,6 +908,7 @@ impl<'c> Engine<'c> {
         {
             self.jobs.remove(&job.id);
             self.queue.retain(|s| s.0.job_id != job.id);
+            self.queued.remove(&job.id);
         }
     }
 
@@ -1053,8 +1085,11 @@ impl<'c> Engine<'c> {
             // Wake when a job's silence deadline passes (a little after, so it has passed).
             wait = wait.min((t - now).to_std().unwrap_or_default() + Duration::from_millis(5));
         }
-        if self.prune_pending || !self.unrecorded.is_empty() {
+        if self.prune_pending {
             wait = wait.min(Duration::from_millis(50));
+        }
+        if self.recorder.is_behind() {
+            wait = wait.min(Duration::from_millis(250));
         }
         wait
     }
@@ -1071,7 +1106,7 @@ impl<'c> Engine<'c> {
         if self.notifier.watchdog.is_some() {
             self.notifier.send("WATCHDOG=1");
         }
-        if self.prune_pending && self.stop_deadline.is_none() {
+        if self.prune_pending && self.stop_deadline.is_none() && !self.recorder.is_behind() {
             self.prune_step()?;
         }
         if self.state_stale && self.state_written.elapsed() >= Duration::from_secs(1) {
@@ -1186,17 +1221,42 @@ impl<'c> Engine<'c> {
         Ok(())
     }
 
-    fn retry_unrecorded(&mut self) {
-        if self.unrecorded.is_empty() {
+    /// While writes wait, every other write fails at once instead of stalling the loop on the
+    /// lock (the alert bookkeeping of a run ending then is lost, the execution records are not).
+    fn sync_lock_wait(&mut self) {
+        let behind = self.recorder.is_behind();
+        if behind != self.lock_wait_short {
+            let wait = if behind { Duration::ZERO } else { WRITE_WAIT };
+            if let Err(e) = self.store.connection().busy_timeout(wait) {
+                tracing::warn!(error = %e, "could not set the lock wait");
+            }
+            self.lock_wait_short = behind;
+        }
+    }
+
+    /// Write what waits for the database; when a long refusal ends, raise an alert about it.
+    fn flush_records(&mut self) {
+        if !self.recorder.is_behind() {
             return;
         }
-        let pending = std::mem::take(&mut self.unrecorded);
-        for (execution, finish) in pending {
-            if let Err(e) = self.store.finish(execution, &finish) {
-                if matches!(e, crate::store::StoreError::ExecutionNotFound(_)) {
-                    continue; // the job was removed meanwhile
-                }
-                self.unrecorded.push((execution, finish));
+        // One patient attempt, then back to failing fast.
+        let _ = self.store.connection().busy_timeout(WRITE_WAIT);
+        self.lock_wait_short = false;
+        let failing = self.recorder.failing().cloned();
+        let backlog = self.recorder.backlog();
+        let landed = self.recorder.flush(&self.store);
+        self.sync_lock_wait();
+        if landed {
+            if let Some((since, why)) =
+                failing.filter(|(since, _)| since.elapsed() >= STORAGE_ALERT)
+            {
+                let summary = format!(
+                    "cronmgr could not write to its database for {} ({why}); {backlog} records waited and have all landed",
+                    crate::duration::Human(Duration::from_secs(since.elapsed().as_secs().max(1)))
+                );
+                let now = self.clock.now();
+                self.monitor
+                    .storage_blocked(&self.store, self.settings.values(), &summary, now);
             }
         }
     }

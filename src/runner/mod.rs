@@ -7,6 +7,7 @@ pub mod lock;
 mod modes;
 pub mod notify;
 pub mod process;
+mod recorder;
 
 use std::path::PathBuf;
 

@@ -243,3 +243,182 @@ fn a_hundred_due_jobs_with_four_workers_never_exceed_four_and_start_by_priority(
     }
     assert_eq!(statuses(&rows).len(), 100);
 }
+
+#[test]
+fn a_write_lock_held_for_10_s_delays_no_start_and_loses_no_record() {
+    let env = Env::new();
+    let log = env.dir.path().join("starts");
+    let script = format!("date +%s.%N >> {}", log.display());
+    env.ok(&[
+        "add",
+        "tick",
+        "--schedule",
+        "* * * * * *",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    let mut runner = env.spawn_runner(&[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Another process takes the write lock and keeps it for 10 s.
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let locked_at = chrono::Utc::now();
+    std::thread::sleep(Duration::from_secs(10));
+    conn.execute_batch("COMMIT").unwrap();
+    drop(conn);
+    std::thread::sleep(Duration::from_millis(2500));
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    // Every second of the lock had its run, started on time.
+    let starts: Vec<f64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    let lock_start = locked_at.timestamp_millis() as f64 / 1000.0;
+    let during: Vec<&f64> = starts
+        .iter()
+        .filter(|t| **t > lock_start + 0.5 && **t < lock_start + 9.5)
+        .collect();
+    assert!(
+        during.len() >= 8,
+        "only {} starts while locked: {starts:?}",
+        during.len()
+    );
+    for t in &during {
+        let late = *t - t.floor();
+        assert!(
+            late < 0.5,
+            "a start {late:.3} s after its second while locked"
+        );
+    }
+    // Every run is recorded once the lock is gone: one row per start, none lost, none twice.
+    let rows = env.history("tick");
+    let ok: Vec<&Value> = rows.iter().filter(|r| r["status"] == "success").collect();
+    assert_eq!(
+        ok.len(),
+        starts.len(),
+        "rows {} vs starts {}: {}",
+        ok.len(),
+        starts.len(),
+        env.runner_log()
+    );
+    let mut slots: Vec<String> = ok.iter().map(|r| r["scheduled_for"].to_string()).collect();
+    slots.sort();
+    slots.dedup();
+    assert_eq!(slots.len(), ok.len(), "a slot recorded twice");
+    assert!(ok.iter().all(|r| r["output"] == ""), "outputs kept");
+    assert!(
+        ok.iter().all(|r| r["pid"].is_number()),
+        "pids recorded late still land"
+    );
+    assert!(
+        env.runner_log().contains("claimed in"),
+        "{}",
+        env.runner_log()
+    );
+    // The refusal was long enough to raise an alert once the database took writes again.
+    let alerts = env.json(&["alerts"]);
+    let text = alerts.to_string();
+    assert!(text.contains("could not write to its database"), "{text}");
+    // The claim journal is empty again.
+    let journal =
+        std::fs::read_to_string(format!("{}.claims", env.db.display())).unwrap_or_default();
+    assert_eq!(journal, "");
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: std::path::PathBuf, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(&at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(at))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_loses_no_committed_row_and_recording_resumes_with_an_alert() {
+    let base = Env::new();
+    let Some(disk) = SmallDisk::mount(base.dir.path().join("small"), "8m") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let env = Env {
+        db: disk.0.join("cronmgr.db"),
+        ..base
+    };
+    env.ok(&[
+        "add",
+        "tick",
+        "--schedule",
+        "* * * * * *",
+        "--",
+        "/bin/echo",
+        "x",
+    ]);
+    let mut runner = env.spawn_runner(&[]);
+    let ran = env.wait_for(Duration::from_secs(10), || {
+        (env.history("tick").len() >= 2).then_some(())
+    });
+    assert!(ran.is_some(), "{}", env.runner_log());
+    let committed: Vec<Value> = env.history("tick");
+    // Fill the disk.
+    let ballast = disk.0.join("ballast");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", ballast.display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    std::thread::sleep(Duration::from_secs(4));
+    // Space returns.
+    std::fs::remove_file(&ballast).unwrap();
+    let resumed = env.wait_for(Duration::from_secs(10), || {
+        let rows = env.history("tick");
+        (rows.len() > committed.len() + 3).then_some(rows)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let rows =
+        resumed.unwrap_or_else(|| panic!("recording did not resume; log:\n{}", env.runner_log()));
+    // Every row committed before the disk filled is still there, unchanged.
+    for before in &committed {
+        if before["status"] == "running" {
+            continue;
+        }
+        assert!(
+            rows.iter().any(|r| r == before),
+            "lost or changed: {before}"
+        );
+    }
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    drop(conn);
+    let alerts = env.json(&["alerts"]).to_string();
+    assert!(
+        alerts.contains("could not write to its database"),
+        "no alert: {alerts}\nlog:\n{}",
+        env.runner_log()
+    );
+    drop(env);
+}

@@ -103,17 +103,18 @@ struct Reaped {
 /// waiting (the caller records it in the database).
 ///
 /// Errors: the program cannot be spawned (missing, not executable, bad working directory), the
-/// live log cannot be opened, or the runner could not start its threads or reap the child.
+/// runner could not start its threads or reap the child.
 pub fn run(spec: &Spec, cancel: &Cancel, on_spawn: impl FnOnce(u32)) -> io::Result<Outcome> {
+    // The live log only serves `logs --follow`: a job still runs when it cannot be opened (a full
+    // disk), its output is captured all the same.
     let live_log = match &spec.live_log {
-        Some(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| with_path(e, "opening live log", path))?;
-            Some(LiveLog::new(file, path.clone(), spec.output_cap))
-        }
+        Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
+            Ok(file) => Some(LiveLog::new(file, path.clone(), spec.output_cap)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "no live log for this execution");
+                None
+            }
+        },
         None => None,
     };
     if let Some(cwd) = &spec.cwd {

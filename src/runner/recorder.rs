@@ -1,0 +1,547 @@
+//! The runner's writes, kept in order and never lost when the database cannot take them.
+//!
+//! Another process may hold SQLite's write lock for seconds, or the disk may be full. Jobs must
+//! still start on time and every record must land once the database is writable again. So:
+//! - a slot is claimed in the database when it can be; when the database refuses the write, the
+//!   claim goes to a small journal file next to it (`<db>.claims`, under `flock`, fsync'd) and the
+//!   execution starts with a provisional (negative) id;
+//! - every write the database refuses waits in a queue, in order, and is retried until it lands;
+//!   a provisional id becomes the real row id when its claim lands;
+//! - a runner that dies with claims in the journal leaves them to the next one, which records them
+//!   as interrupted.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write as _};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use crate::store::{Finish, NewExecution, Status, Store, StoreError, Trigger};
+
+/// One write the runner needs to make.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// A claim made in the journal, to insert as the execution's row.
+    Claim {
+        provisional: i64,
+        new: NewExecution,
+        next_run_at: Option<DateTime<Utc>>,
+    },
+    /// A bookkeeping row (skipped, missed).
+    Row(NewExecution),
+    Pid {
+        execution: i64,
+        pid: u32,
+    },
+    Finish {
+        execution: i64,
+        finish: Finish,
+    },
+    NextRuns(Vec<(i64, Option<DateTime<Utc>>)>),
+}
+
+/// Is this a refusal that passes (lock, full disk, I/O), as opposed to a write that can never land?
+pub fn transient(e: &StoreError) -> bool {
+    use rusqlite::ErrorCode::*;
+    match e {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+            f.code,
+            DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | OutOfMemory
+        ),
+        StoreError::Io(_) => true,
+        _ => false,
+    }
+}
+
+pub struct Recorder {
+    pending: VecDeque<Write>,
+    /// Provisional id -> row id, once the claim has landed.
+    ids: HashMap<i64, i64>,
+    next_provisional: i64,
+    journal: Journal,
+    /// Since when writes have been failing, and why (for logs and alerts).
+    failing: Option<(Instant, String)>,
+}
+
+impl Recorder {
+    pub fn new(db: &Path) -> Recorder {
+        Recorder {
+            pending: VecDeque::new(),
+            ids: HashMap::new(),
+            next_provisional: -1,
+            journal: Journal::new(db),
+            failing: None,
+        }
+    }
+
+    pub fn is_behind(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub fn backlog(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Since when the database has refused writes, and the last reason.
+    pub fn failing(&self) -> Option<&(Instant, String)> {
+        self.failing.as_ref()
+    }
+
+    /// The row id for an id the runner handed out (provisional ids map once their claim landed).
+    pub fn row_id(&self, id: i64) -> i64 {
+        self.ids.get(&id).copied().unwrap_or(id)
+    }
+
+    /// Claim a slot. Some(id) to run it (a provisional negative id when the database could not
+    /// take the claim now), None when it is already claimed elsewhere.
+    pub fn claim(
+        &mut self,
+        store: &Store,
+        new: &NewExecution,
+        next_run_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<i64>, StoreError> {
+        if self.journal.has(new)? {
+            return Ok(None);
+        }
+        if !self.is_behind() {
+            match store.claim_run(new, next_run_at) {
+                Ok(claimed) => return Ok(claimed),
+                Err(e) if transient(&e) => self.note_failure(&e),
+                Err(e) => return Err(e),
+            }
+        }
+        match self.journal.claim(new) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) => {
+                // Nowhere durable to claim the slot (the disk is full): do not run it, and say so
+                // once the database takes writes again.
+                tracing::error!(error = %e, job_id = new.job_id, "cannot claim the slot anywhere; not running it");
+                self.failing
+                    .get_or_insert_with(|| (Instant::now(), e.to_string()));
+                self.pending.push_back(Write::Row(NewExecution {
+                    status: Status::Skipped,
+                    error_message: Some(format!(
+                        "skipped: the slot could not be claimed (database refused the write, claim journal: {e})"
+                    )),
+                    ..new.clone()
+                }));
+                return Ok(None);
+            }
+        }
+        let provisional = self.next_provisional;
+        self.next_provisional -= 1;
+        tracing::warn!(
+            execution = provisional,
+            "the database is not taking writes: slot claimed in {} and started on time",
+            self.journal.path.display()
+        );
+        self.pending.push_back(Write::Claim {
+            provisional,
+            new: new.clone(),
+            next_run_at,
+        });
+        Ok(Some(provisional))
+    }
+
+    /// Make a write now, or queue it behind those still waiting.
+    pub fn write(&mut self, store: &Store, write: Write) {
+        self.pending.push_back(write);
+        if self.pending.len() == 1 {
+            self.flush(store);
+        }
+    }
+
+    /// Write what is waiting, in order, until the database refuses again. True when all landed.
+    pub fn flush(&mut self, store: &Store) -> bool {
+        let mut landed_claims = Vec::new();
+        while let Some(write) = self.pending.front().cloned() {
+            match self.apply(store, &write) {
+                Ok(()) => {
+                    if let Write::Claim { new, .. } = &write {
+                        landed_claims.push(new.clone());
+                    }
+                    self.pending.pop_front();
+                }
+                Err(e) if transient(&e) => {
+                    self.note_failure(&e);
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, ?write, "dropping a record the database can never take");
+                    self.pending.pop_front();
+                }
+            }
+        }
+        if !landed_claims.is_empty() {
+            if let Err(e) = self.journal.forget(&landed_claims) {
+                tracing::warn!(error = %e, "could not trim the claim journal");
+            }
+        }
+        if self.pending.is_empty() {
+            if let Some((since, _)) = self.failing.take() {
+                tracing::warn!(
+                    waited_ms = since.elapsed().as_millis() as u64,
+                    "the database takes writes again; every waiting record has landed"
+                );
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    fn apply(&mut self, store: &Store, write: &Write) -> Result<(), StoreError> {
+        match write {
+            Write::Claim {
+                provisional,
+                new,
+                next_run_at,
+            } => {
+                match store.claim_run(new, *next_run_at)? {
+                    Some(id) => {
+                        self.ids.insert(*provisional, id);
+                    }
+                    None => {
+                        // Someone else recorded the same slot meanwhile: it ran twice. Say so.
+                        tracing::error!(
+                            job_id = new.job_id,
+                            slot = %crate::output::utc(new.scheduled_for),
+                            "a slot claimed in the journal was also claimed in the database"
+                        );
+                    }
+                }
+                Ok(())
+            }
+            Write::Row(new) => store.claim(new).map(|_| ()),
+            Write::Pid { execution, pid } => match self.resolve(*execution) {
+                Some(id) => store.set_pid(id, *pid),
+                None => Ok(()),
+            },
+            Write::Finish { execution, finish } => match self.resolve(*execution) {
+                Some(id) => match store.finish(id, finish) {
+                    Err(StoreError::ExecutionNotFound(_)) => Ok(()), // its job was removed
+                    other => other,
+                },
+                None => Ok(()),
+            },
+            Write::NextRuns(updates) => store.set_next_runs(updates),
+        }
+    }
+
+    /// The row id of an execution, or None for a provisional one whose claim never landed.
+    fn resolve(&self, id: i64) -> Option<i64> {
+        if id > 0 {
+            Some(id)
+        } else {
+            self.ids.get(&id).copied()
+        }
+    }
+
+    fn note_failure(&mut self, e: &StoreError) {
+        if self.failing.is_none() {
+            tracing::error!(error = %e, "the database refuses writes; recording is queued until it takes them");
+            self.failing = Some((Instant::now(), e.to_string()));
+        } else if let Some(f) = self.failing.as_mut() {
+            f.1 = e.to_string();
+        }
+    }
+
+    /// At start-up: claims left in the journal by runners that died are recorded as interrupted.
+    pub fn recover(&mut self, store: &Store, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let orphans = self.journal.orphans()?;
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        let mut done = Vec::new();
+        for (new, pid) in orphans {
+            let row = NewExecution {
+                status: Status::Interrupted,
+                error_message: Some(format!(
+                    "interrupted: claimed while the database was unavailable by runner pid {pid}, which stopped before recording it"
+                )),
+                started_at: new.started_at.or(Some(now)),
+                ..new.clone()
+            };
+            store.claim(&row)?;
+            done.push(new);
+        }
+        tracing::warn!(
+            count = done.len(),
+            "recorded journal claims of a runner that died"
+        );
+        self.journal.forget(&done).map_err(StoreError::Io)
+    }
+}
+
+/// `<db>.claims`: one line per claim made while the database was unavailable.
+struct Journal {
+    path: PathBuf,
+}
+
+fn key(new: &NewExecution) -> String {
+    format!(
+        "{} {} {}",
+        new.job_id,
+        crate::store::fmt_time(new.scheduled_for),
+        new.attempt
+    )
+}
+
+impl Journal {
+    fn new(db: &Path) -> Journal {
+        let mut name = db.as_os_str().to_os_string();
+        name.push(".claims");
+        Journal {
+            path: PathBuf::from(name),
+        }
+    }
+
+    /// Run `f` on the file's lines under an exclusive lock; `f` returns new contents to write, if any.
+    fn locked<T>(&self, f: impl FnOnce(&str) -> (T, Option<String>)) -> std::io::Result<T> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o640)
+            .open(&self.path)?;
+        lock(&file)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        let (out, rewrite) = f(&text);
+        if let Some(contents) = rewrite {
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(contents.as_bytes())?;
+            file.sync_data()?;
+        }
+        Ok(out) // the lock goes with the file
+    }
+
+    /// Is this slot in the journal (claimed by any runner)? Cheap when the journal is empty.
+    fn has(&self, new: &NewExecution) -> std::io::Result<bool> {
+        match std::fs::metadata(&self.path) {
+            Ok(m) if m.len() > 0 => {}
+            _ => return Ok(false),
+        }
+        let k = key(new);
+        self.locked(|text| (text.lines().any(|l| l.starts_with(&format!("{k} "))), None))
+    }
+
+    /// Add the claim unless the slot is there already; true when added.
+    fn claim(&self, new: &NewExecution) -> std::io::Result<bool> {
+        let k = key(new);
+        let line = format!(
+            "{k} {} {} {}\n",
+            std::process::id(),
+            new.started_at
+                .map(crate::store::fmt_time)
+                .unwrap_or_default(),
+            new.triggered_by.as_str()
+        );
+        self.locked(|text| {
+            if text.lines().any(|l| l.starts_with(&format!("{k} "))) {
+                (false, None)
+            } else {
+                (true, Some(format!("{text}{line}")))
+            }
+        })
+    }
+
+    /// Drop these claims (they are in the database now).
+    fn forget(&self, news: &[NewExecution]) -> std::io::Result<()> {
+        let keys: Vec<String> = news.iter().map(|n| format!("{} ", key(n))).collect();
+        self.locked(|text| {
+            let kept: String = text
+                .lines()
+                .filter(|l| !keys.iter().any(|k| l.starts_with(k)))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            ((), Some(kept))
+        })
+    }
+
+    /// Claims of runners that are no longer alive.
+    fn orphans(&self) -> Result<Vec<(NewExecution, u32)>, StoreError> {
+        if !self.path.exists() {
+            return Ok(Vec::new());
+        }
+        let parsed = self.locked(|text| (text.to_string(), None))?;
+        let mut out = Vec::new();
+        for line in parsed.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(job_id), Some(slot), Some(attempt), Some(pid)) = (
+                f.first().and_then(|v| v.parse::<i64>().ok()),
+                f.get(1).and_then(|v| DateTime::parse_from_rfc3339(v).ok()),
+                f.get(2).and_then(|v| v.parse::<u32>().ok()),
+                f.get(3).and_then(|v| v.parse::<u32>().ok()),
+            ) else {
+                continue;
+            };
+            // SAFETY: signal 0 only checks that the process exists.
+            let alive =
+                pid != std::process::id() && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+            if alive {
+                continue;
+            }
+            out.push((
+                NewExecution {
+                    job_id,
+                    status: Status::Running,
+                    scheduled_for: slot.with_timezone(&Utc),
+                    started_at: f
+                        .get(4)
+                        .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+                        .map(|t| t.with_timezone(&Utc)),
+                    triggered_by: f
+                        .get(5)
+                        .and_then(|t| t.parse::<Trigger>().ok())
+                        .unwrap_or(Trigger::Schedule),
+                    attempt,
+                    error_message: None,
+                    runner_pid: Some(pid),
+                },
+                pid,
+            ));
+        }
+        Ok(out)
+    }
+}
+
+fn lock(file: &File) -> std::io::Result<()> {
+    loop {
+        // SAFETY: the fd is valid for the life of `file`.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Job;
+    use chrono::TimeZone;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap()
+    }
+
+    fn new(job_id: i64, secs: i64) -> NewExecution {
+        NewExecution {
+            job_id,
+            status: Status::Running,
+            scheduled_for: t0() + chrono::Duration::seconds(secs),
+            started_at: Some(t0() + chrono::Duration::seconds(secs)),
+            triggered_by: Trigger::Schedule,
+            attempt: 1,
+            error_message: None,
+            runner_pid: Some(std::process::id()),
+        }
+    }
+
+    #[test]
+    fn claims_and_records_wait_while_the_database_is_locked_then_land_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("c.db");
+        let store = Store::open(&db).unwrap();
+        store
+            .connection()
+            .busy_timeout(std::time::Duration::from_millis(50))
+            .unwrap();
+        let job = store
+            .insert_job(&Job::new("default", "j", "* * * * * *", "shell"), t0())
+            .unwrap();
+        let mut rec = Recorder::new(&db);
+
+        // Another connection holds the write lock.
+        let other = rusqlite::Connection::open(&db).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let id = rec.claim(&store, &new(job.id, 0), None).unwrap().unwrap();
+        assert!(id < 0, "a provisional id while locked");
+        assert!(rec.is_behind());
+        // The same slot cannot be claimed twice, journal or not.
+        assert_eq!(rec.claim(&store, &new(job.id, 0), None).unwrap(), None);
+        rec.write(
+            &store,
+            Write::Pid {
+                execution: id,
+                pid: 4242,
+            },
+        );
+        let finish = Finish {
+            status: Status::Success,
+            finished_at: t0(),
+            duration_ms: 5,
+            output: "done".into(),
+            error_message: None,
+            exit_code: Some(0),
+            memory_used_mb: None,
+            cpu_used_percent: None,
+        };
+        rec.write(
+            &store,
+            Write::Finish {
+                execution: id,
+                finish,
+            },
+        );
+        assert!(!rec.flush(&store));
+        assert!(rec.failing().is_some());
+
+        other.execute_batch("COMMIT").unwrap();
+        assert!(rec.flush(&store));
+        let row = store.execution(rec.row_id(id)).unwrap();
+        assert_eq!(row.status, Status::Success);
+        assert_eq!(row.pid, Some(4242));
+        assert_eq!(row.output.as_deref(), Some("done"));
+        // The journal is empty again, and a later claim goes straight to the database.
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("c.db.claims")).unwrap(),
+            ""
+        );
+        assert!(rec.claim(&store, &new(job.id, 1), None).unwrap().unwrap() > 0);
+    }
+
+    #[test]
+    fn a_dead_runners_journal_claims_become_interrupted_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("c.db");
+        let store = Store::open(&db).unwrap();
+        let job = store
+            .insert_job(&Job::new("default", "j", "* * * * * *", "shell"), t0())
+            .unwrap();
+        let slot = crate::store::fmt_time(t0());
+        std::fs::write(
+            dir.path().join("c.db.claims"),
+            format!("{} {slot} 1 999999999 {slot} schedule\n", job.id),
+        )
+        .unwrap();
+        let mut rec = Recorder::new(&db);
+        rec.recover(&store, t0()).unwrap();
+        let rows = store.executions(&Default::default()).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].status, Status::Interrupted);
+        assert!(
+            rows[0]
+                .error_message
+                .as_deref()
+                .unwrap()
+                .contains("journal")
+                || rows[0]
+                    .error_message
+                    .as_deref()
+                    .unwrap()
+                    .contains("database was unavailable")
+        );
+    }
+}
