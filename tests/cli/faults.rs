@@ -422,3 +422,81 @@ fn a_full_disk_loses_no_committed_row_and_recording_resumes_with_an_alert() {
     );
     drop(env);
 }
+
+#[test]
+fn sigterm_with_three_running_jobs_drains_kills_and_records_then_exits_0() {
+    let env = Env::new();
+    env.ok(&["settings", "set", "shutdown_grace", "2"]);
+    let t = soon(1);
+    env.ok(&[
+        "add",
+        "quick",
+        "--schedule",
+        &at(t),
+        "--",
+        "/bin/sleep",
+        "1",
+    ]);
+    env.ok(&[
+        "add",
+        "slow1",
+        "--schedule",
+        &at(t),
+        "--",
+        "/bin/sleep",
+        "30",
+    ]);
+    env.ok(&[
+        "add",
+        "slow2",
+        "--schedule",
+        &at(t),
+        "--",
+        "/bin/sh",
+        "-c",
+        "sleep 30 & sleep 30",
+    ]);
+    env.ok(&[
+        "add",
+        "later",
+        "--schedule",
+        "* * * * * *",
+        "--",
+        "/bin/true",
+    ]);
+    let mut runner = env.spawn_runner(&[]);
+    let running = env.wait_for(Duration::from_secs(15), || {
+        let rows: Vec<Value> = env
+            .json(&["history", "--status", "running"])
+            .as_array()
+            .unwrap()
+            .clone();
+        (rows.len() >= 3).then_some(rows)
+    });
+    running.unwrap_or_else(|| panic!("never three running; log:\n{}", env.runner_log()));
+    let later_before = env.history("later").len();
+    let stopped_at = std::time::Instant::now();
+    signal(&runner, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    let took = stopped_at.elapsed();
+    // Grace 2 s, then TERM and (for the group ignoring nothing) a quick end: well under 10 s.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(statuses(&env.history("quick")), ["success"]);
+    for name in ["slow1", "slow2"] {
+        let rows = env.history(name);
+        assert_eq!(statuses(&rows), ["interrupted"], "{name}");
+        let pgid = rows[0]["pid"].as_i64().unwrap() as i32;
+        let gone = env.wait_for(Duration::from_secs(10), || {
+            // SAFETY: signal 0 only probes.
+            (unsafe { libc::kill(-pgid, 0) } != 0).then_some(())
+        });
+        assert!(gone.is_some(), "{name}'s group survived");
+    }
+    // No new start after the signal.
+    let later: Vec<Value> = env.history("later");
+    assert!(
+        later.len() <= later_before + 1,
+        "started after SIGTERM: {later:?}"
+    );
+    assert!(later.iter().all(|r| r["status"] != "running"));
+}
