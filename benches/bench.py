@@ -31,7 +31,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 MODES = {
     # fire-latency runs x seconds each, burst runs, idle window (s, at least), machine-limit runs,
     # cron burst runs
-    "quick": dict(latency_runs=2, latency_s=20, burst_runs=2, idle_s=60, limit_runs=2, cron_bursts=1),
+    "quick": dict(latency_runs=2, latency_s=20, burst_runs=2, idle_s=100, limit_runs=2, cron_bursts=1),
     "full": dict(latency_runs=3, latency_s=120, burst_runs=5, idle_s=600, limit_runs=5, cron_bursts=3),
 }
 
