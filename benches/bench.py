@@ -1,0 +1,726 @@
+#!/usr/bin/env python3
+"""The runner's performance targets, measured. Run through benches/run.sh, which builds the
+release binary and cleans up after this script even if it dies.
+
+Every scenario runs `cronmgr run` on a fresh database in the work folder. Jobs are inserted with
+SQL (10,000 `cronmgr add` would take minutes), into a database `cronmgr list` created, so the
+schema is the binary's own. Figures come from the database the runner writes (scheduled_for,
+started_at, finished_at, output) and from /proc of the runner; nothing here asserts: it prints a
+table, targets beside figures.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+SPAWN_N = 10_000
+SPAWN_PARALLEL = 16
+BURST_JOBS = 10_000
+IDLE_JOBS = 1_000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+MODES = {
+    # fire-latency runs x seconds each, burst runs, idle window (s, at least), machine-limit runs,
+    # cron burst runs
+    "quick": dict(latency_runs=2, latency_s=20, burst_runs=2, idle_s=100, limit_runs=2, cron_bursts=1),
+    "full": dict(latency_runs=3, latency_s=120, burst_runs=5, idle_s=600, limit_runs=5, cron_bursts=3),
+}
+
+
+# ---- small helpers --------------------------------------------------------------------------
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def rfc3339(t):
+    """Epoch seconds -> the store's format: RFC 3339 UTC with milliseconds."""
+    dt = datetime.fromtimestamp(t, timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def epoch(s):
+    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def pct(values, p):
+    """Nearest-rank percentile."""
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    k = max(0, min(len(v) - 1, math.ceil(p / 100 * len(v)) - 1))
+    return v[k]
+
+
+def med_range(values, unit, digits=1):
+    """'median (min–max, n runs)' of per-run figures."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return "n/a"
+    m = statistics.median(values)
+    if len(values) == 1:
+        return f"{m:.{digits}f} {unit} (1 run)"
+    return f"{m:.{digits}f} {unit} ({min(values):.{digits}f}–{max(values):.{digits}f}, {len(values)} runs)"
+
+
+class Bench:
+    def __init__(self, args):
+        self.bin = args.bin
+        self.work = args.work
+        self.mode = "quick" if args.quick else "full"
+        self.m = MODES[self.mode]
+        self.config = os.path.join(self.work, "config.toml")
+        with open(self.config, "w") as f:
+            f.write('[executors]\nenabled = ["shell"]\n[executors.shell]\n'
+                    'allow = ["/usr/bin/true", "/usr/bin/date"]\n')
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("CRONMGR_", "RUST_LOG", "NOTIFY_SOCKET"))}
+        self.env["CRONMGR_CONFIG"] = self.config
+        self.rows = []  # (scenario, metric, cronmgr, target, verdict, cron, limit)
+        self.busy = []  # (from, to) of cronmgr bursts: cron's latency samples then are not comparable
+        self.notes = []
+
+    # ---- bookkeeping for run.sh's trap ----
+
+    def remember_pid(self, pid):
+        with open(os.path.join(self.work, "pids"), "a") as f:
+            f.write(f"{pid}\n")
+
+    def remember_file(self, path):
+        with open(os.path.join(self.work, "created"), "a") as f:
+            f.write(f"{path}\n")
+
+    # ---- databases and runners ----
+
+    def new_db(self, name):
+        d = os.path.join(self.work, name)
+        os.makedirs(d, exist_ok=True)
+        db = os.path.join(d, "cronmgr.db")
+        subprocess.run([self.bin, "--db", db, "list"], env=self.env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return db
+
+    def insert_jobs(self, db, jobs):
+        """jobs: (name, schedule, argv, priority, next_run_at epoch)."""
+        now = rfc3339(time.time())
+        con = sqlite3.connect(db, timeout=10)
+        with con:
+            con.executemany(
+                "INSERT INTO jobs (system, name, schedule, timezone, command, params, priority, "
+                "created_at, updated_at, next_run_at) VALUES ('default', ?, ?, 'UTC', 'shell', ?, ?, ?, ?, ?)",
+                [(n, s, json.dumps({"argv": a}), p, now, now, rfc3339(t)) for n, s, a, p, t in jobs])
+        con.close()
+
+    def start_runner(self, db, *args):
+        logpath = db + ".runner.log"
+        logf = open(logpath, "w")
+        p = subprocess.Popen([self.bin, "--db", db, "run", *args], env=self.env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=logf)
+        logf.close()
+        self.remember_pid(p.pid)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with open(logpath) as f:
+                if "runner ready" in f.read():
+                    return p, time.time()
+            if p.poll() is not None:
+                raise RuntimeError(f"the runner exited with {p.returncode}; see {logpath}")
+            time.sleep(0.02)
+        raise RuntimeError(f"the runner did not get ready within 60 s; see {logpath}")
+
+    def stop(self, p, grace=60):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    @staticmethod
+    def query(db, sql, args=()):
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+    # ---- scenarios ----
+
+    def machine_limit(self):
+        log(f"machine limit: spawn {SPAWN_N} /usr/bin/true {SPAWN_PARALLEL} at a time; 10,000 SQLite rows")
+        spawn, per_tx, batched, d50, d99 = [], [], [], [], []
+        for i in range(self.m["limit_runs"]):
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--machine-limit",
+                                  "--work", os.path.join(self.work, f"limit{i}")],
+                                 check=True, capture_output=True, text=True).stdout
+            r = json.loads(out)
+            spawn.append(r["spawn_s"])
+            self.spawner = r["spawner"]
+            per_tx.append(r["sqlite_per_tx_s"])
+            batched.append(r["sqlite_batched_s"])
+            d50.append(r["date_p50_ms"])
+            d99.append(r["date_p99_ms"])
+        self.limit = dict(spawn=spawn, per_tx=per_tx, batched=batched, date_p50=d50, date_p99=d99)
+        self.rows += [
+            ("machine", f"spawn+reap {SPAWN_N} /usr/bin/true, {SPAWN_PARALLEL} at a time ({self.spawner})",
+             "", "", "", "", med_range(spawn, "s", 2)),
+            ("machine", "SQLite 10,000 INSERT + 10,000 UPDATE, one BEGIN IMMEDIATE…COMMIT each (WAL, synchronous=NORMAL)",
+             "", "", "", "", med_range(per_tx, "s", 2)),
+            ("machine", "SQLite the same rows in 2 transactions", "", "", "", "", med_range(batched, "s", 3)),
+        ]
+
+    def fire_latency(self):
+        runs, parts = [], []
+        for i in range(self.m["latency_runs"]):
+            log(f"fire latency run {i + 1}/{self.m['latency_runs']}: one '* * * * * *' job for {self.m['latency_s']} s")
+            db = self.new_db(f"latency{i}")
+            first = math.ceil(time.time()) + 2
+            self.insert_jobs(db, [("lone", "* * * * * *", ["/usr/bin/date", "+%s.%N"], 5, first)])
+            p, ready = self.start_runner(db)
+            time.sleep(self.m["latency_s"])
+            self.stop(p)
+            rows = self.query(db, "SELECT id, scheduled_for, started_at, output FROM executions "
+                                  "WHERE status = 'success' AND triggered_by = 'schedule' ORDER BY id")
+            logged = starting_lines(db + ".runner.log")
+            child, claim, before, after = [], [], [], []
+            for eid, sched, started, output in rows:
+                s = epoch(sched)
+                if s < ready:
+                    continue
+                c = float(output.strip())
+                child.append((c - s) * 1000)
+                claim.append((epoch(started) - s) * 1000)
+                if eid in logged:
+                    before.append((logged[eid] - s) * 1000)
+                    after.append((c - logged[eid]) * 1000)
+            runs.append((child, claim))
+            parts.append((before, after))
+        self.latency = runs
+        n = sum(len(c) for c, _ in runs)
+        p99 = [pct(c, 99) for c, _ in runs]
+        verdict = "met" if p99 and statistics.median(p99) < 5 else "MISSED"
+        lim = getattr(self, "limit", None)
+        self.rows.append(("machine", "spawn /usr/bin/date → the instant it prints, p50 / p99 (100 spawns from Python)", "", "", "", "",
+                          f"{statistics.median(lim['date_p50']):.2f} / {statistics.median(lim['date_p99']):.2f} ms" if lim else ""))
+        floor50 = f"{statistics.median(lim['date_p50']):.2f} ms (spawn → date's clock, p50)" if lim else ""
+        floor99 = f"{statistics.median(lim['date_p99']):.2f} ms (p99)" if lim else ""
+        self.rows += [
+            ("fire latency (lone job)", f"slot → child started, p50 ({n} samples)",
+             med_range([pct(c, 50) for c, _ in runs], "ms", 2), "", "", None, floor50),
+            ("fire latency (lone job)", "slot → child started, p99", med_range(p99, "ms", 2), "< 5 ms", verdict, None, floor99),
+            ("fire latency (lone job)", "slot → started_at stamp (the loop's wake-up instant; 1 ms resolution), p50",
+             med_range([pct(c, 50) for _, c in runs], "ms", 0), "", "", "", ""),
+            ("fire latency (lone job)", "slot → started_at stamp, p99", med_range([pct(c, 99) for _, c in runs], "ms", 0), "", "", "", ""),
+            ("fire latency (lone job)", "  of which slot → 'starting' log line (wake-up, claim transaction, allowlist), p50 / p99",
+             f"{statistics.median([pct(b, 50) for b, _ in parts]):.2f} / {statistics.median([pct(b, 99) for b, _ in parts]):.2f} ms",
+             "", "", "", ""),
+            ("fire latency (lone job)", "  and 'starting' → child's clock (worker thread, pipe, posix_spawn, exec), p50 / p99",
+             f"{statistics.median([pct(a, 50) for _, a in parts]):.2f} / {statistics.median([pct(a, 99) for _, a in parts]):.2f} ms",
+             "", "", "", ""),
+        ]
+
+    def burst(self):
+        runs = []
+        for i in range(self.m["burst_runs"]):
+            log(f"burst run {i + 1}/{self.m['burst_runs']}: {BURST_JOBS} /usr/bin/true + 1 priority-1 job due the same second, --max-concurrent 16")
+            db = self.new_db(f"burst{i}")
+            slot = math.ceil(time.time()) + 8  # room to start the runner and load 10,001 jobs
+            busy_from = time.time()
+            t = datetime.fromtimestamp(slot, timezone.utc)
+            expr = f"{t.second} {t.minute} {t.hour} {t.day} {t.month} *"
+            jobs = [(f"burst-{k:05d}", expr, ["/usr/bin/true"], 5, slot) for k in range(BURST_JOBS)]
+            jobs.append(("urgent", expr, ["/usr/bin/date", "+%s.%N"], 1, slot))
+            self.insert_jobs(db, jobs)
+            p, ready = self.start_runner(db, "--max-concurrent", "16")
+            if ready > slot - 0.5:
+                self.notes.append(f"burst run {i + 1}: the runner got ready only {slot - ready:.2f} s before the slot")
+            total = BURST_JOBS + 1
+            recorded_seen = None
+            deadline = slot + 300
+            while time.time() < deadline:
+                time.sleep(0.25)
+                if time.time() < slot:
+                    continue
+                done = self.query(db, "SELECT count(*) FROM executions WHERE finished_at IS NOT NULL")[0][0]
+                if done >= total:
+                    recorded_seen = time.time() - slot
+                    break
+            self.stop(p)
+            self.busy.append((busy_from, time.time()))
+            (first, last, last_fin, started), = self.query(
+                db, "SELECT min(started_at), max(started_at), max(finished_at), count(started_at) "
+                    "FROM executions WHERE triggered_by = 'schedule'")
+            statuses = dict(self.query(db, "SELECT status, count(*) FROM executions GROUP BY status"))
+            (u_id, u_started, u_output), = self.query(
+                db, "SELECT e.id, e.started_at, e.output FROM executions e JOIN jobs j ON j.id = e.job_id "
+                    "WHERE j.name = 'urgent'") or [(None, None, None)]
+            min_id = self.query(db, "SELECT min(id) FROM executions")[0][0]
+            r = dict(
+                statuses=statuses,
+                complete=started == total and statuses.get("success", 0) == total,
+                first_start=epoch(first) - slot if first else None,
+                last_start=epoch(last) - slot if last else None,
+                last_record=epoch(last_fin) - slot if last_fin else None,
+                recorded_seen=recorded_seen,
+                urgent_claim=(epoch(u_started) - slot) * 1000 if u_started else None,
+                urgent_child=(float(u_output.strip()) - slot) * 1000 if u_output else None,
+                urgent_rank=(u_id - min_id + 1) if u_id else None,
+            )
+            if not r["complete"]:
+                self.notes.append(f"burst run {i + 1} incomplete: statuses {statuses}")
+            log(f"  {r}")
+            runs.append(r)
+        self.bursts = runs
+
+        def col(k):
+            return [r[k] for r in runs if r[k] is not None]
+
+        last_start = col("last_start")
+        last_record = col("last_record")
+        ok = last_record and statistics.median(last_record) < 5 and all(r["complete"] for r in runs)
+        urgent = col("urgent_child")
+        spawn = statistics.median(self.limit["spawn"]) if getattr(self, "limit", None) else None
+        self.rows += [
+            (f"burst {BURST_JOBS} jobs, 16 at a time", "slot → last start (started_at)", med_range(last_start, "s", 2),
+             "< 5 s", "met" if last_start and statistics.median(last_start) < 5 else "MISSED", None,
+             f"{spawn:.2f} s (spawn only)" if spawn else ""),
+            (f"burst {BURST_JOBS} jobs, 16 at a time", "slot → last record (finished_at)", med_range(last_record, "s", 2),
+             "< 5 s", "met" if ok else "MISSED", "n/a (cron keeps no record)", ""),
+            ("priority-1 job in the burst", "slot → child started", med_range(urgent, "ms", 0),
+             "< 100 ms", "met" if urgent and statistics.median(urgent) < 100 else "MISSED", "n/a (no priorities)", ""),
+            ("priority-1 job in the burst", "slot → started_at stamp (the loop's wake-up instant)",
+             med_range(col("urgent_claim"), "ms", 0), "", "", "", ""),
+            ("priority-1 job in the burst", "its place in start order (1 = first)",
+             ", ".join(str(x) for x in col("urgent_rank")), "", "", "", ""),
+        ]
+
+    def idle(self, cron):
+        """cronmgr with 1,000 jobs none of which fires; cron (if any) measured side by side."""
+        month = (datetime.now(timezone.utc).month + 5) % 12 + 1  # half a year away
+        now = time.time()
+        jobs = []
+        for k in range(IDLE_JOBS):
+            mi, h = k % 60, (k // 60) % 24
+            year = datetime.now(timezone.utc).year
+            t = datetime(year, month, 1, h, mi, tzinfo=timezone.utc).timestamp()
+            if t <= now:
+                t = datetime(year + 1, month, 1, h, mi, tzinfo=timezone.utc).timestamp()
+            jobs.append((f"idle-{k:04d}", f"{mi} {h} 1 {month} *", ["/usr/bin/true"], 5, t))
+        db = self.new_db("idle")
+        self.insert_jobs(db, jobs)
+        # The window ends 12 s before a minute boundary, so cron's burst can follow right away.
+        start = time.time() + 5
+        boundary = (math.floor((start + self.m["idle_s"] + 12) / 60) + 1) * 60
+        end = boundary - 12
+        cron_proc = cron.proc if cron.ok else None
+        if cron_proc:
+            lines = [f"{mi} {h} 1 {month} * root /usr/bin/true" for mi, h in
+                     ((k % 60, (k // 60) % 24) for k in range(IDLE_JOBS))]
+            cron.write_crontab("cronmgr-bench-idle", lines)
+        p, _ = self.start_runner(db)
+        log(f"idle: {IDLE_JOBS} jobs loaded, measuring for {end - start:.0f} s"
+            + (" (cron beside it, with the same 1,000 lines and its '* * * * *' latency line)" if cron_proc else ""))
+        time.sleep(max(0, start - time.time()))
+        samples, cron_samples = [], []
+        while True:
+            samples.append(proc_sample(p.pid))
+            if cron_proc:
+                cron_samples.append(proc_sample(cron_proc.pid))
+            if time.time() >= end:
+                break
+            time.sleep(min(5, max(0.0, end - time.time())))
+        self.stop(p)
+        if cron_proc:
+            cron.remove_crontab("cronmgr-bench-idle")
+            cron.remove_crontab("cronmgr-bench-latency")
+        ours = summarize_idle(samples)
+        theirs = summarize_idle(cron_samples) if cron_samples else None
+        self.idle_result = (ours, theirs)
+        mins = ours["minutes"]
+
+        def c(key, fmt):
+            return fmt(theirs[key]) if theirs else cron.why
+
+        self.rows += [
+            (f"idle, {IDLE_JOBS} jobs loaded ({mins:.1f} min)", "resident memory VmRSS (max over window)",
+             f"{ours['rss_max_kb'] / 1024:.2f} MB", "< 8 MB", "met" if ours["rss_max_kb"] < 8 * 1024 else "MISSED",
+             c("rss_max_kb", lambda v: f"{v / 1024:.2f} MB"), ""),
+            (f"idle, {IDLE_JOBS} jobs loaded ({mins:.1f} min)", "CPU per minute (schedstat, all threads)",
+             f"{ours['cpu_ms_min']:.3f} ms (per-minute max {ours['cpu_ms_min_max']:.3f})", "< 1 ms",
+             "met" if ours["cpu_ms_min"] < 1 else "MISSED", c("cpu_ms_min", lambda v: f"{v:.3f} ms"), ""),
+            (f"idle, {IDLE_JOBS} jobs loaded ({mins:.1f} min)", "CPU per minute (utime+stime, 10 ms ticks)",
+             f"{ours['ticks_ms_min']:.1f} ms", "< 1 ms", "", c("ticks_ms_min", lambda v: f"{v:.1f} ms"), ""),
+            (f"idle, {IDLE_JOBS} jobs loaded ({mins:.1f} min)", "wake-ups (voluntary context switches, all threads)",
+             f"{ours['vol']} in {mins:.1f} min = {ours['wakeups_min']:.2f}/min (+{ours['invol']} preemptions; {ours['threads']} threads)",
+             f"≤ {math.ceil(mins - 1e-6)} (one a minute)", "met" if ours["vol"] <= math.ceil(mins - 1e-6) else "MISSED",
+             c("vol", lambda v: f"{v} = {theirs['wakeups_min']:.2f}/min (incl. its fork each minute)"), ""),
+        ]
+        return cron_proc, boundary
+
+    def cron_latency_rows(self, cron):
+        samples = []
+        path = os.path.join(self.work, "cron-latency")
+        if cron.ok and os.path.exists(path):
+            with open(path) as f:
+                for line in f:
+                    t = float(line)
+                    minute = math.floor(t / 60) * 60
+                    if any(a - 1 <= minute <= b + 1 for a, b in self.busy):
+                        continue
+                    samples.append((t - minute) * 1000)
+        self.cron_latency = samples
+        ours = {r[1]: r for r in self.rows}
+        for i, r in enumerate(self.rows):
+            if r[0].startswith("fire latency") and r[5] is None:
+                p = 50 if "p50" in r[1] else 99
+                val = (f"{pct(samples, p):.1f} ms ({len(samples)} samples, minute jobs)" if samples
+                       else cron.why if not cron.ok else "n/a (no sample recorded)")
+                self.rows[i] = r[:5] + (val,) + r[6:]
+        del ours
+
+    def cron_bursts(self, cron, cron_proc, boundary):
+        results = []
+        if cron.ok and cron_proc:
+            for i in range(self.m["cron_bursts"]):
+                if i > 0 or boundary - time.time() < 8:
+                    boundary = (math.floor((time.time() + 8) / 60) + 1) * 60
+                lt = time.localtime(boundary)
+                path = os.path.join(self.work, f"cron-burst{i}")
+                lines = [f"{lt.tm_min} {lt.tm_hour} * * * root /usr/bin/date +\\%s.\\%N >> {path}"] * BURST_JOBS
+                cron.write_crontab("cronmgr-bench-burst", lines)
+                log(f"cron burst {i + 1}/{self.m['cron_bursts']}: {BURST_JOBS} lines in /etc/cron.d firing at "
+                    f"{time.strftime('%H:%M', lt)}")
+                count, last_change = 0, time.time()
+                while time.time() < boundary + 180:
+                    time.sleep(0.5)
+                    n = count_lines(path)
+                    if n != count:
+                        count, last_change = n, time.time()
+                    if count >= BURST_JOBS or (count and time.time() - last_change > 20):
+                        break
+                cron.remove_crontab("cronmgr-bench-burst")
+                starts = []
+                if os.path.exists(path):
+                    with open(path) as f:
+                        starts = [float(x) - boundary for x in f if x.strip()]
+                results.append(dict(n=len(starts), last=max(starts) if starts else None,
+                                    p50=pct(starts, 50) if starts else None))
+                log(f"  {results[-1]}")
+            # Let the forks of the last burst finish before stopping cron.
+            time.sleep(2)
+        self.cron_burst = results
+        for i, r in enumerate(self.rows):
+            if r[1].startswith("slot → last start") and r[5] is None:
+                if results:
+                    lasts = [x["last"] for x in results if x["last"] is not None]
+                    ns = ", ".join(str(x["n"]) for x in results)
+                    val = med_range(lasts, "s", 2) + f"; started {ns} of {BURST_JOBS}"
+                else:
+                    val = cron.why
+                self.rows[i] = r[:5] + (val,) + r[6:]
+
+    # ---- output ----
+
+    def table(self):
+        head = ("scenario", "metric", "cronmgr", "target", "", "Debian cron", "machine limit")
+        rows = [tuple("" if c is None else str(c) for c in r) for r in self.rows]
+        widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+        out = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |",
+               "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        for r in rows:
+            out.append("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+        return "\n".join(out)
+
+
+class Cron:
+    """Debian's cron, run in the foreground by us, fed through files in /etc/cron.d."""
+
+    def __init__(self, bench, enabled):
+        self.bench = bench
+        self.ok = False
+        self.why = "n/a (skipped: --no-cron)"
+        self.proc = None
+        self.pidfile_existed = os.path.exists("/run/crond.pid")
+        if enabled:
+            self.ok, self.why = self.install()
+
+    def install(self):
+        if shutil.which("cron"):
+            return True, ""
+        if os.geteuid() != 0:
+            return False, "n/a (cron is not installed and installing it needs root)"
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        log("installing Debian's cron (apt-get install -y cron)")
+        for attempt in (["apt-get", "install", "-y", "-q", "cron"],
+                        ["sh", "-c", "apt-get update -q && apt-get install -y -q cron"]):
+            r = subprocess.run(attempt, env=env, capture_output=True, text=True)
+            if r.returncode == 0 and shutil.which("cron"):
+                return True, ""
+        last = (r.stderr.strip().splitlines() or ["?"])[-1]
+        return False, f"n/a (apt-get install cron failed: {last})"
+
+    def write_crontab(self, name, lines):
+        path = f"/etc/cron.d/{name}"
+        self.bench.remember_file(path)
+        tmp = f"/etc/cron.d/.{name}.tmp"  # cron ignores names with dots
+        self.bench.remember_file(tmp)
+        with open(tmp, "w") as f:
+            f.write("SHELL=/bin/sh\nPATH=/usr/bin:/bin\nMAILTO=\"\"\n")
+            f.write("\n".join(lines) + "\n")
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, path)
+
+    def remove_crontab(self, name):
+        try:
+            os.unlink(f"/etc/cron.d/{name}")
+        except FileNotFoundError:
+            pass
+
+    def start(self):
+        running = subprocess.run(["pgrep", "-x", "cron"], capture_output=True, text=True).stdout.split()
+        if running:
+            self.ok, self.why = False, f"n/a (a cron is already running here, pid {running[0]}; not disturbing it)"
+            return None
+        self.log = open(os.path.join(self.bench.work, "cron.log"), "w")
+        self.proc = subprocess.Popen(["cron", "-f"], stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        self.bench.remember_pid(self.proc.pid)
+        time.sleep(0.5)
+        if self.proc.poll() is not None:
+            self.ok, self.why = False, f"n/a (cron -f exited with {self.proc.returncode}; see cron.log)"
+            return None
+        return self.proc
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self.pidfile_existed:
+            try:
+                os.unlink("/run/crond.pid")
+            except FileNotFoundError:
+                pass
+
+
+def starting_lines(path):
+    """execution id -> when the runner logged 'starting' it (after the claim, before the spawn)."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            if " INFO starting " in line and "execution=" in line:
+                stamp = line.split()[0].rstrip("Z")[:26]
+                t = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc).timestamp()
+                out[int(line.rsplit("execution=", 1)[1].split()[0])] = t
+    return out
+
+
+def count_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def proc_sample(pid):
+    """RSS, CPU and context switches of a process, summed over its threads."""
+    s = {"t": time.time(), "vol": 0, "invol": 0, "sched_ns": 0, "threads": 0}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                s[k] = int(v.split()[0])
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+        s["ticks"] = int(fields[11]) + int(fields[12])  # utime + stime
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        s["vol"] += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches"):
+                        s["invol"] += int(line.split()[1])
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                s["sched_ns"] += int(f.read().split()[0])
+            s["threads"] += 1
+        except FileNotFoundError:
+            pass
+    return s
+
+
+def summarize_idle(samples):
+    a, b = samples[0], samples[-1]
+    minutes = (b["t"] - a["t"]) / 60
+    per_min = []
+    i = 0
+    for j in range(1, len(samples)):  # CPU of each whole minute, to show the spread
+        if samples[j]["t"] - samples[i]["t"] >= 60:
+            per_min.append((samples[j]["sched_ns"] - samples[i]["sched_ns"]) / 1e6
+                           / ((samples[j]["t"] - samples[i]["t"]) / 60))
+            i = j
+    vol, invol = b["vol"] - a["vol"], b["invol"] - a["invol"]
+    return dict(
+        minutes=minutes,
+        rss_max_kb=max(s["VmRSS"] for s in samples),
+        hwm_kb=b["VmHWM"],
+        cpu_ms_min=(b["sched_ns"] - a["sched_ns"]) / 1e6 / minutes,
+        cpu_ms_min_max=max(per_min) if per_min else float("nan"),
+        ticks_ms_min=(b["ticks"] - a["ticks"]) * 1000 / CLK_TCK / minutes,
+        vol=vol, invol=invol,
+        wakeups_min=vol / minutes,
+        threads=b["threads"],
+    )
+
+
+# ---- the machine's own limit, in a process of its own (it reaps any child) ------------------
+
+
+def machine_limit(work):
+    os.makedirs(work, exist_ok=True)
+    here = os.path.dirname(os.path.abspath(__file__))
+    exe = os.path.join(work, "spawn")
+    if shutil.which("cc") and subprocess.run(["cc", "-O2", "-o", exe, os.path.join(here, "spawn.c")]).returncode == 0:
+        out = subprocess.run([exe, str(SPAWN_N), str(SPAWN_PARALLEL), "/usr/bin/true"],
+                             check=True, capture_output=True, text=True).stdout
+        spawn, spawner = float(out), "C posix_spawn loop"
+    else:  # no C compiler: the same loop in Python (a little slower)
+        t0 = time.perf_counter()
+        inflight = started = 0
+        while started < SPAWN_N or inflight:
+            while inflight < SPAWN_PARALLEL and started < SPAWN_N:
+                os.posix_spawn("/usr/bin/true", ["true"], {})
+                inflight += 1
+                started += 1
+            os.wait()
+            inflight -= 1
+        spawn, spawner = time.perf_counter() - t0, "Python os.posix_spawn loop"
+
+    # Fire latency floor: spawn /usr/bin/date from here and read the instant it prints.
+    lat = []
+    for _ in range(100):
+        r, w = os.pipe()
+        t = time.time()
+        pid = os.posix_spawn("/usr/bin/date", ["date", "+%s.%N"], {}, file_actions=[(os.POSIX_SPAWN_DUP2, w, 1)])
+        os.close(w)
+        out = os.read(r, 64)
+        os.close(r)
+        os.waitpid(pid, 0)
+        lat.append((float(out) - t) * 1000)
+        time.sleep(0.01)
+
+    schema = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "store",
+                               "migrations", "001_initial.sql")).read()
+
+    def fresh(name):
+        con = sqlite3.connect(os.path.join(work, name), isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.execute("PRAGMA foreign_keys=ON")
+        con.executescript(schema)
+        now = rfc3339(time.time())
+        con.execute("INSERT INTO jobs (system, name, schedule, command, created_at, updated_at) "
+                    "VALUES ('default', 'j', '* * * * *', 'shell', ?, ?)", (now, now))
+        return con
+
+    ins = ("INSERT INTO executions (job_id, status, scheduled_for, started_at, triggered_by, attempt) "
+           "VALUES (1, 'running', ?, ?, 'schedule', 1)")
+    upd = "UPDATE executions SET status = 'success', finished_at = ?, duration_ms = 1, output = '', exit_code = 0 WHERE id = ?"
+    stamps = [rfc3339(1_800_000_000 + k) for k in range(SPAWN_N)]
+
+    con = fresh("per_tx.db")
+    t0 = time.perf_counter()
+    for k in range(SPAWN_N):
+        con.execute("BEGIN IMMEDIATE")
+        con.execute(ins, (stamps[k], stamps[k]))
+        con.execute("COMMIT")
+    for k in range(SPAWN_N):
+        con.execute("BEGIN IMMEDIATE")
+        con.execute(upd, (stamps[k], k + 1))
+        con.execute("COMMIT")
+    per_tx = time.perf_counter() - t0
+    con.close()
+
+    con = fresh("batched.db")
+    t0 = time.perf_counter()
+    con.execute("BEGIN IMMEDIATE")
+    for k in range(SPAWN_N):
+        con.execute(ins, (stamps[k], stamps[k]))
+    con.execute("COMMIT")
+    con.execute("BEGIN IMMEDIATE")
+    for k in range(SPAWN_N):
+        con.execute(upd, (stamps[k], k + 1))
+    con.execute("COMMIT")
+    batched = time.perf_counter() - t0
+    con.close()
+    print(json.dumps({"spawn_s": spawn, "spawner": spawner, "date_p50_ms": pct(lat, 50), "date_p99_ms": pct(lat, 99), "sqlite_per_tx_s": per_tx, "sqlite_batched_s": batched}))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin")
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-cron", action="store_true")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--machine-limit", action="store_true")
+    ap.add_argument("--only", default="limit,latency,burst,idle",
+                    help="comma-separated scenarios (limit, latency, burst, idle; idle includes cron)")
+    args = ap.parse_args()
+    if args.machine_limit:
+        machine_limit(args.work)
+        return
+    only = set(args.only.split(","))
+    b = Bench(args)
+    cron = Cron(b, enabled=not args.no_cron and "idle" in only)
+    began = time.time()
+    load = os.getloadavg()
+    log(f"mode {b.mode}; load average {load[0]:.2f} on {os.cpu_count()} CPUs; work folder {b.work}")
+    try:
+        if "limit" in only:
+            b.machine_limit()
+        if cron.ok and "idle" in only:
+            cron.write_crontab("cronmgr-bench-latency",
+                               [f"* * * * * root /usr/bin/date +\\%s.\\%N >> {b.work}/cron-latency"])
+            cron.start()
+        if "latency" in only:
+            b.fire_latency()
+        if "burst" in only:
+            b.burst()
+        if "idle" in only:
+            cron_proc, boundary = b.idle(cron)
+            b.cron_bursts(cron, cron_proc, boundary)
+        b.cron_latency_rows(cron)
+    finally:
+        cron.stop()
+    load2 = os.getloadavg()
+    print()
+    print(f"cronmgr benchmark, {b.mode} mode, {time.strftime('%Y-%m-%d %H:%M %Z')}, "
+          f"{os.cpu_count()} CPUs, load average {load[0]:.1f} at start and {load2[0]:.1f} at end, "
+          f"{(time.time() - began) / 60:.1f} min")
+    print("figures: median over runs (min–max, runs); percentiles are nearest-rank within a run")
+    print()
+    print(b.table())
+    for n in b.notes:
+        print(f"note: {n}")
+    with open(os.path.join(b.work, "results.json"), "w") as f:
+        json.dump({k: getattr(b, k, None) for k in
+                   ("limit", "latency", "bursts", "idle_result", "cron_latency", "cron_burst")}, f, default=str)
+
+
+if __name__ == "__main__":
+    main()
