@@ -41,6 +41,8 @@ const MISSED_CAP: usize = 100_000;
 const STORAGE_ALERT: Duration = Duration::from_secs(2);
 /// How long the runner's own writes wait for a lock before queueing instead.
 const WRITE_WAIT: Duration = Duration::from_millis(200);
+/// How often the runner trims history (and once at start).
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Rows deleted per retention batch.
 const PRUNE_BATCH: usize = 500;
 
@@ -122,6 +124,19 @@ impl Ord for Slot {
     }
 }
 
+type GapKey = (String, Tz, DateTime<Utc>);
+/// The slots from the first due one up to now, and the next slot after now.
+type GapWork = (Vec<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// A slot picked to start in this pass, with what starting it needs.
+struct Picked {
+    slot: Slot,
+    job: Job,
+    next: Option<DateTime<Utc>>,
+    timeout: Duration,
+    new: NewExecution,
+}
+
 struct Running {
     slot: Slot,
     system: String,
@@ -164,6 +179,8 @@ pub struct Engine<'c> {
     running: HashMap<i64, Running>,
     /// Every write, in order, waiting while the database refuses them (locked, full).
     recorder: Recorder,
+    /// Within one pass over due jobs: (expression, zone, first slot) -> (slots up to now, next).
+    gap_memo: HashMap<GapKey, GapWork>,
     /// Whether the connection's lock wait is cut to zero because writes are waiting.
     lock_wait_short: bool,
     tx: Sender<Event>,
@@ -175,6 +192,7 @@ pub struct Engine<'c> {
     last_housekeeping: Instant,
     data_version: i64,
     prune_pending: bool,
+    last_prune: Instant,
     /// When the runner state and metrics file were last written, and whether they lag behind.
     state_written: Instant,
     state_stale: bool,
@@ -204,6 +222,7 @@ impl<'c> Engine<'c> {
             retries: Vec::new(),
             running: HashMap::new(),
             recorder: Recorder::new(&opts.db_path),
+            gap_memo: HashMap::new(),
             lock_wait_short: false,
             tx,
             rx,
@@ -214,6 +233,7 @@ impl<'c> Engine<'c> {
             last_housekeeping: Instant::now(),
             data_version: 0,
             prune_pending: true,
+            last_prune: Instant::now(),
             state_written: Instant::now(),
             state_stale: false,
             summary: Summary::default(),
@@ -293,17 +313,17 @@ impl<'c> Engine<'c> {
             while let Ok(event) = self.rx.try_recv() {
                 self.handle(event)?;
             }
-            self.sync_lock_wait();
+            self.flush_records();
             self.housekeeping()?;
             self.enforce_stop_deadline();
         }
         self.flush_records();
         let give_up = Instant::now() + Duration::from_secs(5);
-        while self.recorder.is_behind() && Instant::now() < give_up {
+        while self.recorder.backlog() > 0 && Instant::now() < give_up {
             std::thread::sleep(Duration::from_millis(250));
             self.flush_records();
         }
-        if self.recorder.is_behind() {
+        if self.recorder.backlog() > 0 {
             tracing::error!(
                 count = self.recorder.backlog(),
                 "the database still refuses writes: these records are lost; claims made in the journal are recorded as interrupted by the next runner"
@@ -427,6 +447,7 @@ impl<'c> Engine<'c> {
 
     /// At start: slots missed while no runner was up, catch-up, and @reboot jobs.
     fn start_up(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        self.gap_memo.clear();
         let ids: Vec<i64> = self.jobs.keys().copied().collect();
         for id in ids {
             let entry = &self.jobs[&id];
@@ -460,6 +481,7 @@ impl<'c> Engine<'c> {
 
     /// Queue every slot that is due, handling any gap since a job's last known slot.
     fn collect_due(&mut self, now: DateTime<Utc>, gap: Gap) -> anyhow::Result<()> {
+        self.gap_memo.clear();
         let mut touched = false;
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
             if at > now {
@@ -488,12 +510,24 @@ impl<'c> Engine<'c> {
         gap: Gap,
     ) -> anyhow::Result<()> {
         let entry = &self.jobs[&id];
-        let mut slots = vec![first];
-        slots.extend(
-            entry
-                .schedule
-                .fires_between(first, now, entry.tz, MISSED_CAP),
-        );
+        // Jobs sharing an expression and zone share the work (a burst of 10,000 alike jobs
+        // computes one schedule, so the first of them starts without waiting for the rest).
+        let key = (entry.job.schedule.clone(), entry.tz, first);
+        let (slots, next) = match self.gap_memo.get(&key) {
+            Some(hit) => hit.clone(),
+            None => {
+                let mut slots = vec![first];
+                slots.extend(
+                    entry
+                        .schedule
+                        .fires_between(first, now, entry.tz, MISSED_CAP),
+                );
+                let next = entry.schedule.next_after(now, entry.tz);
+                self.gap_memo.insert(key, (slots.clone(), next));
+                (slots, next)
+            }
+        };
+        let entry = &self.jobs[&id];
         let latest = *slots.last().expect("slots has at least `first`");
         let on_time = now - latest <= ON_TIME;
         let job = &entry.job;
@@ -545,26 +579,23 @@ impl<'c> Engine<'c> {
                 crate::output::utc(late[late.len() - 1]),
             );
             tracing::warn!(job = %job.name, system = %job.system, "{message}");
-            self.recorder.write(
-                &self.store,
-                Write::Row(NewExecution {
-                    job_id: id,
-                    status: Status::Missed,
-                    scheduled_for: late[0],
-                    started_at: None,
-                    triggered_by: Trigger::Schedule,
-                    attempt: 0,
-                    error_message: Some(message),
-                    runner_pid: Some(std::process::id()),
-                }),
-            );
+            self.recorder.write(Write::Row(NewExecution {
+                job_id: id,
+                status: Status::Missed,
+                scheduled_for: late[0],
+                started_at: None,
+                triggered_by: Trigger::Schedule,
+                attempt: 0,
+                error_message: Some(message),
+                runner_pid: Some(std::process::id()),
+            }));
             self.summary.missed += 1;
         }
         if run_latest {
             self.enqueue(self.slot(id, latest, 1, Trigger::Schedule), now)?;
         }
         let entry = self.jobs.get_mut(&id).expect("checked above");
-        entry.next = entry.schedule.next_after(now, entry.tz);
+        entry.next = next;
         if let Some(t) = entry.next {
             self.timers.push(Reverse((t, id)));
         }
@@ -603,19 +634,16 @@ impl<'c> Engine<'c> {
     }
 
     fn record_skipped(&mut self, slot: &Slot, why: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
-        self.recorder.write(
-            &self.store,
-            Write::Row(NewExecution {
-                job_id: slot.job_id,
-                status: Status::Skipped,
-                scheduled_for: slot.scheduled_for,
-                started_at: Some(now),
-                triggered_by: slot.trigger,
-                attempt: slot.attempt,
-                error_message: Some(format!("skipped: {why}")),
-                runner_pid: Some(std::process::id()),
-            }),
-        );
+        self.recorder.write(Write::Row(NewExecution {
+            job_id: slot.job_id,
+            status: Status::Skipped,
+            scheduled_for: slot.scheduled_for,
+            started_at: Some(now),
+            triggered_by: slot.trigger,
+            attempt: slot.attempt,
+            error_message: Some(format!("skipped: {why}")),
+            runner_pid: Some(std::process::id()),
+        }));
         self.summary.skipped += 1;
         if let Some(e) = self.jobs.get(&slot.job_id) {
             tracing::info!(job = %e.job.name, slot = %crate::output::utc(slot.scheduled_for), "skipped: {why}");
@@ -641,8 +669,7 @@ impl<'c> Engine<'c> {
             .map(|(id, e)| (*id, e.next))
             .collect();
         if !updates.is_empty() {
-            self.recorder
-                .write(&self.store, Write::NextRuns(updates.clone()));
+            self.recorder.write(Write::NextRuns(updates.clone()));
             for (id, next) in updates {
                 if let Some(e) = self.jobs.get_mut(&id) {
                     e.job.next_run_at = next;
@@ -658,14 +685,18 @@ impl<'c> Engine<'c> {
         self.running.values().filter(|r| r.system == system).count()
     }
 
+    /// Start what the caps allow, most urgent first: pick the slots, claim them all in one
+    /// transaction, then spawn each.
     fn start_ready(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
-        if self.stop_deadline.is_some() {
+        if self.stop_deadline.is_some() || self.queue.is_empty() {
             return Ok(());
         }
         let mut blocked = Vec::new();
-        while let Some(slot) = self.pop_queue() {
+        let mut picked: Vec<Picked> = Vec::new();
+        let mut planned: HashMap<String, usize> = HashMap::new();
+        while let Some(mut slot) = self.pop_queue() {
             if let Some(cap) = self.opts.max_concurrent {
-                if self.running.len() >= cap {
+                if self.running.len() + picked.len() >= cap {
                     self.push_queue(slot);
                     break;
                 }
@@ -676,14 +707,16 @@ impl<'c> Engine<'c> {
             let system = entry.job.system.clone();
             if self.opts.max_concurrent.is_none() {
                 let cap = self.settings_for(&system).max_concurrent_jobs as usize;
-                if self.running_in(&system) >= cap {
+                let planned_here = planned.get(&system).copied().unwrap_or(0);
+                if self.running_in(&system) + planned_here >= cap {
                     blocked.push(slot);
                     continue;
                 }
             }
             if slot.trigger != Trigger::Retry && !entry.job.allow_concurrent {
                 let busy = self.running.values().any(|r| r.slot.job_id == slot.job_id)
-                    || self.retries.iter().any(|r| r.job_id == slot.job_id);
+                    || self.retries.iter().any(|r| r.job_id == slot.job_id)
+                    || picked.iter().any(|p| p.slot.job_id == slot.job_id);
                 if busy {
                     self.record_skipped(
                         &slot,
@@ -693,27 +726,17 @@ impl<'c> Engine<'c> {
                     continue;
                 }
             }
-            self.start(slot, now)?;
-        }
-        for slot in blocked {
-            self.push_queue(slot);
-        }
-        Ok(())
-    }
-
-    fn start(&mut self, mut slot: Slot, now: DateTime<Utc>) -> anyhow::Result<()> {
-        let entry = &self.jobs[&slot.job_id];
-        let job = entry.job.clone();
-        let settings = self.settings_for(&job.system);
-        let first_started = *slot.first_started.get_or_insert(now);
-        let Some(timeout) = execute::attempt_timeout(&job, &settings, first_started, now) else {
-            tracing::warn!(job = %job.name, attempt = slot.attempt, "max_runtime used up; no further attempt");
-            return Ok(());
-        };
-        let next = entry.next;
-        let claimed = self.recorder.claim(
-            &self.store,
-            &NewExecution {
+            let job = entry.job.clone();
+            let next = entry.next;
+            let settings = self.settings_for(&job.system);
+            let first_started = *slot.first_started.get_or_insert(now);
+            let Some(timeout) = execute::attempt_timeout(&job, &settings, first_started, now)
+            else {
+                tracing::warn!(job = %job.name, attempt = slot.attempt, "max_runtime used up; no further attempt");
+                continue;
+            };
+            *planned.entry(system).or_default() += 1;
+            let new = NewExecution {
                 job_id: job.id,
                 status: Status::Running,
                 scheduled_for: slot.scheduled_for,
@@ -722,20 +745,47 @@ impl<'c> Engine<'c> {
                 attempt: slot.attempt,
                 error_message: None,
                 runner_pid: Some(std::process::id()),
-            },
-            next,
-        );
-        let claimed = match claimed {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(job = %job.name, error = %e, "could not claim the slot; not running it");
-                return Ok(());
-            }
-        };
-        let Some(execution) = claimed else {
-            tracing::info!(job = %job.name, slot = %crate::output::utc(slot.scheduled_for), attempt = slot.attempt, "slot already claimed elsewhere; not running it");
+            };
+            picked.push(Picked {
+                slot,
+                job,
+                next,
+                timeout,
+                new,
+            });
+        }
+        for slot in blocked {
+            self.push_queue(slot);
+        }
+        if picked.is_empty() {
             return Ok(());
-        };
+        }
+        let claims: Vec<(NewExecution, Option<DateTime<Utc>>)> =
+            picked.iter().map(|p| (p.new.clone(), p.next)).collect();
+        let results = self.recorder.claim_many(&self.store, &claims);
+        for (p, claimed) in picked.into_iter().zip(results) {
+            match claimed {
+                Ok(Some(execution)) => self.launch(p, execution, now),
+                Ok(None) => {
+                    tracing::info!(job = %p.job.name, slot = %crate::output::utc(p.slot.scheduled_for), attempt = p.slot.attempt, "slot already claimed elsewhere; not running it");
+                }
+                Err(e) => {
+                    tracing::error!(job = %p.job.name, error = %e, "could not claim the slot; not running it");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Spawn a claimed execution on its own worker thread.
+    fn launch(&mut self, picked: Picked, execution: i64, now: DateTime<Utc>) {
+        let Picked {
+            slot,
+            job,
+            next,
+            timeout,
+            ..
+        } = picked;
         if let Some(e) = self.jobs.get_mut(&job.id) {
             e.job.next_run_at = next;
             e.job.last_run_at = Some(now);
@@ -771,7 +821,7 @@ impl<'c> Engine<'c> {
                     execution,
                     result: Err(format!("refused, not run: {refused}")),
                 });
-                return Ok(());
+                return;
             }
         };
         tracing::info!(job = %job.name, system = %job.system, execution, "starting");
@@ -799,7 +849,6 @@ impl<'c> Engine<'c> {
                 result: Err(format!("cannot start a worker thread: {e}")),
             });
         }
-        Ok(())
     }
 
     // ---- events --------------------------------------------------------------------------
@@ -807,8 +856,7 @@ impl<'c> Engine<'c> {
     fn handle(&mut self, event: Event) -> anyhow::Result<()> {
         match event {
             Event::Spawned { execution, pid } => {
-                self.recorder
-                    .write(&self.store, Write::Pid { execution, pid });
+                self.recorder.write(Write::Pid { execution, pid });
             }
             Event::Finished { execution, result } => self.finished(execution, result)?,
             Event::Signal(sig) => self.signal(sig)?,
@@ -848,13 +896,10 @@ impl<'c> Engine<'c> {
             exit_code = ?finish.exit_code,
             "finished"
         );
-        self.recorder.write(
-            &self.store,
-            Write::Finish {
-                execution,
-                finish: finish.clone(),
-            },
-        );
+        self.recorder.write(Write::Finish {
+            execution,
+            finish: finish.clone(),
+        });
         let refused = matches!(&result, Err(m) if m.starts_with("refused"));
         let slot = run.slot.clone();
         let retried = matches!(finish.status, Status::Failed | Status::Timeout)
@@ -1088,8 +1133,10 @@ impl<'c> Engine<'c> {
         if self.prune_pending {
             wait = wait.min(Duration::from_millis(50));
         }
-        if self.recorder.is_behind() {
+        if self.recorder.is_failing() {
             wait = wait.min(Duration::from_millis(250));
+        } else if self.recorder.backlog() > 0 {
+            wait = Duration::ZERO;
         }
         wait
     }
@@ -1106,7 +1153,7 @@ impl<'c> Engine<'c> {
         if self.notifier.watchdog.is_some() {
             self.notifier.send("WATCHDOG=1");
         }
-        if self.prune_pending && self.stop_deadline.is_none() && !self.recorder.is_behind() {
+        if self.prune_pending && self.stop_deadline.is_none() && !self.recorder.is_failing() {
             self.prune_step()?;
         }
         if self.state_stale && self.state_written.elapsed() >= Duration::from_secs(1) {
@@ -1124,11 +1171,18 @@ impl<'c> Engine<'c> {
             self.data_version = version;
             self.reload(self.clock.now())?;
         }
-        self.prune_pending = true;
         let now = self.clock.now();
         self.monitor
             .host_checks(&self.store, self.settings.values(), now);
         self.write_runner_state();
+        // Retention, hourly: the first batch in this wake-up, more only if it came back full.
+        if self.last_prune.elapsed() >= RETENTION_EVERY
+            && self.stop_deadline.is_none()
+            && !self.recorder.is_failing()
+        {
+            self.last_prune = Instant::now();
+            self.prune_step()?;
+        }
         Ok(())
     }
 
@@ -1224,24 +1278,23 @@ impl<'c> Engine<'c> {
     /// While writes wait, every other write fails at once instead of stalling the loop on the
     /// lock (the alert bookkeeping of a run ending then is lost, the execution records are not).
     fn sync_lock_wait(&mut self) {
-        let behind = self.recorder.is_behind();
-        if behind != self.lock_wait_short {
-            let wait = if behind { Duration::ZERO } else { WRITE_WAIT };
+        let failing = self.recorder.is_failing();
+        if failing != self.lock_wait_short {
+            let wait = if failing { Duration::ZERO } else { WRITE_WAIT };
             if let Err(e) = self.store.connection().busy_timeout(wait) {
                 tracing::warn!(error = %e, "could not set the lock wait");
             }
-            self.lock_wait_short = behind;
+            self.lock_wait_short = failing;
         }
     }
 
-    /// Write what waits for the database; when a long refusal ends, raise an alert about it.
+    /// Write what waits for the database, in one transaction; when a long refusal ends, raise an
+    /// alert about it.
     fn flush_records(&mut self) {
-        if !self.recorder.is_behind() {
+        if self.recorder.backlog() == 0 {
             return;
         }
-        // One patient attempt, then back to failing fast.
-        let _ = self.store.connection().busy_timeout(WRITE_WAIT);
-        self.lock_wait_short = false;
+        // While failing, attempts fail at once (no lock wait): the loop keeps starting jobs on time.
         let failing = self.recorder.failing().cloned();
         let backlog = self.recorder.backlog();
         let landed = self.recorder.flush(&self.store);

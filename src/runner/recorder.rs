@@ -78,8 +78,9 @@ impl Recorder {
         }
     }
 
-    pub fn is_behind(&self) -> bool {
-        !self.pending.is_empty()
+    /// True while the database refuses writes (queued writes wait, claims go to the journal).
+    pub fn is_failing(&self) -> bool {
+        self.failing.is_some()
     }
 
     pub fn backlog(&self) -> usize {
@@ -107,7 +108,7 @@ impl Recorder {
         if self.journal.has(new)? {
             return Ok(None);
         }
-        if !self.is_behind() {
+        if !self.is_failing() {
             match store.claim_run(new, next_run_at) {
                 Ok(claimed) => return Ok(claimed),
                 Err(e) if transient(&e) => self.note_failure(&e),
@@ -148,16 +149,90 @@ impl Recorder {
         Ok(Some(provisional))
     }
 
-    /// Make a write now, or queue it behind those still waiting.
-    pub fn write(&mut self, store: &Store, write: Write) {
+    /// Queue a write; [`Recorder::flush`] makes the queued writes in one transaction.
+    pub fn write(&mut self, write: Write) {
         self.pending.push_back(write);
-        if self.pending.len() == 1 {
-            self.flush(store);
+    }
+
+    /// Claim several slots at once: one transaction when the database takes it, the journal for
+    /// each when it does not. One result per slot, as [`Recorder::claim`].
+    pub fn claim_many(
+        &mut self,
+        store: &Store,
+        slots: &[(NewExecution, Option<DateTime<Utc>>)],
+    ) -> Vec<Result<Option<i64>, StoreError>> {
+        if !self.is_failing() && !slots.is_empty() && self.journal.is_empty() {
+            let batch = store.batch(|b| {
+                slots
+                    .iter()
+                    .map(|(new, next)| b.claim_run(new, *next))
+                    .collect::<Result<Vec<_>, _>>()
+            });
+            match batch {
+                Ok(ids) => return ids.into_iter().map(Ok).collect(),
+                Err(e) if transient(&e) => self.note_failure(&e),
+                Err(_) => {} // a bad one among them: claim each on its own below
+            }
+        }
+        slots
+            .iter()
+            .map(|(new, next)| self.claim(store, new, *next))
+            .collect()
+    }
+
+    /// Make every queued write, in order, in one transaction. True when nothing waits any more.
+    pub fn flush(&mut self, store: &Store) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        let writes: Vec<Write> = self.pending.iter().cloned().collect();
+        let mut ids = Vec::new();
+        let all = store.batch(|b| {
+            for write in &writes {
+                self.apply_in(b, write, &mut ids)?;
+            }
+            Ok(())
+        });
+        match all {
+            Ok(()) => {
+                self.ids.extend(ids);
+                let claims: Vec<NewExecution> = writes
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Claim { new, .. } => Some(new.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                self.pending.clear();
+                self.landed(claims);
+                true
+            }
+            Err(e) if transient(&e) => {
+                self.note_failure(&e);
+                false
+            }
+            // One of them can never land: find it by writing them one at a time.
+            Err(_) => self.flush_one_by_one(store),
         }
     }
 
-    /// Write what is waiting, in order, until the database refuses again. True when all landed.
-    pub fn flush(&mut self, store: &Store) -> bool {
+    fn landed(&mut self, claims: Vec<NewExecution>) {
+        if !claims.is_empty() {
+            if let Err(e) = self.journal.forget(&claims) {
+                tracing::warn!(error = %e, "could not trim the claim journal");
+            }
+        }
+        if self.pending.is_empty() {
+            if let Some((since, _)) = self.failing.take() {
+                tracing::warn!(
+                    waited_ms = since.elapsed().as_millis() as u64,
+                    "the database takes writes again; every waiting record has landed"
+                );
+            }
+        }
+    }
+
+    fn flush_one_by_one(&mut self, store: &Store) -> bool {
         let mut landed_claims = Vec::new();
         while let Some(write) = self.pending.front().cloned() {
             match self.apply(store, &write) {
@@ -177,35 +252,32 @@ impl Recorder {
                 }
             }
         }
-        if !landed_claims.is_empty() {
-            if let Err(e) = self.journal.forget(&landed_claims) {
-                tracing::warn!(error = %e, "could not trim the claim journal");
-            }
-        }
-        if self.pending.is_empty() {
-            if let Some((since, _)) = self.failing.take() {
-                tracing::warn!(
-                    waited_ms = since.elapsed().as_millis() as u64,
-                    "the database takes writes again; every waiting record has landed"
-                );
-            }
-            true
-        } else {
-            false
-        }
+        self.landed(landed_claims);
+        self.pending.is_empty()
     }
 
     fn apply(&mut self, store: &Store, write: &Write) -> Result<(), StoreError> {
+        let mut ids = Vec::new();
+        store.batch(|b| self.apply_in(b, write, &mut ids))?;
+        self.ids.extend(ids);
+        Ok(())
+    }
+
+    /// One write inside a transaction; provisional ids that landed go to `ids`.
+    fn apply_in(
+        &self,
+        b: &crate::store::Batch<'_>,
+        write: &Write,
+        ids: &mut Vec<(i64, i64)>,
+    ) -> Result<(), StoreError> {
         match write {
             Write::Claim {
                 provisional,
                 new,
                 next_run_at,
             } => {
-                match store.claim_run(new, *next_run_at)? {
-                    Some(id) => {
-                        self.ids.insert(*provisional, id);
-                    }
+                match b.claim_run(new, *next_run_at)? {
+                    Some(id) => ids.push((*provisional, id)),
                     None => {
                         // Someone else recorded the same slot meanwhile: it ran twice. Say so.
                         tracing::error!(
@@ -217,29 +289,31 @@ impl Recorder {
                 }
                 Ok(())
             }
-            Write::Row(new) => store.claim(new).map(|_| ()),
-            Write::Pid { execution, pid } => match self.resolve(*execution) {
-                Some(id) => store.set_pid(id, *pid),
+            Write::Row(new) => b.claim(new).map(|_| ()),
+            Write::Pid { execution, pid } => match self.resolve(*execution, ids) {
+                Some(id) => b.set_pid(id, *pid),
                 None => Ok(()),
             },
-            Write::Finish { execution, finish } => match self.resolve(*execution) {
-                Some(id) => match store.finish(id, finish) {
+            Write::Finish { execution, finish } => match self.resolve(*execution, ids) {
+                Some(id) => match b.finish(id, finish) {
                     Err(StoreError::ExecutionNotFound(_)) => Ok(()), // its job was removed
                     other => other,
                 },
                 None => Ok(()),
             },
-            Write::NextRuns(updates) => store.set_next_runs(updates),
+            Write::NextRuns(updates) => b.set_next_runs(updates),
         }
     }
 
     /// The row id of an execution, or None for a provisional one whose claim never landed.
-    fn resolve(&self, id: i64) -> Option<i64> {
+    fn resolve(&self, id: i64, landing: &[(i64, i64)]) -> Option<i64> {
         if id > 0 {
-            Some(id)
-        } else {
-            self.ids.get(&id).copied()
+            return Some(id);
         }
+        self.ids
+            .get(&id)
+            .copied()
+            .or_else(|| landing.iter().find(|(p, _)| *p == id).map(|(_, r)| *r))
     }
 
     fn note_failure(&mut self, e: &StoreError) {
@@ -321,6 +395,10 @@ impl Journal {
             file.sync_data()?;
         }
         Ok(out) // the lock goes with the file
+    }
+
+    fn is_empty(&self) -> bool {
+        std::fs::metadata(&self.path).map_or(true, |m| m.len() == 0)
     }
 
     /// Is this slot in the journal (claimed by any runner)? Cheap when the journal is empty.
@@ -468,16 +546,13 @@ mod tests {
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
         let id = rec.claim(&store, &new(job.id, 0), None).unwrap().unwrap();
         assert!(id < 0, "a provisional id while locked");
-        assert!(rec.is_behind());
+        assert!(rec.is_failing());
         // The same slot cannot be claimed twice, journal or not.
         assert_eq!(rec.claim(&store, &new(job.id, 0), None).unwrap(), None);
-        rec.write(
-            &store,
-            Write::Pid {
-                execution: id,
-                pid: 4242,
-            },
-        );
+        rec.write(Write::Pid {
+            execution: id,
+            pid: 4242,
+        });
         let finish = Finish {
             status: Status::Success,
             finished_at: t0(),
@@ -488,13 +563,10 @@ mod tests {
             memory_used_mb: None,
             cpu_used_percent: None,
         };
-        rec.write(
-            &store,
-            Write::Finish {
-                execution: id,
-                finish,
-            },
-        );
+        rec.write(Write::Finish {
+            execution: id,
+            finish,
+        });
         assert!(!rec.flush(&store));
         assert!(rec.failing().is_some());
 

@@ -62,7 +62,7 @@ impl Store {
     /// Claim a slot: insert its row unless (job, scheduled_for, attempt) is taken. Returns the new
     /// row's id, or None when another runner (or an earlier pass) already has the slot.
     pub fn claim(&self, new: &NewExecution) -> Result<Option<i64>> {
-        self.write(|conn| claim(conn, new))
+        self.batch(|b| b.claim(new))
     }
 
     /// Claim a slot and, in the same transaction, record that the job started now and when it
@@ -72,61 +72,27 @@ impl Store {
         new: &NewExecution,
         next_run_at: Option<DateTime<Utc>>,
     ) -> Result<Option<i64>> {
-        self.write(|conn| {
-            let id = claim(conn, new)?;
-            if id.is_some() {
-                conn.prepare_cached(
-                    "UPDATE jobs SET last_run_at = coalesce(?2, last_run_at), next_run_at = ?3 WHERE id = ?1",
-                )?
-                .execute(params![
-                    new.job_id,
-                    new.started_at.map(fmt_time),
-                    next_run_at.map(fmt_time)
-                ])?;
-            }
-            Ok(id)
-        })
+        self.batch(|b| b.claim_run(new, next_run_at))
     }
 
     /// Claim several slots in one transaction (a burst of due jobs); one result per input.
     pub fn claim_many(&self, news: &[NewExecution]) -> Result<Vec<Option<i64>>> {
-        self.write(|conn| news.iter().map(|n| claim(conn, n)).collect())
+        self.batch(|b| news.iter().map(|n| b.claim(n)).collect())
     }
 
     /// Record the pid (== process group) of a spawned execution.
     pub fn set_pid(&self, id: i64, pid: u32) -> Result<()> {
-        self.write(|conn| {
-            conn.prepare_cached("UPDATE executions SET pid = ?2 WHERE id = ?1")?
-                .execute(params![id, pid])?;
-            Ok(())
-        })
+        self.batch(|b| b.set_pid(id, pid))
     }
 
-    /// Record how an execution ended, and the job's last run.
+    /// Record how an execution ended.
     pub fn finish(&self, id: i64, finish: &Finish) -> Result<()> {
-        self.write(|conn| {
-            let n = conn
-                .prepare_cached(
-                    "UPDATE executions SET status = ?2, finished_at = ?3, duration_ms = ?4, output = ?5, \
-                     error_message = ?6, exit_code = ?7, memory_used_mb = ?8, cpu_used_percent = ?9 \
-                     WHERE id = ?1",
-                )?
-                .execute(params![
-                    id,
-                    finish.status.as_str(),
-                    fmt_time(finish.finished_at),
-                    finish.duration_ms,
-                    finish.output,
-                    finish.error_message,
-                    finish.exit_code,
-                    finish.memory_used_mb,
-                    finish.cpu_used_percent,
-                ])?;
-            if n == 0 {
-                return Err(StoreError::ExecutionNotFound(id));
-            }
-            Ok(())
-        })
+        self.batch(|b| b.finish(id, finish))
+    }
+
+    /// Several of the runner's writes in one transaction: all land or none does.
+    pub fn batch<T>(&self, f: impl FnOnce(&Batch<'_>) -> Result<T>) -> Result<T> {
+        self.write(|conn| f(&Batch { conn }))
     }
 
     /// Set a job's last and next run instants.
@@ -284,6 +250,79 @@ fn prune_select(batch: usize) -> String {
          WHERE status != 'running' AND (rn > ?2 OR (?3 IS NOT NULL AND at < ?3)) \
          ORDER BY id LIMIT {batch}"
     )
+}
+
+/// The runner's writes, inside one transaction (see [`Store::batch`]).
+pub struct Batch<'c> {
+    conn: &'c Connection,
+}
+
+impl Batch<'_> {
+    pub fn claim(&self, new: &NewExecution) -> Result<Option<i64>> {
+        claim(self.conn, new)
+    }
+
+    pub fn claim_run(
+        &self,
+        new: &NewExecution,
+        next_run_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<i64>> {
+        let id = claim(self.conn, new)?;
+        if id.is_some() {
+            self.conn
+                .prepare_cached(
+                    "UPDATE jobs SET last_run_at = coalesce(?2, last_run_at), next_run_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![
+                    new.job_id,
+                    new.started_at.map(fmt_time),
+                    next_run_at.map(fmt_time)
+                ])?;
+        }
+        Ok(id)
+    }
+
+    pub fn set_pid(&self, id: i64, pid: u32) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE executions SET pid = ?2 WHERE id = ?1")?
+            .execute(params![id, pid])?;
+        Ok(())
+    }
+
+    pub fn finish(&self, id: i64, finish: &Finish) -> Result<()> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE executions SET status = ?2, finished_at = ?3, duration_ms = ?4, output = ?5, \
+                 error_message = ?6, exit_code = ?7, memory_used_mb = ?8, cpu_used_percent = ?9 \
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                finish.status.as_str(),
+                fmt_time(finish.finished_at),
+                finish.duration_ms,
+                finish.output,
+                finish.error_message,
+                finish.exit_code,
+                finish.memory_used_mb,
+                finish.cpu_used_percent,
+            ])?;
+        if n == 0 {
+            return Err(StoreError::ExecutionNotFound(id));
+        }
+        Ok(())
+    }
+
+    pub fn set_next_runs(&self, updates: &[(i64, Option<DateTime<Utc>>)]) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("UPDATE jobs SET next_run_at = ?2 WHERE id = ?1")?;
+        for (id, next) in updates {
+            stmt.execute(params![id, next.map(fmt_time)])?;
+        }
+        Ok(())
+    }
 }
 
 fn claim(conn: &Connection, new: &NewExecution) -> Result<Option<i64>> {

@@ -146,13 +146,7 @@ impl Store {
 
     /// Write many jobs' next run instants at once (after a time zone change, or by the runner).
     pub fn set_next_runs(&self, updates: &[(i64, Option<DateTime<Utc>>)]) -> Result<()> {
-        self.write(|conn| {
-            let mut stmt = conn.prepare_cached("UPDATE jobs SET next_run_at = ?2 WHERE id = ?1")?;
-            for (id, next) in updates {
-                stmt.execute(params![id, next.map(fmt_time)])?;
-            }
-            Ok(())
-        })
+        self.batch(|b| b.set_next_runs(updates))
     }
 }
 

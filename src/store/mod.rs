@@ -22,7 +22,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 pub use alerts::{
     Alert, AlertKind, AlertState, Channel, Delivery, DeliveryState, NewAlert, RunnerState,
 };
-pub use executions::{ExecutionFilter, NewExecution};
+pub use executions::{Batch, ExecutionFilter, NewExecution};
 pub use jobs::JobFilter;
 pub use metrics::{ExecutionBrief, JobCounts, JobStats, StatusTotals};
 pub(crate) use settings::looks_like_email;
