@@ -55,6 +55,10 @@ The config file, as \fB\-\-config\fR.
 \fBCRONMGR_SYSTEM\fR
 The system (namespace), as \fB\-\-system\fR.
 .TP
+\fBCRONMGR_SYNCHRONOUS\fR
+\fBfull\fR makes SQLite fsync every commit; the default, \fBnormal\fR, keeps every commit
+across a crash of cronmgr and may lose only the last ones on power loss.
+.TP
 \fBTZ\fR
 The host's time zone, the default zone of a new system.
 .TP
