@@ -491,6 +491,8 @@ class Cron:
         if running:
             self.ok, self.why = False, f"n/a (a cron is already running here, pid {running[0]}; not disturbing it)"
             return None
+        if not self.pidfile_existed:
+            self.bench.remember_file("/run/crond.pid")  # cron writes it; run.sh's trap removes it
         self.log = open(os.path.join(self.bench.work, "cron.log"), "w")
         self.proc = subprocess.Popen(["cron", "-f"], stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -685,6 +687,8 @@ def main():
         machine_limit(args.work)
         return
     only = set(args.only.split(","))
+    # run.sh's trap sends TERM: unwind, so cron is stopped and its files removed in order.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     b = Bench(args)
     cron = Cron(b, enabled=not args.no_cron and "idle" in only)
     began = time.time()

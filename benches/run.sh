@@ -28,7 +28,7 @@ fi
 
 work="$(mktemp -d /tmp/cronmgr-bench.XXXXXX)"
 # bench.py writes the pid of every process it starts to $work/pids and the path of every file it
-# creates outside $work (the /etc/cron.d entries) to $work/created, so this trap can clean up even
+# creates outside $work (the /etc/cron.d entries, cron's pid file) to $work/created, so this trap can clean up even
 # after bench.py itself was killed.
 cleanup() {
     local status=$?
@@ -57,4 +57,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-python3 "$here/bench.py" --bin "$bin" --work "$work" "$@"
+# In the background and waited for: bash runs a trap only once its foreground child has ended,
+# while `wait` returns as soon as a signal arrives.
+python3 "$here/bench.py" --bin "$bin" --work "$work" "$@" &
+echo $! >>"$work/pids"
+wait $!
