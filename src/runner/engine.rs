@@ -722,6 +722,7 @@ impl<'c> Engine<'c> {
             scheduled_for: slot.scheduled_for,
             timeout,
             live_log: Some(live_log.clone()),
+            settings: &settings,
         });
         let cancel = Cancel::new();
         self.running.insert(

@@ -488,9 +488,22 @@ fn shipped_examples_are_valid() {
         assert!(out.status.success(), "{}: {err}", file.display());
     }
     // The set the tool was designed around, each with its own executor.
-    let all: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
-    for executor in ["cleanup", "http", "sqlite", "backup", "report", "healthcheck"] {
-        assert!(all.contains(&format!("command = \"{executor}\"")), "no {executor} example");
+    let all: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    for executor in [
+        "cleanup",
+        "http",
+        "sqlite",
+        "backup",
+        "report",
+        "healthcheck",
+    ] {
+        assert!(
+            all.contains(&format!("command = \"{executor}\"")),
+            "no {executor} example"
+        );
     }
 }
 
