@@ -596,6 +596,11 @@ mod tests {
         let mut j = store.job("s", "j").unwrap();
         assert!(!j.is_active);
         assert_eq!(j.disabled_reason.as_deref(), Some("3 failures"));
+        // The runner's own change is in the audit log, in the same transaction.
+        let audit = store.audit(&Default::default()).unwrap();
+        assert_eq!(audit[0].action, "auto-disable");
+        assert_eq!(audit[0].user, "cronmgr runner");
+        assert_eq!(audit[0].diff["is_active"]["after"], false);
         j.is_active = true;
         j.disabled_reason = None;
         let j = store.update_job(&j, t0(), crate::store::test_by()).unwrap();
