@@ -58,6 +58,20 @@ pub struct Config {
     pub jobs_dir: PathBuf,
     /// `[smtp]`: the mail server for alerts (environment overrides apply at use).
     pub smtp: crate::alert::email::SmtpConfig,
+    /// `[admins]`: who may touch critical jobs besides root.
+    pub admins: Admins,
+    /// The file is owned by root and writable by no one else: only then do its `[admins]` count.
+    pub root_owned: bool,
+}
+
+/// `[admins]`: users and groups (names) allowed to change, run and kill critical jobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admins {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// `[executors.http]`: hosts the `http` executor (and healthcheck probes) may call.
@@ -106,6 +120,8 @@ struct File {
     executors: ExecutorsFile,
     #[serde(default)]
     smtp: crate::alert::email::SmtpConfig,
+    #[serde(default)]
+    admins: Admins,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,7 +153,14 @@ impl Config {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
         match std::fs::read_to_string(&path) {
-            Ok(text) => Config::parse(&path, &text),
+            Ok(text) => {
+                let mut config = Config::parse(&path, &text)?;
+                config.root_owned = std::fs::metadata(&path).is_ok_and(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    m.uid() == 0 && m.mode() & 0o022 == 0
+                });
+                Ok(config)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::defaults(path)),
             Err(source) => Err(ConfigError::Read { path, source }),
         }
@@ -177,6 +200,8 @@ impl Config {
             },
             jobs_dir: PathBuf::from(DEFAULT_JOBS_DIR),
             smtp: Default::default(),
+            admins: Admins::default(),
+            root_owned: false,
         }
     }
 
@@ -240,6 +265,8 @@ impl Config {
                 .jobs_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_JOBS_DIR)),
             smtp: file.smtp,
+            admins: file.admins,
+            root_owned: false,
         })
     }
 

@@ -15,6 +15,8 @@ pub enum ExitCode {
     JobFailed = 3,
     /// The job ran and timed out.
     JobTimeout = 4,
+    /// Not allowed: a critical job needs an admin (the attempt is in the audit log).
+    Forbidden = 5,
     /// Interrupted by a signal.
     Interrupted = 130,
 }
@@ -36,6 +38,11 @@ impl Invalid {
     }
 }
 
+/// Refused for lack of permission: exit status 5, database untouched but for the audit row.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Forbidden(pub String);
+
 /// Shorthand for `Err(Invalid(..).into())` in CLI code.
 #[macro_export]
 macro_rules! invalid {
@@ -47,6 +54,9 @@ macro_rules! invalid {
 /// The exit code for an error: bad input anywhere in the chain is a usage error, else a runtime error.
 pub fn classify(err: &anyhow::Error) -> ExitCode {
     for cause in err.chain() {
+        if cause.is::<Forbidden>() {
+            return ExitCode::Forbidden;
+        }
         if cause.is::<Invalid>()
             || cause.is::<crate::schedule::ScheduleError>()
             || cause.is::<crate::duration::DurationError>()

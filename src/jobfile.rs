@@ -78,9 +78,80 @@ pub struct JobSpec {
     /// How long without a success before a missed-run alert (default: the system's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_silence: Option<Secs>,
+    /// Only admins may change, remove, disable, run or kill it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical: Option<bool>,
+    /// Address space per process: bytes or `"512M"` (default: the system's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<Size>,
+    /// CPU time per process (default: the system's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_limit: Option<Secs>,
+    /// Open files per process (default: the system's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nofile_limit: Option<u64>,
+    /// Processes of the job's user (default: the system's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nproc_limit: Option<u64>,
+    /// Run as this user (root runner only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Run with this group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Executor parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<toml::Table>,
+}
+
+/// A size in a file: bytes (`1048576`) or text (`"512M"`, `"2G"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Size {
+    Number(u64),
+    Text(String),
+}
+
+impl Size {
+    fn bytes(&self) -> Result<u64, String> {
+        match self {
+            Size::Number(n) => Ok(*n),
+            Size::Text(t) => crate::limits::parse_bytes(t),
+        }
+    }
+}
+
+impl Serialize for Size {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Size::Number(n) => s.serialize_u64(*n),
+            Size::Text(t) => s.serialize_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size: bytes (1048576) or text (\"512M\", \"2G\")")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
+                u64::try_from(v)
+                    .map(Size::Number)
+                    .map_err(|_| E::custom(format!("a size cannot be negative ({v})")))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
+                Ok(Size::Number(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
+                crate::limits::parse_bytes(v).map_err(E::custom)?;
+                Ok(Size::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A duration in a file: whole seconds (`90`) or text (`"30m"`, `"1h30m"`).
@@ -313,6 +384,33 @@ impl JobSpec {
         job.escalate_after = self.escalate_after;
         job.disable_after = self.disable_after;
         job.max_silence = positive("max_silence", &self.max_silence)?;
+        job.is_critical = self.critical.unwrap_or(false);
+        job.memory_limit = match &self.memory_limit {
+            None => None,
+            Some(m) => match m.bytes()? {
+                0 => return Err("memory_limit must be more than zero".into()),
+                n => Some(n),
+            },
+        };
+        job.cpu_limit = positive("cpu_limit", &self.cpu_limit)?;
+        for (key, value) in [
+            ("nofile_limit", self.nofile_limit),
+            ("nproc_limit", self.nproc_limit),
+        ] {
+            if value == Some(0) {
+                return Err(format!("{key} must be 1 or more"));
+            }
+        }
+        job.nofile_limit = self.nofile_limit;
+        job.nproc_limit = self.nproc_limit;
+        let name = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(String::from)
+        };
+        job.run_user = name(&self.user);
+        job.run_group = name(&self.group);
         if let Some(command) = &self.command {
             job.command = command.trim().to_string();
         }
@@ -338,8 +436,9 @@ impl JobSpec {
     }
 
     /// The table for a job, leaving out every field at its default.
+    /// Secrets are written as the keep marker (`{ secret = "(stored)" }`), never their value.
     pub fn from_job(job: &Job) -> Result<JobSpec, String> {
-        let mut params = job.params.clone();
+        let mut params = crate::secrets::keep_markers(&job.params);
         let mut argv = None;
         if job.command == "shell" {
             if let Some(Json::Array(items)) = params.get("argv") {
@@ -386,6 +485,15 @@ impl JobSpec {
             escalate_after: job.escalate_after,
             disable_after: job.disable_after,
             max_silence: secs(job.max_silence),
+            critical: job.is_critical.then_some(true),
+            memory_limit: job
+                .memory_limit
+                .map(|m| Size::Text(crate::limits::compact_bytes(m))),
+            cpu_limit: secs(job.cpu_limit),
+            nofile_limit: job.nofile_limit,
+            nproc_limit: job.nproc_limit,
+            user: job.run_user.clone(),
+            group: job.run_group.clone(),
             params,
         })
     }
@@ -419,6 +527,9 @@ pub fn changed_fields(old: &Job, new: &Job) -> Vec<String> {
         .filter(|k| !BOOKKEEPING.contains(&k.as_str()) && a.get(*k) != b.get(*k))
         .map(|k| match k.as_str() {
             "is_active" => "enabled".to_string(),
+            "is_critical" => "critical".to_string(),
+            "run_user" => "user".to_string(),
+            "run_group" => "group".to_string(),
             _ => k.clone(),
         })
         .collect()

@@ -3,6 +3,7 @@
 //! Data flows one way: the CLI edits the [`store`], the [`runner`] claims due slots from it and
 //! spawns [`executor`]s in child processes, and records what happened back into the store.
 
+pub mod access;
 pub mod alert;
 pub mod cli;
 pub mod config;
@@ -11,11 +12,13 @@ pub mod duration;
 pub mod executor;
 pub mod exit;
 pub mod jobfile;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod output;
 pub mod runner;
 pub mod schedule;
+pub mod secrets;
 pub mod store;
 
 pub use exit::ExitCode;

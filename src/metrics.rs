@@ -222,6 +222,7 @@ mod tests {
             .insert_job(
                 &crate::store::Job::new("s", "j", "* * * * *", "shell"),
                 Utc::now(),
+                crate::store::test_by(),
             )
             .unwrap();
         let text = render(

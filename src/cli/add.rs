@@ -32,14 +32,16 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let mut job = Job::new(ctx.system(), &args.name, "", "shell");
     job.is_active = !args.disabled;
     args.job.apply(&mut job, false)?;
+    crate::secrets::resolve(&mut job.params, None).map_err(crate::exit::Invalid)?;
     let store = ctx.store()?;
     let settings = store.settings(ctx.system())?;
     let now = ctx.now();
     job.next_run_at = job_args::validate(&job, &settings, ctx.config()?, now)?;
-    let job = store.insert_job(&job, now)?;
+    ctx.require_admin(&store, "add", &job.name, &[&job])?;
+    let job = store.insert_job(&job, now, ctx.by("add"))?;
     crate::runner::nudge(&ctx.db_path());
     if ctx.global.json {
-        output::json(&job)?;
+        output::json(&job.redacted())?;
     } else {
         let tz = job_args::effective_tz(&job, &settings)?;
         output::text(&format!(

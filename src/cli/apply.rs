@@ -190,13 +190,64 @@ impl Plan {
     }
 
     /// Carry out the plan in one transaction, and wake the runner.
-    pub fn execute(&self, store: &Store, ctx: &Ctx, now: DateTime<Utc>) -> anyhow::Result<()> {
+    pub fn execute(
+        &self,
+        store: &Store,
+        ctx: &Ctx,
+        now: DateTime<Utc>,
+        action: &str,
+    ) -> anyhow::Result<()> {
         if !self.changes_anything() {
             return Ok(());
         }
-        store.apply_jobs(&self.inserts, &self.updates, &self.deletes, now)?;
+        store.apply_jobs(
+            &self.inserts,
+            &self.updates,
+            &self.deletes,
+            now,
+            ctx.by(action),
+        )?;
         crate::runner::nudge(&ctx.db_path());
         Ok(())
+    }
+
+    /// A non-admin may not create, change or remove a critical job: refuse the whole apply
+    /// (exit 5) if it would, recording the attempt once per such job.
+    fn require_admin(
+        &self,
+        store: &Store,
+        existing: &HashMap<i64, Job>,
+        ctx: &Ctx,
+    ) -> anyhow::Result<()> {
+        let mut first = None;
+        let touched = self
+            .inserts
+            .iter()
+            .map(|j| (None, j))
+            .chain(self.updates.iter().map(|j| (existing.get(&j.id), j)))
+            .map(|(old, new)| {
+                (
+                    new.name.clone(),
+                    old.is_some_and(|o| o.is_critical) || new.is_critical,
+                )
+            })
+            .chain(
+                self.deletes
+                    .iter()
+                    .filter_map(|id| existing.get(id))
+                    .map(|old| (old.name.clone(), old.is_critical)),
+            );
+        for (name, critical) in touched.filter(|(_, c)| *c) {
+            let mut probe = Job::new(ctx.system(), &name, "", "");
+            probe.is_critical = critical;
+            if let Err(e) = ctx.require_admin(store, "apply", &name, &[&probe]) {
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn count(&self, action: Action) -> usize {
@@ -280,6 +331,21 @@ pub(super) fn check_all(
         }
     }
     bar.finish_and_clear();
+}
+
+/// Replace each `{ secret = "(stored)" }` (what `export` writes) by the secret stored for the
+/// job of the same name; a marker with nothing stored is a problem.
+pub(super) fn resolve_secrets(
+    candidates: &mut [Candidate],
+    existing: &[Job],
+    problems: &mut Vec<Problem>,
+) {
+    for c in candidates.iter_mut() {
+        let stored = existing.iter().find(|j| j.name == c.job.name);
+        if let Err(e) = crate::secrets::resolve(&mut c.job.params, stored.map(|j| &j.params)) {
+            problems.push(c.problem(format!("job {:?}: {e}", c.job.name)));
+        }
+    }
 }
 
 /// The error for refused input: every problem, one a line; exit status 2.
@@ -379,6 +445,16 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Some(store) => store.settings(ctx.system())?,
         None => Settings::defaults(ctx.system(), crate::schedule::host_timezone().name()),
     };
+    let existing = match &store {
+        Some(store) => store.jobs(&JobFilter {
+            system: Some(ctx.system().to_string()),
+            ..Default::default()
+        })?,
+        None => Vec::new(),
+    };
+    if store.is_some() {
+        resolve_secrets(&mut candidates, &existing, &mut problems);
+    }
     check_all(&mut candidates, &settings, config, now, &mut problems);
     if !problems.is_empty() {
         problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
@@ -387,13 +463,11 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let Some(store) = store else {
         return report_check(&files, &candidates, ctx);
     };
-    let existing = store.jobs(&JobFilter {
-        system: Some(ctx.system().to_string()),
-        ..Default::default()
-    })?;
+    let existing_by_id: HashMap<i64, Job> = existing.iter().map(|j| (j.id, j.clone())).collect();
     let plan = Plan::by_name(existing, candidates, args.prune);
     if !args.dry_run {
-        plan.execute(&store, ctx, now)?;
+        plan.require_admin(&store, &existing_by_id, ctx)?;
+        plan.execute(&store, ctx, now, "apply")?;
     }
     if ctx.global.json {
         output::json(&serde_json::json!({

@@ -41,13 +41,15 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         job.name = new_name.clone();
     }
     args.job.apply(&mut job, true)?;
+    crate::secrets::resolve(&mut job.params, Some(&before.params)).map_err(crate::exit::Invalid)?;
     let settings = store.settings(ctx.system())?;
     let now = ctx.now();
     job.next_run_at = job_args::validate(&job, &settings, ctx.config()?, now)?;
-    let job = store.update_job(&job, now)?;
+    ctx.require_admin(&store, "edit", &before.name, &[&before, &job])?;
+    let job = store.update_job(&job, now, ctx.by("edit"))?;
     crate::runner::nudge(&ctx.db_path());
     if ctx.global.json {
-        output::json(&job)?;
+        output::json(&job.redacted())?;
     } else {
         let tz = job_args::effective_tz(&job, &settings)?;
         output::text(&format!(
@@ -242,6 +244,10 @@ fn save(
         line: located.line,
     }];
     let mut problems = Vec::new();
+    // The file names the job it edits: its stored secrets are `before`'s, whatever its new name.
+    if let Err(e) = crate::secrets::resolve(&mut candidates[0].job.params, Some(&before.params)) {
+        problems.push(located.problem(e));
+    }
     let settings = store.settings(ctx.system())?;
     let now = ctx.now();
     apply::check_all(
@@ -267,10 +273,11 @@ fn save(
         eprintln!("no field changed: nothing to do");
         return Ok(Ok(ExitCode::Ok));
     }
-    plan.execute(store, ctx, now)?;
+    ctx.require_admin(store, "edit", &before.name, &[before, &candidate.job])?;
+    plan.execute(store, ctx, now, "edit")?;
     let after = store.job(ctx.system(), &candidate.job.name)?;
     if ctx.global.json {
-        output::json(&after)?;
+        output::json(&after.redacted())?;
     } else {
         let fields = &plan.changes[0].fields;
         let renamed = if after.name != before.name {

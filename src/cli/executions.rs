@@ -101,6 +101,15 @@ pub fn kill(args: KillArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             e.id
         );
     };
+    if let Some(job) = store.job_by_id(e.job_id)? {
+        ctx.require_admin(&store, "kill", &job.name, &[&job])?;
+    }
+    ctx.audit(
+        &store,
+        "kill",
+        Some(&e.job),
+        Some(format!("execution {} (process group {pid})", e.id)),
+    )?;
     let existed = process::kill_group(pid, execute::KILL_GRACE);
     if ctx.global.json {
         output::json(&serde_json::json!({"execution": e.id, "job": e.job, "killed": existed}))?;
@@ -128,6 +137,16 @@ pub fn prune(args: PruneArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     } else {
         s.keep_executions
     };
+    let mut audit_deleted = 0;
+    if !args.dry_run {
+        loop {
+            let n = store.prune_audit(ctx.system(), ctx.now(), 1000)?;
+            audit_deleted += n;
+            if n < 1000 {
+                break;
+            }
+        }
+    }
     let count = if args.dry_run {
         store.prune_count(ctx.system(), keep, older)?
     } else {
@@ -140,9 +159,19 @@ pub fn prune(args: PruneArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    if !args.dry_run {
+        ctx.audit(
+            &store,
+            "prune",
+            None,
+            Some(format!(
+                "deleted {count} executions and {audit_deleted} audit rows"
+            )),
+        )?;
+    }
     if ctx.global.json {
         output::json(
-            &serde_json::json!({"deleted": if args.dry_run { 0 } else { count }, "would_delete": count, "dry_run": args.dry_run}),
+            &serde_json::json!({"deleted": if args.dry_run { 0 } else { count }, "would_delete": count, "audit_deleted": audit_deleted, "dry_run": args.dry_run}),
         )?;
     } else {
         output::text(&format!(

@@ -42,6 +42,10 @@ The job ran and failed (\fBrun\-now\fR, \fBrun \-\-once\fR).
 \fB4\fR
 The job ran and timed out (\fBrun\-now\fR).
 .TP
+\fB5\fR
+Not allowed: changing, removing, disabling, running or killing a critical job needs an admin
+(root, or the \fB[admins]\fR of the root\-owned config file). The attempt is in the audit log.
+.TP
 \fB130\fR
 Interrupted by a signal.
 .SH ENVIRONMENT

@@ -219,7 +219,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         plan.create(c);
     }
     if !args.dry_run {
-        plan.execute(&store, ctx, now)?;
+        plan.execute(&store, ctx, now, "import-crontab")?;
     }
     let toml = super::export::render(&jobs, ctx.system())?;
 

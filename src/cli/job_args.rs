@@ -78,6 +78,27 @@ pub struct JobArgs {
     /// Send no alert at all for this job (auto-disable still applies)
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", help_heading = "Alerts")]
     pub no_alerts: Option<bool>,
+    /// Only admins (root, or [admins] of the config file) may change, remove, disable, run or kill it
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", help_heading = "Limits and permissions")]
+    pub critical: Option<bool>,
+    /// Address space of each of the job's processes (RLIMIT_AS): 512M, 2G; `none` clears [default: the system's default_memory_limit]
+    #[arg(long, value_name = "SIZE", help_heading = "Limits and permissions")]
+    pub memory_limit: Option<String>,
+    /// CPU time of each of the job's processes (RLIMIT_CPU): 90s, 10m; `none` clears [default: the system's default_cpu_limit]
+    #[arg(long, value_name = "DURATION", help_heading = "Limits and permissions")]
+    pub cpu_limit: Option<String>,
+    /// Open files per process (RLIMIT_NOFILE); `none` clears [default: the system's default_nofile_limit]
+    #[arg(long, value_name = "N", help_heading = "Limits and permissions")]
+    pub nofile_limit: Option<String>,
+    /// Processes of the job's user, all counted (RLIMIT_NPROC; not enforced for root); `none` clears [default: the system's default_nproc_limit]
+    #[arg(long, value_name = "N", help_heading = "Limits and permissions")]
+    pub nproc_limit: Option<String>,
+    /// Run as this user (the runner must be root); `none` clears
+    #[arg(long, value_name = "NAME", help_heading = "Limits and permissions")]
+    pub user: Option<String>,
+    /// Run with this group [default: the user's primary group]; `none` clears
+    #[arg(long, value_name = "NAME", help_heading = "Limits and permissions")]
+    pub group: Option<String>,
     /// The program and its arguments, for the shell executor
     #[arg(last = true, value_name = "PROGRAM ARG")]
     pub argv: Vec<String>,
@@ -139,6 +160,13 @@ impl JobArgs {
             && self.disable_after.is_none()
             && self.max_silence.is_none()
             && self.no_alerts.is_none()
+            && self.critical.is_none()
+            && self.memory_limit.is_none()
+            && self.cpu_limit.is_none()
+            && self.nofile_limit.is_none()
+            && self.nproc_limit.is_none()
+            && self.user.is_none()
+            && self.group.is_none()
     }
 
     /// Apply the given flags to `job`. `editing` allows clearing optional values with `none`.
@@ -195,7 +223,36 @@ impl JobArgs {
             job.starting_deadline = opt_secs("starting-deadline", d, editing)?;
         }
         self.apply_alerts(job, editing)?;
+        self.apply_limits(job)?;
         self.apply_command(job)
+    }
+
+    fn apply_limits(&self, job: &mut Job) -> anyhow::Result<()> {
+        use crate::limits;
+        let bad = |e: String| anyhow::Error::new(crate::exit::Invalid(e));
+        if let Some(c) = self.critical {
+            job.is_critical = c;
+        }
+        if let Some(v) = &self.memory_limit {
+            job.memory_limit = limits::parse_opt_bytes("--memory-limit", v.trim()).map_err(bad)?;
+        }
+        if let Some(v) = &self.cpu_limit {
+            job.cpu_limit = limits::parse_opt_cpu("--cpu-limit", v.trim()).map_err(bad)?;
+        }
+        if let Some(v) = &self.nofile_limit {
+            job.nofile_limit = limits::parse_opt_count("--nofile-limit", v.trim()).map_err(bad)?;
+        }
+        if let Some(v) = &self.nproc_limit {
+            job.nproc_limit = limits::parse_opt_count("--nproc-limit", v.trim()).map_err(bad)?;
+        }
+        let name = |v: &str| (!matches!(v.trim(), "" | "none")).then(|| v.trim().to_string());
+        if let Some(u) = &self.user {
+            job.run_user = name(u);
+        }
+        if let Some(g) = &self.group {
+            job.run_group = name(g);
+        }
+        Ok(())
     }
 
     fn apply_alerts(&self, job: &mut Job, editing: bool) -> anyhow::Result<()> {
@@ -295,6 +352,10 @@ pub fn validate(
     if job.catch_up == CatchUp::None && job.starting_deadline.is_some() {
         invalid!("--starting-deadline only applies with --catch-up latest");
     }
+    if job.timeout == Some(0) || settings.default_timeout == 0 {
+        invalid!("every job needs a timeout of more than zero");
+    }
+    check_run_as(job)?;
     if let (Some(t), Some(m)) = (job.timeout, job.max_runtime) {
         if t > m {
             invalid!(
@@ -305,6 +366,29 @@ pub fn validate(
         }
     }
     Ok(next_run(job, &schedule, tz, now))
+}
+
+/// A job that runs as another user or group: the names must exist, and only root may ask.
+fn check_run_as(job: &Job) -> anyhow::Result<()> {
+    if job.run_user.is_none() && job.run_group.is_none() {
+        return Ok(());
+    }
+    if let Some(u) = &job.run_user {
+        if crate::access::user_by_name(u).is_none() {
+            invalid!("unknown user {u:?} (--user)");
+        }
+    }
+    if let Some(g) = &job.run_group {
+        if crate::access::group_gid(g).is_none() {
+            invalid!("unknown group {g:?} (--group)");
+        }
+    }
+    if !crate::config::is_root() {
+        invalid!(
+            "only root may run jobs as another user or group (--user, --group; jobs.d keys user, group): the runner must be root to switch"
+        );
+    }
+    Ok(())
 }
 
 /// The next run of an active job; None when disabled or never.

@@ -35,10 +35,12 @@ pub struct ListArgs {
 
 pub fn rm(args: NameArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let store = ctx.store()?;
-    let job = store.delete_job(ctx.system(), &args.name)?;
+    let job = store.job(ctx.system(), &args.name)?;
+    ctx.require_admin(&store, "rm", &job.name, &[&job])?;
+    let job = store.delete_job(ctx.system(), &args.name, ctx.now(), ctx.by("rm"))?;
     crate::runner::nudge(&ctx.db_path());
     if ctx.global.json {
-        output::json(&job)?;
+        output::json(&job.redacted())?;
     } else {
         output::text(&format!("removed {}", job.name))?;
     }
@@ -59,10 +61,14 @@ pub fn set_active(args: NameArgs, active: bool, ctx: &Ctx) -> anyhow::Result<Exi
     let schedule = Schedule::parse(&job.schedule)?;
     let tz = job_args::effective_tz(&job, &settings)?;
     job.next_run_at = job_args::next_run(&job, &schedule, tz, now);
-    let job = store.update_job(&job, now)?;
+    let action = if active { "enable" } else { "disable" };
+    if !active {
+        ctx.require_admin(&store, action, &job.name, &[&job])?;
+    }
+    let job = store.update_job(&job, now, ctx.by(action))?;
     crate::runner::nudge(&ctx.db_path());
     if ctx.global.json {
-        output::json(&job)?;
+        output::json(&job.redacted())?;
     } else if active {
         output::text(&format!(
             "enabled {}, next run {}",
@@ -75,11 +81,11 @@ pub fn set_active(args: NameArgs, active: bool, ctx: &Ctx) -> anyhow::Result<Exi
     Ok(ExitCode::Ok)
 }
 
-/// A job as `list --json` prints it: every stored field plus its last status.
+/// A job as `list --json` prints it: every stored field (secrets redacted) plus its last status.
 #[derive(Serialize)]
-struct Listed<'a> {
+struct Listed {
     #[serde(flatten)]
-    job: &'a Job,
+    job: Job,
     last_status: Option<Status>,
 }
 
@@ -100,7 +106,7 @@ pub fn list(args: ListArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         let listed: Vec<Listed> = jobs
             .iter()
             .map(|job| Listed {
-                job,
+                job: job.redacted(),
                 last_status: last.get(&job.id).copied(),
             })
             .collect();

@@ -4,6 +4,7 @@ mod add;
 mod alert;
 mod alerts;
 mod apply;
+mod audit;
 mod edit;
 mod exec;
 mod executions;
@@ -31,7 +32,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{Actor, AuditEvent, By, Job, Store};
 use crate::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -42,7 +43,8 @@ use crate::ExitCode;
     long_about = "cronmgr keeps a host's scheduled jobs in one SQLite database, fires them exactly when \
                   cron would, and records every execution.",
     after_help = "Exit status: 0 ok, 1 runtime error, 2 bad usage or input (nothing changed), \
-                  3 the job failed, 4 the job timed out, 130 interrupted."
+                  3 the job failed, 4 the job timed out, 5 not allowed (a critical job needs an admin), \
+                  130 interrupted."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -137,12 +139,15 @@ pub enum Command {
     Alerts(alerts::Args),
     /// Alert channels: `alert test email|slack|webhook`
     Alert(alert::Args),
+    /// The audit log: who changed or triggered what, newest first
+    Audit(audit::Args),
 }
 
 /// What every command needs: the global flags, the config, the database, the clock.
 pub struct Ctx {
     pub global: Global,
     config: OnceCell<Config>,
+    actor: OnceCell<Actor>,
 }
 
 impl Ctx {
@@ -150,6 +155,7 @@ impl Ctx {
         Ctx {
             global,
             config: OnceCell::new(),
+            actor: OnceCell::new(),
         }
     }
 
@@ -180,6 +186,71 @@ impl Ctx {
 
     pub fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+
+    /// Who runs this command, for the audit log.
+    pub fn actor(&self) -> &Actor {
+        self.actor.get_or_init(crate::access::current_actor)
+    }
+
+    /// The audit identity of a write made by this command.
+    pub fn by<'a>(&'a self, action: &'a str) -> By<'a> {
+        By {
+            actor: self.actor(),
+            action,
+        }
+    }
+
+    /// Record an event of this command in the audit log (run-now, kill, prune).
+    pub fn audit(
+        &self,
+        store: &Store,
+        action: &str,
+        target: Option<&str>,
+        reason: Option<String>,
+    ) -> anyhow::Result<()> {
+        store.record_audit(
+            self.by(action),
+            &AuditEvent {
+                system: self.system(),
+                target,
+                refused: false,
+                reason,
+                diff: serde_json::Value::Object(Default::default()),
+            },
+            self.now(),
+        )?;
+        Ok(())
+    }
+
+    /// Refuse (exit 5) a non-admin who would touch a critical job, recording the attempt.
+    /// `jobs` are the versions involved (before and after a change): any critical one counts.
+    pub fn require_admin(
+        &self,
+        store: &Store,
+        action: &str,
+        target: &str,
+        jobs: &[&Job],
+    ) -> anyhow::Result<()> {
+        if !jobs.iter().any(|j| j.is_critical) {
+            return Ok(());
+        }
+        let Err(why) = crate::access::check_admin(self.config()?) else {
+            return Ok(());
+        };
+        let message = format!("{target} is a critical job: {why}");
+        store.record_audit(
+            self.by(action),
+            &AuditEvent {
+                system: self.system(),
+                target: Some(target),
+                refused: true,
+                reason: Some(message.clone()),
+                diff: serde_json::Value::Object(Default::default()),
+            },
+            self.now(),
+        )?;
+        Err(crate::exit::Forbidden(format!("refused: {action} {message}")).into())
     }
 }
 
@@ -213,6 +284,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Metrics(args) => metrics::run(args, &ctx),
         Command::Alerts(args) => alerts::run(args, &ctx),
         Command::Alert(args) => alert::run(args, &ctx),
+        Command::Audit(args) => audit::run(args, &ctx),
     }
 }
 

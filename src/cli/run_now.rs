@@ -33,6 +33,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let job = store.job(ctx.system(), &args.name)?;
     let settings = store.settings(ctx.system())?;
     let config = ctx.config()?;
+    ctx.require_admin(&store, "run-now", &job.name, &[&job])?;
     if !args.force && !job.allow_concurrent {
         if let Some(e) = store.running(Some(job.id))?.first() {
             invalid!(
@@ -57,6 +58,17 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             }
         });
     }
+    ctx.audit(
+        &store,
+        "run-now",
+        Some(&job.name),
+        Some(format!(
+            "{}{}",
+            if args.no_retry { "--no-retry " } else { "" },
+            if args.force { "--force" } else { "" }
+        ))
+        .filter(|r| !r.is_empty()),
+    )?;
     let stream = !ctx.global.json && !ctx.global.quiet;
     let first_started = ctx.now();
     let mut attempt = 1;
@@ -92,6 +104,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             scheduled_for: first_started,
             timeout,
             live_log: Some(live_log.clone()),
+            settings: &settings,
         });
         let finish = match spec {
             Err(refused) => {

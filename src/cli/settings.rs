@@ -73,7 +73,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     next_runs.push((job.id, job_args::next_run(job, &schedule, tz, now)));
                 }
             }
-            store.put_settings(&settings, &next_runs, now)?;
+            store.put_settings(&settings, &next_runs, now, ctx.by("settings"))?;
             crate::runner::nudge(&ctx.db_path());
             if ctx.global.json {
                 output::json(&settings.redacted())?;

@@ -29,7 +29,7 @@ struct Shown<'a> {
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let store = ctx.store()?;
-    let job = store.job(ctx.system(), &args.name)?;
+    let job = store.job(ctx.system(), &args.name)?.redacted();
     let settings = store.settings(ctx.system())?;
     let tz = job_args::effective_tz(&job, &settings)?;
     let schedule = Schedule::parse(&job.schedule)?;
@@ -120,6 +120,32 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             },
         ),
         ("alerts", alerts_line(&job, &settings)),
+        (
+            "critical",
+            if job.is_critical {
+                "yes (admins only)"
+            } else {
+                "no"
+            }
+            .into(),
+        ),
+        (
+            "limits",
+            crate::limits::Limits::of(&job, &settings).describe(),
+        ),
+        (
+            "runs as",
+            match (&job.run_user, &job.run_group) {
+                (None, None) => "the runner's user".into(),
+                (u, g) => format!(
+                    "{}{}",
+                    u.as_deref().unwrap_or("the runner's user"),
+                    g.as_deref()
+                        .map(|g| format!(" (group {g})"))
+                        .unwrap_or_default()
+                ),
+            },
+        ),
         (
             "failure streak",
             format!(

@@ -351,6 +351,7 @@ mod tests {
             .insert_job(
                 &Job::new("default", "nightly", "@daily", "shell"),
                 Utc::now(),
+                crate::store::test_by(),
             )
             .unwrap();
         for i in 0..18 {

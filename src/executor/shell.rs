@@ -1,6 +1,7 @@
 //! `shell`: run a program from the allowlist directly (no shell), with a clean environment.
 //!
-//! Params: `argv` (array of strings, required), `env` (object of strings), `cwd` (absolute path).
+//! Params: `argv` (array of strings, required), `env` (object of strings, or of
+//! `{"secret": "…"}` for values no listing shows: see `crate::secrets`), `cwd` (absolute path).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -58,9 +59,12 @@ fn parse(params: &Map<String, Value>) -> Result<Params, ParamError> {
                 }
                 match v {
                     Value::String(s) => Ok((k.clone(), s.clone())),
-                    _ => Err(ParamError(format!(
-                        "shell: env value of {k} must be a string"
-                    ))),
+                    _ => match crate::secrets::value(v) {
+                        Some(secret) => Ok((k.clone(), secret.to_string())),
+                        None => Err(ParamError(format!(
+                            "shell: env value of {k} must be a string, or {{\"secret\": \"…\"}} for one no listing shows"
+                        ))),
+                    },
                 }
             })
             .collect::<Result<_, _>>()?,

@@ -792,6 +792,7 @@ impl<'c> Engine<'c> {
         }
         self.summary.started += 1;
         let live_log = execute::live_log_path(&self.opts.db_path, execution);
+        let settings = self.settings_for(&job.system);
         let spec = execute::spec(&execute::Context {
             job: &job,
             db_path: &self.opts.db_path,
@@ -801,6 +802,7 @@ impl<'c> Engine<'c> {
             scheduled_for: slot.scheduled_for,
             timeout,
             live_log: Some(live_log.clone()),
+            settings: &settings,
         });
         let cancel = Cancel::new();
         self.running.insert(

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::process::{Ending, Outcome, Spec};
+use super::process::{Ending, Outcome, RunAs, Spec};
 use crate::config::Config;
 use crate::executor::{self, ParamError};
+use crate::limits::{human_bytes, Limits};
 use crate::store::{Backoff, Finish, Job, Settings, Status};
 
 /// Combined output kept per execution.
@@ -70,6 +71,8 @@ pub struct Context<'a> {
     pub scheduled_for: DateTime<Utc>,
     pub timeout: Duration,
     pub live_log: Option<PathBuf>,
+    /// The job's system's settings: the default resource limits.
+    pub settings: &'a Settings,
 }
 
 pub fn spec(ctx: &Context<'_>) -> Result<Spec, ParamError> {
@@ -94,6 +97,15 @@ pub fn spec(ctx: &Context<'_>) -> Result<Spec, ParamError> {
             crate::store::fmt_time(ctx.scheduled_for),
         ),
     ]);
+    let run_as = run_as(job)?;
+    if let Some((user, _)) = &run_as {
+        env.retain(|(k, _)| !matches!(k.as_str(), "HOME" | "USER" | "LOGNAME"));
+        env.extend([
+            ("HOME".to_string(), user.home.clone()),
+            ("USER".to_string(), user.name.clone()),
+            ("LOGNAME".to_string(), user.name.clone()),
+        ]);
+    }
     if let Some(dir) = ctx.live_log.as_deref().and_then(Path::parent) {
         use std::os::unix::fs::DirBuilderExt;
         let _ = std::fs::DirBuilder::new()
@@ -111,17 +123,90 @@ pub fn spec(ctx: &Context<'_>) -> Result<Spec, ParamError> {
         output_cap: OUTPUT_CAP,
         live_log: ctx.live_log.clone(),
         stdin_null: true,
+        limits: Limits::of(job, ctx.settings),
+        run_as: run_as.map(|(_, r)| r),
     })
+}
+
+/// The identity the job's `user`/`group` name, resolved now; None to run as the runner. Refused
+/// (the job is recorded failed, never spawned) when a runner that is not root would have to
+/// switch, or a name no longer resolves.
+fn run_as(job: &Job) -> Result<Option<(crate::access::User, RunAs)>, ParamError> {
+    if job.run_user.is_none() && job.run_group.is_none() {
+        return Ok(None);
+    }
+    let me = crate::config::euid();
+    let user = match &job.run_user {
+        Some(name) => crate::access::user_by_name(name).ok_or_else(|| {
+            ParamError(format!(
+                "the job runs as user {name:?}, which does not exist"
+            ))
+        })?,
+        None => crate::access::user_by_uid(me)
+            .ok_or_else(|| ParamError(format!("the runner's uid {me} has no user name")))?,
+    };
+    let gid = match &job.run_group {
+        Some(name) => crate::access::group_gid(name).ok_or_else(|| {
+            ParamError(format!(
+                "the job runs with group {name:?}, which does not exist"
+            ))
+        })?,
+        None => user.gid,
+    };
+    if !crate::config::is_root() {
+        // SAFETY: getegid has no preconditions and cannot fail.
+        let my_gid = unsafe { libc::getegid() };
+        if user.uid == me && gid == my_gid {
+            return Ok(None); // already who it should be
+        }
+        return Err(ParamError(format!(
+            "the job runs as {}{}, but the runner is not root (uid {me}) and cannot switch users",
+            user.name,
+            job.run_group
+                .as_deref()
+                .map(|g| format!(":{g}"))
+                .unwrap_or_default()
+        )));
+    }
+    let mut groups = crate::access::user_groups(&user);
+    if !groups.contains(&gid) {
+        groups.push(gid);
+    }
+    let run_as = RunAs {
+        uid: user.uid,
+        gid,
+        groups,
+    };
+    Ok(Some((user, run_as)))
 }
 
 /// The record of an execution that ran.
 pub fn finish(outcome: &Outcome, timeout: Duration, now: DateTime<Utc>) -> Finish {
     let (status, error_message) = match outcome.ending {
         Ending::Exited(0) => (Status::Success, None),
-        Ending::Exited(code) => (Status::Failed, Some(format!("exited with status {code}"))),
+        Ending::Signaled(sig) if cpu_limit_hit(outcome, sig).is_some() => (
+            Status::Failed,
+            cpu_limit_hit(outcome, sig).map(|secs| {
+                format!(
+                    "CPU limit of {} reached (killed by {})",
+                    crate::duration::human_secs(secs),
+                    signal_name(sig)
+                )
+            }),
+        ),
+        Ending::Exited(code) => (
+            Status::Failed,
+            Some(with_limit_hint(
+                format!("exited with status {code}"),
+                outcome,
+            )),
+        ),
         Ending::Signaled(sig) => (
             Status::Failed,
-            Some(format!("killed by signal {} ({})", sig, signal_name(sig))),
+            Some(with_limit_hint(
+                format!("killed by signal {} ({})", sig, signal_name(sig)),
+                outcome,
+            )),
         ),
         Ending::TimedOut => (
             Status::Timeout,
@@ -144,6 +229,58 @@ pub fn finish(outcome: &Outcome, timeout: Duration, now: DateTime<Utc>) -> Finis
         exit_code: outcome.exit_code,
         memory_used_mb: Some(outcome.max_rss_mb),
         cpu_used_percent: Some(outcome.cpu_percent),
+    }
+}
+
+/// The CPU limit, when it is what ended the job: SIGXCPU, or SIGKILL once its seconds are used.
+fn cpu_limit_hit(outcome: &Outcome, sig: i32) -> Option<u64> {
+    let limit = outcome.limits.cpu?;
+    let used_up = outcome.cpu_seconds + 0.5 >= limit as f64;
+    (sig == libc::SIGXCPU || (sig == libc::SIGKILL && used_up)).then_some(limit)
+}
+
+/// A failed job's message, naming the limit the evidence points at: what the output says
+/// (the C library's and common runtimes' wording), or a crash under a memory limit.
+fn with_limit_hint(message: String, outcome: &Outcome) -> String {
+    let out = &outcome.output;
+    let l = &outcome.limits;
+    let crashed = matches!(
+        outcome.ending,
+        Ending::Signaled(libc::SIGSEGV | libc::SIGABRT | libc::SIGBUS)
+    );
+    let says = |needles: &[&str]| needles.iter().any(|n| out.contains(n));
+    let hint = if let Some(m) = l.memory.filter(|_| {
+        crashed
+            || says(&[
+                "Cannot allocate memory",
+                "MemoryError",
+                "out of memory",
+                "Out of memory",
+                "memory allocation",
+                "std::bad_alloc",
+            ])
+    }) {
+        Some(format!(
+            "hit its memory limit ({} address space)?",
+            human_bytes(m)
+        ))
+    } else if let Some(n) = l.nproc.filter(|_| {
+        says(&[
+            "Resource temporarily unavailable",
+            "Cannot fork",
+            "can't fork",
+            "fork: retry",
+        ])
+    }) {
+        Some(format!("hit its process limit ({n} processes)?"))
+    } else {
+        l.nofile
+            .filter(|_| says(&["Too many open files"]))
+            .map(|n| format!("hit its open-file limit ({n} files)?"))
+    };
+    match hint {
+        Some(h) => format!("{message}; {h}"),
+        None => message,
     }
 }
 

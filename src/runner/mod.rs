@@ -42,6 +42,10 @@ pub fn serve(
     let config = Config::load(config_path.as_deref())?;
     modes::check("config file", &config.path)?;
     modes::check("database", &db)?;
+    // Whoever can write the folder can replace the database or plant its -wal/-shm files.
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        modes::check("database folder", dir)?;
+    }
     let store = Store::open(&db).with_context(|| format!("opening database {}", db.display()))?;
     let clock: Box<dyn Clock> = match std::env::var_os("CRONMGR_CLOCK_OFFSET_FILE") {
         Some(path) => Box::new(OffsetFileClock(path.into())),

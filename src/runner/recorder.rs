@@ -537,7 +537,11 @@ mod tests {
             .busy_timeout(std::time::Duration::from_millis(50))
             .unwrap();
         let job = store
-            .insert_job(&Job::new("default", "j", "* * * * * *", "shell"), t0())
+            .insert_job(
+                &Job::new("default", "j", "* * * * * *", "shell"),
+                t0(),
+                crate::store::test_by(),
+            )
             .unwrap();
         let mut rec = Recorder::new(&db);
 
@@ -590,7 +594,11 @@ mod tests {
         let db = dir.path().join("c.db");
         let store = Store::open(&db).unwrap();
         let job = store
-            .insert_job(&Job::new("default", "j", "* * * * * *", "shell"), t0())
+            .insert_job(
+                &Job::new("default", "j", "* * * * * *", "shell"),
+                t0(),
+                crate::store::test_by(),
+            )
             .unwrap();
         let slot = crate::store::fmt_time(t0());
         std::fs::write(

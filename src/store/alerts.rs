@@ -256,11 +256,19 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<i64>> {
         self.write(|conn| {
+            let before = super::jobs::job_by_id(conn, job_id)?;
             conn.prepare_cached(
                 "UPDATE jobs SET is_active = 0, disabled_reason = ?2, next_run_at = NULL, updated_at = ?3 \
                  WHERE id = ?1",
             )?
             .execute(params![job_id, reason, fmt_time(now)])?;
+            let after = super::jobs::job_by_id(conn, job_id)?;
+            let runner = super::Actor::runner();
+            let by = super::By {
+                actor: &runner,
+                action: "auto-disable",
+            };
+            super::audit::job_change(conn, by, before.as_ref(), after.as_ref(), now)?;
             open(conn, alert, now)
         })
     }
@@ -454,7 +462,11 @@ mod tests {
     fn a_condition_opens_once_and_resolves_once() {
         let store = Store::open_in_memory().unwrap();
         let job = store
-            .insert_job(&Job::new("s", "j", "* * * * *", "shell"), t0())
+            .insert_job(
+                &Job::new("s", "j", "* * * * *", "shell"),
+                t0(),
+                crate::store::test_by(),
+            )
             .unwrap();
         assert!(store
             .open_alert(&alert(&job, AlertKind::Failed), t0())
@@ -498,7 +510,11 @@ mod tests {
     fn deliveries_move_through_their_states_and_targets_serialize_redacted() {
         let store = Store::open_in_memory().unwrap();
         let job = store
-            .insert_job(&Job::new("s", "j", "* * * * *", "shell"), t0())
+            .insert_job(
+                &Job::new("s", "j", "* * * * *", "shell"),
+                t0(),
+                crate::store::test_by(),
+            )
             .unwrap();
         store
             .open_alert(&alert(&job, AlertKind::Failed), t0())
@@ -529,7 +545,11 @@ mod tests {
     fn success_resets_the_streak_and_enable_does_too() {
         let store = Store::open_in_memory().unwrap();
         let job = store
-            .insert_job(&Job::new("s", "j", "* * * * *", "shell"), t0())
+            .insert_job(
+                &Job::new("s", "j", "* * * * *", "shell"),
+                t0(),
+                crate::store::test_by(),
+            )
             .unwrap();
         assert_eq!(store.bump_failure_streak(job.id).unwrap(), 1);
         assert_eq!(store.bump_failure_streak(job.id).unwrap(), 2);
@@ -576,9 +596,14 @@ mod tests {
         let mut j = store.job("s", "j").unwrap();
         assert!(!j.is_active);
         assert_eq!(j.disabled_reason.as_deref(), Some("3 failures"));
+        // The runner's own change is in the audit log, in the same transaction.
+        let audit = store.audit(&Default::default()).unwrap();
+        assert_eq!(audit[0].action, "auto-disable");
+        assert_eq!(audit[0].user, "cronmgr runner");
+        assert_eq!(audit[0].diff["is_active"]["after"], false);
         j.is_active = true;
         j.disabled_reason = None;
-        let j = store.update_job(&j, t0()).unwrap();
+        let j = store.update_job(&j, t0(), crate::store::test_by()).unwrap();
         assert_eq!(j.failure_streak, 0);
         assert_eq!(j.enabled_at, Some(t0()));
     }

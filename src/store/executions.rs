@@ -195,6 +195,7 @@ impl Store {
 
     /// Delete at most `batch` executions that are beyond the system's `keep` newest per job or older
     /// than `older_than`; returns how many were deleted. Running executions are never deleted.
+    /// Also trims a batch of the system's audit log beyond `audit_retention_days`.
     pub fn prune_batch(
         &self,
         system: &str,
@@ -203,6 +204,10 @@ impl Store {
         batch: usize,
         dry_run: bool,
     ) -> Result<usize> {
+        if !dry_run {
+            // The audit log's retention rides along, so the runner's hourly retention trims it.
+            self.prune_audit(system, Utc::now(), batch)?;
+        }
         let select = prune_select(batch);
         let ids: Vec<i64> = {
             let mut stmt = self.conn.prepare_cached(&select)?;
@@ -361,7 +366,11 @@ mod tests {
     fn setup() -> (Store, Job) {
         let store = Store::open_in_memory().unwrap();
         let job = store
-            .insert_job(&Job::new("default", "j", "* * * * *", "shell"), t0())
+            .insert_job(
+                &Job::new("default", "j", "* * * * *", "shell"),
+                t0(),
+                crate::store::test_by(),
+            )
             .unwrap();
         (store, job)
     }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, Row};
 
+use super::audit::{self, By};
 use super::{
     fmt_time, parse_enum, parse_opt_time, parse_time, Job, OptionalRow, Result, Store, StoreError,
 };
@@ -12,7 +13,8 @@ const COLUMNS: &str =
      timeout, retries, retry_delay, backoff, category, priority, max_runtime, allow_concurrent, \
      catch_up, starting_deadline, created_at, updated_at, last_run_at, next_run_at, \
      alerts_enabled, alert_email, escalate_after, disable_after, max_silence, disabled_reason, \
-     failure_streak, last_success_at, enabled_at";
+     failure_streak, last_success_at, enabled_at, is_critical, memory_limit, cpu_limit, \
+     nofile_limit, nproc_limit, run_user, run_group";
 
 /// Which jobs `list` shows.
 #[derive(Debug, Clone, Default)]
@@ -61,6 +63,13 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         failure_streak: row.get(29)?,
         last_success_at: parse_opt_time(row.get(30)?)?,
         enabled_at: parse_opt_time(row.get(31)?)?,
+        is_critical: row.get(32)?,
+        memory_limit: row.get(33)?,
+        cpu_limit: row.get(34)?,
+        nofile_limit: row.get(35)?,
+        nproc_limit: row.get(36)?,
+        run_user: row.get(37)?,
+        run_group: row.get(38)?,
     })
 }
 
@@ -69,21 +78,33 @@ fn params_text(job: &Job) -> String {
 }
 
 impl Store {
-    /// Insert a new job (its `id`, `created_at` and `updated_at` are set here). Refuses a duplicate name.
-    pub fn insert_job(&self, job: &Job, now: DateTime<Utc>) -> Result<Job> {
-        self.write(|conn| insert_job(conn, job, now))
+    /// Insert a new job (its `id`, `created_at` and `updated_at` are set here), with its audit
+    /// row. Refuses a duplicate name.
+    pub fn insert_job(&self, job: &Job, now: DateTime<Utc>, by: By<'_>) -> Result<Job> {
+        self.write(|conn| {
+            let new = insert_job(conn, job, now)?;
+            audit::job_change(conn, by, None, Some(&new), now)?;
+            Ok(new)
+        })
     }
 
-    /// Replace every editable field of the job with this `id`.
-    pub fn update_job(&self, job: &Job, now: DateTime<Utc>) -> Result<Job> {
-        self.write(|conn| update_job(conn, job, now))
+    /// Replace every editable field of the job with this `id`, with its audit row.
+    pub fn update_job(&self, job: &Job, now: DateTime<Utc>, by: By<'_>) -> Result<Job> {
+        self.write(|conn| audited_update(conn, job, now, by))
     }
 
-    /// Delete a job and (by cascade) its executions.
-    pub fn delete_job(&self, system: &str, name: &str) -> Result<Job> {
+    /// Delete a job and (by cascade) its executions, with its audit row.
+    pub fn delete_job(
+        &self,
+        system: &str,
+        name: &str,
+        now: DateTime<Utc>,
+        by: By<'_>,
+    ) -> Result<Job> {
         self.write(|conn| {
             let job = job_by_name(conn, system, name)?;
             conn.execute("DELETE FROM jobs WHERE id = ?1", [job.id])?;
+            audit::job_change(conn, by, Some(&job), None, now)?;
             Ok(job)
         })
     }
@@ -93,10 +114,7 @@ impl Store {
     }
 
     pub fn job_by_id(&self, id: i64) -> Result<Option<Job>> {
-        self.conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))?
-            .query_row([id], from_row)
-            .opt()
+        job_by_id(&self.conn, id)
     }
 
     pub fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
@@ -122,23 +140,30 @@ impl Store {
 
     /// `cronmgr apply`: delete, update and insert jobs in one transaction, in that order (so a
     /// name freed by a deletion or a rename can be taken). All or nothing.
+    /// Each job written gets its audit row.
     pub fn apply_jobs(
         &self,
         inserts: &[Job],
         updates: &[Job],
         deletes: &[i64],
         now: DateTime<Utc>,
+        by: By<'_>,
     ) -> Result<()> {
         self.write(|conn| {
             let mut delete = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
             for id in deletes {
+                let old = job_by_id(conn, *id)?;
                 delete.execute([id])?;
+                if let Some(old) = old {
+                    audit::job_change(conn, by, Some(&old), None, now)?;
+                }
             }
             for job in updates {
-                update_job(conn, job, now)?;
+                audited_update(conn, job, now, by)?;
             }
             for job in inserts {
-                insert_job(conn, job, now)?;
+                let new = insert_job(conn, job, now)?;
+                audit::job_change(conn, by, None, Some(&new), now)?;
             }
             Ok(())
         })
@@ -148,6 +173,20 @@ impl Store {
     pub fn set_next_runs(&self, updates: &[(i64, Option<DateTime<Utc>>)]) -> Result<()> {
         self.batch(|b| b.set_next_runs(updates))
     }
+}
+
+pub(crate) fn job_by_id(conn: &Connection, id: i64) -> Result<Option<Job>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .opt()
+}
+
+/// Update with its audit row: the diff against what was stored, read in the same transaction.
+fn audited_update(conn: &Connection, job: &Job, now: DateTime<Utc>, by: By<'_>) -> Result<Job> {
+    let before = job_by_id(conn, job.id)?;
+    let after = update_job(conn, job, now)?;
+    audit::job_change(conn, by, before.as_ref(), Some(&after), now)?;
+    Ok(after)
 }
 
 pub(crate) fn job_by_name(conn: &Connection, system: &str, name: &str) -> Result<Job> {
@@ -176,9 +215,10 @@ fn insert_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
         "INSERT INTO jobs (system, name, description, schedule, timezone, command, params, is_active, \
          timeout, retries, retry_delay, backoff, category, priority, max_runtime, allow_concurrent, \
          catch_up, starting_deadline, created_at, updated_at, last_run_at, next_run_at, \
-         alerts_enabled, alert_email, escalate_after, disable_after, max_silence, disabled_reason) \
+         alerts_enabled, alert_email, escalate_after, disable_after, max_silence, disabled_reason, \
+         is_critical, memory_limit, cpu_limit, nofile_limit, nproc_limit, run_user, run_group) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20, ?21, \
-                 ?22, ?23, ?24, ?25, ?26, ?27)",
+                 ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)",
     )?
     .execute(params![
         job.system,
@@ -208,6 +248,13 @@ fn insert_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
         job.disable_after,
         job.max_silence,
         job.disabled_reason,
+        job.is_critical,
+        job.memory_limit,
+        job.cpu_limit,
+        job.nofile_limit,
+        job.nproc_limit,
+        job.run_user,
+        job.run_group,
     ])?;
     let id = conn.last_insert_rowid();
     Ok(Job {
@@ -236,7 +283,8 @@ fn update_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
              backoff = ?13, category = ?14, priority = ?15, max_runtime = ?16, allow_concurrent = ?17, \
              catch_up = ?18, starting_deadline = ?19, updated_at = ?20, next_run_at = ?21, \
              alerts_enabled = ?22, alert_email = ?23, escalate_after = ?24, disable_after = ?25, \
-             max_silence = ?26, disabled_reason = ?27, \
+             max_silence = ?26, disabled_reason = ?27, is_critical = ?28, memory_limit = ?29, \
+             cpu_limit = ?30, nofile_limit = ?31, nproc_limit = ?32, run_user = ?33, run_group = ?34, \
              failure_streak = CASE WHEN is_active = 0 AND ?9 = 1 THEN 0 ELSE failure_streak END, \
              enabled_at = CASE WHEN is_active = 0 AND ?9 = 1 THEN ?20 ELSE enabled_at END \
              WHERE id = ?1",
@@ -269,6 +317,13 @@ fn update_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
             job.disable_after,
             job.max_silence,
             job.disabled_reason,
+            job.is_critical,
+            job.memory_limit,
+            job.cpu_limit,
+            job.nofile_limit,
+            job.nproc_limit,
+            job.run_user,
+            job.run_group,
         ])?;
     if changed == 0 {
         return Err(StoreError::JobNotFound {
@@ -296,7 +351,9 @@ mod tests {
         job.params
             .insert("argv".into(), serde_json::json!(["/bin/true"]));
         job.next_run_at = Some(now());
-        let job = store.insert_job(&job, now()).unwrap();
+        let job = store
+            .insert_job(&job, now(), crate::store::test_by())
+            .unwrap();
         assert!(job.id > 0);
         let got = store.job("default", "backup").unwrap();
         assert_eq!(got, job);
@@ -304,7 +361,9 @@ mod tests {
         let mut edited = got.clone();
         edited.priority = 1;
         edited.category = Some("BACKUP".into());
-        store.update_job(&edited, now()).unwrap();
+        store
+            .update_job(&edited, now(), crate::store::test_by())
+            .unwrap();
         assert_eq!(store.job("default", "backup").unwrap().priority, 1);
 
         let listed = store
@@ -315,7 +374,14 @@ mod tests {
             .unwrap();
         assert_eq!(listed.len(), 1);
 
-        store.delete_job("default", "backup").unwrap();
+        store
+            .delete_job(
+                "default",
+                "backup",
+                chrono::Utc::now(),
+                crate::store::test_by(),
+            )
+            .unwrap();
         assert!(matches!(
             store.job("default", "backup"),
             Err(StoreError::JobNotFound { .. })
@@ -326,17 +392,31 @@ mod tests {
     fn apply_jobs_is_all_or_nothing() {
         let store = Store::open_in_memory().unwrap();
         let a = store
-            .insert_job(&Job::new("s", "a", "@daily", "shell"), now())
+            .insert_job(
+                &Job::new("s", "a", "@daily", "shell"),
+                now(),
+                crate::store::test_by(),
+            )
             .unwrap();
         let b = store
-            .insert_job(&Job::new("s", "b", "@daily", "shell"), now())
+            .insert_job(
+                &Job::new("s", "b", "@daily", "shell"),
+                now(),
+                crate::store::test_by(),
+            )
             .unwrap();
         let mut a2 = a.clone();
         a2.priority = 1;
         // The insert clashes with a: nothing happens, not even the delete of b.
         let clash = Job::new("s", "a", "@hourly", "shell");
         assert!(store
-            .apply_jobs(&[clash], std::slice::from_ref(&a2), &[b.id], now())
+            .apply_jobs(
+                &[clash],
+                std::slice::from_ref(&a2),
+                &[b.id],
+                now(),
+                crate::store::test_by()
+            )
             .is_err());
         assert_eq!(
             store.jobs(&JobFilter::default()).unwrap(),
@@ -345,7 +425,13 @@ mod tests {
         // b's name is free once b is deleted in the same transaction.
         let new_b = Job::new("s", "b", "@hourly", "shell");
         store
-            .apply_jobs(&[new_b], std::slice::from_ref(&a2), &[b.id], now())
+            .apply_jobs(
+                &[new_b],
+                std::slice::from_ref(&a2),
+                &[b.id],
+                now(),
+                crate::store::test_by(),
+            )
             .unwrap();
         let jobs = store.jobs(&JobFilter::default()).unwrap();
         assert_eq!(jobs[0].priority, 1);
@@ -357,13 +443,19 @@ mod tests {
     fn names_are_unique_per_system_only() {
         let store = Store::open_in_memory().unwrap();
         let job = Job::new("a", "same", "* * * * *", "shell");
-        store.insert_job(&job, now()).unwrap();
+        store
+            .insert_job(&job, now(), crate::store::test_by())
+            .unwrap();
         assert!(matches!(
-            store.insert_job(&job, now()),
+            store.insert_job(&job, now(), crate::store::test_by()),
             Err(StoreError::Duplicate { .. })
         ));
         store
-            .insert_job(&Job::new("b", "same", "* * * * *", "shell"), now())
+            .insert_job(
+                &Job::new("b", "same", "* * * * *", "shell"),
+                now(),
+                crate::store::test_by(),
+            )
             .unwrap();
     }
 
@@ -372,7 +464,9 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let mut job = Job::new("a", "bad", "* * * * *", "shell");
         job.priority = 11;
-        assert!(store.insert_job(&job, now()).is_err());
+        assert!(store
+            .insert_job(&job, now(), crate::store::test_by())
+            .is_err());
         assert!(store.jobs(&JobFilter::default()).unwrap().is_empty());
     }
 }

@@ -4,6 +4,7 @@
 //! write runs in one `BEGIN IMMEDIATE` transaction, so a refused change leaves nothing behind.
 
 mod alerts;
+mod audit;
 mod executions;
 mod jobs;
 mod metrics;
@@ -22,6 +23,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 pub use alerts::{
     Alert, AlertKind, AlertState, Channel, Delivery, DeliveryState, NewAlert, RunnerState,
 };
+#[cfg(test)]
+pub(crate) use audit::test_by;
+pub use audit::{job_diff, settings_diff, Actor, AuditEntry, AuditFilter, By, Event as AuditEvent};
 pub use executions::{Batch, ExecutionFilter, NewExecution};
 pub use jobs::JobFilter;
 pub use metrics::{ExecutionBrief, JobCounts, JobStats, StatusTotals};
@@ -36,6 +40,7 @@ pub const APPLICATION_ID: i32 = 0x4352_4F4E;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_alerts.sql"),
+    include_str!("migrations/003_audit.sql"),
 ];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

@@ -3,12 +3,15 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, Row};
 
+use super::audit::{self, By};
 use super::{fmt_time, OptionalRow, Result, Settings, Store};
 
 const COLUMNS: &str = "system, is_enabled, max_concurrent_jobs, default_timeout, keep_executions, \
      cleanup_days, alert_on_failure, alert_email, slack_webhook, timezone, shutdown_grace, \
      alert_on_timeout, webhook_url, webhook_secret, escalate_after, escalate_to, disable_after, \
-     max_silence, cpu_threshold, cpu_window, disk_min_free, alert_rate_limit";
+     max_silence, cpu_threshold, cpu_window, disk_min_free, alert_rate_limit, \
+     default_memory_limit, default_cpu_limit, default_nofile_limit, default_nproc_limit, \
+     audit_retention_days";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Settings> {
     Ok(Settings {
@@ -34,6 +37,11 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Settings> {
         cpu_window: row.get(19)?,
         disk_min_free: row.get(20)?,
         alert_rate_limit: row.get(21)?,
+        default_memory_limit: row.get(22)?,
+        default_cpu_limit: row.get(23)?,
+        default_nofile_limit: row.get(24)?,
+        default_nproc_limit: row.get(25)?,
+        audit_retention_days: row.get(26)?,
     })
 }
 
@@ -43,28 +51,51 @@ impl Store {
         settings(&self.conn, system)
     }
 
-    /// Store the settings and, in the same transaction, the jobs' next runs that depend on them.
+    /// Store the settings and, in the same transaction, the jobs' next runs that depend on them
+    /// and the audit row.
     pub fn put_settings(
         &self,
         settings: &Settings,
         next_runs: &[(i64, Option<DateTime<Utc>>)],
         now: DateTime<Utc>,
+        by: By<'_>,
     ) -> Result<()> {
         self.write(|conn| {
+            let before = self::settings(conn, &settings.system)?;
+            let diff = audit::settings_diff(&before, settings);
+            let target = match &diff {
+                serde_json::Value::Object(m) => m.keys().cloned().collect::<Vec<_>>().join(","),
+                _ => String::new(),
+            };
+            audit::insert(
+                conn,
+                by,
+                &audit::Event {
+                    system: &settings.system,
+                    target: (!target.is_empty()).then_some(target.as_str()),
+                    refused: false,
+                    reason: None,
+                    diff,
+                },
+                now,
+            )?;
             conn.prepare_cached(
                 "INSERT INTO settings (system, is_enabled, max_concurrent_jobs, default_timeout, \
                  keep_executions, cleanup_days, alert_on_failure, alert_email, slack_webhook, timezone, \
                  shutdown_grace, created_at, updated_at, alert_on_timeout, webhook_url, webhook_secret, \
                  escalate_after, escalate_to, disable_after, max_silence, cpu_threshold, cpu_window, \
-                 disk_min_free, alert_rate_limit) \
+                 disk_min_free, alert_rate_limit, default_memory_limit, default_cpu_limit, \
+                 default_nofile_limit, default_nproc_limit, audit_retention_days) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, \
-                         ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) \
+                         ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28) \
                  ON CONFLICT (system) DO UPDATE SET is_enabled = ?2, max_concurrent_jobs = ?3, \
                  default_timeout = ?4, keep_executions = ?5, cleanup_days = ?6, alert_on_failure = ?7, \
                  alert_email = ?8, slack_webhook = ?9, timezone = ?10, shutdown_grace = ?11, updated_at = ?12, \
                  alert_on_timeout = ?13, webhook_url = ?14, webhook_secret = ?15, escalate_after = ?16, \
                  escalate_to = ?17, disable_after = ?18, max_silence = ?19, cpu_threshold = ?20, \
-                 cpu_window = ?21, disk_min_free = ?22, alert_rate_limit = ?23",
+                 cpu_window = ?21, disk_min_free = ?22, alert_rate_limit = ?23, \
+                 default_memory_limit = ?24, default_cpu_limit = ?25, default_nofile_limit = ?26, \
+                 default_nproc_limit = ?27, audit_retention_days = ?28",
             )?
             .execute(params![
                 settings.system,
@@ -90,6 +121,11 @@ impl Store {
                 settings.cpu_window,
                 settings.disk_min_free,
                 settings.alert_rate_limit,
+                settings.default_memory_limit,
+                settings.default_cpu_limit,
+                settings.default_nofile_limit,
+                settings.default_nproc_limit,
+                settings.audit_retention_days,
             ])?;
             let mut stmt = conn.prepare_cached("UPDATE jobs SET next_run_at = ?2 WHERE id = ?1")?;
             for (id, next) in next_runs {
@@ -132,6 +168,11 @@ pub const KEYS: &[&str] = &[
     "cpu_window",
     "disk_min_free",
     "alert_rate_limit",
+    "default_memory_limit",
+    "default_cpu_limit",
+    "default_nofile_limit",
+    "default_nproc_limit",
+    "audit_retention_days",
 ];
 
 /// Keys whose values are secrets: shown only redacted.
@@ -173,6 +214,17 @@ impl Settings {
             "cpu_window" => self.cpu_window.to_string(),
             "disk_min_free" => self.disk_min_free.to_string(),
             "alert_rate_limit" => self.alert_rate_limit.to_string(),
+            "default_memory_limit" => self
+                .default_memory_limit
+                .map(crate::limits::human_bytes)
+                .unwrap_or_default(),
+            "default_cpu_limit" => self
+                .default_cpu_limit
+                .map(crate::duration::human_secs)
+                .unwrap_or_default(),
+            "default_nofile_limit" => num(self.default_nofile_limit),
+            "default_nproc_limit" => num(self.default_nproc_limit),
+            "audit_retention_days" => self.audit_retention_days.to_string(),
             _ => return None,
         })
     }
@@ -266,6 +318,17 @@ impl Settings {
                 }
                 self.alert_rate_limit = n as u32;
             }
+            "default_memory_limit" => {
+                self.default_memory_limit = crate::limits::parse_opt_bytes(key, v)?
+            }
+            "default_cpu_limit" => self.default_cpu_limit = crate::limits::parse_opt_cpu(key, v)?,
+            "default_nofile_limit" => {
+                self.default_nofile_limit = crate::limits::parse_opt_count(key, v)?
+            }
+            "default_nproc_limit" => {
+                self.default_nproc_limit = crate::limits::parse_opt_count(key, v)?
+            }
+            "audit_retention_days" => self.audit_retention_days = parse_count(key, v)?,
             "timezone" => {
                 let tz = crate::schedule::parse_timezone(v).map_err(|e| e.to_string())?;
                 self.timezone = tz.name().to_string();
@@ -347,7 +410,9 @@ mod tests {
         let mut s2 = s.clone();
         s2.set("max_concurrent_jobs", "8").unwrap();
         s2.set("timezone", "Europe/Madrid").unwrap();
-        store.put_settings(&s2, &[], chrono::Utc::now()).unwrap();
+        store
+            .put_settings(&s2, &[], chrono::Utc::now(), crate::store::test_by())
+            .unwrap();
         let back = store.settings("app").unwrap();
         assert_eq!(back.max_concurrent_jobs, 8);
         assert_eq!(back.timezone, "Europe/Madrid");

@@ -124,6 +124,37 @@ pub struct Job {
     /// When the job was last enabled after being disabled.
     #[serde(default)]
     pub enabled_at: Option<DateTime<Utc>>,
+    /// Only an admin may change, remove, disable, run or kill it.
+    #[serde(default)]
+    pub is_critical: bool,
+    /// Bytes of address space (RLIMIT_AS); None: the system's default_memory_limit.
+    #[serde(default)]
+    pub memory_limit: Option<u64>,
+    /// CPU seconds (RLIMIT_CPU); None: the system's default_cpu_limit.
+    #[serde(default)]
+    pub cpu_limit: Option<u64>,
+    /// Open files (RLIMIT_NOFILE); None: the system's default_nofile_limit.
+    #[serde(default)]
+    pub nofile_limit: Option<u64>,
+    /// Processes of the job's user (RLIMIT_NPROC); None: the system's default_nproc_limit.
+    #[serde(default)]
+    pub nproc_limit: Option<u64>,
+    /// Run as this user (a root runner only); None: the runner's user.
+    #[serde(default)]
+    pub run_user: Option<String>,
+    /// Run with this group; None: the user's primary group.
+    #[serde(default)]
+    pub run_group: Option<String>,
+}
+
+impl Job {
+    /// A copy fit to print: every secret of its parameters redacted.
+    pub fn redacted(&self) -> Job {
+        Job {
+            params: crate::secrets::redact(&self.params),
+            ..self.clone()
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -167,6 +198,13 @@ impl Job {
             failure_streak: 0,
             last_success_at: None,
             enabled_at: None,
+            is_critical: false,
+            memory_limit: None,
+            cpu_limit: None,
+            nofile_limit: None,
+            nproc_limit: None,
+            run_user: None,
+            run_group: None,
         }
     }
 }
@@ -208,6 +246,13 @@ pub struct Settings {
     pub disk_min_free: u32,
     /// Messages per channel per hour at most.
     pub alert_rate_limit: u32,
+    /// Limits for jobs that set none (bytes, CPU seconds, open files, processes).
+    pub default_memory_limit: Option<u64>,
+    pub default_cpu_limit: Option<u64>,
+    pub default_nofile_limit: Option<u64>,
+    pub default_nproc_limit: Option<u64>,
+    /// Days the audit log is kept; 0 keeps it forever.
+    pub audit_retention_days: u64,
 }
 
 impl Settings {
@@ -235,6 +280,11 @@ impl Settings {
             cpu_window: 300,
             disk_min_free: 10,
             alert_rate_limit: 30,
+            default_memory_limit: None,
+            default_cpu_limit: None,
+            default_nofile_limit: None,
+            default_nproc_limit: None,
+            audit_retention_days: 365,
         }
     }
 }

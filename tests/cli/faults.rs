@@ -336,7 +336,13 @@ impl SmallDisk {
     fn mount(at: std::path::PathBuf, size: &str) -> Option<SmallDisk> {
         std::fs::create_dir_all(&at).unwrap();
         let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0750"),
+                "tmpfs",
+            ])
             .arg(&at)
             .status()
             .is_ok_and(|s| s.success());

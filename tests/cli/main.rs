@@ -3,6 +3,7 @@
 mod alerts;
 mod executors;
 mod faults;
+mod hardening;
 mod harness;
 mod jobs;
 mod jobsd;

@@ -23,6 +23,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use crate::limits::Limits;
 pub use cancel::Cancel;
 pub use group::{group_alive, kill_group};
 
@@ -54,6 +55,19 @@ pub struct Spec {
     pub live_log: Option<PathBuf>,
     /// Stdin from /dev/null; otherwise inherited from the runner.
     pub stdin_null: bool,
+    /// Resource limits set in the child before exec (`setrlimit`, soft and hard).
+    pub limits: Limits,
+    /// Switch to this user and group in the child before exec (the runner must be root).
+    pub run_as: Option<RunAs>,
+}
+
+/// The identity a child takes before exec: supplementary groups, then gid, then uid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (the user's, as `initgroups` would set them).
+    pub groups: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +96,11 @@ pub struct Outcome {
     pub max_rss_mb: f64,
     /// User+system CPU time over wall time, in % of one core.
     pub cpu_percent: f64,
+    /// User+system CPU seconds of the leader and its reaped descendants.
+    pub cpu_seconds: f64,
     pub pid: u32,
+    /// The limits it ran under (from the [`Spec`]), to tell a limit's kill from another end.
+    pub limits: Limits,
 }
 
 /// What the waiting loop hears: the leader was reaped, or the cancel handle fired.
@@ -142,6 +160,16 @@ pub fn run(spec: &Spec, cancel: &Cancel, on_spawn: impl FnOnce(u32)) -> io::Resu
     if let Some(cwd) = &spec.cwd {
         command.current_dir(cwd);
     }
+    if !spec.limits.is_empty() || spec.run_as.is_some() {
+        let limits = rlimits(&spec.limits);
+        let run_as = spec.run_as.clone();
+        // SAFETY: the closure runs in the forked child before exec and makes only
+        // async-signal-safe system calls (setrlimit, setgroups, setgid, setuid) on data
+        // prepared here, in the parent: it allocates nothing and takes no lock.
+        unsafe {
+            command.pre_exec(move || in_child(&limits, run_as.as_ref()));
+        }
+    }
     // The child starts as a vfork of this process, and the kernel folds that shared memory's peak
     // into the child's ru_maxrss. Reset our peak to our current size first, so a job's figure is
     // floored by the runner's present footprint (a few MB), not by its historical peak.
@@ -193,7 +221,60 @@ pub fn run(spec: &Spec, cancel: &Cancel, on_spawn: impl FnOnce(u32)) -> io::Resu
     }
     let capture = reader.finish()?;
     let (reaped, stopped) = waited?;
-    Ok(outcome(pid, started, reaped, stopped, capture))
+    let mut outcome = outcome(pid, started, reaped, stopped, capture);
+    outcome.limits = spec.limits;
+    Ok(outcome)
+}
+
+/// The (resource, value) pairs to set, computed before the fork.
+fn rlimits(limits: &Limits) -> Vec<(libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t)> {
+    let clamp = |v: u64| libc::rlim_t::try_from(v).unwrap_or(libc::RLIM_INFINITY);
+    let mut out = Vec::new();
+    if let Some(m) = limits.memory {
+        out.push((libc::RLIMIT_AS, clamp(m), clamp(m)));
+    }
+    if let Some(c) = limits.cpu {
+        // SIGXCPU at the soft limit (it ends the job unless caught), SIGKILL a second later.
+        out.push((libc::RLIMIT_CPU, clamp(c), clamp(c.saturating_add(1))));
+    }
+    if let Some(n) = limits.nofile {
+        out.push((libc::RLIMIT_NOFILE, clamp(n), clamp(n)));
+    }
+    if let Some(n) = limits.nproc {
+        out.push((libc::RLIMIT_NPROC, clamp(n), clamp(n)));
+    }
+    out
+}
+
+/// In the child, between fork and exec: limits first (as root they can be set to anything),
+/// then the identity, groups before gid before uid (after setuid, neither can change).
+fn in_child(
+    limits: &[(libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t)],
+    run_as: Option<&RunAs>,
+) -> io::Result<()> {
+    for &(resource, soft, hard) in limits {
+        let lim = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit is async-signal-safe; `lim` is a valid rlimit.
+        if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if let Some(who) = run_as {
+        // SAFETY: setgroups, setgid and setuid are async-signal-safe system calls; `groups`
+        // was allocated before the fork and holds `len` gids.
+        unsafe {
+            if libc::setgroups(who.groups.len(), who.groups.as_ptr()) != 0
+                || libc::setgid(who.gid) != 0
+                || libc::setuid(who.uid) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Kills the group if `run` unwinds (a panicking `on_spawn`): a job must not outlive its worker
@@ -318,7 +399,9 @@ fn outcome(
         duration,
         max_rss_mb: max_rss_mb(reaped.rusage.ru_maxrss),
         cpu_percent: if wall > 0.0 { cpu / wall * 100.0 } else { 0.0 },
+        cpu_seconds: cpu,
         pid,
+        limits: Limits::default(),
     }
 }
 

@@ -18,6 +18,8 @@ fn spec(program: &str, args: &[&str]) -> Spec {
         output_cap: DEFAULT_OUTPUT_CAP,
         live_log: None,
         stdin_null: true,
+        limits: Limits::default(),
+        run_as: None,
     }
 }
 
