@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::common::{check_url, human_bytes, not_under, resolve_path, typed, under_any, Dur};
-use super::{reexec, Executor, Invocation, ParamError, RunContext, RunError};
+use super::{Executor, ParamError, RunContext, RunError};
 use crate::config::Config;
 
 const TIMESTAMP: &str = "%Y%m%dT%H%M%SZ";
@@ -309,14 +309,6 @@ impl Executor for Backup {
 
     fn check(&self, params: &Map<String, Value>, config: &Config) -> Result<(), ParamError> {
         checked(params, config).map(|_| ())
-    }
-
-    fn invocation(
-        &self,
-        params: &Map<String, Value>,
-        config: &Config,
-    ) -> Result<Invocation, ParamError> {
-        reexec(self.name(), params, config)
     }
 
     fn run(

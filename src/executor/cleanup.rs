@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::common::{human_bytes, not_under, resolve_path, typed, under_any, Dur};
-use super::{glob_match, reexec, Executor, Invocation, ParamError, RunContext, RunError};
+use super::{glob_match, Executor, ParamError, RunContext, RunError};
 use crate::config::Config;
 
 /// Paths listed in the report before "… and N more".
@@ -284,14 +284,6 @@ impl Executor for Cleanup {
 
     fn check(&self, params: &Map<String, Value>, config: &Config) -> Result<(), ParamError> {
         checked(params, config).map(|_| ())
-    }
-
-    fn invocation(
-        &self,
-        params: &Map<String, Value>,
-        config: &Config,
-    ) -> Result<Invocation, ParamError> {
-        reexec(self.name(), params, config)
     }
 
     fn run(

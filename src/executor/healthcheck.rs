@@ -16,7 +16,7 @@ use tabled::{Table, Tabled};
 
 use super::common::{check_url, human_bytes, typed, Amount, Dur};
 use super::http::{self as http_exec, Expect};
-use super::{reexec, Executor, Invocation, ParamError, RunContext, RunError};
+use super::{Executor, ParamError, RunContext, RunError};
 use crate::config::Config;
 
 pub struct Healthcheck;
@@ -261,14 +261,6 @@ impl Executor for Healthcheck {
 
     fn check(&self, params: &Map<String, Value>, config: &Config) -> Result<(), ParamError> {
         checked(params, config).map(|_| ())
-    }
-
-    fn invocation(
-        &self,
-        params: &Map<String, Value>,
-        config: &Config,
-    ) -> Result<Invocation, ParamError> {
-        reexec(self.name(), params, config)
     }
 
     fn run(

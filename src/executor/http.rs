@@ -13,7 +13,7 @@ use serde::{de, Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use super::common::{check_url, typed, Dur};
-use super::{reexec, Executor, Invocation, ParamError, RunContext, RunError};
+use super::{Executor, ParamError, RunContext, RunError};
 use crate::config::Config;
 
 /// Response bytes kept in the output, per request.
@@ -282,14 +282,6 @@ impl Executor for Http {
 
     fn check(&self, params: &Map<String, Value>, config: &Config) -> Result<(), ParamError> {
         checked(params, config).map(|_| ())
-    }
-
-    fn invocation(
-        &self,
-        params: &Map<String, Value>,
-        config: &Config,
-    ) -> Result<Invocation, ParamError> {
-        reexec(self.name(), params, config)
     }
 
     fn run(

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use tabled::{Table, Tabled};
 
 use super::common::{typed, Dur};
-use super::{reexec, Executor, Invocation, ParamError, RunContext, RunError};
+use super::{Executor, ParamError, RunContext, RunError};
 use crate::config::Config;
 use crate::store::{Execution, ExecutionFilter, Status, Store};
 
@@ -238,14 +238,6 @@ impl Executor for Report {
 
     fn check(&self, params: &Map<String, Value>, _config: &Config) -> Result<(), ParamError> {
         checked(params).map(|_| ())
-    }
-
-    fn invocation(
-        &self,
-        params: &Map<String, Value>,
-        config: &Config,
-    ) -> Result<Invocation, ParamError> {
-        reexec(self.name(), params, config)
     }
 
     fn run(

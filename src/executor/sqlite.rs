@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::common::{resolve_path, typed};
-use super::{glob_match, reexec, Executor, Invocation, ParamError, RunContext, RunError};
+use super::{glob_match, Executor, ParamError, RunContext, RunError};
 use crate::config::Config;
 
 pub struct Sqlite;
@@ -130,14 +130,6 @@ impl Executor for Sqlite {
 
     fn check(&self, params: &Map<String, Value>, config: &Config) -> Result<(), ParamError> {
         checked(params, config).map(|_| ())
-    }
-
-    fn invocation(
-        &self,
-        params: &Map<String, Value>,
-        config: &Config,
-    ) -> Result<Invocation, ParamError> {
-        reexec(self.name(), params, config)
     }
 
     fn run(
