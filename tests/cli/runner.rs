@@ -721,6 +721,11 @@ fn clock_jumps_run_the_gap_once_and_rerun_nothing() {
     std::fs::write(&offset, "3600").unwrap();
     signal(&runner, libc::SIGUSR1);
     std::thread::sleep(Duration::from_millis(1500));
+    let fixed_after_back = env.history("fixed");
+    // Forward 1 day: a clock correction (or a sleep): the day's slots are missed, not flooded.
+    std::fs::write(&offset, "90000").unwrap();
+    signal(&runner, libc::SIGUSR1);
+    std::thread::sleep(Duration::from_millis(1500));
     let cpu = cpu_seconds(runner.id());
     signal(&runner, libc::SIGTERM);
     assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
@@ -731,7 +736,19 @@ fn clock_jumps_run_the_gap_once_and_rerun_nothing() {
         )
     });
     assert_eq!(time(&ran, "scheduled_for").minute(), in_an_hour.minute());
-    assert_eq!(env.history("fixed").len(), 1, "{:?}", env.history("fixed"));
+    assert_eq!(fixed_after_back.len(), 1, "{fixed_after_back:?}");
+    let fixed = env.history("fixed");
+    assert_eq!(statuses(&fixed), ["success", "missed"], "{fixed:?}");
+    let day = env.history("every-minute");
+    assert!(
+        day.iter().filter(|r| r["status"] == "success").count() <= 3,
+        "the minutely job flooded after the day jump: {day:?}"
+    );
+    assert_eq!(
+        day.iter().filter(|r| r["status"] == "missed").count(),
+        2,
+        "{day:?}"
+    );
     let runs = minutely.iter().filter(|r| r["status"] == "success").count();
     assert!(runs <= 1, "the minutely job flooded: {minutely:?}");
     assert_eq!(
