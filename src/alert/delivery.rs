@@ -23,8 +23,9 @@ pub const MAX_ATTEMPTS: u32 = 15;
 /// The rate limit's window.
 pub const RATE_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 /// With nothing pending, the thread still looks at the outbox this often (alerts recorded by
-/// another process, a missed wake-up).
-const IDLE: Duration = Duration::from_secs(60);
+/// another process, a missed wake-up). The runner wakes it whenever it queues an alert, so this
+/// is a safety net, kept rare: an idle runner should wake about once a minute in all.
+const IDLE: Duration = Duration::from_secs(15 * 60);
 
 /// The wait after `attempts` failed attempts, or None when it is time to give up.
 pub fn backoff(attempts: u32) -> Option<Duration> {
