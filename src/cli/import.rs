@@ -179,13 +179,18 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         }
         if let Some(user) = &entry.user {
             if me.as_deref() != Some(user.as_str()) {
-                notes.push(Note {
-                    line: entry.line,
-                    text: format!(
-                        "user {user}: not carried over: run-as user not supported yet; the job runs as {}",
-                        me.as_deref().unwrap_or("cronmgr's user")
-                    ),
-                });
+                if crate::config::is_root() {
+                    // Checked with the rest below: an unknown user is a problem line.
+                    job.run_user = Some(user.clone());
+                } else {
+                    notes.push(Note {
+                        line: entry.line,
+                        text: format!(
+                            "user {user}: not carried over: only root can run jobs as another user; the job runs as {}",
+                            me.as_deref().unwrap_or("cronmgr's user")
+                        ),
+                    });
+                }
             }
         }
         imported.push(Imported {

@@ -659,12 +659,19 @@ fn import_a_system_crontab_with_its_user_column() {
     );
     assert_eq!(jobs[1]["argv"], json!(["/usr/bin/date"]));
     let notes = out["not_carried_over"].as_array().unwrap();
-    assert_eq!(notes.len(), 1, "{notes:?}");
-    assert_eq!(notes[0]["line"], 3);
-    assert!(notes[0]["text"]
-        .as_str()
-        .unwrap()
-        .contains("run-as user not supported yet"));
+    if me == "root" {
+        // Root carries the user column over: the job runs as that user.
+        assert!(notes.is_empty(), "{notes:?}");
+        let job = env.json(&["show", "date"]);
+        assert_eq!(job["run_user"], other, "{job}");
+    } else {
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(notes[0]["line"], 3);
+        assert!(notes[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("only root can run jobs as another user"));
+    }
     // Stdin works too.
     let out = env
         .cmd()
