@@ -3,7 +3,8 @@
 #
 #   benches/run.sh [--quick] [--no-cron] [--keep]
 #
-# --quick    shorter windows and fewer repetitions (about 5 minutes instead of about 30)
+# --quick    shorter windows and fewer repetitions (about 9 minutes instead of about 40)
+# --only S,… some scenarios only (see bench.py --help)
 # --no-cron  skip Debian's cron (otherwise installed with apt-get if missing, run as `cron -f`)
 # --keep     keep the temporary folder (databases, runner logs) for a closer look
 #
