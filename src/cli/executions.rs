@@ -150,9 +150,10 @@ pub fn prune(args: PruneArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let count = if args.dry_run {
         store.prune_count(ctx.system(), keep, older)?
     } else {
+        let mut quota = store.over_quota(ctx.system(), keep)?;
         let mut total = 0;
         loop {
-            let n = store.prune_batch(ctx.system(), keep, older, 1000, false)?;
+            let n = store.prune_batch(ctx.system(), keep, older, 1000, &mut quota)?;
             total += n;
             if n < 1000 {
                 break total;

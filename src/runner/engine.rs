@@ -193,6 +193,8 @@ pub struct Engine<'c> {
     data_version: i64,
     prune_pending: bool,
     last_prune: Instant,
+    /// During a retention cycle: per system, the jobs still over their keep_executions.
+    prune_quota: Option<HashMap<String, Vec<i64>>>,
     /// When the runner state and metrics file were last written, and whether they lag behind.
     state_written: Instant,
     state_stale: bool,
@@ -234,6 +236,7 @@ impl<'c> Engine<'c> {
             data_version: 0,
             prune_pending: true,
             last_prune: Instant::now(),
+            prune_quota: None,
             state_written: Instant::now(),
             state_stale: false,
             summary: Summary::default(),
@@ -910,15 +913,13 @@ impl<'c> Engine<'c> {
         if !retried {
             self.run_ended(execution, &slot, &finish, now);
         }
-        if self.notifier.is_active() {
-            self.notifier
-                .send(&format!("STATUS={}", self.status_line()));
-        }
-        // Both are a write each: in a burst, at most once a second (housekeeping catches up).
+        // The status line, the runner state and the metrics file cost a walk or a write each: in a
+        // burst, at most once a second (housekeeping catches up).
         if self.state_written.elapsed() >= Duration::from_secs(1) {
             self.state_written = Instant::now();
             self.write_runner_state();
             self.write_metrics();
+            self.send_status();
         } else {
             self.state_stale = true;
         }
@@ -1163,6 +1164,7 @@ impl<'c> Engine<'c> {
             self.state_written = Instant::now();
             self.write_runner_state();
             self.write_metrics();
+            self.send_status();
         }
         if self.last_housekeeping.elapsed() < HOUSEKEEPING {
             return Ok(());
@@ -1251,27 +1253,47 @@ impl<'c> Engine<'c> {
     /// Delete one small batch of history beyond each system's retention.
     fn prune_step(&mut self) -> anyhow::Result<()> {
         let now = self.clock.now();
+        let keep_of = |s: &Settings| {
+            if s.keep_executions == 0 {
+                u64::MAX >> 1
+            } else {
+                s.keep_executions
+            }
+        };
+        // A retention cycle starts by finding the jobs over their quota, once.
+        let quotas = self.prune_quota.get_or_insert_with(HashMap::new);
+        if quotas.is_empty() {
+            for (system, s) in &self.settings {
+                match self.store.over_quota(system, keep_of(s)) {
+                    Ok(jobs) => {
+                        quotas.insert(system.clone(), jobs);
+                    }
+                    Err(e) => {
+                        tracing::warn!(system, error = %e, "retention failed; will try later")
+                    }
+                }
+            }
+        }
         let mut more = false;
         for (system, s) in &self.settings {
             let older =
                 (s.cleanup_days > 0).then(|| now - chrono::Duration::days(s.cleanup_days as i64));
-            let keep = if s.keep_executions == 0 {
-                u64::MAX >> 1
-            } else {
-                s.keep_executions
-            };
+            let quota = quotas.entry(system.clone()).or_default();
             match self
                 .store
-                .prune_batch(system, keep, older, PRUNE_BATCH, false)
+                .prune_batch(system, keep_of(s), older, PRUNE_BATCH, quota)
             {
                 Ok(n) => {
                     if n > 0 {
                         tracing::debug!(system, deleted = n, "retention");
                     }
-                    more |= n == PRUNE_BATCH;
+                    more |= n == PRUNE_BATCH || !quota.is_empty();
                 }
                 Err(e) => tracing::warn!(system, error = %e, "retention failed; will try later"),
             }
+        }
+        if !more {
+            self.prune_quota = None; // the cycle is done; the next one finds the quotas again
         }
         self.prune_pending = more;
         Ok(())
@@ -1313,6 +1335,13 @@ impl<'c> Engine<'c> {
                 self.monitor
                     .storage_blocked(&self.store, self.settings.values(), &summary, now);
             }
+        }
+    }
+
+    fn send_status(&self) {
+        if self.notifier.is_active() {
+            self.notifier
+                .send(&format!("STATUS={}", self.status_line()));
         }
     }
 
