@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::harness::{signal, wait_exit, Env};
+use crate::harness::{stop, Env};
 
 const SLACK_SECRET: &str = "T0SLACK/B0SLACK/slacksecretpath";
 const HOOK_SECRET: &str = "hooksecretpath";
@@ -350,8 +350,7 @@ fn a_failing_job_alerts_by_email_slack_and_signed_webhook_then_is_disabled() {
         "the failing condition stays open until a success"
     );
 
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     assert_no_secrets(&every_output(&env));
 }
 
@@ -416,8 +415,7 @@ fn a_silent_job_alerts_when_the_runner_starts_and_recovers_on_success() {
             .count();
         (n == 2).then_some(())
     });
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     assert!(
         again.is_some(),
         "no second silent alert while up; log:\n{}",
@@ -472,8 +470,7 @@ fn an_unreachable_channel_leaves_the_runner_on_time_and_delivers_later() {
         let a = alerts(&env);
         all_sent(a.last()?).then_some(a)
     });
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let a = sent.unwrap_or_else(|| panic!("never delivered; log:\n{}", env.runner_log()));
     assert_eq!(
         a.len(),
@@ -677,8 +674,7 @@ fn status_stats_and_metrics_report_what_ran() {
             .then_some(t)
     });
     let s = env.json(&["status"]);
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let file = file.unwrap_or_else(|| panic!("no metrics file; log:\n{}", env.runner_log()));
     assert!(file.contains("cronmgr_runner_up 1"), "{file}");
     assert_eq!(s["runner"]["up"], true);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{at, signal, soon, statuses, time, wait_exit, Env};
+use crate::harness::{at, soon, statuses, stop, time, Env};
 
 /// Resident memory of a process in KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -38,8 +38,7 @@ fn a_job_ignoring_sigterm_is_killed_with_its_group_after_the_grace_period() {
             .into_iter()
             .find(|r| r["status"] == "timeout")
     });
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let row = row.unwrap_or_else(|| panic!("no timeout; log:\n{}", env.runner_log()));
     // TERM was ignored, so KILL ended it, 5 s after the 1 s timeout.
     let ms = row["duration_ms"].as_i64().unwrap();
@@ -86,8 +85,7 @@ fn huge_and_invalid_output_is_capped_stored_and_the_runner_stays_small() {
         (f.iter().any(|r| r["status"] == "success") && b.iter().any(|r| r["status"] == "success"))
             .then_some((f, b))
     });
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let (flood, binary) =
         done.unwrap_or_else(|| panic!("did not finish; log:\n{}", env.runner_log()));
     let out = flood[0]["output"].as_str().unwrap();
@@ -126,8 +124,7 @@ fn shell_metacharacters_in_a_row_edited_behind_our_back_never_execute() {
             .into_iter()
             .find(|r| r["status"] == "failed")
     });
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let row = row.unwrap_or_else(|| panic!("not refused; log:\n{}", env.runner_log()));
     assert!(
         row["error_message"].as_str().unwrap().contains("refused"),
@@ -211,8 +208,7 @@ fn a_hundred_due_jobs_with_four_workers_never_exceed_four_and_start_by_priority(
             .clone();
         (rows.iter().filter(|r| r["status"] == "success").count() == 100).then_some(rows)
     });
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let mut rows = rows.unwrap_or_else(|| panic!("not all ran; log:\n{}", env.runner_log()));
     rows.sort_by_key(|r| r["id"].as_i64().unwrap());
     let shown = env.json(&["list"]);
@@ -269,8 +265,7 @@ fn a_write_lock_held_for_10_s_delays_no_start_and_loses_no_record() {
     conn.execute_batch("COMMIT").unwrap();
     drop(conn);
     std::thread::sleep(Duration::from_millis(2500));
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     // Every second of the lock had its run, started on time.
     let starts: Vec<f64> = std::fs::read_to_string(&log)
         .unwrap()
@@ -400,8 +395,7 @@ fn a_full_disk_loses_no_committed_row_and_recording_resumes_with_an_alert() {
         (rows.len() > committed.len() + 3).then_some(rows)
     });
     std::thread::sleep(Duration::from_millis(1500));
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let rows =
         resumed.unwrap_or_else(|| panic!("recording did not resume; log:\n{}", env.runner_log()));
     // Every row committed before the disk filled is still there, unchanged.
@@ -482,8 +476,7 @@ fn sigterm_with_three_running_jobs_drains_kills_and_records_then_exits_0() {
     running.unwrap_or_else(|| panic!("never three running; log:\n{}", env.runner_log()));
     let later_before = env.history("later").len();
     let stopped_at = std::time::Instant::now();
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let took = stopped_at.elapsed();
     // Grace 2 s, then TERM and (for the group ignoring nothing) a quick end: well under 10 s.
     assert!(took < Duration::from_secs(10), "took {took:?}");

@@ -201,6 +201,16 @@ pub fn signal(child: &Child, sig: i32) {
     }
 }
 
+/// Stop a runner with SIGTERM and check it drains and exits 0 within 20 s.
+pub fn stop(runner: &mut Child) {
+    signal(runner, libc::SIGTERM);
+    assert_eq!(
+        wait_exit(runner, Duration::from_secs(20)),
+        Some(0),
+        "the runner did not exit 0 after SIGTERM"
+    );
+}
+
 /// Wait for a child to exit, up to `limit`; returns its exit code.
 pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
     let start = Instant::now();

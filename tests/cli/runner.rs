@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::Value;
 
-use crate::harness::{at, signal, soon, statuses, time, wait_exit, Env};
+use crate::harness::{at, signal, soon, statuses, stop, time, wait_exit, Env};
 
 #[test]
 fn a_seconds_job_fires_on_schedule_and_records_its_output() {
@@ -28,8 +28,7 @@ fn a_seconds_job_fires_on_schedule_and_records_its_output() {
             .collect();
         (rows.len() >= 2).then_some(rows)
     });
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let rows = rows.unwrap_or_else(|| panic!("no runs; log:\n{}", env.runner_log()));
     for r in &rows {
         assert_eq!(r["output"], "hello from tick\n");
@@ -126,8 +125,7 @@ fn the_runner_times_out_jobs_too() {
             .into_iter()
             .find(|r| r["status"] == "timeout")
     });
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let row = row.unwrap_or_else(|| panic!("no timeout row; log:\n{}", env.runner_log()));
     let pgid = row["pid"].as_i64().unwrap() as i32;
     // SAFETY: signal 0 only probes.
@@ -170,8 +168,7 @@ fn retries_leave_one_row_per_attempt_with_growing_delays() {
             .any(|r| r["status"] == "success")
             .then_some(rows)
     });
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let rows = rows.unwrap_or_else(|| panic!("never succeeded; log:\n{}", env.runner_log()));
     assert_eq!(statuses(&rows), ["failed", "failed", "success"]);
     let attempts: Vec<i64> = rows
@@ -233,8 +230,7 @@ fn the_concurrency_cap_holds_and_priority_orders_starts() {
             .clone();
         (rows.iter().filter(|r| r["status"] == "success").count() == names.len()).then_some(rows)
     });
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let mut rows = done.unwrap_or_else(|| panic!("not all ran; log:\n{}", env.runner_log()));
     // Execution ids are handed out as slots are claimed, just before each starts.
     rows.sort_by_key(|r| r["id"].as_i64().unwrap());
@@ -270,8 +266,7 @@ fn an_overlapping_slot_is_skipped() {
             && rows.iter().filter(|r| r["status"] == "skipped").count() >= 2)
             .then_some(rows)
     });
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let rows = rows.unwrap_or_else(|| panic!("no skips; log:\n{}", env.runner_log()));
     let skipped = rows.iter().find(|r| r["status"] == "skipped").unwrap();
     assert!(skipped["error_message"]
@@ -321,8 +316,7 @@ fn kill_9_of_the_runner_leaves_an_interrupted_row_after_restart() {
             .into_iter()
             .find(|r| r["status"] == "interrupted")
     });
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let after = after.unwrap_or_else(|| panic!("not interrupted; log:\n{}", env.runner_log()));
     assert_eq!(after["id"], row["id"]);
     let gone = env.wait_for(Duration::from_secs(10), || {
@@ -352,8 +346,7 @@ fn sigterm_drains_running_executions_then_exits_0() {
             .find(|r| r["status"] == "running")
     })
     .unwrap_or_else(|| panic!("never started; log:\n{}", env.runner_log()));
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     assert_eq!(statuses(&env.history("drain")), ["success"]);
 }
 
@@ -378,8 +371,7 @@ fn sigterm_past_the_grace_period_kills_and_records() {
             .find(|r| r["status"] == "running")
     })
     .unwrap_or_else(|| panic!("never started; log:\n{}", env.runner_log()));
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let rows = env.history("stuck");
     assert_eq!(statuses(&rows), ["interrupted"]);
     assert!(rows[0]["error_message"].as_str().unwrap().contains("grace"));
@@ -463,8 +455,7 @@ fn a_program_that_is_not_allowlisted_never_runs() {
             .into_iter()
             .find(|r| r["status"] == "failed")
     });
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let row = row.unwrap_or_else(|| panic!("not refused; log:\n{}", env.runner_log()));
     assert!(
         row["error_message"]
@@ -504,8 +495,7 @@ fn an_edit_reaches_a_running_runner_within_a_second() {
     std::thread::sleep(Duration::from_millis(1500));
     let count_after_disable = env.history("later").len();
     std::thread::sleep(Duration::from_millis(2000));
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     assert!(
         row.is_some(),
         "the edit did not take effect; log:\n{}",
@@ -607,8 +597,7 @@ fn slots_missed_while_down_are_recorded_and_caught_up_per_policy() {
             .then_some(())
     });
     std::thread::sleep(Duration::from_millis(500));
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     seen.unwrap_or_else(|| panic!("no missed rows; log:\n{}", env.runner_log()));
     // Runs of slots from the time the runner was down, as opposed to slots after its start.
     let catch_up_runs = |rows: &[Value]| {
@@ -667,8 +656,7 @@ fn kill_stops_a_running_execution() {
             .into_iter()
             .find(|r| r["status"] != "running")
     });
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let ended = ended.expect("the killed execution was recorded");
     assert_eq!(ended["status"], "failed");
     assert!(ended["error_message"].as_str().unwrap().contains("signal"));
@@ -727,8 +715,7 @@ fn clock_jumps_run_the_gap_once_and_rerun_nothing() {
     signal(&runner, libc::SIGUSR1);
     std::thread::sleep(Duration::from_millis(1500));
     let cpu = cpu_seconds(runner.id());
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let ran = ran.unwrap_or_else(|| {
         panic!(
             "the gap's fixed-time slot did not run; log:\n{}",
@@ -783,8 +770,7 @@ fn reboot_jobs_run_once_per_start() {
             (n == round).then_some(())
         });
         std::thread::sleep(Duration::from_millis(300));
-        signal(&runner, libc::SIGTERM);
-        assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+        stop(&mut runner);
         seen.unwrap_or_else(|| panic!("round {round}; log:\n{}", env.runner_log()));
     }
     assert_eq!(env.history("boot").len(), 2);
@@ -812,8 +798,7 @@ fn jobs_get_a_clean_environment() {
             .into_iter()
             .find(|r| r["status"] == "success")
     });
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     let row = row.unwrap_or_else(|| panic!("no run; log:\n{}", env.runner_log()));
     let out = row["output"].as_str().unwrap();
     assert!(
@@ -946,8 +931,7 @@ fn logs_follow_streams_a_running_execution() {
         .unwrap_or_else(|| panic!("never started; log:\n{}", env.runner_log()));
     let id = row["id"].as_i64().unwrap().to_string();
     let out = env.ok(&["logs", "--follow", &id]);
-    signal(&runner, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut runner, Duration::from_secs(20)), Some(0));
+    stop(&mut runner);
     assert_eq!(out, "line 1\nline 2\nline 3\n");
 }
 
