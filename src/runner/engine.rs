@@ -272,7 +272,7 @@ impl<'c> Engine<'c> {
         }
         self.recover(now)?;
         self.recorder.recover(&self.store, now)?;
-        self.store.connection().busy_timeout(WRITE_WAIT)?;
+        self.store.set_lock_wait(WRITE_WAIT)?;
         self.reload(now)?;
         self.start_up(now)?;
         self.write_runner_state();
@@ -1159,10 +1159,7 @@ impl<'c> Engine<'c> {
     }
 
     fn data_version(&self) -> anyhow::Result<i64> {
-        Ok(self
-            .store
-            .connection()
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+        Ok(self.store.change_marker()?)
     }
 
     /// Once a minute: pick up changes nobody nudged us about, trim history, ping the watchdog.
@@ -1319,7 +1316,7 @@ impl<'c> Engine<'c> {
         let failing = self.recorder.is_failing();
         if failing != self.lock_wait_short {
             let wait = if failing { Duration::ZERO } else { WRITE_WAIT };
-            if let Err(e) = self.store.connection().busy_timeout(wait) {
+            if let Err(e) = self.store.set_lock_wait(wait) {
                 tracing::warn!(error = %e, "could not set the lock wait");
             }
             self.lock_wait_short = failing;

@@ -46,12 +46,8 @@ pub enum Write {
 
 /// Is this a refusal that passes (lock, full disk, I/O), as opposed to a write that can never land?
 pub fn transient(e: &StoreError) -> bool {
-    use rusqlite::ErrorCode::*;
     match e {
-        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
-            f.code,
-            DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | OutOfMemory
-        ),
+        StoreError::Db(e) => e.is_transient(),
         StoreError::Io(_) => true,
         _ => false,
     }
@@ -533,8 +529,7 @@ mod tests {
         let db = dir.path().join("c.db");
         let store = Store::open(&db).unwrap();
         store
-            .connection()
-            .busy_timeout(std::time::Duration::from_millis(50))
+            .set_lock_wait(std::time::Duration::from_millis(50))
             .unwrap();
         let job = store
             .insert_job(

@@ -4,8 +4,8 @@
 //! failing job produces one message per state change, not one per failure. Each alert gets one
 //! delivery row per channel; the runner's delivery thread works through the pending ones.
 
+use super::sql::{params, Connection, Row};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, Row};
 use serde::Serialize;
 
 pub use super::types::{AlertKind, AlertState, Channel, DeliveryState};
@@ -78,7 +78,7 @@ const ALERT_COLUMNS: &str =
 const DELIVERY_COLUMNS: &str =
     "id, alert_id, channel, target, state, attempts, next_attempt_at, last_error, sent_at";
 
-fn alert_from_row(row: &Row<'_>) -> rusqlite::Result<Alert> {
+fn alert_from_row(row: &Row<'_>) -> super::sql::Result<Alert> {
     let details: String = row.get(7)?;
     Ok(Alert {
         id: row.get(0)?,
@@ -96,7 +96,7 @@ fn alert_from_row(row: &Row<'_>) -> rusqlite::Result<Alert> {
     })
 }
 
-fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+fn delivery_from_row(row: &Row<'_>) -> super::sql::Result<Delivery> {
     Ok(Delivery {
         id: row.get(0)?,
         alert_id: row.get(1)?,
@@ -116,11 +116,11 @@ fn insert_alert(
     state: AlertState,
     now: DateTime<Utc>,
 ) -> Result<i64> {
-    conn.prepare_cached(
+    let id: i64 = conn.prepare_cached(
         "INSERT INTO alerts (system, job_id, job, kind, state, summary, details, execution_id, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
     )?
-    .execute(params![
+    .query_row(params![
         a.system,
         a.job_id,
         a.job,
@@ -130,8 +130,7 @@ fn insert_alert(
         a.details.to_string(),
         a.execution_id,
         fmt_time(now),
-    ])?;
-    let id = conn.last_insert_rowid();
+    ], |r| r.get(0))?;
     let mut stmt = conn.prepare_cached(
         "INSERT INTO alert_deliveries (alert_id, channel, target, next_attempt_at) VALUES (?1, ?2, ?3, ?4)",
     )?;
@@ -144,7 +143,7 @@ fn insert_alert(
 fn is_open(conn: &Connection, system: &str, job_id: Option<i64>, kind: AlertKind) -> Result<bool> {
     Ok(conn
         .prepare_cached(
-            "SELECT 1 FROM alert_conditions WHERE system = ?1 AND ifnull(job_id, 0) = ifnull(?2, 0) AND kind = ?3",
+            "SELECT 1 FROM alert_conditions WHERE system = ?1 AND coalesce(job_id, 0) = coalesce(?2, 0) AND kind = ?3",
         )?
         .exists(params![system, job_id, kind.as_str()])?)
 }
@@ -181,7 +180,7 @@ impl Store {
             for kind in kinds {
                 let alert_id: Option<i64> = conn
                     .prepare_cached(
-                        "DELETE FROM alert_conditions WHERE system = ?1 AND ifnull(job_id, 0) = ifnull(?2, 0) \
+                        "DELETE FROM alert_conditions WHERE system = ?1 AND coalesce(job_id, 0) = coalesce(?2, 0) \
                          AND kind = ?3 RETURNING alert_id",
                     )?
                     .query_row(params![resolved.system, resolved.job_id, kind.as_str()], |r| r.get(0))
@@ -217,21 +216,21 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(
             "SELECT system, job_id, kind FROM alert_conditions ORDER BY opened_at",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map((), |r| {
             Ok((r.get(0)?, r.get(1)?, parse_enum(&r.get::<_, String>(2)?)?))
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<super::sql::Result<_>>()?)
     }
 
     /// The kinds of the conditions open for (system, job).
     pub fn open_kinds(&self, system: &str, job_id: Option<i64>) -> Result<Vec<AlertKind>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT kind FROM alert_conditions WHERE system = ?1 AND ifnull(job_id, 0) = ifnull(?2, 0)",
+            "SELECT kind FROM alert_conditions WHERE system = ?1 AND coalesce(job_id, 0) = coalesce(?2, 0)",
         )?;
         let rows = stmt.query_map(params![system, job_id], |r| {
             parse_enum(&r.get::<_, String>(0)?)
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<super::sql::Result<_>>()?)
     }
 
     /// Count one more failed run of the job; returns the streak.
@@ -286,14 +285,14 @@ impl Store {
         let mut alerts: Vec<Alert> = {
             let mut stmt = self.conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(params![system, limit as i64], alert_from_row)?;
-            rows.collect::<rusqlite::Result<_>>()?
+            rows.collect::<super::sql::Result<_>>()?
         };
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE alert_id = ?1 ORDER BY id"
         ))?;
         for a in &mut alerts {
             let rows = stmt.query_map([a.id], delivery_from_row)?;
-            a.deliveries = rows.collect::<rusqlite::Result<_>>()?;
+            a.deliveries = rows.collect::<super::sql::Result<_>>()?;
         }
         Ok(alerts)
     }
@@ -318,17 +317,17 @@ impl Store {
     pub fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Delivery>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM alert_deliveries \
-             WHERE state = 'pending' AND ifnull(next_attempt_at, '') <= ?1 ORDER BY id LIMIT ?2"
+             WHERE state = 'pending' AND coalesce(next_attempt_at, '') <= ?1 ORDER BY id LIMIT ?2"
         ))?;
         let rows = stmt.query_map(params![fmt_time(now), limit as i64], delivery_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<super::sql::Result<_>>()?)
     }
 
     /// When the next pending delivery is due.
     pub fn next_delivery_at(&self) -> Result<Option<DateTime<Utc>>> {
         let t: Option<String> = self.conn.query_row(
-            "SELECT min(ifnull(next_attempt_at, '')) FROM alert_deliveries WHERE state = 'pending'",
-            [],
+            "SELECT min(coalesce(next_attempt_at, '')) FROM alert_deliveries WHERE state = 'pending'",
+            (),
             |r| r.get(0),
         )?;
         Ok(match t.as_deref() {
@@ -393,7 +392,7 @@ impl Store {
         let rows = stmt.query_map(params![channel.as_str(), fmt_time(since), system], |r| {
             parse_time(&r.get::<_, String>(0)?)
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<super::sql::Result<_>>()?)
     }
 
     /// The runner says who it is and how busy it is.
@@ -421,7 +420,7 @@ impl Store {
             .prepare_cached(
                 "SELECT pid, started_at, updated_at, running, queued, capacity FROM runner_state WHERE id = 1",
             )?
-            .query_row([], |r| {
+            .query_row((), |r| {
                 Ok(RunnerState {
                     pid: r.get(0)?,
                     started_at: parse_time(&r.get::<_, String>(1)?)?,

@@ -4,8 +4,8 @@
 //! record ([`By`] is an argument of every job and settings write), so a change without its row
 //! cannot happen. Only retention (`audit_retention_days`) deletes rows.
 
+use super::sql::{params, Connection, Row};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, Row};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -182,7 +182,7 @@ pub(crate) fn insert(
     now: DateTime<Utc>,
 ) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO audit (at, uid, user, sudo_user, action, system, target, outcome, reason, diff) \
+        "INSERT INTO audit (at, uid, \"user\", sudo_user, action, system, target, outcome, reason, diff) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
@@ -225,9 +225,10 @@ pub(crate) fn job_change(
     )
 }
 
-const COLUMNS: &str = "id, at, uid, user, sudo_user, action, system, target, outcome, reason, diff";
+const COLUMNS: &str =
+    "id, at, uid, \"user\", sudo_user, action, system, target, outcome, reason, diff";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+fn from_row(row: &Row<'_>) -> super::sql::Result<AuditEntry> {
     let diff: String = row.get(10)?;
     Ok(AuditEntry {
         id: row.get(0)?,
@@ -282,11 +283,11 @@ impl Store {
                 filter.system,
                 filter.target,
                 filter.since.map(fmt_time),
-                filter.limit.map_or(-1, |n| n as i64),
+                filter.limit.map_or(i64::MAX, |n| n as i64),
             ],
             from_row,
         )?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<super::sql::Result<_>>()?)
     }
 
     /// Retention of the audit log for one system, one batch at a time (`cronmgr prune`; the

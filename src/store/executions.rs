@@ -1,7 +1,7 @@
 //! Executions: claiming a slot, recording its end, reading history, retention.
 
+use super::sql::{params, Connection, OptionalExtension, Row, ToValue, Value};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, Row};
 
 use super::{
     fmt_time, parse_enum, parse_opt_time, parse_time, Execution, Finish, OptionalRow, Result,
@@ -35,7 +35,7 @@ pub struct ExecutionFilter {
     pub limit: Option<usize>,
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Execution> {
+fn from_row(row: &Row<'_>) -> super::sql::Result<Execution> {
     Ok(Execution {
         id: row.get(0)?,
         job_id: row.get(1)?,
@@ -125,21 +125,21 @@ impl Store {
     pub fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<Execution>> {
         let mut sql =
             format!("SELECT {COLUMNS} FROM executions e JOIN jobs j ON j.id = e.job_id WHERE 1=1");
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
         if let Some(system) = &filter.system {
-            args.push(Box::new(system.clone()));
+            args.push(system.clone().to_value());
             sql.push_str(&format!(" AND j.system = ?{}", args.len()));
         }
         if let Some(job) = &filter.job {
-            args.push(Box::new(job.clone()));
+            args.push(job.clone().to_value());
             sql.push_str(&format!(" AND j.name = ?{}", args.len()));
         }
         if let Some(status) = filter.status {
-            args.push(Box::new(status.as_str()));
+            args.push(status.as_str().to_value());
             sql.push_str(&format!(" AND e.status = ?{}", args.len()));
         }
         if let Some(since) = filter.since {
-            args.push(Box::new(fmt_time(since)));
+            args.push(fmt_time(since).to_value());
             // Through the executions_at index: a range of recent rows, not the whole history.
             sql.push_str(&format!(
                 " AND e.id IN (SELECT id FROM executions WHERE coalesce(started_at, scheduled_for) >= ?{})",
@@ -151,8 +151,8 @@ impl Store {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows = stmt.query_map(args, from_row)?;
+        Ok(rows.collect::<super::sql::Result<_>>()?)
     }
 
     /// The status of each job's newest execution (bookkeeping rows included), by job id.
@@ -168,7 +168,7 @@ impl Store {
         let rows = stmt.query_map([system], |r| {
             Ok((r.get::<_, i64>(0)?, parse_enum(&r.get::<_, String>(1)?)?))
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<super::sql::Result<_>>()?)
     }
 
     /// Executions still marked running (optionally of one job).
@@ -178,18 +178,29 @@ impl Store {
              WHERE e.status = 'running' AND (?1 IS NULL OR e.job_id = ?1) ORDER BY e.id"
         ))?;
         let rows = stmt.query_map([job_id], from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<super::sql::Result<_>>()?)
     }
 
     /// Mark an execution left running by a dead runner as interrupted.
     pub fn interrupt(&self, id: i64, now: DateTime<Utc>, why: &str) -> Result<()> {
         self.write(|conn| {
+            let since: Option<String> = conn
+                .query_row(
+                    "SELECT coalesce(started_at, scheduled_for) FROM executions \
+                     WHERE id = ?1 AND status = 'running'",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(since) = since else {
+                return Ok(());
+            };
+            let duration_ms = (now - parse_time(&since)?).num_milliseconds().max(0);
             conn.prepare_cached(
                 "UPDATE executions SET status = 'interrupted', finished_at = ?2, error_message = ?3, \
-                 duration_ms = CAST((julianday(?2) - julianday(coalesce(started_at, scheduled_for))) * 86400000 AS INTEGER) \
-                 WHERE id = ?1 AND status = 'running'",
+                 duration_ms = ?4 WHERE id = ?1 AND status = 'running'",
             )?
-            .execute(params![id, fmt_time(now), why])?;
+            .execute(params![id, fmt_time(now), why, duration_ms])?;
             Ok(())
         })
     }
@@ -205,7 +216,7 @@ impl Store {
         let rows = stmt.query_map(params![system, keep.min(i64::MAX as u64) as i64], |r| {
             r.get(0)
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<super::sql::Result<_>>()?)
     }
 
     /// Delete at most `batch` executions that are older than `older_than` (by start) or beyond
@@ -224,15 +235,20 @@ impl Store {
         self.prune_audit(system, Utc::now(), batch)?;
         let mut ids: Vec<i64> = Vec::new();
         if let Some(cutoff) = older_than {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT id FROM executions INDEXED BY executions_at \
+            // SQLite is told which index reads the range; PostgreSQL's planner finds it.
+            let hint = match self.engine() {
+                super::Engine::Sqlite => "INDEXED BY executions_at",
+                super::Engine::Postgres => "",
+            };
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT id FROM executions {hint} \
                  WHERE coalesce(started_at, scheduled_for) < ?1 AND status != 'running' \
-                   AND job_id IN (SELECT id FROM jobs WHERE system = ?2) LIMIT ?3",
-            )?;
+                   AND job_id IN (SELECT id FROM jobs WHERE system = ?2) LIMIT ?3"
+            ))?;
             let rows = stmt.query_map(params![fmt_time(cutoff), system, batch as i64], |r| {
                 r.get(0)
             })?;
-            ids = rows.collect::<rusqlite::Result<_>>()?;
+            ids = rows.collect::<super::sql::Result<_>>()?;
         }
         let keep = keep.min(i64::MAX as u64) as i64;
         while ids.len() < batch {
@@ -258,7 +274,7 @@ impl Store {
                      ORDER BY id LIMIT ?3",
                 )?;
                 let rows = stmt.query_map(params![job, threshold, room as i64], |r| r.get(0))?;
-                rows.collect::<rusqlite::Result<_>>()?
+                rows.collect::<super::sql::Result<_>>()?
             };
             if more.len() < room {
                 over_quota.pop();
@@ -289,7 +305,10 @@ impl Store {
         keep: u64,
         older_than: Option<DateTime<Utc>>,
     ) -> Result<usize> {
-        let sql = format!("SELECT count(*) FROM ({})", prune_select(usize::MAX >> 1));
+        let sql = format!(
+            "SELECT count(*) FROM ({}) AS doomed",
+            prune_select(usize::MAX >> 1)
+        );
         Ok(self.conn.query_row(
             &sql,
             params![system, keep as i64, older_than.map(fmt_time)],
@@ -304,7 +323,7 @@ fn prune_select(batch: usize) -> String {
         "SELECT id FROM ( \
            SELECT e.id, e.status, coalesce(e.started_at, e.scheduled_for) AS at, \
                   row_number() OVER (PARTITION BY e.job_id ORDER BY e.id DESC) AS rn \
-           FROM executions e JOIN jobs j ON j.id = e.job_id WHERE j.system = ?1) \
+           FROM executions e JOIN jobs j ON j.id = e.job_id WHERE j.system = ?1) AS ranked \
          WHERE status != 'running' AND (rn > ?2 OR (?3 IS NOT NULL AND at < ?3)) \
          ORDER BY id LIMIT {batch}"
     )
@@ -384,16 +403,16 @@ impl Batch<'_> {
 }
 
 fn claim(conn: &Connection, new: &NewExecution) -> Result<Option<i64>> {
-    let n = conn
+    let id = conn
         .prepare_cached(
             "INSERT INTO executions (job_id, status, scheduled_for, started_at, triggered_by, attempt, \
              error_message, runner_pid, finished_at, duration_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
                      CASE WHEN ?2 = 'running' THEN NULL ELSE coalesce(?4, ?3) END, \
                      CASE WHEN ?2 = 'running' THEN NULL ELSE 0 END) \
-             ON CONFLICT (job_id, scheduled_for, attempt) DO NOTHING",
+             ON CONFLICT (job_id, scheduled_for, attempt) DO NOTHING RETURNING id",
         )?
-        .execute(params![
+        .query_row(params![
             new.job_id,
             new.status.as_str(),
             fmt_time(new.scheduled_for),
@@ -402,8 +421,11 @@ fn claim(conn: &Connection, new: &NewExecution) -> Result<Option<i64>> {
             new.attempt,
             new.error_message,
             new.runner_pid,
-        ])?;
-    Ok((n == 1).then(|| conn.last_insert_rowid()))
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(id)
 }
 
 #[cfg(test)]

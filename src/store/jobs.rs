@@ -1,7 +1,7 @@
 //! Jobs: create, read, update, delete.
 
+use super::sql::{params, Connection, Row, ToValue, Value};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, Row};
 
 use super::audit::{self, By};
 use super::{
@@ -25,11 +25,9 @@ pub struct JobFilter {
     pub active: Option<bool>,
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+fn from_row(row: &Row<'_>) -> super::sql::Result<Job> {
     let params: String = row.get(7)?;
-    let params = serde_json::from_str(&params).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
-    })?;
+    let params = serde_json::from_str(&params).map_err(|e| super::sql::Error::conversion(7, e))?;
     Ok(Job {
         id: row.get(0)?,
         system: row.get(1)?,
@@ -119,23 +117,23 @@ impl Store {
 
     pub fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         let mut sql = format!("SELECT {COLUMNS} FROM jobs WHERE 1=1");
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
         if let Some(system) = &filter.system {
-            args.push(Box::new(system.clone()));
+            args.push(system.clone().to_value());
             sql.push_str(&format!(" AND system = ?{}", args.len()));
         }
         if let Some(category) = &filter.category {
-            args.push(Box::new(category.clone()));
-            sql.push_str(&format!(" AND category = ?{} COLLATE NOCASE", args.len()));
+            args.push(category.clone().to_value());
+            sql.push_str(&format!(" AND lower(category) = lower(?{})", args.len()));
         }
         if let Some(active) = filter.active {
-            args.push(Box::new(active));
+            args.push(active.to_value());
             sql.push_str(&format!(" AND is_active = ?{}", args.len()));
         }
         sql.push_str(" ORDER BY system, name");
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows = stmt.query_map(args, from_row)?;
+        Ok(rows.collect::<super::sql::Result<_>>()?)
     }
 
     /// `cronmgr apply`: delete, update and insert jobs in one transaction, in that order (so a
@@ -211,16 +209,16 @@ fn insert_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
             name: job.name.clone(),
         });
     }
-    conn.prepare_cached(
+    let id: i64 = conn.prepare_cached(
         "INSERT INTO jobs (system, name, description, schedule, timezone, command, params, is_active, \
          timeout, retries, retry_delay, backoff, category, priority, max_runtime, allow_concurrent, \
          catch_up, starting_deadline, created_at, updated_at, last_run_at, next_run_at, \
          alerts_enabled, alert_email, escalate_after, disable_after, max_silence, disabled_reason, \
          is_critical, memory_limit, cpu_limit, nofile_limit, nproc_limit, run_user, run_group) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20, ?21, \
-                 ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)",
+                 ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34) RETURNING id",
     )?
-    .execute(params![
+    .query_row(params![
         job.system,
         job.name,
         job.description,
@@ -255,8 +253,7 @@ fn insert_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
         job.nproc_limit,
         job.run_user,
         job.run_group,
-    ])?;
-    let id = conn.last_insert_rowid();
+    ], |r| r.get(0))?;
     Ok(Job {
         id,
         created_at: now,

@@ -8,7 +8,10 @@ mod audit;
 mod executions;
 mod jobs;
 mod metrics;
+#[cfg(feature = "postgres")]
+mod pg;
 mod settings;
+pub mod sql;
 mod types;
 
 use std::fs::OpenOptions;
@@ -18,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::OpenFlags;
+pub use sql::Engine;
+use sql::{Connection, OptionalExtension};
 
 pub use alerts::{
     Alert, AlertKind, AlertState, Channel, Delivery, DeliveryState, NewAlert, RunnerState,
@@ -42,6 +47,17 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/002_alerts.sql"),
     include_str!("migrations/003_audit.sql"),
     include_str!("migrations/004_execution_times.sql"),
+    include_str!("migrations/005_runners.sql"),
+];
+
+/// The same migrations for PostgreSQL, one for one.
+#[cfg(feature = "postgres")]
+const MIGRATIONS_POSTGRES: &[&str] = &[
+    include_str!("migrations/postgres/001_initial.sql"),
+    include_str!("migrations/postgres/002_alerts.sql"),
+    include_str!("migrations/postgres/003_audit.sql"),
+    include_str!("migrations/postgres/004_execution_times.sql"),
+    include_str!("migrations/postgres/005_runners.sql"),
 ];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -65,7 +81,7 @@ pub enum StoreError {
     #[error("invalid value in the database: {0}")]
     Corrupt(String),
     #[error(transparent)]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] sql::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -84,30 +100,73 @@ impl StoreError {
     }
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Db(e.into())
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> StoreError {
+        StoreError::Db(e.into())
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// An open cronmgr database.
+/// An open cronmgr database: an SQLite file, or a PostgreSQL database shared by several runners.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
 }
 
+/// Is `db` a PostgreSQL URL (`postgres://…` or `postgresql://…`) rather than an SQLite file?
+pub fn is_postgres(db: &Path) -> bool {
+    let s = db.to_string_lossy();
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// `db` fit to print: a PostgreSQL URL without its password.
+pub fn display_db(db: &Path) -> String {
+    let s = db.to_string_lossy().into_owned();
+    if !is_postgres(db) {
+        return s;
+    }
+    let Some(scheme_end) = s.find("://").map(|i| i + 3) else {
+        return s;
+    };
+    let rest = &s[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!("{}{}:***{}", &s[..scheme_end], &rest[..colon], &rest[at..]),
+            None => s,
+        },
+        None => s,
+    }
+}
+
 impl Store {
-    /// Open (creating if needed, with its folder) and migrate the database at `path`.
+    /// Open (creating if needed, with its folder) and migrate the database at `path`, or connect
+    /// to the PostgreSQL database `path` names and migrate it.
     ///
-    /// A file that is not a cronmgr database, or one written by a newer cronmgr, is refused
-    /// before anything is written to it.
+    /// A file or database that is not a cronmgr database, or one written by a newer cronmgr, is
+    /// refused before anything is written to it.
     pub fn open(path: &Path) -> Result<Store> {
+        if is_postgres(path) {
+            return Store::open_postgres(path);
+        }
         let fresh = check_existing(path)?;
         if fresh {
             create_private(path)?;
         }
-        let conn = Connection::open_with_flags(
+        let conn = rusqlite::Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         let store = Store {
-            conn,
+            conn: Connection::Sqlite(conn),
             path: path.to_path_buf(),
         };
         store.verify_identity()?;
@@ -116,27 +175,59 @@ impl Store {
         Ok(store)
     }
 
+    #[cfg(feature = "postgres")]
+    fn open_postgres(url: &Path) -> Result<Store> {
+        let store = Store {
+            conn: pg::connect(url)?,
+            path: url.to_path_buf(),
+        };
+        pg::migrate(&store)?;
+        Ok(store)
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    fn open_postgres(url: &Path) -> Result<Store> {
+        Err(StoreError::NotOurs {
+            path: PathBuf::from(display_db(url)),
+            why: "this cronmgr was built without PostgreSQL support (cargo feature `postgres`)"
+                .into(),
+        })
+    }
+
     /// A second connection to the same, already open database, for another thread of this
     /// process. It skips [`Store::open`]'s file checks on purpose: closing any file descriptor of
     /// the database drops every POSIX lock this process holds on it, which would let other
     /// processes read past the first connection's transactions.
     pub fn reopen(&self) -> Result<Store> {
-        let conn = Connection::open_with_flags(
+        #[cfg(feature = "postgres")]
+        if let Connection::Postgres(_) = self.conn {
+            return Ok(Store {
+                conn: pg::connect(&self.path)?,
+                path: self.path.clone(),
+            });
+        }
+        let conn = rusqlite::Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         let store = Store {
-            conn,
+            conn: Connection::Sqlite(conn),
             path: self.path.clone(),
         };
         store.configure()?;
         Ok(store)
     }
 
-    /// Open an in-memory database (tests).
+    /// Open an in-memory database (tests). With `CRONMGR_TEST_POSTGRES` set to a PostgreSQL URL
+    /// (and the `postgres` feature), a fresh schema of that database instead, so the store's
+    /// unit tests run against both engines.
     pub fn open_in_memory() -> Result<Store> {
+        #[cfg(all(test, feature = "postgres"))]
+        if let Some(url) = std::env::var_os("CRONMGR_TEST_POSTGRES") {
+            return pg::open_scratch(Path::new(&url));
+        }
         let store = Store {
-            conn: Connection::open_in_memory()?,
+            conn: Connection::Sqlite(rusqlite::Connection::open_in_memory()?),
             path: PathBuf::from(":memory:"),
         };
         store.configure()?;
@@ -144,8 +235,13 @@ impl Store {
         Ok(store)
     }
 
+    /// The file, or the PostgreSQL URL.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.conn.engine()
     }
 
     /// The raw connection, for callers that need SQL the store does not offer (benchmarks, tests).
@@ -153,13 +249,19 @@ impl Store {
         &self.conn
     }
 
+    /// The SQLite connection, when the database is SQLite (pragmas, busy timeout).
+    pub fn sqlite(&self) -> Option<&rusqlite::Connection> {
+        self.conn.sqlite()
+    }
+
+    fn sqlite_conn(&self) -> &rusqlite::Connection {
+        self.conn.sqlite().expect("an SQLite database")
+    }
+
     fn verify_identity(&self) -> Result<()> {
-        let app_id: i32 = self
-            .conn
-            .query_row("PRAGMA application_id", [], |r| r.get(0))?;
-        let version: i32 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let conn = self.sqlite_conn();
+        let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+        let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if app_id == APPLICATION_ID {
             if version > SCHEMA_VERSION {
                 return Err(StoreError::TooNew {
@@ -170,9 +272,7 @@ impl Store {
             }
             return Ok(());
         }
-        let tables: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
         if tables > 0 || version != 0 || app_id != 0 {
             return Err(StoreError::NotOurs {
                 path: self.path.clone(),
@@ -183,12 +283,11 @@ impl Store {
     }
 
     fn configure(&self) -> Result<()> {
-        self.conn.busy_timeout(Duration::from_secs(10))?;
-        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        let conn = self.sqlite_conn();
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
         if self.path != Path::new(":memory:") {
-            let mode: String = self
-                .conn
-                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+            let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 tracing::warn!(mode, "could not switch the database to WAL mode");
             }
@@ -200,18 +299,19 @@ impl Store {
             Ok(v) if v.eq_ignore_ascii_case("full") => "FULL",
             _ => "NORMAL",
         };
-        self.conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "synchronous", sync)?;
         Ok(())
     }
 
     fn migrate(&self) -> Result<()> {
         let version: i32 = self
-            .conn
+            .sqlite_conn()
             .query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version >= SCHEMA_VERSION {
             return Ok(());
         }
         self.write(|conn| {
+            let conn = conn.sqlite().expect("an SQLite database");
             // Re-read under the write lock: another process may have migrated meanwhile.
             let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
@@ -224,9 +324,16 @@ impl Store {
         })
     }
 
-    /// Run `f` inside `BEGIN IMMEDIATE … COMMIT`; roll back on any error.
+    /// Run `f` inside one write transaction; roll back on any error. Writers are serialized:
+    /// SQLite's `BEGIN IMMEDIATE`, and on PostgreSQL a transaction-scoped advisory lock, so a
+    /// write that reads before it changes sees what the previous writer committed.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match self.conn.engine() {
+            Engine::Sqlite => self.conn.execute_batch("BEGIN IMMEDIATE")?,
+            Engine::Postgres => self.conn.execute_batch(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({APPLICATION_ID})"
+            ))?,
+        }
         match f(&self.conn) {
             Ok(v) => {
                 if let Err(e) = self.conn.execute_batch("COMMIT") {
@@ -242,13 +349,36 @@ impl Store {
         }
     }
 
+    /// How long a write waits for another writer's lock before it fails (SQLite; PostgreSQL
+    /// writers queue on their advisory lock).
+    pub fn set_lock_wait(&self, wait: Duration) -> Result<()> {
+        if let Some(c) = self.sqlite() {
+            c.busy_timeout(wait)?;
+        }
+        Ok(())
+    }
+
+    /// A number that changes when another connection changed jobs or settings: SQLite's
+    /// `data_version`, a counter kept by triggers on PostgreSQL.
+    pub fn change_marker(&self) -> Result<i64> {
+        Ok(match self.engine() {
+            Engine::Sqlite => self
+                .conn
+                .query_row("PRAGMA data_version", (), |r| r.get(0))?,
+            Engine::Postgres => {
+                self.conn
+                    .query_row("SELECT changes FROM cronmgr_schema", (), |r| r.get(0))?
+            }
+        })
+    }
+
     /// The systems that have jobs or settings.
     pub fn systems(&self) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT system FROM jobs UNION SELECT system FROM settings ORDER BY 1",
         )?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows = stmt.query_map((), |r| r.get(0))?;
+        Ok(rows.collect::<sql::Result<_>>()?)
     }
 }
 
@@ -297,33 +427,25 @@ pub fn fmt_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-pub(crate) fn parse_time(s: &str) -> rusqlite::Result<DateTime<Utc>> {
+pub(crate) fn parse_time(s: &str) -> sql::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-        })
+        .map_err(|e| sql::Error::conversion(0, format!("{s:?}: {e}")))
 }
 
-pub(crate) fn parse_opt_time(s: Option<String>) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub(crate) fn parse_opt_time(s: Option<String>) -> sql::Result<Option<DateTime<Utc>>> {
     s.as_deref().map(parse_time).transpose()
 }
 
-pub(crate) fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str) -> rusqlite::Result<T> {
-    s.parse::<T>().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            Box::<dyn std::error::Error + Send + Sync>::from(e),
-        )
-    })
+pub(crate) fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str) -> sql::Result<T> {
+    s.parse::<T>().map_err(|e| sql::Error::conversion(0, e))
 }
 
 trait OptionalRow<T> {
     fn opt(self) -> Result<Option<T>>;
 }
 
-impl<T> OptionalRow<T> for rusqlite::Result<T> {
+impl<T> OptionalRow<T> for sql::Result<T> {
     fn opt(self) -> Result<Option<T>> {
         Ok(self.optional()?)
     }
@@ -340,7 +462,8 @@ mod tests {
         Store::open(&path).unwrap();
         let store = Store::open(&path).unwrap();
         let v: i32 = store
-            .connection()
+            .sqlite()
+            .unwrap()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
@@ -360,7 +483,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("other.db");
         {
-            let c = Connection::open(&path).unwrap();
+            let c = rusqlite::Connection::open(&path).unwrap();
             c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
                 .unwrap();
         }
@@ -389,7 +512,8 @@ mod tests {
         let path = dir.path().join("c.db");
         {
             let s = Store::open(&path).unwrap();
-            s.connection()
+            s.sqlite()
+                .unwrap()
                 .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
                 .unwrap();
         }

@@ -1,7 +1,7 @@
 //! Per-system settings: read (with defaults when never set), write, and the `settings get/set` keys.
 
+use super::sql::{params, Connection, Row};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, Row};
 
 use super::audit::{self, By};
 use super::{fmt_time, OptionalRow, Result, Settings, Store};
@@ -13,7 +13,7 @@ const COLUMNS: &str = "system, is_enabled, max_concurrent_jobs, default_timeout,
      default_memory_limit, default_cpu_limit, default_nofile_limit, default_nproc_limit, \
      audit_retention_days";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Settings> {
+fn from_row(row: &Row<'_>) -> super::sql::Result<Settings> {
     Ok(Settings {
         system: row.get(0)?,
         is_enabled: row.get(1)?,
