@@ -52,6 +52,16 @@ impl Env {
         Env { dir, db, config }
     }
 
+    /// The same, with the database in a fresh schema of the PostgreSQL server that
+    /// `CRONMGR_TEST_POSTGRES` names (a URL). None, after saying so, when it is unset: the
+    /// PostgreSQL tests then have nothing to run against (`.ci/run` sets it).
+    pub fn postgres() -> Option<Env> {
+        let url = postgres_url()?;
+        let mut env = Env::new();
+        env.db = PathBuf::from(scratch_schema(&url));
+        Some(env)
+    }
+
     /// `cronmgr --db <tmp> ...` with the test config and a clean environment.
     pub fn cmd(&self) -> Command {
         self.cmd_with_db(&self.db)
@@ -166,6 +176,62 @@ impl Env {
         }
         None
     }
+}
+
+/// The PostgreSQL server for the fleet tests, or None (with a note on stderr) when unset.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("CRONMGR_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CRONMGR_REQUIRE_POSTGRES").is_none(),
+                "CRONMGR_REQUIRE_POSTGRES is set but CRONMGR_TEST_POSTGRES is not"
+            );
+            eprintln!(
+                "skipped: set CRONMGR_TEST_POSTGRES=postgres://… to run the PostgreSQL tests"
+            );
+            None
+        }
+    }
+}
+
+/// Create an empty schema on the server `url` names; a URL whose connections use it.
+pub fn scratch_schema(url: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let schema = format!(
+        "e2e_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        Utc::now().timestamp_micros()
+    );
+    psql(url, &format!("CREATE SCHEMA {schema}"));
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-csearch_path%3D{schema}")
+}
+
+/// Run SQL with psql against `url`; its output (tuples only, `|`-separated). Panics on failure.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = StdCommand::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            url,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn dump(db: &Path) -> Vec<String> {
