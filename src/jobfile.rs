@@ -99,6 +99,9 @@ pub struct JobSpec {
     /// Run with this group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Run only on runners carrying all these labels (`cronmgr run --label`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_labels: Option<Vec<String>>,
     /// Executor parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<toml::Table>,
@@ -411,6 +414,21 @@ impl JobSpec {
         };
         job.run_user = name(&self.user);
         job.run_group = name(&self.group);
+        job.runner_labels = match &self.runner_labels {
+            Some(l) if !l.is_empty() => {
+                let mut labels = Vec::new();
+                for label in l {
+                    let label = label.trim();
+                    crate::runner::check_label(label).map_err(|e| format!("runner_labels: {e}"))?;
+                    if !labels.iter().any(|x| x == label) {
+                        labels.push(label.to_string());
+                    }
+                }
+                labels.sort();
+                labels
+            }
+            _ => Vec::new(),
+        };
         if let Some(command) = &self.command {
             job.command = command.trim().to_string();
         }
@@ -494,6 +512,7 @@ impl JobSpec {
             nproc_limit: job.nproc_limit,
             user: job.run_user.clone(),
             group: job.run_group.clone(),
+            runner_labels: (!job.runner_labels.is_empty()).then(|| job.runner_labels.clone()),
             params,
         })
     }

@@ -99,6 +99,13 @@ pub struct JobArgs {
     /// Run with this group [default: the user's primary group]; `none` clears
     #[arg(long, value_name = "NAME", help_heading = "Limits and permissions")]
     pub group: Option<String>,
+    /// Run only on runners started with this label (`cronmgr run --label`); repeat for several, all required; `none` clears
+    #[arg(
+        long = "runner-label",
+        value_name = "LABEL",
+        help_heading = "Limits and permissions"
+    )]
+    pub runner_labels: Vec<String>,
     /// The program and its arguments, for the shell executor
     #[arg(last = true, value_name = "PROGRAM ARG")]
     pub argv: Vec<String>,
@@ -167,6 +174,7 @@ impl JobArgs {
             && self.nproc_limit.is_none()
             && self.user.is_none()
             && self.group.is_none()
+            && self.runner_labels.is_empty()
     }
 
     /// Apply the given flags to `job`. `editing` allows clearing optional values with `none`.
@@ -251,6 +259,9 @@ impl JobArgs {
         }
         if let Some(g) = &self.group {
             job.run_group = name(g);
+        }
+        if !self.runner_labels.is_empty() {
+            job.runner_labels = runner_labels(&self.runner_labels).map_err(bad)?;
         }
         Ok(())
     }
@@ -366,6 +377,23 @@ pub fn validate(
         }
     }
     Ok(next_run(job, &schedule, tz, now))
+}
+
+/// `--runner-label` values: names of letters, digits, `.`, `_`, `-`; a lone `none` clears them.
+pub fn runner_labels(given: &[String]) -> Result<Vec<String>, String> {
+    if given.len() == 1 && given[0].trim() == "none" {
+        return Ok(Vec::new());
+    }
+    let mut labels = Vec::new();
+    for label in given {
+        let label = label.trim();
+        crate::runner::check_label(label).map_err(|e| format!("--runner-label: {e}"))?;
+        if !labels.iter().any(|l| l == label) {
+            labels.push(label.to_string());
+        }
+    }
+    labels.sort();
+    Ok(labels)
 }
 
 /// A job that runs as another user or group: the names must exist, and only root may ask.

@@ -91,6 +91,8 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 attempt,
                 error_message: None,
                 runner_pid: Some(std::process::id()),
+                runner_id: None,
+                fleet: None,
             })?
             .context("this run's slot was taken by another process")?;
         let live_log = execute::live_log_path(&ctx.db_path(), id);

@@ -134,6 +134,14 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             crate::limits::Limits::of(&job, &settings).describe(),
         ),
         (
+            "runs on",
+            if job.runner_labels.is_empty() {
+                "any runner".into()
+            } else {
+                format!("runners labelled {}", job.runner_labels.join(", "))
+            },
+        ),
+        (
             "runs as",
             match (&job.run_user, &job.run_group) {
                 (None, None) => "the runner's user".into(),

@@ -605,6 +605,8 @@ impl<'c> Engine<'c> {
                 attempt: 0,
                 error_message: Some(message),
                 runner_pid: Some(std::process::id()),
+                runner_id: None,
+                fleet: None,
             }));
             self.summary.missed += 1;
         }
@@ -660,6 +662,8 @@ impl<'c> Engine<'c> {
             attempt: slot.attempt,
             error_message: Some(format!("skipped: {why}")),
             runner_pid: Some(std::process::id()),
+            runner_id: None,
+            fleet: None,
         }));
         self.summary.skipped += 1;
         if let Some(e) = self.jobs.get(&slot.job_id) {
@@ -762,6 +766,8 @@ impl<'c> Engine<'c> {
                 attempt: slot.attempt,
                 error_message: None,
                 runner_pid: Some(std::process::id()),
+                runner_id: None,
+                fleet: None,
             };
             picked.push(Picked {
                 slot,

@@ -3,6 +3,7 @@
 pub mod clock;
 mod engine;
 pub mod execute;
+pub mod fleet;
 pub mod lock;
 mod modes;
 pub mod notify;
@@ -15,6 +16,7 @@ use anyhow::Context as _;
 
 pub use clock::{Clock, OffsetFileClock, SystemClock};
 pub use engine::{Engine, Event, Options, Summary};
+pub use fleet::check_label;
 pub use lock::{nudge, runner_pid, LockError, RunnerLock};
 
 use crate::config::Config;

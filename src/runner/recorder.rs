@@ -479,6 +479,8 @@ impl Journal {
                     attempt,
                     error_message: None,
                     runner_pid: Some(pid),
+                    runner_id: None,
+                    fleet: None,
                 },
                 pid,
             ));
@@ -520,6 +522,8 @@ mod tests {
             attempt: 1,
             error_message: None,
             runner_pid: Some(std::process::id()),
+            runner_id: None,
+            fleet: None,
         }
     }
 

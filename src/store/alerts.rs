@@ -562,6 +562,8 @@ mod tests {
                 attempt: 1,
                 error_message: None,
                 runner_pid: None,
+                runner_id: None,
+                fleet: None,
             })
             .unwrap()
             .unwrap();

@@ -23,6 +23,20 @@ pub struct NewExecution {
     pub attempt: u32,
     pub error_message: Option<String>,
     pub runner_pid: Option<u32>,
+    /// The runner (row of `runners`) that claims it.
+    pub runner_id: Option<i64>,
+    /// Rules the database enforces for a fleet of runners sharing it (PostgreSQL).
+    pub fleet: Option<FleetRules>,
+}
+
+/// What a claim checks against every runner's executions, not just the claiming runner's own.
+#[derive(Debug, Clone)]
+pub struct FleetRules {
+    /// The job allows no overlap: if any runner is running it, the slot is recorded `skipped`.
+    pub exclusive: bool,
+    /// At most this many executions of the job's system running across the fleet; when full
+    /// the claim fails with [`StoreError::FleetFull`] and the slot waits.
+    pub cap: Option<(String, u32)>,
 }
 
 /// Which executions `history` shows, newest first.
@@ -183,26 +197,7 @@ impl Store {
 
     /// Mark an execution left running by a dead runner as interrupted.
     pub fn interrupt(&self, id: i64, now: DateTime<Utc>, why: &str) -> Result<()> {
-        self.write(|conn| {
-            let since: Option<String> = conn
-                .query_row(
-                    "SELECT coalesce(started_at, scheduled_for) FROM executions \
-                     WHERE id = ?1 AND status = 'running'",
-                    [id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(since) = since else {
-                return Ok(());
-            };
-            let duration_ms = (now - parse_time(&since)?).num_milliseconds().max(0);
-            conn.prepare_cached(
-                "UPDATE executions SET status = 'interrupted', finished_at = ?2, error_message = ?3, \
-                 duration_ms = ?4 WHERE id = ?1 AND status = 'running'",
-            )?
-            .execute(params![id, fmt_time(now), why, duration_ms])?;
-            Ok(())
-        })
+        self.write(|conn| interrupt_in(conn, id, now, why))
     }
 
     /// The jobs of a system holding more than `keep` executions: what keep-N retention works
@@ -402,12 +397,86 @@ impl Batch<'_> {
     }
 }
 
+/// Mark a running execution interrupted at `now`, inside the caller's transaction.
+pub(super) fn interrupt_in(
+    conn: &Connection,
+    id: i64,
+    now: DateTime<Utc>,
+    why: &str,
+) -> Result<()> {
+    let since: Option<String> = conn
+        .query_row(
+            "SELECT coalesce(started_at, scheduled_for) FROM executions \
+             WHERE id = ?1 AND status = 'running'",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(since) = since else {
+        return Ok(());
+    };
+    let duration_ms = (now - parse_time(&since)?).num_milliseconds().max(0);
+    conn.prepare_cached(
+        "UPDATE executions SET status = 'interrupted', finished_at = ?2, error_message = ?3, \
+         duration_ms = ?4 WHERE id = ?1 AND status = 'running'",
+    )?
+    .execute(params![id, fmt_time(now), why, duration_ms])?;
+    Ok(())
+}
+
+/// One execution, inside the caller's transaction.
+pub(super) fn execution_in(conn: &Connection, id: i64) -> Result<Execution> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM executions e JOIN jobs j ON j.id = e.job_id WHERE e.id = ?1"
+    ))?
+    .query_row([id], from_row)
+    .opt()?
+    .ok_or(StoreError::ExecutionNotFound(id))
+}
+
 fn claim(conn: &Connection, new: &NewExecution) -> Result<Option<i64>> {
+    if let (Some(rules), Status::Running) = (&new.fleet, new.status) {
+        if let Some((system, cap)) = &rules.cap {
+            let running: i64 = conn.query_row(
+                "SELECT count(*) FROM executions e JOIN jobs j ON j.id = e.job_id \
+                 WHERE e.status = 'running' AND j.system = ?1",
+                [system],
+                |r| r.get(0),
+            )?;
+            if running >= *cap as i64 {
+                return Err(StoreError::FleetFull {
+                    system: system.clone(),
+                    cap: *cap,
+                });
+            }
+        }
+        if rules.exclusive {
+            let busy: Option<(i64, Option<String>)> = conn
+                .query_row(
+                    "SELECT e.id, r.host FROM executions e LEFT JOIN runners r ON r.id = e.runner_id \
+                     WHERE e.job_id = ?1 AND e.status = 'running' LIMIT 1",
+                    [new.job_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((other, host)) = busy {
+                let mut skipped = new.clone();
+                skipped.status = Status::Skipped;
+                skipped.fleet = None;
+                skipped.error_message = Some(format!(
+                    "the previous run (execution {other}{}) is still going (allow_concurrent = false)",
+                    host.map(|h| format!(" on {h}")).unwrap_or_default()
+                ));
+                claim(conn, &skipped)?;
+                return Ok(None);
+            }
+        }
+    }
     let id = conn
         .prepare_cached(
             "INSERT INTO executions (job_id, status, scheduled_for, started_at, triggered_by, attempt, \
-             error_message, runner_pid, finished_at, duration_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+             error_message, runner_pid, runner_id, finished_at, duration_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
                      CASE WHEN ?2 = 'running' THEN NULL ELSE coalesce(?4, ?3) END, \
                      CASE WHEN ?2 = 'running' THEN NULL ELSE 0 END) \
              ON CONFLICT (job_id, scheduled_for, attempt) DO NOTHING RETURNING id",
@@ -421,6 +490,7 @@ fn claim(conn: &Connection, new: &NewExecution) -> Result<Option<i64>> {
             new.attempt,
             new.error_message,
             new.runner_pid,
+            new.runner_id,
             ],
             |r| r.get(0),
         )
@@ -460,6 +530,8 @@ mod tests {
             attempt,
             error_message: None,
             runner_pid: None,
+            runner_id: None,
+            fleet: None,
         }
     }
 

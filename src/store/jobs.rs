@@ -14,7 +14,7 @@ const COLUMNS: &str =
      catch_up, starting_deadline, created_at, updated_at, last_run_at, next_run_at, \
      alerts_enabled, alert_email, escalate_after, disable_after, max_silence, disabled_reason, \
      failure_streak, last_success_at, enabled_at, is_critical, memory_limit, cpu_limit, \
-     nofile_limit, nproc_limit, run_user, run_group";
+     nofile_limit, nproc_limit, run_user, run_group, runner_labels";
 
 /// Which jobs `list` shows.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +68,13 @@ fn from_row(row: &Row<'_>) -> super::sql::Result<Job> {
         nproc_limit: row.get(36)?,
         run_user: row.get(37)?,
         run_group: row.get(38)?,
+        runner_labels: serde_json::from_str(&row.get::<_, String>(39)?)
+            .map_err(|e| super::sql::Error::conversion(39, e))?,
     })
+}
+
+fn labels_text(job: &Job) -> String {
+    serde_json::to_string(&job.runner_labels).expect("strings serialize")
 }
 
 fn params_text(job: &Job) -> String {
@@ -214,9 +220,9 @@ fn insert_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
          timeout, retries, retry_delay, backoff, category, priority, max_runtime, allow_concurrent, \
          catch_up, starting_deadline, created_at, updated_at, last_run_at, next_run_at, \
          alerts_enabled, alert_email, escalate_after, disable_after, max_silence, disabled_reason, \
-         is_critical, memory_limit, cpu_limit, nofile_limit, nproc_limit, run_user, run_group) \
+         is_critical, memory_limit, cpu_limit, nofile_limit, nproc_limit, run_user, run_group, runner_labels) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20, ?21, \
-                 ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34) RETURNING id",
+                 ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35) RETURNING id",
     )?
     .query_row(params![
         job.system,
@@ -253,6 +259,7 @@ fn insert_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
         job.nproc_limit,
         job.run_user,
         job.run_group,
+        labels_text(job),
     ], |r| r.get(0))?;
     Ok(Job {
         id,
@@ -282,6 +289,7 @@ fn update_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
              alerts_enabled = ?22, alert_email = ?23, escalate_after = ?24, disable_after = ?25, \
              max_silence = ?26, disabled_reason = ?27, is_critical = ?28, memory_limit = ?29, \
              cpu_limit = ?30, nofile_limit = ?31, nproc_limit = ?32, run_user = ?33, run_group = ?34, \
+             runner_labels = ?35, \
              failure_streak = CASE WHEN is_active = 0 AND ?9 = 1 THEN 0 ELSE failure_streak END, \
              enabled_at = CASE WHEN is_active = 0 AND ?9 = 1 THEN ?20 ELSE enabled_at END \
              WHERE id = ?1",
@@ -321,6 +329,7 @@ fn update_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
             job.nproc_limit,
             job.run_user,
             job.run_group,
+            labels_text(job),
         ])?;
     if changed == 0 {
         return Err(StoreError::JobNotFound {

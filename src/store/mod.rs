@@ -10,6 +10,7 @@ mod jobs;
 mod metrics;
 #[cfg(feature = "postgres")]
 mod pg;
+mod runners;
 mod settings;
 pub mod sql;
 mod types;
@@ -31,9 +32,10 @@ pub use alerts::{
 #[cfg(test)]
 pub(crate) use audit::test_by;
 pub use audit::{job_diff, settings_diff, Actor, AuditEntry, AuditFilter, By, Event as AuditEvent};
-pub use executions::{Batch, ExecutionFilter, NewExecution};
+pub use executions::{Batch, ExecutionFilter, FleetRules, NewExecution};
 pub use jobs::JobFilter;
 pub use metrics::{ExecutionBrief, JobCounts, JobStats, StatusTotals};
+pub use runners::{NewRunner, Runner};
 pub(crate) use settings::looks_like_email;
 pub use settings::{KEYS as SETTINGS_KEYS, SECRET_KEYS};
 pub use types::{Backoff, CatchUp, Execution, Finish, Job, Settings, Status, Trigger};
@@ -78,6 +80,8 @@ pub enum StoreError {
     ExecutionNotFound(i64),
     #[error("a job named {name:?} already exists in system {system:?} (use `cronmgr edit` to change it)")]
     Duplicate { system: String, name: String },
+    #[error("system {system:?} already runs its max_concurrent_jobs ({cap}) across all runners")]
+    FleetFull { system: String, cap: u32 },
     #[error("invalid value in the database: {0}")]
     Corrupt(String),
     #[error(transparent)]

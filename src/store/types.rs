@@ -145,6 +145,9 @@ pub struct Job {
     /// Run with this group; None: the user's primary group.
     #[serde(default)]
     pub run_group: Option<String>,
+    /// Only runners carrying every one of these labels (`run --label`) run the job.
+    #[serde(default)]
+    pub runner_labels: Vec<String>,
 }
 
 impl Job {
@@ -205,6 +208,7 @@ impl Job {
             nproc_limit: None,
             run_user: None,
             run_group: None,
+            runner_labels: Vec::new(),
         }
     }
 }

@@ -1,0 +1,61 @@
+//! Runners sharing one database: labels, leases, and who this runner is in the `runners` table.
+
+/// A runner label (`run --label`, a job's `runner_labels`): letters, digits, `.`, `_`, `-`.
+pub fn check_label(label: &str) -> Result<(), String> {
+    if label.is_empty() {
+        return Err("a label cannot be empty".into());
+    }
+    if label.len() > 64 {
+        return Err(format!("label {label:?} is longer than 64 characters"));
+    }
+    if let Some(c) = label
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "label {label:?} has {c:?}: use letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Does a runner carrying `have` run a job that needs `need`? Every needed label must be there.
+pub fn runs_here(need: &[String], have: &[String]) -> bool {
+    need.iter().all(|l| have.contains(l))
+}
+
+/// This host's name, for the `runners` table.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
+    // truncates, and we read up to the first NUL only.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_plain_names() {
+        assert!(check_label("db-host").is_ok());
+        assert!(check_label("rack_2.eu").is_ok());
+        assert!(check_label("").unwrap_err().contains("empty"));
+        assert!(check_label("a b").unwrap_err().contains("' '"));
+        assert!(check_label(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn a_job_runs_where_every_label_it_needs_is() {
+        let have = vec!["db-host".to_string(), "eu".to_string()];
+        assert!(runs_here(&[], &have));
+        assert!(runs_here(&["eu".into()], &have));
+        assert!(!runs_here(&["eu".into(), "gpu".into()], &have));
+        assert!(!runs_here(&["db-host".into()], &[]));
+    }
+}
