@@ -44,7 +44,8 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn new(db_path: &Path, deliverer: Option<Deliverer>) -> Monitor {
-        let mut paths = vec![db_path
+        let base = crate::store::local_base(db_path);
+        let mut paths = vec![base
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))

@@ -19,6 +19,7 @@ mod metrics;
 mod next;
 mod run;
 mod run_now;
+mod runners;
 mod settings;
 mod show;
 mod stats;
@@ -141,6 +142,8 @@ pub enum Command {
     Alert(alert::Args),
     /// The audit log: who changed or triggered what, newest first
     Audit(audit::Args),
+    /// The runners sharing this database: host, pid, version, heartbeat, running executions
+    Runners(runners::Args),
 }
 
 /// What every command needs: the global flags, the config, the database, the clock.
@@ -169,7 +172,8 @@ impl Ctx {
     /// Open (creating on first use) the database.
     pub fn store(&self) -> anyhow::Result<Store> {
         let path = self.db_path();
-        Store::open(&path).with_context(|| format!("opening database {}", path.display()))
+        Store::open(&path)
+            .with_context(|| format!("opening database {}", crate::store::display_db(&path)))
     }
 
     pub fn config(&self) -> anyhow::Result<&Config> {
@@ -285,6 +289,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alerts(args) => alerts::run(args, &ctx),
         Command::Alert(args) => alert::run(args, &ctx),
         Command::Audit(args) => audit::run(args, &ctx),
+        Command::Runners(args) => runners::run(args, &ctx),
     }
 }
 

@@ -17,17 +17,40 @@ pub struct Args {
     /// Rewrite this node_exporter textfile (Prometheus metrics) after every execution
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<std::path::PathBuf>,
+    /// A label of this runner; jobs with `--runner-label` run only on runners carrying all of theirs (repeatable)
+    #[arg(long = "label", value_name = "LABEL")]
+    pub labels: Vec<String>,
+    /// With a shared PostgreSQL database: after this long without a heartbeat from this runner, the others declare it lost and interrupt its executions
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub lease: String,
 }
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let summary = crate::runner::serve(
-        ctx.db_path(),
-        ctx.global.config.clone(),
-        args.once,
-        args.max_concurrent.map(|n| n as usize),
-        args.force,
-        args.metrics_file,
-    )?;
+    let invalid = |e: String| anyhow::Error::new(crate::exit::Invalid(e));
+    let mut labels = Vec::new();
+    for label in &args.labels {
+        crate::runner::check_label(label.trim()).map_err(|e| invalid(format!("--label: {e}")))?;
+        labels.push(label.trim().to_string());
+    }
+    labels.sort();
+    labels.dedup();
+    let lease =
+        crate::duration::parse_secs(&args.lease).map_err(|e| invalid(format!("--lease: {e}")))?;
+    if lease < 3 {
+        return Err(invalid(
+            "--lease: at least 3s (heartbeats go every third of it)".into(),
+        ));
+    }
+    let summary = crate::runner::serve(crate::runner::ServeOptions {
+        db: ctx.db_path(),
+        config_path: ctx.global.config.clone(),
+        once: args.once,
+        max_concurrent: args.max_concurrent.map(|n| n as usize),
+        force: args.force,
+        metrics_file: args.metrics_file,
+        labels,
+        lease: std::time::Duration::from_secs(lease),
+    })?;
     if args.once {
         if ctx.global.json {
             crate::output::json(&serde_json::json!({

@@ -174,7 +174,7 @@ pub(crate) fn reexec(
 
 /// Absolute, so a child (which starts in `/`) finds the same file.
 pub(crate) fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
+    if path.is_absolute() || crate::store::is_postgres(path) {
         return path.to_path_buf();
     }
     std::env::current_dir()

@@ -16,6 +16,7 @@ use chrono_tz::Tz;
 
 use super::clock::Clock;
 use super::execute;
+use super::fleet;
 use super::notify::Notifier;
 use super::process::{self, Cancel, Outcome};
 use super::recorder::{Recorder, Write};
@@ -24,7 +25,8 @@ use crate::alert::Monitor;
 use crate::config::Config;
 use crate::schedule::{self, Schedule};
 use crate::store::{
-    CatchUp, Finish, Job, JobFilter, NewExecution, Settings, Status, Store, Trigger,
+    CatchUp, Finish, FleetRules, Job, JobFilter, NewExecution, NewRunner, Settings, Status, Store,
+    StoreError, Trigger,
 };
 
 /// A slot that passed while no runner was up is missed, however little: as with cron, a runner
@@ -58,6 +60,10 @@ pub struct Options {
     pub config_path: Option<PathBuf>,
     /// A node_exporter textfile rewritten after every execution.
     pub metrics_file: Option<PathBuf>,
+    /// This runner's labels: it runs only jobs whose runner_labels it all carries.
+    pub labels: Vec<String>,
+    /// On a shared database: how long without our heartbeat before others declare us lost.
+    pub lease: Duration,
 }
 
 /// What a run did, for `--once` exit codes and logs.
@@ -204,7 +210,19 @@ pub struct Engine<'c> {
     /// Alert rules, missed-run deadlines, host checks, and the delivery thread.
     monitor: Monitor,
     started_at: DateTime<Utc>,
+    /// This runner's row in `runners`.
+    runner_id: Option<i64>,
+    /// Several runners share the database (PostgreSQL): poll for changes each second,
+    /// heartbeat, reap lost runners, let the database enforce overlap and caps fleet-wide.
+    fleet: bool,
+    last_fleet_tick: Instant,
+    last_heartbeat: Instant,
+    /// A claim found the fleet at a system's cap: try the queue again on the next tick.
+    fleet_full: bool,
 }
+
+/// How often a runner on a shared database looks for changes made elsewhere.
+const FLEET_TICK: Duration = Duration::from_secs(1);
 
 /// How long the delivery thread may keep sending due alerts once the runner stops.
 const DELIVERY_GRACE: Duration = Duration::from_secs(5);
@@ -244,6 +262,11 @@ impl<'c> Engine<'c> {
             summary: Summary::default(),
             monitor: Monitor::new(&opts.db_path, None),
             started_at: now,
+            runner_id: None,
+            fleet: false,
+            last_fleet_tick: Instant::now(),
+            last_heartbeat: Instant::now(),
+            fleet_full: false,
             opts,
         }
     }
@@ -270,6 +293,8 @@ impl<'c> Engine<'c> {
                 tracing::error!(error = %e, "cannot start the alert delivery thread; alerts stay queued")
             }
         }
+        self.fleet = self.store.engine() == crate::store::Engine::Postgres;
+        self.register(now)?;
         self.recover(now)?;
         self.recorder.recover(&self.store, now)?;
         self.store.set_lock_wait(WRITE_WAIT)?;
@@ -334,6 +359,11 @@ impl<'c> Engine<'c> {
                 "the database still refuses writes: these records are lost; claims made in the journal are recorded as interrupted by the next runner"
             );
         }
+        if let Some(id) = self.runner_id {
+            if let Err(e) = self.store.runner_stopped(id, self.clock.now()) {
+                tracing::warn!(error = %e, "could not record that this runner stopped");
+            }
+        }
         self.write_metrics_with(false);
         self.monitor.stop(DELIVERY_GRACE);
         self.notifier.send("STOPPING=1");
@@ -346,7 +376,19 @@ impl<'c> Engine<'c> {
     /// Executions left running by a runner (or run-now) that died: stop their process groups
     /// and mark them interrupted.
     fn recover(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let host = fleet::host_name();
         for e in self.store.running(None)? {
+            if self.fleet {
+                // Only executions of this host's dead runners are ours to recover; other
+                // hosts' are reaped after their lease (see `fleet_tick`).
+                let owner = self.store.runner_of(e.id)?;
+                let dead_here = owner.as_ref().is_some_and(|r| {
+                    r.host == host && Some(r.id) != self.runner_id && !pid_alive(r.pid)
+                });
+                if !dead_here {
+                    continue;
+                }
+            }
             if e.runner_pid
                 .is_some_and(|p| p != std::process::id() && pid_alive(p))
             {
@@ -398,7 +440,7 @@ impl<'c> Engine<'c> {
                 systems.insert(job.system.clone(), self.settings_for(&job.system));
             }
             let settings = &systems[&job.system];
-            if !settings.is_enabled {
+            if !settings.is_enabled || !fleet::runs_here(&job.runner_labels, &self.opts.labels) {
                 continue;
             }
             let zone = if job.timezone.is_empty() {
@@ -465,6 +507,13 @@ impl<'c> Engine<'c> {
     /// At start: slots missed while no runner was up, catch-up, and @reboot jobs.
     fn start_up(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
         self.gap_memo.clear();
+        // Joining a fleet that is up: nothing was missed.
+        let others_up = self.fleet
+            && self
+                .store
+                .runners(false)?
+                .iter()
+                .any(|r| Some(r.id) != self.runner_id && r.state(now) == "up");
         let ids: Vec<i64> = self.jobs.keys().copied().collect();
         for id in ids {
             let entry = &self.jobs[&id];
@@ -472,6 +521,9 @@ impl<'c> Engine<'c> {
                 let slot = self.slot(id, now, 1, Trigger::Schedule);
                 self.push_queue(slot);
                 continue;
+            }
+            if others_up {
+                continue; // they fired what came due; a missed row here would be false
             }
             if let Some(stored) = entry.job.next_run_at.filter(|t| *t <= now) {
                 let gap = if self.opts.once { Gap::Once } else { Gap::Down };
@@ -766,8 +818,11 @@ impl<'c> Engine<'c> {
                 attempt: slot.attempt,
                 error_message: None,
                 runner_pid: Some(std::process::id()),
-                runner_id: None,
-                fleet: None,
+                runner_id: self.runner_id,
+                fleet: self.fleet.then(|| FleetRules {
+                    exclusive: slot.trigger != Trigger::Retry && !job.allow_concurrent,
+                    cap: Some((job.system.clone(), settings.max_concurrent_jobs)),
+                }),
             };
             picked.push(Picked {
                 slot,
@@ -789,8 +844,16 @@ impl<'c> Engine<'c> {
         for (p, claimed) in picked.into_iter().zip(results) {
             match claimed {
                 Ok(Some(execution)) => self.launch(p, execution, now),
+                Ok(None) if self.fleet => {
+                    tracing::debug!(job = %p.job.name, slot = %crate::output::utc(p.slot.scheduled_for), attempt = p.slot.attempt, "slot taken by another runner (or skipped: still running elsewhere)");
+                }
                 Ok(None) => {
                     tracing::info!(job = %p.job.name, slot = %crate::output::utc(p.slot.scheduled_for), attempt = p.slot.attempt, "slot already claimed elsewhere; not running it");
+                }
+                Err(StoreError::FleetFull { system, cap }) => {
+                    tracing::debug!(job = %p.job.name, %system, cap, "the fleet is at its cap; the slot waits");
+                    self.fleet_full = true;
+                    self.push_queue(p.slot);
                 }
                 Err(e) => {
                     tracing::error!(job = %p.job.name, error = %e, "could not claim the slot; not running it");
@@ -1156,6 +1219,9 @@ impl<'c> Engine<'c> {
         if self.prune_pending {
             wait = wait.min(Duration::from_millis(50));
         }
+        if self.fleet {
+            wait = wait.min(FLEET_TICK.saturating_sub(self.last_fleet_tick.elapsed()));
+        }
         if self.recorder.is_failing() {
             wait = wait.min(Duration::from_millis(250));
         } else if self.recorder.backlog() > 0 {
@@ -1168,8 +1234,83 @@ impl<'c> Engine<'c> {
         Ok(self.store.change_marker()?)
     }
 
+    /// Register this runner in `runners` (both engines: `cronmgr runners` lists it).
+    fn register(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let new = NewRunner {
+            host: fleet::host_name(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            labels: self.opts.labels.clone(),
+            max_concurrent: self.opts.max_concurrent.map(|n| n as u32),
+            lease: self.opts.lease.as_secs().max(1),
+        };
+        let id = self.store.register_runner(&new, now)?;
+        tracing::info!(runner = id, host = %new.host, labels = ?new.labels, "registered");
+        self.runner_id = Some(id);
+        Ok(())
+    }
+
+    /// On a shared database, each second: reload if jobs or settings changed elsewhere; every
+    /// third of the lease: heartbeat, and declare lost the runners whose lease ran out, retrying
+    /// their interrupted executions per each job's policy.
+    fn fleet_tick(&mut self) -> anyhow::Result<()> {
+        if !self.fleet || self.last_fleet_tick.elapsed() < FLEET_TICK {
+            return Ok(());
+        }
+        self.last_fleet_tick = Instant::now();
+        let version = self.data_version()?;
+        if version != self.data_version {
+            self.data_version = version;
+            tracing::debug!("jobs or settings changed: reloading");
+            self.reload(self.clock.now())?;
+        }
+        if std::mem::take(&mut self.fleet_full) {
+            self.start_ready(self.clock.now())?;
+        }
+        let Some(me) = self.runner_id else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        if self.last_heartbeat.elapsed() >= self.opts.lease / 3 {
+            self.last_heartbeat = Instant::now();
+            match self.store.heartbeat(me, now) {
+                Ok(true) => {}
+                Ok(false) => tracing::error!(
+                    "another runner had declared this one lost (no heartbeat within the lease) and interrupted its executions"
+                ),
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            }
+        }
+        let lost = match self.store.reap_lost_runners(me, now) {
+            Ok(lost) => lost,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check the other runners' leases");
+                return Ok(());
+            }
+        };
+        for (runner, executions) in lost {
+            tracing::warn!(
+                runner = runner.id,
+                host = %runner.host,
+                pid = runner.pid,
+                interrupted = executions.len(),
+                "runner lost: no heartbeat within its lease"
+            );
+            for e in executions {
+                if !self.jobs.contains_key(&e.job_id) {
+                    continue;
+                }
+                let mut slot = self.slot(e.job_id, e.scheduled_for, e.attempt, e.triggered_by);
+                slot.first_started = e.started_at;
+                self.schedule_retry(slot, now);
+            }
+        }
+        Ok(())
+    }
+
     /// Once a minute: pick up changes nobody nudged us about, trim history, ping the watchdog.
     fn housekeeping(&mut self) -> anyhow::Result<()> {
+        self.fleet_tick()?;
         if self.notifier.watchdog.is_some() {
             self.notifier.send("WATCHDOG=1");
         }

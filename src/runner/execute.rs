@@ -55,7 +55,7 @@ pub fn retry_delay(job: &Job, next_attempt: u32) -> Duration {
 
 /// Where a running execution's output is streamed for `cronmgr logs --follow`.
 pub fn live_log_path(db: &Path, execution_id: i64) -> PathBuf {
-    let mut dir = db.as_os_str().to_os_string();
+    let mut dir = crate::store::local_base(db).into_os_string();
     dir.push(".logs");
     PathBuf::from(dir).join(format!("{execution_id}.log"))
 }

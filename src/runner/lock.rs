@@ -28,7 +28,7 @@ pub struct RunnerLock {
 }
 
 pub fn lock_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_os_string();
+    let mut name = crate::store::local_base(db).into_os_string();
     name.push(".lock");
     PathBuf::from(name)
 }

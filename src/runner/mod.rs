@@ -11,6 +11,7 @@ pub mod process;
 mod recorder;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -22,33 +23,57 @@ pub use lock::{nudge, runner_pid, LockError, RunnerLock};
 use crate::config::Config;
 use crate::store::Store;
 
+/// What `cronmgr run` was asked for.
+pub struct ServeOptions {
+    pub db: PathBuf,
+    pub config_path: Option<PathBuf>,
+    pub once: bool,
+    pub max_concurrent: Option<usize>,
+    pub force: bool,
+    pub metrics_file: Option<PathBuf>,
+    pub labels: Vec<String>,
+    pub lease: Duration,
+}
+
 /// Run the runner on `db` until a stop signal (or, with `once`, until what was due is done).
 ///
-/// `force` skips the one-runner-per-database lock: slots are still claimed only once.
-pub fn serve(
-    db: PathBuf,
-    config_path: Option<PathBuf>,
-    once: bool,
-    max_concurrent: Option<usize>,
-    force: bool,
-    metrics_file: Option<PathBuf>,
-) -> anyhow::Result<Summary> {
-    let lock = match RunnerLock::acquire(&db) {
-        Ok(lock) => Some(lock),
-        Err(LockError::Held { .. }) if force => {
-            tracing::warn!("another runner holds the lock; running anyway (--force)");
-            None
-        }
-        Err(e) => return Err(crate::exit::Invalid(e.to_string()).into()),
+/// `force` skips the one-runner-per-database lock: slots are still claimed only once. A
+/// PostgreSQL database takes any number of runners, on any hosts.
+pub fn serve(o: ServeOptions) -> anyhow::Result<Summary> {
+    let ServeOptions {
+        db,
+        config_path,
+        once,
+        max_concurrent,
+        force,
+        metrics_file,
+        labels,
+        lease,
+    } = o;
+    let shared = crate::store::is_postgres(&db);
+    // A shared (PostgreSQL) database has many runners, on this host and others: no lock file.
+    let lock = match shared {
+        true => None,
+        false => match RunnerLock::acquire(&db) {
+            Ok(lock) => Some(lock),
+            Err(LockError::Held { .. }) if force => {
+                tracing::warn!("another runner holds the lock; running anyway (--force)");
+                None
+            }
+            Err(e) => return Err(crate::exit::Invalid(e.to_string()).into()),
+        },
     };
     let config = Config::load(config_path.as_deref())?;
     modes::check("config file", &config.path)?;
-    modes::check("database", &db)?;
-    // Whoever can write the folder can replace the database or plant its -wal/-shm files.
-    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        modes::check("database folder", dir)?;
+    if !shared {
+        modes::check("database", &db)?;
+        // Whoever can write the folder can replace the database or plant its -wal/-shm files.
+        if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+            modes::check("database folder", dir)?;
+        }
     }
-    let store = Store::open(&db).with_context(|| format!("opening database {}", db.display()))?;
+    let shown = crate::store::display_db(&db);
+    let store = Store::open(&db).with_context(|| format!("opening database {shown}"))?;
     let clock: Box<dyn Clock> = match std::env::var_os("CRONMGR_CLOCK_OFFSET_FILE") {
         Some(path) => Box::new(OffsetFileClock(path.into())),
         None => Box::new(SystemClock),
@@ -63,6 +88,8 @@ pub fn serve(
             db_path: db,
             config_path,
             metrics_file,
+            labels,
+            lease,
         },
     );
     let events = engine.sender();

@@ -351,6 +351,9 @@ impl Recorder {
 /// `<db>.claims`: one line per claim made while the database was unavailable.
 struct Journal {
     path: PathBuf,
+    /// A database shared by runners on several hosts: a local journal could not keep a slot
+    /// from running twice, so there is none; a slot the database cannot take is not run.
+    shared: bool,
 }
 
 fn key(new: &NewExecution) -> String {
@@ -368,6 +371,7 @@ impl Journal {
         name.push(".claims");
         Journal {
             path: PathBuf::from(name),
+            shared: crate::store::is_postgres(db),
         }
     }
 
@@ -394,11 +398,17 @@ impl Journal {
     }
 
     fn is_empty(&self) -> bool {
+        if self.shared {
+            return true;
+        }
         std::fs::metadata(&self.path).map_or(true, |m| m.len() == 0)
     }
 
     /// Is this slot in the journal (claimed by any runner)? Cheap when the journal is empty.
     fn has(&self, new: &NewExecution) -> std::io::Result<bool> {
+        if self.shared {
+            return Ok(false);
+        }
         match std::fs::metadata(&self.path) {
             Ok(m) if m.len() > 0 => {}
             _ => return Ok(false),
@@ -409,6 +419,11 @@ impl Journal {
 
     /// Add the claim unless the slot is there already; true when added.
     fn claim(&self, new: &NewExecution) -> std::io::Result<bool> {
+        if self.shared {
+            return Err(std::io::Error::other(
+                "no local claim journal for a database shared by several runners",
+            ));
+        }
         let k = key(new);
         let line = format!(
             "{k} {} {} {}\n",
@@ -442,7 +457,7 @@ impl Journal {
 
     /// Claims of runners that are no longer alive.
     fn orphans(&self) -> Result<Vec<(NewExecution, u32)>, StoreError> {
-        if !self.path.exists() {
+        if self.shared || !self.path.exists() {
             return Ok(Vec::new());
         }
         let parsed = self.locked(|text| (text.to_string(), None))?;

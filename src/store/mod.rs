@@ -151,6 +151,25 @@ pub fn display_db(db: &Path) -> String {
     }
 }
 
+/// Where this host keeps the files that go with database `db` (`<base>.lock`, `<base>.logs/`,
+/// `<base>.claims`): beside an SQLite file; for a PostgreSQL database, a name derived from its
+/// URL (without the password) in the default database's folder.
+pub fn local_base(db: &Path) -> PathBuf {
+    if !is_postgres(db) {
+        return db.to_path_buf();
+    }
+    // FNV-1a: stable across builds and hosts, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in display_db(db).bytes() {
+        hash = (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    let dir = crate::config::default_db_path()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    dir.join(format!("postgres-{hash:016x}"))
+}
+
 impl Store {
     /// Open (creating if needed, with its folder) and migrate the database at `path`, or connect
     /// to the PostgreSQL database `path` names and migrate it.

@@ -149,6 +149,23 @@ impl Store {
         me: i64,
         now: DateTime<Utc>,
     ) -> Result<Vec<(Runner, Vec<Execution>)>> {
+        // A cheap read first: the write lock only when someone is past their lease.
+        let at = db_now(&self.conn, now)?;
+        let late = self
+            .conn
+            .prepare_cached(
+                "SELECT heartbeat_at, lease FROM runners \
+                 WHERE stopped_at IS NULL AND lost_at IS NULL AND id != ?1",
+            )?
+            .query_map([me], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .collect::<super::sql::Result<Vec<_>>>()?
+            .into_iter()
+            .any(|(beat, lease)| {
+                parse_time(&beat).is_ok_and(|b| at - b > chrono::Duration::seconds(lease))
+            });
+        if !late {
+            return Ok(Vec::new());
+        }
         self.write(|conn| {
             let at = db_now(conn, now)?;
             let candidates: Vec<Runner> = conn
