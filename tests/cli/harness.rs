@@ -133,8 +133,22 @@ impl Env {
         self.spawn_runner_env(extra, &[])
     }
 
+    /// Start one of several `cronmgr run`s, logging to `runner-<name>.log`.
+    pub fn spawn_named_runner(&self, name: &str, extra: &[&str]) -> Child {
+        self.spawn_runner_logged(extra, &[], &format!("runner-{name}.log"))
+    }
+
+    pub fn named_runner_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("runner-{name}.log")))
+            .unwrap_or_default()
+    }
+
     /// Start `cronmgr run` with extra environment variables.
     pub fn spawn_runner_env(&self, extra: &[&str], vars: &[(&str, &str)]) -> Child {
+        self.spawn_runner_logged(extra, vars, "runner.log")
+    }
+
+    fn spawn_runner_logged(&self, extra: &[&str], vars: &[(&str, &str)], log: &str) -> Child {
         StdCommand::new(assert_cmd::cargo::cargo_bin("cronmgr"))
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -149,7 +163,7 @@ impl Env {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.path().join("runner.log")).expect("log"))
+            .stderr(std::fs::File::create(self.dir.path().join(log)).expect("log"))
             .spawn()
             .expect("spawn runner")
     }

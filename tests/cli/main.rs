@@ -3,6 +3,7 @@
 mod alerts;
 mod executors;
 mod faults;
+mod fleet;
 mod hardening;
 mod harness;
 mod jobs;

@@ -1,0 +1,390 @@
+//! Several runners sharing one PostgreSQL database (CRONMGR_TEST_POSTGRES): each slot exactly
+//! once, a runner killed with kill -9 loses no slot, pinned jobs, fleet-wide caps and overlap.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Child;
+use std::thread::sleep;
+use std::time::Duration;
+
+use chrono::{DateTime, Duration as Span, DurationRound, Utc};
+use serde_json::Value;
+
+use crate::harness::{signal, stop, time, Env};
+
+/// Every whole second strictly inside (from, to).
+fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let mut t = from.duration_trunc(Span::seconds(1)).unwrap() + Span::seconds(1);
+    let mut out = Vec::new();
+    while t < to {
+        out.push(t);
+        t += Span::seconds(1);
+    }
+    out
+}
+
+/// The scheduled rows (attempt 1) of a job, by slot; panics if a slot has two.
+fn by_slot(rows: &[Value]) -> BTreeMap<DateTime<Utc>, Value> {
+    let mut out = BTreeMap::new();
+    for r in rows.iter().filter(|r| r["attempt"] == 1) {
+        let slot = time(r, "scheduled_for");
+        assert!(
+            out.insert(slot, r.clone()).is_none(),
+            "slot {slot} has two rows: {rows:#?}"
+        );
+    }
+    out
+}
+
+fn logs(env: &Env, names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("--- runner {n}\n{}", env.named_runner_log(n)))
+        .collect()
+}
+
+fn runners_up(env: &Env, n: usize) {
+    let up = env.wait_for(Duration::from_secs(20), || {
+        let list = env.json(&["runners"]);
+        (list.as_array().unwrap().len() >= n).then_some(())
+    });
+    assert!(up.is_some(), "{n} runners did not register");
+}
+
+#[test]
+fn three_runners_fire_every_slot_of_a_seconds_job_exactly_once() {
+    let Some(env) = Env::postgres() else { return };
+    env.ok(&[
+        "add",
+        "tick",
+        "--schedule",
+        "*/1 * * * * *",
+        "--",
+        "/usr/bin/echo",
+        "tick",
+    ]);
+    let mut runners: Vec<Child> = ["a", "b", "c"]
+        .iter()
+        .map(|n| env.spawn_named_runner(n, &[]))
+        .collect();
+    runners_up(&env, 3);
+    let from = Utc::now();
+    sleep(Duration::from_secs(30));
+    let to = Utc::now();
+    let listed = env.json(&["runners"]);
+    for r in &mut runners {
+        stop(r);
+    }
+    let rows = env.history("tick");
+    let slots = by_slot(&rows);
+    let log = logs(&env, &["a", "b", "c"]);
+    let expected = seconds_between(from, to);
+    assert!(expected.len() >= 29, "{}", expected.len());
+    for second in &expected {
+        let row = slots
+            .get(second)
+            .unwrap_or_else(|| panic!("slot {second} never fired\n{log}"));
+        assert_eq!(row["status"], "success", "{row:#}");
+        assert_eq!(row["output"], "tick\n");
+    }
+    // Nothing but the slots of the schedule, and each of those once (checked by by_slot).
+    assert!(rows.iter().all(|r| r["triggered_by"] == "schedule"));
+    let pids: BTreeSet<u64> = slots
+        .values()
+        .filter_map(|r| r["runner_pid"].as_u64())
+        .collect();
+    eprintln!(
+        "{} slots over {} s, run by {} runners",
+        expected.len(),
+        (to - from).num_seconds(),
+        pids.len()
+    );
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{listed:#?}");
+    for r in listed {
+        assert_eq!(r["state"], "up");
+        assert!(r["host"].as_str().is_some_and(|h| !h.is_empty()));
+        assert_eq!(r["version"], env!("CARGO_PKG_VERSION"));
+    }
+    let after = env.json(&["runners", "--all"]);
+    assert!(after
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["state"] == "stopped"));
+}
+
+#[test]
+fn a_runner_killed_with_kill_9_loses_no_slot_and_its_runs_are_interrupted_then_retried() {
+    let Some(env) = Env::postgres() else { return };
+    env.ok(&[
+        "add",
+        "work",
+        "--schedule",
+        "*/1 * * * * *",
+        "--allow-concurrent",
+        "--retries",
+        "1",
+        "--retry-delay",
+        "0s",
+        "--",
+        "/usr/bin/sleep",
+        "2",
+    ]);
+    let names = ["a", "b", "c"];
+    let mut runners: Vec<Child> = names
+        .iter()
+        .map(|n| env.spawn_named_runner(n, &["--lease", "3s"]))
+        .collect();
+    runners_up(&env, 3);
+    let from = Utc::now();
+    // Wait until the victim is running something, then kill it outright.
+    let victim = runners.remove(0);
+    let victim_pid = victim.id() as u64;
+    let busy = env.wait_for(Duration::from_secs(10), || {
+        env.history("work")
+            .iter()
+            .any(|r| r["status"] == "running" && r["runner_pid"] == victim_pid)
+            .then_some(())
+    });
+    assert!(busy.is_some(), "{}", logs(&env, &names));
+    signal(&victim, libc::SIGKILL);
+    let killed_at = Utc::now();
+    let mut victim = victim;
+    victim.wait().unwrap();
+    sleep(Duration::from_secs(10));
+    let to = Utc::now();
+    for r in &mut runners {
+        stop(r);
+    }
+    let rows = env.history("work");
+    let log = logs(&env, &names);
+    let slots = by_slot(&rows);
+    for second in seconds_between(from, to - Span::seconds(1)) {
+        assert!(slots.contains_key(&second), "slot {second} was lost\n{log}");
+    }
+    let interrupted: Vec<&Value> = slots
+        .values()
+        .filter(|r| r["status"] == "interrupted")
+        .collect();
+    assert!(!interrupted.is_empty(), "{rows:#?}\n{log}");
+    for r in &interrupted {
+        assert_eq!(r["runner_pid"], victim_pid);
+        assert!(
+            r["error_message"].as_str().unwrap().contains("lease"),
+            "{r:#}"
+        );
+        // Declared lost within the lease (3 s) and the survivors' one-second tick.
+        let noticed = time(r, "finished_at") - killed_at;
+        assert!(
+            noticed < Span::seconds(5),
+            "interrupted {noticed} after the kill"
+        );
+        // The job's retry policy applied: a second attempt ran on a survivor.
+        let slot = &r["scheduled_for"];
+        let retry = rows
+            .iter()
+            .find(|x| x["scheduled_for"] == *slot && x["attempt"] == 2)
+            .unwrap_or_else(|| panic!("no retry of {slot}\n{log}"));
+        assert_eq!(retry["triggered_by"], "retry");
+        assert_eq!(retry["status"], "success", "{retry:#}");
+        assert_ne!(retry["runner_pid"], victim_pid);
+    }
+    // Every slot the victim never finished is accounted for; none ran twice.
+    assert!(slots
+        .values()
+        .all(|r| matches!(r["status"].as_str(), Some("success" | "interrupted"))));
+    let all = env.json(&["runners", "--all"]);
+    let lost = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["pid"] == victim_pid)
+        .unwrap();
+    assert_eq!(lost["state"], "lost", "{all:#}");
+}
+
+#[test]
+fn a_pinned_job_runs_only_on_a_runner_with_its_label() {
+    let Some(env) = Env::postgres() else { return };
+    env.ok(&[
+        "add",
+        "pinned",
+        "--schedule",
+        "*/1 * * * * *",
+        "--runner-label",
+        "db-host",
+        "--",
+        "/usr/bin/true",
+    ]);
+    env.ok(&[
+        "add",
+        "anywhere",
+        "--schedule",
+        "*/1 * * * * *",
+        "--",
+        "/usr/bin/true",
+    ]);
+    let show = env.json(&["show", "pinned"]);
+    assert_eq!(show["runner_labels"], serde_json::json!(["db-host"]));
+    let mut db_host = env.spawn_named_runner("db", &["--label", "db-host"]);
+    let mut others = [
+        env.spawn_named_runner("plain", &[]),
+        env.spawn_named_runner("eu", &["--label", "eu"]),
+    ];
+    runners_up(&env, 3);
+    sleep(Duration::from_secs(8));
+    let pinned_pid = db_host.id() as u64;
+    stop(&mut db_host);
+    for r in &mut others {
+        stop(r);
+    }
+    let rows = env.history("pinned");
+    let ran: Vec<&Value> = rows.iter().filter(|r| r["status"] == "success").collect();
+    assert!(ran.len() >= 5, "{rows:#?}");
+    assert!(
+        ran.iter().all(|r| r["runner_pid"] == pinned_pid),
+        "a pinned run happened elsewhere: {rows:#?}"
+    );
+    // With its runner gone, the pinned job waits; the others go on.
+    let anywhere = env.history("anywhere");
+    assert!(anywhere.iter().filter(|r| r["status"] == "success").count() >= 5);
+}
+
+#[test]
+fn the_fleet_keeps_max_concurrent_jobs_and_the_overlap_rule_across_runners() {
+    let Some(env) = Env::postgres() else { return };
+    env.ok(&["settings", "set", "max_concurrent_jobs", "2"]);
+    for name in ["one", "two", "three"] {
+        env.ok(&[
+            "add",
+            name,
+            "--schedule",
+            "*/1 * * * * *",
+            "--allow-concurrent",
+            "--",
+            "/usr/bin/sleep",
+            "1.5",
+        ]);
+    }
+    let mut runners = [
+        env.spawn_named_runner("a", &[]),
+        env.spawn_named_runner("b", &[]),
+    ];
+    runners_up(&env, 2);
+    sleep(Duration::from_secs(8));
+    for r in &mut runners {
+        stop(r);
+    }
+    let mut spans = Vec::new();
+    for name in ["one", "two", "three"] {
+        for r in env.history(name) {
+            if r["status"] == "success" {
+                spans.push((time(&r, "started_at"), time(&r, "finished_at")));
+            }
+        }
+    }
+    assert!(spans.len() >= 8, "{spans:?}");
+    // At no instant more than two ran (a start may trail the end it waited for by a hair:
+    // both instants are taken before their writes commit).
+    let tolerance = Span::milliseconds(50);
+    for (start, _) in &spans {
+        let at = *start + tolerance;
+        let running = spans.iter().filter(|(s, e)| *s <= at && at < *e).count();
+        assert!(running <= 2, "{running} running at {at}: {spans:?}");
+    }
+    let pids: BTreeSet<u64> = ["one", "two", "three"]
+        .iter()
+        .flat_map(|n| env.history(n))
+        .filter_map(|r| r["runner_pid"].as_u64())
+        .collect();
+    assert_eq!(pids.len(), 2, "both runners took work");
+}
+
+#[test]
+fn a_job_that_allows_no_overlap_never_overlaps_across_runners() {
+    let Some(env) = Env::postgres() else { return };
+    env.ok(&[
+        "add",
+        "excl",
+        "--schedule",
+        "*/1 * * * * *",
+        "--",
+        "/usr/bin/sleep",
+        "2.5",
+    ]);
+    let mut runners = [
+        env.spawn_named_runner("a", &[]),
+        env.spawn_named_runner("b", &[]),
+    ];
+    runners_up(&env, 2);
+    sleep(Duration::from_secs(9));
+    for r in &mut runners {
+        stop(r);
+    }
+    let rows = env.history("excl");
+    let ran: Vec<(DateTime<Utc>, DateTime<Utc>)> = rows
+        .iter()
+        .filter(|r| r["status"] == "success")
+        .map(|r| (time(r, "started_at"), time(r, "finished_at")))
+        .collect();
+    assert!(ran.len() >= 2, "{rows:#?}");
+    for w in ran.windows(2) {
+        assert!(
+            w[1].0 + Span::milliseconds(50) >= w[0].1,
+            "overlap: {w:?}\n{rows:#?}"
+        );
+    }
+    let skipped: Vec<&Value> = rows.iter().filter(|r| r["status"] == "skipped").collect();
+    assert!(!skipped.is_empty());
+    assert!(skipped
+        .iter()
+        .all(|r| r["error_message"].as_str().unwrap().contains("still going")));
+}
+
+#[test]
+fn labels_are_checked_where_they_are_given() {
+    let env = Env::new();
+    let err = env.fails(
+        2,
+        &[
+            "add",
+            "x",
+            "--schedule",
+            "@daily",
+            "--runner-label",
+            "db host",
+            "--",
+            "/usr/bin/true",
+        ],
+    );
+    assert!(err.contains("--runner-label"), "{err}");
+    assert!(env.json(&["list"]).as_array().unwrap().is_empty());
+    env.ok(&[
+        "add",
+        "x",
+        "--schedule",
+        "@daily",
+        "--runner-label",
+        "db-host",
+        "--runner-label",
+        "eu",
+        "--",
+        "/usr/bin/true",
+    ]);
+    assert_eq!(
+        env.json(&["show", "x"])["runner_labels"],
+        serde_json::json!(["db-host", "eu"])
+    );
+    env.ok(&["edit", "x", "--runner-label", "none"]);
+    assert_eq!(
+        env.json(&["show", "x"])["runner_labels"],
+        serde_json::json!([])
+    );
+    let err = env.fails(2, &["run", "--label", "bad label", "--once"]);
+    assert!(err.contains("--label"), "{err}");
+    // On SQLite the one runner registers too.
+    env.ok(&["run", "--once"]);
+    let all = env.json(&["runners", "--all"]);
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    assert_eq!(all[0]["state"], "stopped");
+}
