@@ -241,12 +241,12 @@ impl Store {
         Ok(store)
     }
 
-    /// Open an in-memory database (tests). With `CRONMGR_TEST_POSTGRES` set to a PostgreSQL URL
+    /// Open an in-memory database (tests). With `CRONMGR_TEST_STORE_POSTGRES` set to a PostgreSQL URL
     /// (and the `postgres` feature), a fresh schema of that database instead, so the store's
     /// unit tests run against both engines.
     pub fn open_in_memory() -> Result<Store> {
         #[cfg(all(test, feature = "postgres"))]
-        if let Some(url) = std::env::var_os("CRONMGR_TEST_POSTGRES") {
+        if let Some(url) = std::env::var_os("CRONMGR_TEST_STORE_POSTGRES") {
             return pg::open_scratch(Path::new(&url));
         }
         let store = Store {
