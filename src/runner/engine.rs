@@ -107,12 +107,25 @@ struct Slot {
     due: DateTime<Utc>,
     /// When the first attempt started (max_runtime counts from here).
     first_started: Option<DateTime<Utc>>,
+    /// Order among slots of equal priority and instant: the job id, or on a shared database a
+    /// per-runner shuffle of it, so runners of a fleet work a burst from different ends instead
+    /// of all racing for the same slots.
+    tie: u64,
 }
 
 impl Slot {
-    fn order(&self) -> (u8, DateTime<Utc>, i64, u32) {
-        (self.priority, self.scheduled_for, self.job_id, self.attempt)
+    fn order(&self) -> (u8, DateTime<Utc>, u64, u32) {
+        (self.priority, self.scheduled_for, self.tie, self.attempt)
     }
+}
+
+/// splitmix64: a cheap, well-spread mix of the job id with the runner's id.
+fn shuffle(job_id: i64, runner: i64) -> u64 {
+    let mut z = (job_id as u64) ^ (runner as u64).rotate_left(32);
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl PartialEq for Slot {
@@ -219,6 +232,9 @@ pub struct Engine<'c> {
     last_heartbeat: Instant,
     /// A claim found the fleet at a system's cap: try the queue again on the next tick.
     fleet_full: bool,
+    /// Other runners took slots this runner tried to claim: pick again at once, not at the next
+    /// event (this runner may have nothing running to wake it).
+    claim_again: bool,
 }
 
 /// How often a runner on a shared database looks for changes made elsewhere.
@@ -267,6 +283,7 @@ impl<'c> Engine<'c> {
             last_fleet_tick: Instant::now(),
             last_heartbeat: Instant::now(),
             fleet_full: false,
+            claim_again: false,
             opts,
         }
     }
@@ -543,6 +560,10 @@ impl<'c> Engine<'c> {
             trigger,
             due: at,
             first_started: None,
+            tie: match (self.fleet, self.runner_id) {
+                (true, Some(runner)) => shuffle(job_id, runner),
+                _ => job_id as u64,
+            },
         }
     }
 
@@ -761,6 +782,7 @@ impl<'c> Engine<'c> {
     /// Start what the caps allow, most urgent first: pick the slots, claim them all in one
     /// transaction, then spawn each.
     fn start_ready(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        self.claim_again = false;
         if self.stop_deadline.is_some() || self.queue.is_empty() {
             return Ok(());
         }
@@ -845,6 +867,7 @@ impl<'c> Engine<'c> {
             match claimed {
                 Ok(Some(execution)) => self.launch(p, execution, now),
                 Ok(None) if self.fleet => {
+                    self.claim_again = !self.queue.is_empty();
                     tracing::debug!(job = %p.job.name, slot = %crate::output::utc(p.slot.scheduled_for), attempt = p.slot.attempt, "slot taken by another runner (or skipped: still running elsewhere)");
                 }
                 Ok(None) => {
@@ -1221,6 +1244,9 @@ impl<'c> Engine<'c> {
         }
         if self.fleet {
             wait = wait.min(FLEET_TICK.saturating_sub(self.last_fleet_tick.elapsed()));
+            if self.claim_again {
+                wait = Duration::ZERO;
+            }
         }
         if self.recorder.is_failing() {
             wait = wait.min(Duration::from_millis(250));

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""The burst on each store: 10,000 jobs running /usr/bin/true plus one priority-1 job, all due the
+same second, on SQLite (one runner) and on PostgreSQL (one runner, then three sharing the database).
+Prints a table. Usage:
+
+    benches/burst_backends.py [--runs N] [--pg postgres://user:pass@127.0.0.1/db] [--bin PATH]
+
+The PostgreSQL URL defaults to $CRONMGR_TEST_POSTGRES; each run gets a fresh schema. Build first:
+`cargo build --release`. Each runner gets --max-concurrent 16; on PostgreSQL the system's
+max_concurrent_jobs (the fleet-wide cap) is set to 16 per runner so it does not bind.
+"""
+
+import argparse
+import json
+import math
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+
+JOBS = 10_000
+CONCURRENCY = 16
+
+
+def rfc3339(t):
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(t * 1000) % 1000:03d}Z"
+
+
+def epoch(s):
+    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+
+
+class Sqlite:
+    def __init__(self, work):
+        self.db = os.path.join(work, "burst.db")
+
+    def url(self):
+        return self.db
+
+    def exec_script(self, sql):
+        con = sqlite3.connect(self.db, timeout=10)
+        con.executescript(sql)
+        con.close()
+
+    def query(self, sql):
+        con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+
+
+class Postgres:
+    def __init__(self, base, name):
+        self.base = base
+        self.schema = f"bench_{name}_{os.getpid()}_{int(time.time())}"
+        psql(base, f"CREATE SCHEMA {self.schema}")
+
+    def url(self):
+        sep = "&" if "?" in self.base else "?"
+        return f"{self.base}{sep}options=-csearch_path%3D{self.schema}"
+
+    def exec_script(self, sql):
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", self.url()], input=sql, text=True,
+                       check=True, capture_output=True)
+
+    def query(self, sql):
+        out = psql(self.url(), sql)
+        return [tuple(None if c == "" else c for c in line.split("|")) for line in out.splitlines() if line]
+
+    def drop(self):
+        psql(self.base, f"DROP SCHEMA {self.schema} CASCADE")
+
+
+def psql(url, sql):
+    return subprocess.run(["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def start_runner(binary, env, db, log, *args):
+    f = open(log, "w")
+    p = subprocess.Popen([binary, "--db", db, "run", "--max-concurrent", str(CONCURRENCY), *args], env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=f)
+    f.close()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        with open(log) as r:
+            if "runner ready" in r.read():
+                return p
+        if p.poll() is not None:
+            raise RuntimeError(f"runner exited {p.returncode}; see {log}")
+        time.sleep(0.02)
+    raise RuntimeError(f"runner not ready in 60 s; see {log}")
+
+
+def burst(binary, store, work, runners, lead):
+    env = dict(os.environ, CRONMGR_CONFIG=os.path.join(work, "config.toml"), HOME=work, RUST_LOG="cronmgr=info")
+    env.pop("NOTIFY_SOCKET", None)
+    # Create the schema through cronmgr itself, and the fleet-wide cap.
+    subprocess.run([binary, "--db", store.url(), "settings", "set", "max_concurrent_jobs",
+                    str(CONCURRENCY * runners)], env=env, check=True, capture_output=True)
+    slot = math.ceil(time.time()) + lead
+    t = datetime.fromtimestamp(slot, timezone.utc)
+    expr = f"{t.second} {t.minute} {t.hour} {t.day} {t.month} *"
+    now = rfc3339(time.time())
+    values = []
+    for k in range(JOBS + 1):
+        name, argv, prio = (f"burst-{k:05d}", ["/usr/bin/true"], 5) if k < JOBS else ("urgent", ["/usr/bin/true"], 1)
+        params = json.dumps({"argv": argv}).replace("'", "''")
+        values.append(f"('default', '{name}', '{expr}', 'UTC', 'shell', '{params}', {prio}, '{now}', '{now}', '{rfc3339(slot)}')")
+    store.exec_script("BEGIN;\nINSERT INTO jobs (system, name, schedule, timezone, command, params, priority, "
+                      "created_at, updated_at, next_run_at) VALUES\n" + ",\n".join(values) + ";\nCOMMIT;\n")
+    procs = [start_runner(binary, env, store.url(), os.path.join(work, f"runner{i}.log")) for i in range(runners)]
+    ready_margin = slot - time.time()
+    total = JOBS + 1
+    recorded = None
+    while time.time() < slot + 300:
+        time.sleep(0.25)
+        if time.time() < slot:
+            continue
+        done = int(store.query("SELECT count(*) FROM executions WHERE finished_at IS NOT NULL")[0][0])
+        if done >= total:
+            recorded = time.time() - slot
+            break
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait(60)
+    (first, last, last_fin, started), = store.query(
+        "SELECT min(started_at), max(started_at), max(finished_at), count(started_at) FROM executions "
+        "WHERE triggered_by = 'schedule'")
+    statuses = dict(store.query("SELECT status, count(*) FROM executions GROUP BY status"))
+    (u_started,), = store.query("SELECT e.started_at FROM executions e JOIN jobs j ON j.id = e.job_id "
+                                "WHERE j.name = 'urgent'") or [(None,)]
+    per_runner = store.query("SELECT runner_id, count(*) FROM executions GROUP BY runner_id ORDER BY 1")
+    dups = int(store.query("SELECT count(*) FROM (SELECT job_id FROM executions GROUP BY job_id, scheduled_for "
+                           "HAVING count(*) > 1) AS d")[0][0])
+    return dict(
+        complete=int(started) == total and int(statuses.get("success", 0)) == total and dups == 0,
+        statuses=statuses,
+        last_start=epoch(last) - slot,
+        last_record=epoch(last_fin) - slot,
+        recorded_seen=recorded,
+        urgent_ms=(epoch(u_started) - slot) * 1000 if u_started else None,
+        per_runner=[int(n) for _, n in per_runner],
+        ready_margin=ready_margin,
+        duplicates=dups,
+    )
+
+
+def med_range(xs, unit, nd):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "-"
+    m = statistics.median(xs)
+    return f"{m:.{nd}f} {unit} ({min(xs):.{nd}f}–{max(xs):.{nd}f})" if len(xs) > 1 else f"{m:.{nd}f} {unit}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--pg", default=os.environ.get("CRONMGR_TEST_POSTGRES"))
+    ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "cronmgr"))
+    a = ap.parse_args()
+    if not a.pg:
+        sys.exit("give --pg postgres://… or set CRONMGR_TEST_POSTGRES")
+    binary = os.path.abspath(a.bin)
+    cases = [("SQLite, 1 runner", "sqlite", 1), ("PostgreSQL, 1 runner", "pg", 1),
+             ("PostgreSQL, 3 runners sharing it", "pg", 3)]
+    results = {c[0]: [] for c in cases}
+    load_before = os.getloadavg()[0]
+    for run in range(a.runs):
+        for label, kind, runners in cases:
+            with tempfile.TemporaryDirectory(prefix="cronmgr-burst-") as work:
+                with open(os.path.join(work, "config.toml"), "w") as f:
+                    f.write('[executors]\nenabled = ["shell"]\n[executors.shell]\nallow = ["/usr/bin/true"]\n')
+                store = Sqlite(work) if kind == "sqlite" else Postgres(a.pg, f"r{run}_{runners}")
+                print(f"{label}, run {run + 1}/{a.runs} …", file=sys.stderr, flush=True)
+                try:
+                    r = burst(binary, store, work, runners, lead=10)
+                finally:
+                    if kind == "pg":
+                        store.drop()
+                print(f"  {r}", file=sys.stderr, flush=True)
+                results[label].append(r)
+    print(f"\nburst: {JOBS:,} × /usr/bin/true + 1 priority-1 job due the same second, --max-concurrent {CONCURRENCY} "
+          f"per runner; {a.runs} runs each; load {load_before:.1f} → {os.getloadavg()[0]:.1f}\n")
+    head = ("store", "last start", "all recorded", "priority-1 started", "complete, no slot twice")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for label, _, _ in cases:
+        rs = results[label]
+        print(f"| {label} | {med_range([r['last_start'] for r in rs], 's', 2)} | "
+              f"{med_range([r['last_record'] for r in rs], 's', 2)} | "
+              f"{med_range([r['urgent_ms'] for r in rs], 'ms', 0)} | "
+              f"{'yes' if all(r['complete'] for r in rs) else 'NO'} |")
+
+
+if __name__ == "__main__":
+    main()
