@@ -524,13 +524,17 @@ impl<'c> Engine<'c> {
     /// At start: slots missed while no runner was up, catch-up, and @reboot jobs.
     fn start_up(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
         self.gap_memo.clear();
-        // Joining a fleet that is up: nothing was missed.
-        let others_up = self.fleet
-            && self
-                .store
+        // Joining a fleet: what another runner that is up could run was not missed.
+        let others: Vec<Vec<String>> = if self.fleet {
+            self.store
                 .runners(false)?
-                .iter()
-                .any(|r| Some(r.id) != self.runner_id && r.state(now) == "up");
+                .into_iter()
+                .filter(|r| Some(r.id) != self.runner_id && r.state(now) == "up")
+                .map(|r| r.labels)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let ids: Vec<i64> = self.jobs.keys().copied().collect();
         for id in ids {
             let entry = &self.jobs[&id];
@@ -539,7 +543,8 @@ impl<'c> Engine<'c> {
                 self.push_queue(slot);
                 continue;
             }
-            if others_up {
+            let need = &entry.job.runner_labels;
+            if others.iter().any(|have| fleet::runs_here(need, have)) {
                 continue; // they fired what came due; a missed row here would be false
             }
             if let Some(stored) = entry.job.next_run_at.filter(|t| *t <= now) {

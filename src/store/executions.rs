@@ -370,7 +370,7 @@ impl Batch<'_> {
             .prepare_cached(
                 "UPDATE executions SET status = ?2, finished_at = ?3, duration_ms = ?4, output = ?5, \
                  error_message = ?6, exit_code = ?7, memory_used_mb = ?8, cpu_used_percent = ?9 \
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND status = 'running'",
             )?
             .execute(params![
                 id,
@@ -384,7 +384,22 @@ impl Batch<'_> {
                 finish.cpu_used_percent,
             ])?;
         if n == 0 {
-            return Err(StoreError::ExecutionNotFound(id));
+            // Ended already: another runner declared this one lost and marked it interrupted
+            // (the first word stands), or the row is gone.
+            let status: Option<String> = self
+                .conn
+                .query_row("SELECT status FROM executions WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            match status {
+                Some(status) => tracing::warn!(
+                    execution = id,
+                    %status,
+                    "the execution was already recorded as ended; keeping that record"
+                ),
+                None => return Err(StoreError::ExecutionNotFound(id)),
+            }
         }
         Ok(())
     }
@@ -647,6 +662,34 @@ mod tests {
             })
             .unwrap();
         assert_eq!(hist.len(), 1);
+    }
+
+    #[test]
+    fn a_late_end_does_not_overwrite_an_interrupted_record() {
+        let (store, job) = setup();
+        let id = store.claim(&new(&job, t0(), 1)).unwrap().unwrap();
+        store
+            .interrupt(id, t0() + Duration::seconds(40), "runner lost")
+            .unwrap();
+        let end = Finish {
+            status: Status::Success,
+            finished_at: t0() + Duration::seconds(50),
+            duration_ms: 50_000,
+            output: "done\n".into(),
+            error_message: None,
+            exit_code: Some(0),
+            memory_used_mb: None,
+            cpu_used_percent: None,
+        };
+        store.finish(id, &end).unwrap();
+        let e = store.execution(id).unwrap();
+        assert_eq!(e.status, Status::Interrupted);
+        assert_eq!(e.error_message.as_deref(), Some("runner lost"));
+        assert_eq!(e.duration_ms, Some(40_000));
+        assert!(matches!(
+            store.finish(id + 100, &end),
+            Err(StoreError::ExecutionNotFound(_))
+        ));
     }
 
     #[test]
