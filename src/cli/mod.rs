@@ -16,6 +16,7 @@ mod import;
 mod job_args;
 mod jobs;
 mod metrics;
+mod migrate;
 mod next;
 mod run;
 mod run_now;
@@ -141,6 +142,8 @@ pub enum Command {
     Alert(alert::Args),
     /// The audit log: who changed or triggered what, newest first
     Audit(audit::Args),
+    /// Copy the whole database into another: an SQLite file into PostgreSQL
+    Migrate(migrate::Args),
 }
 
 /// What every command needs: the global flags, the config, the database, the clock.
@@ -285,6 +288,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alerts(args) => alerts::run(args, &ctx),
         Command::Alert(args) => alert::run(args, &ctx),
         Command::Audit(args) => audit::run(args, &ctx),
+        Command::Migrate(args) => migrate::run(args, &ctx),
     }
 }
 

@@ -84,7 +84,7 @@ impl From<super::sql::Error> for CopyError {
 fn list(tables: &[(&'static str, u64)]) -> String {
     tables
         .iter()
-        .map(|(t, n)| format!("{t}: {n} rows"))
+        .map(|(t, n)| format!("{t}: {n}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -504,7 +504,7 @@ mod tests {
             matches!(&err, CopyError::NotEmpty(t) if t == &[("jobs", 1)]),
             "{err}"
         );
-        assert!(err.to_string().contains("jobs: 1 rows"), "{err}");
+        assert!(err.to_string().contains("(jobs: 1)"), "{err}");
         assert_eq!(dump(&target), before);
         assert_eq!(occupied(&target).unwrap(), vec![("jobs", 1)]);
     }
