@@ -16,10 +16,12 @@ use crate::store::{display_db, is_postgres, Store};
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Stop the runner first: rows it writes after the copy starts stay behind. \
+#[command(
+    after_help = "Stop the runner first: rows it writes after the copy starts stay behind. \
     The target must hold no rows (a fresh PostgreSQL database or schema, or a new file); its \
     schema is created. Everything is copied in one transaction, ids kept, or nothing is. \
-    Example: cronmgr migrate --to postgres://cronmgr:secret@db.example.com/cronmgr")]
+    Example: cronmgr migrate --to postgres://cronmgr:secret@db.example.com/cronmgr"
+)]
 pub struct Args {
     /// The database to copy into: a postgres:// URL or an SQLite file
     #[arg(long, value_name = "URL|PATH")]
@@ -62,8 +64,10 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e @ CopyError::NotEmpty(_)) => return Err(refused(e, &to)),
         Err(e) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("copying into {}; it was left as it was", display_db(&to))))
+            return Err(anyhow::Error::new(e).context(format!(
+                "copying into {}; it was left as it was",
+                display_db(&to)
+            )))
         }
     };
     let elapsed = start.elapsed();

@@ -8,7 +8,15 @@ use crate::harness::{psql, Env};
 /// A database with some of everything: jobs in two systems, history with output (manual runs, a
 /// failure, the runner's state from `run --once`), changed settings, a removed job.
 fn build(env: &Env) {
-    env.ok(&["add", "backup", "-s", "@daily", "--", "/usr/bin/echo", "backing up"]);
+    env.ok(&[
+        "add",
+        "backup",
+        "-s",
+        "@daily",
+        "--",
+        "/usr/bin/echo",
+        "backing up",
+    ]);
     env.ok(&[
         "add",
         "report",
@@ -24,8 +32,25 @@ fn build(env: &Env) {
     ]);
     env.ok(&["add", "flaky", "-s", "@hourly", "--", "/usr/bin/false"]);
     env.ok(&["add", "gone", "-s", "@daily", "--", "/usr/bin/true"]);
-    env.ok(&["add", "tick", "-s", "* * * * * *", "--", "/usr/bin/echo", "tick"]);
-    env.ok(&["--system", "other", "add", "cleanup", "-s", "@weekly", "--", "/usr/bin/true"]);
+    env.ok(&[
+        "add",
+        "tick",
+        "-s",
+        "* * * * * *",
+        "--",
+        "/usr/bin/echo",
+        "tick",
+    ]);
+    env.ok(&[
+        "--system",
+        "other",
+        "add",
+        "cleanup",
+        "-s",
+        "@weekly",
+        "--",
+        "/usr/bin/true",
+    ]);
     env.ok(&["run-now", "backup"]);
     env.ok(&["run-now", "backup"]);
     env.ok(&["run-now", "report"]);
@@ -101,7 +126,10 @@ fn check(env: &Env, target: &Env) {
     assert!(count("executions") >= 5, "{report}");
     assert!(count("audit") >= 10, "{report}");
     assert_eq!(count("settings"), 1, "{report}");
-    assert!(!report["target"].as_str().unwrap().contains(":cronmgr@"), "{report}");
+    assert!(
+        !report["target"].as_str().unwrap().contains(":cronmgr@"),
+        "{report}"
+    );
 
     let after = views(target);
     for (i, (a, b)) in before.iter().zip(&after).enumerate() {
