@@ -123,7 +123,8 @@ fn check(env: &Env, target: &Env) {
             .as_u64()
             .unwrap()
     };
-    assert!(count("executions") >= 5, "{report}");
+    // backup twice, report, flaky (gone's went with it), and tick if `run --once` caught it.
+    assert!(count("executions") >= 4, "{report}");
     assert!(count("audit") >= 10, "{report}");
     assert_eq!(count("settings"), 1, "{report}");
     assert!(
