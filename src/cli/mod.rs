@@ -16,6 +16,7 @@ mod import;
 mod job_args;
 mod jobs;
 mod metrics;
+mod migrate;
 mod next;
 mod run;
 mod run_now;
@@ -144,6 +145,8 @@ pub enum Command {
     Audit(audit::Args),
     /// The runners sharing this database: host, pid, version, heartbeat, running executions
     Runners(runners::Args),
+    /// Copy the whole database into another: an SQLite file into PostgreSQL
+    Migrate(migrate::Args),
 }
 
 /// What every command needs: the global flags, the config, the database, the clock.
@@ -290,6 +293,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alert(args) => alert::run(args, &ctx),
         Command::Audit(args) => audit::run(args, &ctx),
         Command::Runners(args) => runners::run(args, &ctx),
+        Command::Migrate(args) => migrate::run(args, &ctx),
     }
 }
 

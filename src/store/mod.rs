@@ -5,6 +5,7 @@
 
 mod alerts;
 mod audit;
+pub mod copy;
 mod executions;
 mod jobs;
 mod metrics;
