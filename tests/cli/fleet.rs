@@ -254,21 +254,25 @@ fn a_pinned_job_runs_only_on_a_runner_with_its_label() {
 fn the_fleet_keeps_max_concurrent_jobs_and_the_overlap_rule_across_runners() {
     let Some(env) = Env::postgres() else { return };
     env.ok(&["settings", "set", "max_concurrent_jobs", "2"]);
-    for name in ["one", "two", "three"] {
-        env.ok(&[
+    // "one" runs only on a, "two" only on b, "three" on either: each runner alone stays under
+    // the cap, so only the fleet-wide count keeps the total at two.
+    for (name, pin) in [("one", Some("a")), ("two", Some("b")), ("three", None)] {
+        let mut args = vec![
             "add",
             name,
             "--schedule",
             "*/1 * * * * *",
             "--allow-concurrent",
-            "--",
-            "/usr/bin/sleep",
-            "1.5",
-        ]);
+        ];
+        if let Some(label) = pin {
+            args.extend(["--runner-label", label]);
+        }
+        args.extend(["--", "/usr/bin/sleep", "1.5"]);
+        env.ok(&args);
     }
     let mut runners = [
-        env.spawn_named_runner("a", &[]),
-        env.spawn_named_runner("b", &[]),
+        env.spawn_named_runner("a", &["--label", "a"]),
+        env.spawn_named_runner("b", &["--label", "b"]),
     ];
     runners_up(&env, 2);
     sleep(Duration::from_secs(8));
