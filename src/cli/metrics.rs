@@ -7,9 +7,29 @@ use crate::ExitCode;
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
+/// The pid of the runner that is up: on SQLite the one holding the lock; on a shared
+/// PostgreSQL database the one that last wrote the runner state, if it is up (heartbeating)
+/// and on this host (its pid means something here).
+pub fn live_runner_pid(ctx: &Ctx, store: &crate::store::Store) -> anyhow::Result<Option<u32>> {
+    let db = ctx.db_path();
+    if !crate::store::is_postgres(&db) {
+        return Ok(crate::runner::runner_pid(&db));
+    }
+    let Some(state) = store.runner_state()? else {
+        return Ok(None);
+    };
+    let host = crate::runner::fleet::host_name();
+    let now = ctx.now();
+    Ok(store
+        .runners(false)?
+        .iter()
+        .any(|r| r.pid == state.pid && r.host == host && r.state(now) == "up")
+        .then_some(state.pid))
+}
+
 /// The runner as seen from outside: up if it holds the lock, busy as it last said.
 pub fn runner_view(ctx: &Ctx, store: &crate::store::Store) -> anyhow::Result<RunnerView> {
-    let pid = crate::runner::runner_pid(&ctx.db_path());
+    let pid = live_runner_pid(ctx, store)?;
     let state = store.runner_state()?.filter(|s| Some(s.pid) == pid);
     Ok(RunnerView {
         up: pid.is_some(),

@@ -70,7 +70,7 @@ pub fn collect(ctx: &Ctx, store: &Store, all: bool) -> anyhow::Result<Status> {
     let now = Utc::now();
     let system = (!all).then(|| ctx.system());
     let totals: StatusTotals = store.status_totals(system, now - chrono::Duration::hours(24))?;
-    let pid = crate::runner::runner_pid(&ctx.db_path());
+    let pid = super::metrics::live_runner_pid(ctx, store)?;
     let state = store.runner_state()?.filter(|s| Some(s.pid) == pid);
     let usage = pid.and_then(crate::alert::host::process_usage);
     Ok(Status {

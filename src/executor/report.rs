@@ -248,14 +248,18 @@ impl Executor for Report {
         out: &mut dyn Write,
     ) -> Result<(), RunError> {
         let p = checked(params)?;
-        if !ctx.db.is_file() {
+        if !crate::store::is_postgres(&ctx.db) && !ctx.db.is_file() {
             return Err(RunError::Failed(format!(
                 "no cronmgr database at {}",
                 ctx.db.display()
             )));
         }
-        let store = Store::open(&ctx.db)
-            .map_err(|e| RunError::Failed(format!("opening {}: {e}", ctx.db.display())))?;
+        let store = Store::open(&ctx.db).map_err(|e| {
+            RunError::Failed(format!(
+                "opening {}: {e}",
+                crate::store::display_db(&ctx.db)
+            ))
+        })?;
         let until = Utc::now();
         let period = p.period.map_or(Duration::from_secs(7 * 86_400), |d| d.0);
         let since = until

@@ -328,7 +328,7 @@ impl<'c> Engine<'c> {
         tracing::info!(
             jobs = self.jobs.len(),
             pid = std::process::id(),
-            db = %self.opts.db_path.display(),
+            db = %crate::store::display_db(&self.opts.db_path),
             "runner ready"
         );
         loop {

@@ -275,7 +275,7 @@ impl Store {
     /// Alerts, newest first, with their deliveries. `active`: only those whose condition is open.
     pub fn alerts(&self, system: Option<&str>, active: bool, limit: usize) -> Result<Vec<Alert>> {
         let sql = format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts WHERE (?1 IS NULL OR system = ?1) {} ORDER BY id DESC LIMIT ?2",
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE (CAST(?1 AS TEXT) IS NULL OR system = ?1) {} ORDER BY id DESC LIMIT ?2",
             if active {
                 "AND id IN (SELECT alert_id FROM alert_conditions)"
             } else {
@@ -307,7 +307,7 @@ impl Store {
     /// How many conditions are open (optionally in one system).
     pub fn active_alert_count(&self, system: Option<&str>) -> Result<u64> {
         Ok(self.conn.query_row(
-            "SELECT count(*) FROM alert_conditions WHERE ?1 IS NULL OR system = ?1",
+            "SELECT count(*) FROM alert_conditions WHERE CAST(?1 AS TEXT) IS NULL OR system = ?1",
             [system],
             |r| r.get(0),
         )?)

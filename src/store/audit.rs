@@ -274,8 +274,8 @@ impl Store {
     /// The log, newest first.
     pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM audit WHERE (?1 IS NULL OR system = ?1) \
-             AND (?2 IS NULL OR target = ?2) AND (?3 IS NULL OR at >= ?3) \
+            "SELECT {COLUMNS} FROM audit WHERE (CAST(?1 AS TEXT) IS NULL OR system = ?1) \
+             AND (CAST(?2 AS TEXT) IS NULL OR target = ?2) AND (CAST(?3 AS TEXT) IS NULL OR at >= ?3) \
              ORDER BY id DESC LIMIT ?4"
         ))?;
         let rows = stmt.query_map(

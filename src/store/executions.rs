@@ -177,7 +177,7 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(
             "SELECT e.job_id, e.status FROM executions e \
              JOIN (SELECT job_id, max(id) AS id FROM executions GROUP BY job_id) last ON last.id = e.id \
-             JOIN jobs j ON j.id = e.job_id WHERE ?1 IS NULL OR j.system = ?1",
+             JOIN jobs j ON j.id = e.job_id WHERE CAST(?1 AS TEXT) IS NULL OR j.system = ?1",
         )?;
         let rows = stmt.query_map([system], |r| {
             Ok((r.get::<_, i64>(0)?, parse_enum(&r.get::<_, String>(1)?)?))
@@ -189,7 +189,7 @@ impl Store {
     pub fn running(&self, job_id: Option<i64>) -> Result<Vec<Execution>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM executions e JOIN jobs j ON j.id = e.job_id \
-             WHERE e.status = 'running' AND (?1 IS NULL OR e.job_id = ?1) ORDER BY e.id"
+             WHERE e.status = 'running' AND (CAST(?1 AS BIGINT) IS NULL OR e.job_id = ?1) ORDER BY e.id"
         ))?;
         let rows = stmt.query_map([job_id], from_row)?;
         Ok(rows.collect::<super::sql::Result<_>>()?)

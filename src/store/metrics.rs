@@ -72,9 +72,10 @@ pub struct JobCounts {
 
 /// Executions since ?2 by status. `+e.status` keeps the planner off the status index (a scan of
 /// the whole history): the scan is bounded by `executions(started_at)` instead.
-const RECENT_BY_STATUS: &str = "SELECT e.status, count(*), sum(e.duration_ms) FROM executions e \
+const RECENT_BY_STATUS: &str =
+    "SELECT e.status, count(*), CAST(sum(e.duration_ms) AS BIGINT) FROM executions e \
      JOIN jobs j ON j.id = e.job_id \
-     WHERE e.started_at >= ?2 AND (?1 IS NULL OR j.system = ?1) GROUP BY +e.status";
+     WHERE e.started_at >= ?2 AND (CAST(?1 AS TEXT) IS NULL OR j.system = ?1) GROUP BY +e.status";
 
 /// Statuses that mean the job ran to an end.
 const RAN: &str = "('success', 'failed', 'timeout', 'interrupted')";
@@ -100,17 +101,24 @@ impl Store {
     ) -> Result<StatusTotals> {
         let mut t = StatusTotals::default();
         (t.jobs, t.active) = self.conn.query_row(
-            "SELECT count(*), coalesce(sum(is_active), 0) FROM jobs WHERE ?1 IS NULL OR system = ?1",
+            "SELECT count(*), coalesce(sum(is_active), 0) FROM jobs WHERE CAST(?1 AS TEXT) IS NULL OR system = ?1",
             [system],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         t.running = self.conn.query_row(
             "SELECT count(*) FROM executions e JOIN jobs j ON j.id = e.job_id \
-             WHERE e.status = 'running' AND (?1 IS NULL OR j.system = ?1)",
+             WHERE e.status = 'running' AND (CAST(?1 AS TEXT) IS NULL OR j.system = ?1)",
             [system],
             |r| r.get(0),
         )?;
-        let mut stmt = self.conn.prepare_cached(RECENT_BY_STATUS)?;
+        // `+e.status` is SQLite's way to keep an index out; PostgreSQL has no unary + on text.
+        let sql = match self.engine() {
+            super::Engine::Sqlite => RECENT_BY_STATUS.to_string(),
+            super::Engine::Postgres => {
+                RECENT_BY_STATUS.replace("GROUP BY +e.status", "GROUP BY e.status")
+            }
+        };
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![system, fmt_time(since)], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -149,7 +157,7 @@ impl Store {
     ) -> Result<Vec<ExecutionBrief>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT e.id, j.name, j.system, e.status, e.scheduled_for, e.started_at, e.duration_ms, e.exit_code \
-             FROM executions e JOIN jobs j ON j.id = e.job_id WHERE ?1 IS NULL OR j.system = ?1 \
+             FROM executions e JOIN jobs j ON j.id = e.job_id WHERE CAST(?1 AS TEXT) IS NULL OR j.system = ?1 \
              ORDER BY e.id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![system, limit as i64], |r| {
@@ -175,7 +183,7 @@ impl Store {
     ) -> Result<Vec<(String, String, DateTime<Utc>)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT system, name, next_run_at FROM jobs WHERE is_active = 1 AND next_run_at IS NOT NULL \
-             AND (?1 IS NULL OR system = ?1) ORDER BY next_run_at LIMIT ?2",
+             AND (CAST(?1 AS TEXT) IS NULL OR system = ?1) ORDER BY next_run_at LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![system, limit as i64], |r| {
             Ok((r.get(0)?, r.get(1)?, parse_time(&r.get::<_, String>(2)?)?))
@@ -193,7 +201,7 @@ impl Store {
         let jobs: Vec<(i64, String, u32, Option<String>)> = {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT id, name, failure_streak, last_success_at FROM jobs \
-                 WHERE system = ?1 AND (?2 IS NULL OR name = ?2) ORDER BY name",
+                 WHERE system = ?1 AND (CAST(?2 AS TEXT) IS NULL OR name = ?2) ORDER BY name",
             )?;
             let rows = stmt.query_map(params![system, job], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))

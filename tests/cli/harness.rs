@@ -49,6 +49,12 @@ impl Env {
             ),
         )
         .expect("write config");
+        // Exploration aid: the whole suite against PostgreSQL (tests that read the SQLite file
+        // itself, or its lock and journal, fail by design).
+        let db = match std::env::var("CRONMGR_E2E_ON_POSTGRES") {
+            Ok(url) if !url.is_empty() => PathBuf::from(scratch_schema(&url)),
+            _ => db,
+        };
         Env { dir, db, config }
     }
 
@@ -249,6 +255,18 @@ pub fn psql(url: &str, sql: &str) -> String {
 }
 
 pub fn dump(db: &Path) -> Vec<String> {
+    let text = db.to_string_lossy();
+    if text.starts_with("postgres://") {
+        return ["settings", "jobs", "executions"]
+            .iter()
+            .flat_map(|table| {
+                psql(&text, &format!("SELECT * FROM {table} ORDER BY 1"))
+                    .lines()
+                    .map(|l| format!("{table}: {l}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+    }
     let conn = rusqlite::Connection::open(db).expect("open db");
     let mut out = Vec::new();
     for table in ["settings", "jobs", "executions"] {
