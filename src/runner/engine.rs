@@ -1028,6 +1028,8 @@ impl<'c> Engine<'c> {
         // burst, at most once a second (housekeeping catches up).
         if self.state_written.elapsed() >= Duration::from_secs(1) {
             self.state_written = Instant::now();
+            // Land this end first, so the metrics file counts it.
+            self.flush_records();
             self.write_runner_state();
             self.write_metrics();
             self.send_status();

@@ -198,6 +198,12 @@ impl Env {
     }
 }
 
+/// True when the suite runs against PostgreSQL (CRONMGR_E2E_ON_POSTGRES): tests of the SQLite
+/// file itself (its lock, its journal, its modes, editing it behind cronmgr's back) return early.
+pub fn on_postgres() -> bool {
+    std::env::var("CRONMGR_E2E_ON_POSTGRES").is_ok_and(|v| !v.is_empty())
+}
+
 /// The PostgreSQL server for the fleet tests, or None (with a note on stderr) when unset.
 pub fn postgres_url() -> Option<String> {
     match std::env::var("CRONMGR_TEST_POSTGRES") {
