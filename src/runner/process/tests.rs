@@ -2,6 +2,7 @@
 
 use super::*;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
 
 const SH: &str = "/bin/sh";
 /// Upper bound for things that should take a fraction of a second.
@@ -333,11 +334,38 @@ fn a_panicking_on_spawn_does_not_leave_the_job_running() {
 }
 
 #[test]
+fn a_started_child_dropped_unwaited_is_killed_and_reaped() -> io::Result<()> {
+    let started = start(&sh("sleep 30"))?;
+    let pid = started.pid();
+    drop(started);
+    assert_group_gone(pid);
+    // Reaped, not a zombie of ours: waiting for it finds no such child.
+    // SAFETY: waitpid accepts a null status pointer.
+    let rc = unsafe { libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG) };
+    assert_eq!(rc, -1);
+    Ok(())
+}
+
+#[test]
+fn started_here_waited_on_another_thread() -> io::Result<()> {
+    let started = start(&sh("echo hi"))?;
+    let pid = started.pid();
+    let out = thread::spawn(move || started.wait(&Cancel::new()))
+        .join()
+        .map_err(|_| io::Error::other("the waiting thread panicked"))??;
+    assert_eq!(out.pid, pid);
+    assert_eq!(out.output, "hi\n");
+    Ok(())
+}
+
+#[test]
 fn handles_cross_threads() {
     fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
     send_sync::<Cancel>();
     send_sync::<Spec>();
     send_sync::<Outcome>();
+    send::<Started>();
 }
 
 /// This process's peak resident size (VmHWM) in MB.
