@@ -869,31 +869,28 @@ impl<'c> Engine<'c> {
             None
         };
         let tx = self.tx.clone();
-        // If the thread cannot start, the closure is dropped with `started`, which kills the child.
-        let spawned = std::thread::Builder::new()
-            .name(format!("exec-{execution}"))
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let report = tx.clone();
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let started = match started {
-                        Some(started) => started,
-                        None => {
-                            let started = process::start(&spec)?;
-                            let pid = started.pid();
-                            let _ = report.send(Event::Spawned { execution, pid });
-                            started
-                        }
-                    };
-                    started.wait(&cancel)
-                }));
-                let result = match result {
-                    Ok(Ok(outcome)) => Ok(outcome),
-                    Ok(Err(e)) => Err(format!("cannot start {}: {e}", spec.program.display())),
-                    Err(panic) => Err(format!("the worker panicked: {}", panic_message(&panic))),
+        // If no worker can start, the closure is dropped with `started`, which kills the child.
+        let spawned = process::on_worker(move || {
+            let report = tx.clone();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let started = match started {
+                    Some(started) => started,
+                    None => {
+                        let started = process::start(&spec)?;
+                        let pid = started.pid();
+                        let _ = report.send(Event::Spawned { execution, pid });
+                        started
+                    }
                 };
-                let _ = tx.send(Event::Finished { execution, result });
-            });
+                started.wait(&cancel)
+            }));
+            let result = match result {
+                Ok(Ok(outcome)) => Ok(outcome),
+                Ok(Err(e)) => Err(format!("cannot start {}: {e}", spec.program.display())),
+                Err(panic) => Err(format!("the worker panicked: {}", panic_message(&panic))),
+            };
+            let _ = tx.send(Event::Finished { execution, result });
+        });
         if let Err(e) = spawned {
             let _ = self.tx.send(Event::Finished {
                 execution,

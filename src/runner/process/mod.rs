@@ -11,6 +11,7 @@
 mod cancel;
 mod group;
 mod output;
+mod pool;
 #[cfg(test)]
 mod tests;
 mod watch;
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 pub use crate::limits::Limits;
 pub use cancel::Cancel;
 pub use group::{group_alive, kill_group};
+pub use pool::on_worker;
 
 use cancel::Wake;
 use output::Capture;
