@@ -113,15 +113,25 @@ const DRAIN: Duration = Duration::from_millis(500);
 const LIVE_LOG_AFTER: Duration = Duration::from_millis(250);
 
 /// Spawn and wait. `on_spawn` is called with the pid (== pgid) right after the spawn, before
-/// waiting (the caller records it in the database). The same as [`start`], then
-/// [`Started::wait`] on this thread.
+/// waiting (the caller records it in the database). As [`start`], then [`Started::wait`] on
+/// this thread, except that the live log is created before the spawn: a caller that streams it
+/// from another thread (`run-now`) may give up on a file that is missing once `run` returned.
 ///
 /// Errors: the program cannot be spawned (missing, not executable, bad working directory), the
 /// child could not be waited for or reaped.
 pub fn run(spec: &Spec, cancel: &Cancel, on_spawn: impl FnOnce(u32)) -> io::Result<Outcome> {
-    let started = start(spec)?;
+    let started = spawn(spec, LiveLogAt::Spawn)?;
     on_spawn(started.pid());
     started.wait(cancel)
+}
+
+/// When the live log file is created.
+#[derive(Clone, Copy, PartialEq)]
+enum LiveLogAt {
+    /// Before the spawn, whether or not the child writes anything.
+    Spawn,
+    /// When output first arrives, or once the child has run [`LIVE_LOG_AFTER`].
+    FirstNeed,
 }
 
 /// A child spawned by [`start`] and not yet waited for. Dropped without [`Started::wait`] (a
@@ -141,14 +151,33 @@ pub struct Started {
 /// once. Cheap enough for the runner's loop thread: `posix_spawn` (a vfork) unless limits or
 /// another user need code run in the child (then a fork), a pipe, an eventfd and a pidfd.
 ///
+/// The live log is created when output first arrives, or once the child has run 250 ms (so
+/// `logs --follow` finds the file of a job that is silent for a while): a job that ends quickly
+/// and silently creates none.
+///
 /// Errors: the program cannot be spawned (missing, not executable, bad working directory).
 pub fn start(spec: &Spec) -> io::Result<Started> {
+    spawn(spec, LiveLogAt::FirstNeed)
+}
+
+fn spawn(spec: &Spec, live_log_at: LiveLogAt) -> io::Result<Started> {
     if let Some(cwd) = &spec.cwd {
         // std reports a missing cwd like a missing program; say which one it was.
         if !cwd.is_dir() {
             let err = io::Error::new(io::ErrorKind::NotFound, "no such directory");
             return Err(with_path(err, "working directory", cwd));
         }
+    }
+    let mut live = match &spec.live_log {
+        Some(path) => Live::Pending {
+            path: path.clone(),
+            cap: spec.output_cap,
+            open_at: Instant::now() + LIVE_LOG_AFTER,
+        },
+        None => Live::Off,
+    };
+    if live_log_at == LiveLogAt::Spawn {
+        live.open();
     }
     let wake = Arc::new(Wake::new()?);
     let (read_end, write_end) = watch::pipe()?;
@@ -194,14 +223,6 @@ pub fn start(spec: &Spec) -> io::Result<Started> {
     let Ok(pgid) = libc::pid_t::try_from(pid) else {
         // Cannot happen (pids fit pid_t), and then nothing could signal or reap it either.
         return Err(io::Error::other(format!("child pid {pid} out of range")));
-    };
-    let live = match &spec.live_log {
-        Some(path) => Live::Pending {
-            path: path.clone(),
-            cap: spec.output_cap,
-            open_at: at + LIVE_LOG_AFTER,
-        },
-        None => Live::Off,
     };
     let pidfd = watch::pidfd_open(pgid);
     Ok(Started {

@@ -64,7 +64,7 @@ pub(super) enum Live {
 }
 
 impl Live {
-    fn open(&mut self) {
+    pub(super) fn open(&mut self) {
         let Live::Pending { path, cap, .. } = std::mem::replace(self, Live::Off) else {
             return;
         };
