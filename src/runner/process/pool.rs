@@ -9,8 +9,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-/// How long a worker waits for a next task before it ends.
-const IDLE_EXIT: Duration = Duration::from_secs(10);
+/// How long a worker waits for a next task before it ends: long enough to carry a burst's or a
+/// busy minute's workers from one execution to the next, short enough that a runner gone quiet
+/// is back to its own threads within seconds (creating a thread again costs tens of µs).
+const IDLE_EXIT: Duration = Duration::from_secs(2);
 /// A worker only waits for a child and reads its output: a small stack is plenty.
 const STACK: usize = 256 * 1024;
 
