@@ -238,7 +238,7 @@ class Bench:
             ("fire latency (lone job)", "  of which slot → 'starting' log line (wake-up, claim transaction, allowlist), p50 / p99",
              f"{statistics.median([pct(b, 50) for b, _ in parts]):.2f} / {statistics.median([pct(b, 99) for b, _ in parts]):.2f} ms",
              "", "", "", ""),
-            ("fire latency (lone job)", "  and 'starting' → child's clock (worker thread, pipe, posix_spawn, exec), p50 / p99",
+            ("fire latency (lone job)", "  and 'starting' → child's clock (pipe, posix_spawn, exec), p50 / p99",
              f"{statistics.median([pct(a, 50) for _, a in parts]):.2f} / {statistics.median([pct(a, 99) for _, a in parts]):.2f} ms",
              "", "", "", ""),
         ]

@@ -941,24 +941,53 @@ impl<'c> Engine<'c> {
             }
         };
         tracing::info!(job = %job.name, system = %job.system, execution, "starting");
+        // A spawn holds its thread until the child has exec'd (a vfork). With nothing else
+        // waiting, the loop spawns here: no hand-over to a new thread between the slot and the
+        // child. With a backlog that time would delay every queued start and record, so the
+        // worker thread spawns, beside the loop.
+        let started = if self.queue.is_empty() {
+            match process::start(&spec) {
+                Ok(started) => {
+                    self.recorder.write(Write::Pid {
+                        execution,
+                        pid: started.pid(),
+                    });
+                    Some(started)
+                }
+                Err(e) => {
+                    let _ = self.tx.send(Event::Finished {
+                        execution,
+                        result: Err(format!("cannot start {}: {e}", spec.program.display())),
+                    });
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let tx = self.tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("exec-{execution}"))
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let report = tx.clone();
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    process::run(&spec, &cancel, |pid| {
+        // If no worker can start, the closure is dropped with `started`, which kills the child.
+        let spawned = process::on_worker(move || {
+            let report = tx.clone();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let started = match started {
+                    Some(started) => started,
+                    None => {
+                        let started = process::start(&spec)?;
+                        let pid = started.pid();
                         let _ = report.send(Event::Spawned { execution, pid });
-                    })
-                }));
-                let result = match result {
-                    Ok(Ok(outcome)) => Ok(outcome),
-                    Ok(Err(e)) => Err(format!("cannot start {}: {e}", spec.program.display())),
-                    Err(panic) => Err(format!("the worker panicked: {}", panic_message(&panic))),
+                        started
+                    }
                 };
-                let _ = tx.send(Event::Finished { execution, result });
-            });
+                started.wait(&cancel)
+            }));
+            let result = match result {
+                Ok(Ok(outcome)) => Ok(outcome),
+                Ok(Err(e)) => Err(format!("cannot start {}: {e}", spec.program.display())),
+                Err(panic) => Err(format!("the worker panicked: {}", panic_message(&panic))),
+            };
+            let _ = tx.send(Event::Finished { execution, result });
+        });
         if let Err(e) = spawned {
             let _ = self.tx.send(Event::Finished {
                 execution,

@@ -106,13 +106,6 @@ pub fn spec(ctx: &Context<'_>) -> Result<Spec, ParamError> {
             ("LOGNAME".to_string(), user.name.clone()),
         ]);
     }
-    if let Some(dir) = ctx.live_log.as_deref().and_then(Path::parent) {
-        use std::os::unix::fs::DirBuilderExt;
-        let _ = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o750)
-            .create(dir);
-    }
     Ok(Spec {
         program: inv.program,
         args: inv.args,

@@ -1,9 +1,8 @@
 //! Stopping a running child from another thread (runner shutdown, `cronmgr kill`).
 
-use std::sync::mpsc::Sender;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-
-use super::Event;
 
 /// Cancel a running child from another thread (runner shutdown, `cronmgr kill`): TERM the group,
 /// grace, KILL. Clones share one flag: cancelling any clone cancels them all, and it stays
@@ -17,8 +16,8 @@ pub struct Cancel {
 struct State {
     cancelled: bool,
     next_id: u64,
-    /// The `run` calls waiting on this handle, each woken through its own event channel.
-    listeners: Vec<(u64, Sender<Event>)>,
+    /// The `run` calls waiting on this handle, each woken through its own [`Wake`].
+    listeners: Vec<(u64, Arc<Wake>)>,
 }
 
 impl Cancel {
@@ -30,8 +29,7 @@ impl Cancel {
         let mut state = self.lock();
         state.cancelled = true;
         for (_, listener) in &state.listeners {
-            // A listener whose run has ended just does not hear it.
-            let _ = listener.send(Event::Cancel);
+            listener.wake();
         }
     }
 
@@ -39,16 +37,15 @@ impl Cancel {
         self.lock().cancelled
     }
 
-    /// Deliver `Event::Cancel` to `events` when cancelled (at once if it already is), until the
-    /// returned guard is dropped.
-    pub(super) fn subscribe(&self, events: Sender<Event>) -> Subscription<'_> {
+    /// Wake `wake` when cancelled (at once if it already is), until the returned guard is dropped.
+    pub(super) fn subscribe(&self, wake: Arc<Wake>) -> Subscription<'_> {
         let mut state = self.lock();
         if state.cancelled {
-            let _ = events.send(Event::Cancel);
+            wake.wake();
         }
         let id = state.next_id;
         state.next_id += 1;
-        state.listeners.push((id, events));
+        state.listeners.push((id, wake));
         Subscription { cancel: self, id }
     }
 
@@ -72,31 +69,70 @@ impl Drop for Subscription<'_> {
     }
 }
 
+/// An eventfd the waiting thread polls: readable once woken, and it stays readable.
+#[derive(Debug)]
+pub(super) struct Wake(OwnedFd);
+
+impl Wake {
+    pub(super) fn new() -> io::Result<Wake> {
+        // SAFETY: eventfd takes no pointers; the flags are valid.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: eventfd succeeded, so fd is open and owned by nobody else.
+        Ok(Wake(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    pub(super) fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd this value owns. It cannot block
+        // (non-blocking) and cannot overflow in practice (one write per cancel).
+        let _ = unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    pub(super) fn fd(&self) -> libc::c_int {
+        self.0.as_raw_fd()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::mpsc;
 
-    #[test]
-    fn clones_share_the_flag_and_listeners_hear_it() {
-        let cancel = Cancel::new();
-        let other = cancel.clone();
-        let (tx, rx) = mpsc::channel();
-        let sub = cancel.subscribe(tx);
-        assert!(!other.is_cancelled());
-        other.cancel();
-        assert!(cancel.is_cancelled());
-        assert!(matches!(rx.try_recv(), Ok(Event::Cancel)));
-        drop(sub);
-        assert!(cancel.lock().listeners.is_empty());
+    fn woken(wake: &Wake) -> bool {
+        let mut fds = [libc::pollfd {
+            fd: wake.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: fds is a valid array of one pollfd for the whole call.
+        unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) == 1 }
     }
 
     #[test]
-    fn subscribing_to_a_cancelled_handle_hears_it_at_once() {
+    fn clones_share_the_flag_and_listeners_hear_it() -> io::Result<()> {
+        let cancel = Cancel::new();
+        let other = cancel.clone();
+        let wake = Arc::new(Wake::new()?);
+        let sub = cancel.subscribe(wake.clone());
+        assert!(!other.is_cancelled());
+        assert!(!woken(&wake));
+        other.cancel();
+        assert!(cancel.is_cancelled());
+        assert!(woken(&wake));
+        drop(sub);
+        assert!(cancel.lock().listeners.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn subscribing_to_a_cancelled_handle_hears_it_at_once() -> io::Result<()> {
         let cancel = Cancel::new();
         cancel.cancel();
-        let (tx, rx) = mpsc::channel();
-        let _sub = cancel.subscribe(tx);
-        assert!(matches!(rx.try_recv(), Ok(Event::Cancel)));
+        let wake = Arc::new(Wake::new()?);
+        let _sub = cancel.subscribe(wake.clone());
+        assert!(woken(&wake));
+        Ok(())
     }
 }

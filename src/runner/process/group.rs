@@ -5,9 +5,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// How long to wait for a group to empty after KILL (the kernel needs a moment, not a grace).
-const KILL_SETTLE: Duration = Duration::from_secs(2);
+pub(super) const KILL_SETTLE: Duration = Duration::from_secs(2);
 /// Longest pause between two looks at a group that is dying.
-const MAX_POLL: Duration = Duration::from_millis(50);
+pub(super) const MAX_POLL: Duration = Duration::from_millis(50);
 
 /// Kill a whole process group: TERM, wait up to `grace` for it to empty, then KILL.
 /// Returns true if the group existed.
@@ -91,7 +91,7 @@ pub(super) fn wait_gone(pgid: libc::pid_t, until: Option<Instant>) -> bool {
     }
 }
 
-fn alive(pgid: libc::pid_t) -> bool {
+pub(super) fn alive(pgid: libc::pid_t) -> bool {
     // SAFETY: kill with signal 0 only checks existence and permission; pgid > 1 (see `signal`).
     let rc = unsafe { libc::kill(-pgid, 0) };
     if rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {

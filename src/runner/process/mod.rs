@@ -4,31 +4,33 @@
 //! can be signalled at once. A timeout or a [`Cancel`] sends TERM to the group, waits the grace
 //! period, then sends KILL. When the leader exits on its own, what it left behind in its group is
 //! stopped the same way (as systemd does for a unit). The leader is reaped with `wait4` for its
-//! rusage. Output (stdout and stderr on one pipe, in order) is read by a thread into a capture of
-//! bounded size, and optionally streamed to a live log file.
+//! rusage. Output (stdout and stderr on one pipe, in order) is read into a capture of bounded size,
+//! and optionally streamed to a live log file. All of it on the calling thread: one `poll(2)` over
+//! the leader's pidfd, the pipe and the cancel handle's eventfd ([`watch`]).
 
 mod cancel;
 mod group;
 mod output;
-mod reader;
+mod pool;
 #[cfg(test)]
 mod tests;
+mod watch;
 
-use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::limits::Limits;
 pub use cancel::Cancel;
 pub use group::{group_alive, kill_group};
+pub use pool::on_worker;
 
-use output::{Capture, LiveLog};
-use reader::Reader;
+use cancel::Wake;
+use output::Capture;
+use watch::{Live, Reaped, Watch};
 
 /// What callers use for [`Spec::grace`] unless told otherwise.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -103,38 +105,62 @@ pub struct Outcome {
     pub limits: Limits,
 }
 
-/// What the waiting loop hears: the leader was reaped, or the cancel handle fired.
-#[derive(Debug)]
-enum Event {
-    Reaped(io::Result<Reaped>),
-    Cancel,
-}
-
-#[derive(Debug)]
-struct Reaped {
-    status: libc::c_int,
-    rusage: libc::rusage,
-    at: Instant,
-}
+/// How long the output pipe is still read once no process of the group is left. Everything the
+/// group wrote is already in the pipe and is read at memory speed; only an escaped descendant
+/// (setsid) writes later, and it must not hold `run` up.
+const DRAIN: Duration = Duration::from_millis(500);
+/// A job silent this long gets its (empty) live log, so `logs --follow` finds the file.
+const LIVE_LOG_AFTER: Duration = Duration::from_millis(250);
 
 /// Spawn and wait. `on_spawn` is called with the pid (== pgid) right after the spawn, before
-/// waiting (the caller records it in the database).
+/// waiting (the caller records it in the database). As [`start`], then [`Started::wait`] on
+/// this thread, except that the live log is created before the spawn: a caller that streams it
+/// from another thread (`run-now`) may give up on a file that is missing once `run` returned.
 ///
 /// Errors: the program cannot be spawned (missing, not executable, bad working directory), the
-/// runner could not start its threads or reap the child.
+/// child could not be waited for or reaped.
 pub fn run(spec: &Spec, cancel: &Cancel, on_spawn: impl FnOnce(u32)) -> io::Result<Outcome> {
-    // The live log only serves `logs --follow`: a job still runs when it cannot be opened (a full
-    // disk), its output is captured all the same.
-    let live_log = match &spec.live_log {
-        Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
-            Ok(file) => Some(LiveLog::new(file, path.clone(), spec.output_cap)),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "no live log for this execution");
-                None
-            }
-        },
-        None => None,
-    };
+    let started = spawn(spec, LiveLogAt::Spawn)?;
+    on_spawn(started.pid());
+    started.wait(cancel)
+}
+
+/// When the live log file is created.
+#[derive(Clone, Copy, PartialEq)]
+enum LiveLogAt {
+    /// Before the spawn, whether or not the child writes anything.
+    Spawn,
+    /// When output first arrives, or once the child has run [`LIVE_LOG_AFTER`].
+    FirstNeed,
+}
+
+/// A child spawned by [`start`] and not yet waited for. Dropped without [`Started::wait`] (a
+/// panic, no thread to wait on it), it kills the group and reaps the leader: a job must not
+/// outlive its runner's interest in it unseen.
+pub struct Started {
+    pgid: libc::pid_t,
+    at: Instant,
+    deadline: Option<Instant>,
+    grace: Duration,
+    limits: Limits,
+    watch: Watch,
+    wake: Arc<Wake>,
+}
+
+/// Spawn the program as the leader of a new process group, its output on a pipe, and return at
+/// once. Cheap enough for the runner's loop thread: `posix_spawn` (a vfork) unless limits or
+/// another user need code run in the child (then a fork), a pipe, an eventfd and a pidfd.
+///
+/// The live log is created when output first arrives, or once the child has run 250 ms (so
+/// `logs --follow` finds the file of a job that is silent for a while): a job that ends quickly
+/// and silently creates none.
+///
+/// Errors: the program cannot be spawned (missing, not executable, bad working directory).
+pub fn start(spec: &Spec) -> io::Result<Started> {
+    spawn(spec, LiveLogAt::FirstNeed)
+}
+
+fn spawn(spec: &Spec, live_log_at: LiveLogAt) -> io::Result<Started> {
     if let Some(cwd) = &spec.cwd {
         // std reports a missing cwd like a missing program; say which one it was.
         if !cwd.is_dir() {
@@ -142,8 +168,19 @@ pub fn run(spec: &Spec, cancel: &Cancel, on_spawn: impl FnOnce(u32)) -> io::Resu
             return Err(with_path(err, "working directory", cwd));
         }
     }
-
-    let (read_end, write_end) = reader::pipe()?;
+    let mut live = match &spec.live_log {
+        Some(path) => Live::Pending {
+            path: path.clone(),
+            cap: spec.output_cap,
+            open_at: Instant::now() + LIVE_LOG_AFTER,
+        },
+        None => Live::Off,
+    };
+    if live_log_at == LiveLogAt::Spawn {
+        live.open();
+    }
+    let wake = Arc::new(Wake::new()?);
+    let (read_end, write_end) = watch::pipe()?;
     let mut command = Command::new(&spec.program);
     command
         .args(&spec.args)
@@ -174,56 +211,74 @@ pub fn run(spec: &Spec, cancel: &Cancel, on_spawn: impl FnOnce(u32)) -> io::Resu
     // into the child's ru_maxrss. Reset our peak to our current size first, so a job's figure is
     // floored by the runner's present footprint (a few MB), not by its historical peak.
     reset_peak_rss();
-    let started = Instant::now();
+    let at = Instant::now();
     let child = command
         .spawn()
         .map_err(|e| with_path(e, "starting", &spec.program))?;
     // Our copies of the pipe's write end live in `command`: close them, or EOF never comes.
     drop(command);
     let pid = child.id();
-    // Reaped by wait4 below, not by std: dropping the handle neither waits nor kills.
+    // Reaped by wait4 in `Started`, not by std: dropping the handle neither waits nor kills.
     drop(child);
-    let pgid = libc::pid_t::try_from(pid)
-        .map_err(|_| io::Error::other(format!("child pid {pid} out of range")))?;
-    let _unwinding = KillOnUnwind(pgid);
+    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+        // Cannot happen (pids fit pid_t), and then nothing could signal or reap it either.
+        return Err(io::Error::other(format!("child pid {pid} out of range")));
+    };
+    let pidfd = watch::pidfd_open(pgid);
+    Ok(Started {
+        pgid,
+        at,
+        deadline: at.checked_add(spec.timeout),
+        grace: spec.grace,
+        limits: spec.limits,
+        watch: Watch::new(pgid, pidfd, read_end, spec.output_cap, live, wake.clone()),
+        wake,
+    })
+}
 
-    let (events, heard) = mpsc::channel();
-    let cancel_events = events.clone();
-    let waiter = thread::Builder::new()
-        .name(format!("job-wait-{pid}"))
-        .spawn(move || {
-            let _ = events.send(Event::Reaped(wait4(pgid)));
-        });
-    if let Err(err) = waiter {
-        // Nobody would reap the child: kill the group and reap it here.
-        group::signal(pgid, libc::SIGKILL);
-        let _ = wait4(pgid);
-        return Err(err);
+impl Started {
+    /// The leader's pid, which is also the group's id.
+    pub fn pid(&self) -> u32 {
+        self.pgid as u32
     }
-    let reader = match Reader::start(read_end, spec.output_cap, live_log) {
-        Ok(reader) => reader,
-        Err(err) => {
-            group::signal(pgid, libc::SIGKILL);
-            let _ = heard.recv();
-            return Err(err);
+
+    /// Wait for the child on this thread (one `poll(2)` over the leader's pidfd, the output pipe
+    /// and the cancel handle: see [`watch`]), stopping the group on timeout or cancel, then stop
+    /// what the leader left in its group.
+    ///
+    /// Errors: the child could not be waited for or reaped (it is killed).
+    pub fn wait(mut self, cancel: &Cancel) -> io::Result<Outcome> {
+        let stopped = {
+            let _subscription = cancel.subscribe(self.wake.clone());
+            wait(&mut self.watch, self.deadline, self.grace)?
+        };
+        let pgid = self.pgid;
+        // Whatever the leader left in its group goes the way the group would have gone.
+        if group_alive(self.pid()) {
+            tracing::debug!(pgid, "stopping what the job left running in its group");
+            self.watch.stop_group(self.grace)?;
         }
-    };
-    on_spawn(pid);
-
-    let waited = {
-        let _subscription = cancel.subscribe(cancel_events);
-        wait(&heard, pgid, started.checked_add(spec.timeout), spec.grace)
-    };
-    // Whatever the leader left in its group goes the way the group would have gone.
-    if group_alive(pid) {
-        tracing::debug!(pgid, "stopping what the job left running in its group");
-        group::stop(pgid, spec.grace);
+        self.watch.drain(DRAIN)?;
+        let Some(reaped) = self.watch.reaped.take() else {
+            return Err(io::Error::other("the child was not reaped")); // wait() returns once it is
+        };
+        // Reaped: from here on, dropping `self` must not signal the group (its id is free).
+        self.pgid = 0;
+        let capture = self.watch.take_capture();
+        let mut outcome = outcome(pgid as u32, self.at, reaped, stopped, capture);
+        outcome.limits = self.limits;
+        Ok(outcome)
     }
-    let capture = reader.finish()?;
-    let (reaped, stopped) = waited?;
-    let mut outcome = outcome(pid, started, reaped, stopped, capture);
-    outcome.limits = spec.limits;
-    Ok(outcome)
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if self.pgid > 1 && self.watch.reaped.is_none() {
+            group::signal(self.pgid, libc::SIGKILL);
+            // KILL cannot be caught: this returns as soon as the kernel has ended the leader.
+            let _ = watch::wait4(self.pgid, 0);
+        }
+    }
 }
 
 /// The (resource, value) pairs to set, computed before the fork.
@@ -277,99 +332,42 @@ fn in_child(
     Ok(())
 }
 
-/// Kills the group if `run` unwinds (a panicking `on_spawn`): a job must not outlive its worker
-/// unseen. The detached waiter thread still reaps the leader.
-struct KillOnUnwind(libc::pid_t);
-
-impl Drop for KillOnUnwind {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            group::signal(self.0, libc::SIGKILL);
-        }
-    }
-}
-
-/// Wait for the leader; on timeout or cancel, stop the group. Returns how the leader was reaped
-/// and, if it was stopped, why.
+/// Wait for the leader, reading its output; on timeout or cancel, stop the group. Returns, once
+/// the leader is reaped (in `watch.reaped`), why it was stopped if it was.
 fn wait(
-    heard: &Receiver<Event>,
-    pgid: libc::pid_t,
+    watch: &mut Watch,
     deadline: Option<Instant>,
     grace: Duration,
-) -> io::Result<(Reaped, Option<Ending>)> {
-    let why = match next_event(heard, deadline) {
-        Ok(Event::Reaped(reaped)) => return Ok((reaped?, None)),
-        Ok(Event::Cancel) => Ending::Cancelled,
-        Err(RecvTimeoutError::Timeout) => Ending::TimedOut,
-        Err(RecvTimeoutError::Disconnected) => return Err(waiter_gone(pgid)),
+) -> io::Result<Option<Ending>> {
+    let why = loop {
+        if watch.reaped.is_some() {
+            return Ok(None);
+        }
+        if watch.cancelled {
+            break Ending::Cancelled;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break Ending::TimedOut;
+        }
+        watch.step(deadline)?;
     };
+    let pgid = watch.pid();
     tracing::debug!(pgid, ?why, "terminating process group");
     group::signal(pgid, libc::SIGTERM);
     let kill_at = Instant::now().checked_add(grace);
-    let mut reaped = None;
-    loop {
-        match next_event(heard, kill_at) {
-            Ok(Event::Reaped(r)) => {
-                reaped = Some(r?);
-                break;
-            }
-            Ok(Event::Cancel) => {} // already stopping
-            Err(RecvTimeoutError::Timeout) => break,
-            Err(RecvTimeoutError::Disconnected) => return Err(waiter_gone(pgid)),
-        }
+    while watch.reaped.is_none() && kill_at.is_none_or(|k| Instant::now() < k) {
+        watch.step(kill_at)?;
     }
     // The leader's exit does not end the grace of the rest of the group.
-    if reaped.is_none() || !group::wait_gone(pgid, kill_at) {
+    if watch.reaped.is_none() || !watch.wait_gone(kill_at)? {
         tracing::debug!(pgid, "process group outlived its grace period, killing it");
         group::signal(pgid, libc::SIGKILL);
     }
-    let reaped = match reaped {
-        Some(reaped) => reaped,
-        // KILL cannot be caught: this returns as soon as the kernel has ended the leader.
-        None => loop {
-            match next_event(heard, None) {
-                Ok(Event::Reaped(r)) => break r?,
-                Ok(Event::Cancel) => {}
-                Err(_) => return Err(waiter_gone(pgid)),
-            }
-        },
-    };
-    Ok((reaped, Some(why)))
-}
-
-/// The next event, waiting until `until` at most (None: as long as it takes).
-fn next_event(heard: &Receiver<Event>, until: Option<Instant>) -> Result<Event, RecvTimeoutError> {
-    match until {
-        Some(at) => heard.recv_timeout(at.saturating_duration_since(Instant::now())),
-        None => heard.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    // KILL cannot be caught: this returns as soon as the kernel has ended the leader.
+    while watch.reaped.is_none() {
+        watch.step(None)?;
     }
-}
-
-fn waiter_gone(pgid: libc::pid_t) -> io::Error {
-    group::signal(pgid, libc::SIGKILL);
-    io::Error::other("the thread waiting for the child ended without reaping it")
-}
-
-/// Reap `pid` with its rusage, retrying on EINTR.
-fn wait4(pid: libc::pid_t) -> io::Result<Reaped> {
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain integers; all zeroes is a valid value.
-    let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: status and rusage are valid, writable, and live for the whole call.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut rusage) };
-        if rc == pid {
-            return Ok(Reaped {
-                status,
-                rusage,
-                at: Instant::now(),
-            });
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
+    Ok(Some(why))
 }
 
 fn outcome(

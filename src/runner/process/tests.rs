@@ -2,6 +2,7 @@
 
 use super::*;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
 
 const SH: &str = "/bin/sh";
 /// Upper bound for things that should take a fraction of a second.
@@ -242,6 +243,29 @@ fn live_log_receives_the_output() -> io::Result<()> {
 }
 
 #[test]
+fn run_creates_the_live_log_before_the_spawn_start_only_when_needed() -> io::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut spec = sh("true");
+    spec.live_log = Some(dir.path().join("logs").join("1.log"));
+    // `run`: a follower on another thread may look for the file only after the job ended.
+    run_plain(&spec)?;
+    assert!(dir.path().join("logs/1.log").exists());
+    // `start`: a quick, silent job leaves no file behind.
+    spec.live_log = Some(dir.path().join("logs").join("2.log"));
+    start(&spec)?.wait(&Cancel::new())?;
+    assert!(!dir.path().join("logs/2.log").exists());
+    // ... and a job that writes gets it.
+    let mut spec = sh("echo hi");
+    spec.live_log = Some(dir.path().join("logs").join("3.log"));
+    start(&spec)?.wait(&Cancel::new())?;
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("logs/3.log"))?,
+        "hi\n"
+    );
+    Ok(())
+}
+
+#[test]
 fn live_log_stops_at_the_cap() -> io::Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("live.log");
@@ -333,11 +357,43 @@ fn a_panicking_on_spawn_does_not_leave_the_job_running() {
 }
 
 #[test]
+fn a_started_child_dropped_unwaited_is_killed_and_reaped() -> io::Result<()> {
+    let started = start(&sh("sleep 30"))?;
+    let pid = started.pid();
+    drop(started);
+    // KILLed members other than the leader may take a moment to end.
+    assert!(group::wait_gone(
+        pid as libc::pid_t,
+        Some(Instant::now() + QUICK)
+    ));
+    assert_group_gone(pid);
+    // Reaped, not a zombie of ours: waiting for it finds no such child.
+    // SAFETY: waitpid accepts a null status pointer.
+    let rc = unsafe { libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG) };
+    assert_eq!(rc, -1);
+    Ok(())
+}
+
+#[test]
+fn started_here_waited_on_another_thread() -> io::Result<()> {
+    let started = start(&sh("echo hi"))?;
+    let pid = started.pid();
+    let out = thread::spawn(move || started.wait(&Cancel::new()))
+        .join()
+        .map_err(|_| io::Error::other("the waiting thread panicked"))??;
+    assert_eq!(out.pid, pid);
+    assert_eq!(out.output, "hi\n");
+    Ok(())
+}
+
+#[test]
 fn handles_cross_threads() {
     fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
     send_sync::<Cancel>();
     send_sync::<Spec>();
     send_sync::<Outcome>();
+    send::<Started>();
 }
 
 /// This process's peak resident size (VmHWM) in MB.
