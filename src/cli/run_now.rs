@@ -26,9 +26,17 @@ pub struct Args {
     /// Run even if the job is running now and does not allow concurrent runs
     #[arg(long)]
     pub force: bool,
+    /// With a shared PostgreSQL database: if this command dies, the runners declare its run lost (interrupted) after this long without its heartbeat
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub lease: String,
 }
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let lease = crate::duration::parse_secs(&args.lease)
+        .map_err(|e| crate::exit::Invalid(format!("--lease: {e}")))?;
+    if lease < 3 {
+        invalid!("--lease: at least 3s (heartbeats go every third of it)");
+    }
     let store = ctx.store()?;
     let job = store.job(ctx.system(), &args.name)?;
     let settings = store.settings(ctx.system())?;
@@ -69,6 +77,16 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         ))
         .filter(|r| !r.is_empty()),
     )?;
+    // On a shared database, be a (short-lived) member of the fleet: if this process dies, the
+    // runners declare it lost after the lease and interrupt its execution.
+    let presence = if store.engine() == crate::store::Engine::Postgres {
+        Some(crate::runner::fleet::Presence::start(
+            &store,
+            Duration::from_secs(lease),
+        )?)
+    } else {
+        None
+    };
     let stream = !ctx.global.json && !ctx.global.quiet;
     let first_started = ctx.now();
     let mut attempt = 1;
@@ -91,7 +109,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 attempt,
                 error_message: None,
                 runner_pid: Some(std::process::id()),
-                runner_id: None,
+                runner_id: presence.as_ref().map(|p| p.id),
                 fleet: None,
             })?
             .context("this run's slot was taken by another process")?;

@@ -530,6 +530,7 @@ impl<'c> Engine<'c> {
                 .runners(false)?
                 .into_iter()
                 .filter(|r| Some(r.id) != self.runner_id && r.state(now) == "up")
+                .filter(|r| !r.labels.iter().any(|l| l == fleet::RUN_NOW_LABEL))
                 .map(|r| r.labels)
                 .collect()
         } else {

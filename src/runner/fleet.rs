@@ -59,3 +59,64 @@ mod tests {
         assert!(!runs_here(&["db-host".into()], &[]));
     }
 }
+
+/// The label a `run-now` on a shared database carries in `runners` (not a valid user label, so
+/// it names no runner a job can be pinned to).
+pub const RUN_NOW_LABEL: &str = "@run-now";
+
+/// A process other than `cronmgr run` that runs an execution on a shared database (`run-now`):
+/// registered in `runners` and heartbeating from a thread, so that if it dies the fleet's
+/// runners declare it lost after its lease and interrupt its execution, as for a runner.
+pub struct Presence {
+    pub id: i64,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    store: crate::store::Store,
+}
+
+impl Presence {
+    pub fn start(store: &crate::store::Store, lease: std::time::Duration) -> anyhow::Result<Self> {
+        let mine = store.reopen()?;
+        let id = mine.register_runner(
+            &crate::store::NewRunner {
+                host: host_name(),
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                labels: vec![RUN_NOW_LABEL.to_string()],
+                max_concurrent: Some(1),
+                lease: lease.as_secs().max(1),
+            },
+            chrono::Utc::now(),
+        )?;
+        let beats = store.reopen()?;
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let every = lease / 3;
+        let thread = std::thread::Builder::new()
+            .name("heartbeat".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                    if let Err(e) = beats.heartbeat(id, chrono::Utc::now()) {
+                        tracing::warn!(error = %e, "heartbeat failed");
+                    }
+                }
+            })?;
+        Ok(Presence {
+            id,
+            stop: Some(tx),
+            thread: Some(thread),
+            store: mine,
+        })
+    }
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Err(e) = self.store.runner_stopped(self.id, chrono::Utc::now()) {
+            tracing::warn!(error = %e, "could not record the end of this run-now");
+        }
+    }
+}

@@ -392,3 +392,60 @@ fn labels_are_checked_where_they_are_given() {
     assert_eq!(all.as_array().unwrap().len(), 1);
     assert_eq!(all[0]["state"], "stopped");
 }
+
+#[test]
+fn a_run_now_killed_with_kill_9_is_interrupted_by_the_fleet_after_its_lease() {
+    let Some(env) = Env::postgres() else { return };
+    env.ok(&[
+        "add",
+        "manual",
+        "--schedule",
+        "@yearly",
+        "--",
+        "/usr/bin/sleep",
+        "60",
+    ]);
+    let mut runner = env.spawn_named_runner("a", &["--lease", "3s"]);
+    runners_up(&env, 1);
+    let mut run_now = std::process::Command::new(assert_cmd::cargo::cargo_bin("cronmgr"))
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", env.dir.path())
+        .env("CRONMGR_CONFIG", &env.config)
+        .arg("--db")
+        .arg(&env.db)
+        .args(["-q", "run-now", "manual", "--lease", "3s"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = env.wait_for(Duration::from_secs(10), || {
+        let rows = env.history("manual");
+        rows.iter()
+            .find(|r| r["status"] == "running" && r["pid"].is_u64())
+            .cloned()
+    });
+    let running = running.expect("run-now started");
+    let listed = env.json(&["runners"]);
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["labels"] == serde_json::json!(["@run-now"]) && r["running"] == 1));
+    signal(&run_now, libc::SIGKILL);
+    run_now.wait().unwrap();
+    let killed_at = Utc::now();
+    let ended = env.wait_for(Duration::from_secs(15), || {
+        let rows = env.history("manual");
+        rows.iter()
+            .find(|r| r["id"] == running["id"] && r["status"] == "interrupted")
+            .cloned()
+    });
+    stop(&mut runner);
+    // The orphaned sleep is in its own process group; stop it.
+    unsafe { libc::kill(-(running["pid"].as_u64().unwrap() as i32), libc::SIGKILL) };
+    let ended = ended.unwrap_or_else(|| panic!("never interrupted\n{}", logs(&env, &["a"])));
+    assert!(ended["error_message"].as_str().unwrap().contains("lease"));
+    assert!(time(&ended, "finished_at") - killed_at < Span::seconds(6));
+}
