@@ -37,29 +37,6 @@ pub fn host_name() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_are_plain_names() {
-        assert!(check_label("db-host").is_ok());
-        assert!(check_label("rack_2.eu").is_ok());
-        assert!(check_label("").unwrap_err().contains("empty"));
-        assert!(check_label("a b").unwrap_err().contains("' '"));
-        assert!(check_label(&"x".repeat(65)).is_err());
-    }
-
-    #[test]
-    fn a_job_runs_where_every_label_it_needs_is() {
-        let have = vec!["db-host".to_string(), "eu".to_string()];
-        assert!(runs_here(&[], &have));
-        assert!(runs_here(&["eu".into()], &have));
-        assert!(!runs_here(&["eu".into(), "gpu".into()], &have));
-        assert!(!runs_here(&["db-host".into()], &[]));
-    }
-}
-
 /// The label a `run-now` on a shared database carries in `runners` (not a valid user label, so
 /// it names no runner a job can be pinned to).
 pub const RUN_NOW_LABEL: &str = "@run-now";
@@ -118,5 +95,28 @@ impl Drop for Presence {
         if let Err(e) = self.store.runner_stopped(self.id, chrono::Utc::now()) {
             tracing::warn!(error = %e, "could not record the end of this run-now");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_plain_names() {
+        assert!(check_label("db-host").is_ok());
+        assert!(check_label("rack_2.eu").is_ok());
+        assert!(check_label("").unwrap_err().contains("empty"));
+        assert!(check_label("a b").unwrap_err().contains("' '"));
+        assert!(check_label(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn a_job_runs_where_every_label_it_needs_is() {
+        let have = vec!["db-host".to_string(), "eu".to_string()];
+        assert!(runs_here(&[], &have));
+        assert!(runs_here(&["eu".into()], &have));
+        assert!(!runs_here(&["eu".into(), "gpu".into()], &have));
+        assert!(!runs_here(&["db-host".into()], &[]));
     }
 }
