@@ -20,7 +20,7 @@ for arg in "$@"; do
     [[ "$arg" == --keep ]] && keep=1
 done
 
-bin="$root/target/release/cronmgr"
+bin="${CARGO_TARGET_DIR:-$root/target}/release/cronmgr"
 newest_source="$(find "$root/src" "$root/Cargo.toml" "$root/Cargo.lock" -newer "$bin" -print -quit 2>/dev/null || true)"
 if [[ ! -x "$bin" || -n "$newest_source" ]]; then
     echo "building the release binary (cargo build --release)..." >&2
