@@ -4,6 +4,7 @@ pub mod clock;
 mod engine;
 pub mod execute;
 pub mod lock;
+mod memory;
 mod modes;
 pub mod notify;
 pub mod process;
