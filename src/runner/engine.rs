@@ -89,11 +89,33 @@ pub enum Event {
 }
 
 struct Entry {
-    job: Job,
+    /// Boxed: the map of entries stays small (a `Job` is several hundred bytes, and the map
+    /// keeps up to twice as many slots as it has jobs).
+    job: Box<Job>,
+    /// The job's `params`, kept as JSON text until it starts (`job.params` is left empty): a
+    /// parsed map costs over half a kilobyte a job for what only the executor reads.
+    params: Box<str>,
     /// Shared by every job with the same expression (a host has few distinct ones).
     schedule: Arc<Schedule>,
     tz: Tz,
     next: Option<DateTime<Utc>>,
+}
+
+impl Entry {
+    fn pack(params: serde_json::Map<String, serde_json::Value>) -> Box<str> {
+        // Invariant: a map with string keys always serializes.
+        serde_json::to_string(&params)
+            .expect("a JSON map serializes")
+            .into_boxed_str()
+    }
+
+    /// The job as loaded, `params` included.
+    fn full_job(&self) -> Job {
+        let mut job = Job::clone(&self.job);
+        // Invariant: `params` is what `pack` wrote.
+        job.params = serde_json::from_str(&self.params).expect("packed params parse");
+        job
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -331,6 +353,8 @@ impl<'c> Engine<'c> {
             db = %crate::store::display_db(&self.opts.db_path),
             "runner ready"
         );
+        // Start-up's code and data pages are not needed again.
+        super::memory::release(&self.store);
         loop {
             let now = self.clock.now();
             self.check_clock(now)?;
@@ -490,10 +514,13 @@ impl<'c> Engine<'c> {
                 self.timers.push(Reverse((t, job.id)));
             }
             self.monitor.track(&job, settings);
+            let mut job = Box::new(job);
+            let params = Entry::pack(std::mem::take(&mut job.params));
             fresh.insert(
                 job.id,
                 Entry {
                     job,
+                    params,
                     schedule,
                     tz,
                     next,
@@ -505,12 +532,14 @@ impl<'c> Engine<'c> {
         self.monitor.reenabled(
             &self.store,
             |id| {
-                let job = &jobs.get(&id)?.job;
+                let job: &Job = &jobs.get(&id)?.job;
                 let s = settings.get(&job.system).cloned()?;
                 Some((job, s))
             },
             now,
         );
+        // The jobs as read and the parsing scratch are gone; let the allocator give them back.
+        super::memory::release(&self.store);
         Ok(())
     }
 
@@ -827,7 +856,7 @@ impl<'c> Engine<'c> {
                     continue;
                 }
             }
-            let job = entry.job.clone();
+            let job = entry.full_job();
             let next = entry.next;
             let settings = self.settings_for(&job.system);
             let first_started = *slot.first_started.get_or_insert(now);
@@ -1078,7 +1107,7 @@ impl<'c> Engine<'c> {
             entry.job.last_success_at = Some(finish.finished_at);
             entry.job.failure_streak = 0;
         }
-        let job = entry.job.clone();
+        let job = Job::clone(&entry.job);
         let settings = self.settings_for(&job.system);
         if finish.status == Status::Success {
             self.monitor.track(&job, &settings);

@@ -5,6 +5,7 @@ mod engine;
 pub mod execute;
 pub mod fleet;
 pub mod lock;
+mod memory;
 mod modes;
 pub mod notify;
 pub mod process;

@@ -14,7 +14,7 @@ use chrono::{
 };
 use chrono_tz::Tz;
 
-use super::{CronTimes, Schedule};
+use super::{Matcher, Schedule};
 
 /// How far ahead `next_after` looks before giving up. Eight years, so a Feb 29 schedule still
 /// finds its day across a skipped leap year (2096 → 2104).
@@ -103,7 +103,7 @@ fn fixed_instant(tz: Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
     }
 }
 
-pub(crate) fn next_fixed(cron: &CronTimes, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+pub(crate) fn next_fixed(cron: &Matcher, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
     // Fire times are whole seconds: the first one after `after` is the first one after its
     // second. For a fixed-time job the mapping from wall clock to instant never goes backwards,
     // so walking the wall clock from `after`'s own finds every candidate in order.
@@ -139,11 +139,7 @@ pub(crate) fn next_fixed(cron: &CronTimes, after: DateTime<Utc>, tz: Tz) -> Opti
     None
 }
 
-pub(crate) fn next_wildcard(
-    cron: &CronTimes,
-    after: DateTime<Utc>,
-    tz: Tz,
-) -> Option<DateTime<Utc>> {
+pub(crate) fn next_wildcard(cron: &Matcher, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
     // Walk stretches of constant offset: within one, wall clock and instant move together, so
     // croner's next wall-clock match is the next instant unless an offset change comes first.
     // Then start again at the change, whose wall clock may have gone back (a repeated hour).
@@ -179,7 +175,7 @@ pub(crate) fn next_wildcard(
 /// after the change", or "02:30 occurs twice on 2026-10-25; runs in the first pass only".
 /// Wildcard jobs in a repeated hour: "…; runs in both passes". `None` otherwise.
 pub fn dst_note(schedule: &Schedule, instant: DateTime<Utc>, tz: Tz) -> Option<String> {
-    let cron = schedule.cron.as_ref()?;
+    let cron = schedule.cron.as_ref()?.matcher()?;
     if !searchable(instant) {
         return None;
     }

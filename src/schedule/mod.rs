@@ -73,8 +73,10 @@ struct CronTimes {
     day_of_month: FieldSpec,
     month: FieldSpec,
     day_of_week: FieldSpec,
-    /// Croner, fed the normalized pattern; only ever used on wall-clock (naive) times.
-    engine: croner::Cron,
+    /// The pattern croner is fed (see [`Matcher`]).
+    normalized: String,
+    /// Croner's day rule: a day must match both day fields (cronie, when either starts with `*`).
+    dom_and_dow: bool,
     /// False when no day of any selected month can ever match (`0 0 30 2 *`).
     satisfiable: bool,
 }
@@ -139,9 +141,7 @@ impl Schedule {
     /// after the change, and in a repeated hour runs only in the first pass. A wildcard job runs
     /// at every real instant whose wall-clock time matches.
     pub fn is_fixed_time(&self) -> bool {
-        self.cron
-            .as_ref()
-            .is_some_and(|c| !c.minute.starts_with_star() && !c.hour.starts_with_star())
+        self.cron.as_ref().is_some_and(|c| c.is_fixed_time())
     }
 
     /// The 6-field form, with a leading second field.
@@ -161,14 +161,7 @@ impl Schedule {
     /// and when nothing fires within [`dst::HORIZON_DAYS`] days.
     pub fn next_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         let cron = self.cron.as_ref()?;
-        if !cron.satisfiable {
-            return None;
-        }
-        if self.is_fixed_time() {
-            dst::next_fixed(cron, after, tz)
-        } else {
-            dst::next_wildcard(cron, after, tz)
-        }
+        cron.next_after(&cron.matcher()?, after, tz)
     }
 
     /// Fire instants in `(from, to]`, at most `limit` of them, in order.
@@ -180,9 +173,12 @@ impl Schedule {
         limit: usize,
     ) -> Vec<DateTime<Utc>> {
         let mut fires = Vec::new();
+        let Some((cron, matcher)) = self.cron.as_ref().and_then(|c| Some((c, c.matcher()?))) else {
+            return fires;
+        };
         let mut cursor = from;
         while fires.len() < limit {
-            match self.next_after(cursor, tz) {
+            match cron.next_after(&matcher, cursor, tz) {
                 Some(next) if next <= to => {
                     fires.push(next);
                     cursor = next;
@@ -264,12 +260,8 @@ impl CronTimes {
             month.normalized(),
             day_of_week.normalized(),
         );
-        let engine = CronParser::builder()
-            .seconds(Seconds::Required)
-            .year(Year::Disallowed)
-            .dom_and_dow(dom_and_dow)
-            .build()
-            .parse(&normalized)
+        // Built here once so that a pattern croner refuses is refused now; searches build their own.
+        Matcher::build(&normalized, dom_and_dow)
             .map_err(|e| invalid(format!("the cron engine refused {normalized:?}: {e}")))?;
         let satisfiable = days_can_match(&day_of_month, &month, &day_of_week);
         Ok(CronTimes {
@@ -279,18 +271,58 @@ impl CronTimes {
             day_of_month,
             month,
             day_of_week,
-            engine,
+            normalized,
+            dom_and_dow,
             satisfiable,
         })
     }
 
+    fn is_fixed_time(&self) -> bool {
+        !self.minute.starts_with_star() && !self.hour.starts_with_star()
+    }
+
+    /// Croner for one search. `None` only if croner refuses a pattern it accepted at parse time.
+    fn matcher(&self) -> Option<Matcher> {
+        Matcher::build(&self.normalized, self.dom_and_dow).ok()
+    }
+
+    fn next_after(&self, matcher: &Matcher, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        if !self.satisfiable {
+            return None;
+        }
+        if self.is_fixed_time() {
+            dst::next_fixed(matcher, after, tz)
+        } else {
+            dst::next_wildcard(matcher, after, tz)
+        }
+    }
+}
+
+/// Croner fed the normalized pattern; only ever used on wall-clock (naive) times.
+///
+/// Built for a search and dropped after it rather than kept in the schedule: a built pattern
+/// carries a table of 5,000 years (5 KB), and a runner holding a thousand distinct schedules
+/// would keep 5 MB of them for nothing. Building one takes a few microseconds.
+struct Matcher(croner::Cron);
+
+impl Matcher {
+    fn build(normalized: &str, dom_and_dow: bool) -> Result<Matcher, croner::errors::CronError> {
+        CronParser::builder()
+            .seconds(Seconds::Required)
+            .year(Year::Disallowed)
+            .dom_and_dow(dom_and_dow)
+            .build()
+            .parse(normalized)
+            .map(Matcher)
+    }
+
     /// The first wall-clock time matching the pattern after `start` (or at it, if `inclusive`).
     fn next_naive(&self, start: NaiveDateTime, inclusive: bool) -> Option<NaiveDateTime> {
-        self.engine.find_next_occurrence(&start, inclusive).ok()
+        self.0.find_next_occurrence(&start, inclusive).ok()
     }
 
     fn matches_naive(&self, time: NaiveDateTime) -> bool {
-        self.engine.is_time_matching(&time).unwrap_or(false)
+        self.0.is_time_matching(&time).unwrap_or(false)
     }
 }
 
