@@ -300,20 +300,48 @@ impl CronTimes {
 
 /// Croner fed the normalized pattern; only ever used on wall-clock (naive) times.
 ///
-/// Built for a search and dropped after it rather than kept in the schedule: a built pattern
-/// carries a table of 5,000 years (5 KB), and a runner holding a thousand distinct schedules
-/// would keep 5 MB of them for nothing. Building one takes a few microseconds.
-struct Matcher(croner::Cron);
+/// Not kept in the schedule: a built pattern carries a table of 5,000 years (5 KB), and a
+/// runner holding a thousand distinct schedules would keep 5 MB of them for nothing. The last
+/// [`MATCHERS`] built on a thread are reused, so a schedule searched again and again (a busy
+/// job, a test walking a year) builds once.
+struct Matcher(std::rc::Rc<croner::Cron>);
+
+/// How many built patterns a thread keeps (a few hundred KB at most).
+const MATCHERS: usize = 32;
+
+thread_local! {
+    /// Most recently used first: (normalized pattern, day rule, built).
+    static BUILT: std::cell::RefCell<Vec<(String, bool, std::rc::Rc<croner::Cron>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
 
 impl Matcher {
     fn build(normalized: &str, dom_and_dow: bool) -> Result<Matcher, croner::errors::CronError> {
-        CronParser::builder()
-            .seconds(Seconds::Required)
-            .year(Year::Disallowed)
-            .dom_and_dow(dom_and_dow)
-            .build()
-            .parse(normalized)
-            .map(Matcher)
+        let hit = BUILT.with_borrow_mut(|built| {
+            let i = built
+                .iter()
+                .position(|(p, d, _)| p == normalized && *d == dom_and_dow)?;
+            let entry = built.remove(i);
+            let cron = entry.2.clone();
+            built.insert(0, entry);
+            Some(cron)
+        });
+        if let Some(cron) = hit {
+            return Ok(Matcher(cron));
+        }
+        let cron = std::rc::Rc::new(
+            CronParser::builder()
+                .seconds(Seconds::Required)
+                .year(Year::Disallowed)
+                .dom_and_dow(dom_and_dow)
+                .build()
+                .parse(normalized)?,
+        );
+        BUILT.with_borrow_mut(|built| {
+            built.insert(0, (normalized.to_string(), dom_and_dow, cron.clone()));
+            built.truncate(MATCHERS);
+        });
+        Ok(Matcher(cron))
     }
 
     /// The first wall-clock time matching the pattern after `start` (or at it, if `inclusive`).
