@@ -99,7 +99,7 @@ def start_runner(binary, env, db, log, *args):
 
 
 def burst(binary, store, work, runners, lead):
-    env = dict(os.environ, CRONMGR_CONFIG=os.path.join(work, "config.toml"), HOME=work, RUST_LOG="cronmgr=info")
+    env = dict(os.environ, CRONMGR_CONFIG=os.path.join(work, "config.toml"), HOME=work, RUST_LOG=os.environ.get("RUST_LOG_OVERRIDE", "cronmgr=info"))
     env.pop("NOTIFY_SOCKET", None)
     # Create the schema through cronmgr itself, and the fleet-wide cap.
     subprocess.run([binary, "--db", store.url(), "settings", "set", "max_concurrent_jobs",
