@@ -173,10 +173,11 @@ fn a_runner_killed_with_kill_9_loses_no_slot_and_its_runs_are_interrupted_then_r
             r["error_message"].as_str().unwrap().contains("lease"),
             "{r:#}"
         );
-        // Declared lost within the lease (3 s) and the survivors' one-second tick.
+        // Declared lost within the lease (3 s) and the survivors' one-second tick, with room
+        // for a loaded machine.
         let noticed = time(r, "finished_at") - killed_at;
         assert!(
-            noticed < Span::seconds(5),
+            noticed < Span::seconds(7),
             "interrupted {noticed} after the kill"
         );
         // The job's retry policy applied: a second attempt ran on a survivor.
@@ -447,5 +448,5 @@ fn a_run_now_killed_with_kill_9_is_interrupted_by_the_fleet_after_its_lease() {
     unsafe { libc::kill(-(running["pid"].as_u64().unwrap() as i32), libc::SIGKILL) };
     let ended = ended.unwrap_or_else(|| panic!("never interrupted\n{}", logs(&env, &["a"])));
     assert!(ended["error_message"].as_str().unwrap().contains("lease"));
-    assert!(time(&ended, "finished_at") - killed_at < Span::seconds(6));
+    assert!(time(&ended, "finished_at") - killed_at < Span::seconds(7));
 }
