@@ -415,19 +415,10 @@ impl JobSpec {
         job.run_user = name(&self.user);
         job.run_group = name(&self.group);
         job.runner_labels = match &self.runner_labels {
-            Some(l) if !l.is_empty() => {
-                let mut labels = Vec::new();
-                for label in l {
-                    let label = label.trim();
-                    crate::runner::check_label(label).map_err(|e| format!("runner_labels: {e}"))?;
-                    if !labels.iter().any(|x| x == label) {
-                        labels.push(label.to_string());
-                    }
-                }
-                labels.sort();
-                labels
+            Some(l) => {
+                crate::runner::fleet::labels(l).map_err(|e| format!("runner_labels: {e}"))?
             }
-            _ => Vec::new(),
+            None => Vec::new(),
         };
         if let Some(command) = &self.command {
             job.command = command.trim().to_string();

@@ -384,16 +384,7 @@ pub fn runner_labels(given: &[String]) -> Result<Vec<String>, String> {
     if given.len() == 1 && given[0].trim() == "none" {
         return Ok(Vec::new());
     }
-    let mut labels = Vec::new();
-    for label in given {
-        let label = label.trim();
-        crate::runner::check_label(label).map_err(|e| format!("--runner-label: {e}"))?;
-        if !labels.iter().any(|l| l == label) {
-            labels.push(label.to_string());
-        }
-    }
-    labels.sort();
-    Ok(labels)
+    crate::runner::fleet::labels(given).map_err(|e| format!("--runner-label: {e}"))
 }
 
 /// A job that runs as another user or group: the names must exist, and only root may ask.

@@ -27,13 +27,8 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let invalid = |e: String| anyhow::Error::new(crate::exit::Invalid(e));
-    let mut labels = Vec::new();
-    for label in &args.labels {
-        crate::runner::check_label(label.trim()).map_err(|e| invalid(format!("--label: {e}")))?;
-        labels.push(label.trim().to_string());
-    }
-    labels.sort();
-    labels.dedup();
+    let labels =
+        crate::runner::fleet::labels(&args.labels).map_err(|e| invalid(format!("--label: {e}")))?;
     let lease =
         crate::duration::parse_secs(&args.lease).map_err(|e| invalid(format!("--lease: {e}")))?;
     if lease < 3 {

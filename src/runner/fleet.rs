@@ -19,6 +19,19 @@ pub fn check_label(label: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Labels as given (flags, job files): each checked, trimmed, duplicates dropped, sorted.
+pub fn labels<S: AsRef<str>>(given: &[S]) -> Result<Vec<String>, String> {
+    let mut labels = Vec::new();
+    for label in given {
+        let label = label.as_ref().trim();
+        check_label(label)?;
+        labels.push(label.to_string());
+    }
+    labels.sort();
+    labels.dedup();
+    Ok(labels)
+}
+
 /// Does a runner carrying `have` run a job that needs `need`? Every needed label must be there.
 pub fn runs_here(need: &[String], have: &[String]) -> bool {
     need.iter().all(|l| have.contains(l))
@@ -109,6 +122,16 @@ mod tests {
         assert!(check_label("").unwrap_err().contains("empty"));
         assert!(check_label("a b").unwrap_err().contains("' '"));
         assert!(check_label(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn given_labels_are_trimmed_deduplicated_and_sorted() {
+        assert_eq!(
+            labels(&[" eu", "db-host", "eu "]).unwrap(),
+            vec!["db-host".to_string(), "eu".to_string()]
+        );
+        assert!(labels(&["ok", "not ok"]).unwrap_err().contains("' '"));
+        assert!(labels::<&str>(&[]).unwrap().is_empty());
     }
 
     #[test]
