@@ -340,7 +340,7 @@ impl Batch<'_> {
         next_run_at: Option<DateTime<Utc>>,
     ) -> Result<Option<i64>> {
         if self.conn.engine() == super::Engine::Postgres && new.fleet.is_some() {
-            return claim_fleet(self.conn, new, next_run_at);
+            return claim_fleet(self.conn, new, Some(next_run_at));
         }
         let id = claim(self.conn, new)?;
         if id.is_some() {
@@ -454,10 +454,13 @@ pub(super) fn execution_in(conn: &Connection, id: i64) -> Result<Execution> {
 
 /// A fleet runner's claim on PostgreSQL in one round trip: the overlap and cap checks, the
 /// insert, and the job's last/next run, as one statement (a burst makes thousands of these).
+///
+/// With `run`, the job's last and next run are set as well (a runner's claim, see
+/// [`Batch::claim_run`]); without, only the execution row is written.
 fn claim_fleet(
     conn: &Connection,
     new: &NewExecution,
-    next_run_at: Option<DateTime<Utc>>,
+    run: Option<Option<DateTime<Utc>>>,
 ) -> Result<Option<i64>> {
     let rules = new.fleet.as_ref().expect("fleet rules");
     let (system, cap) = match &rules.cap {
@@ -479,7 +482,7 @@ fn claim_fleet(
              ON CONFLICT (job_id, scheduled_for, attempt) DO NOTHING RETURNING id), \
          upd AS ( \
              UPDATE jobs SET last_run_at = coalesce(?4, last_run_at), next_run_at = ?13 \
-             WHERE id = ?1 AND EXISTS (SELECT 1 FROM ins) RETURNING id) \
+             WHERE id = ?1 AND ?14 = 1 AND EXISTS (SELECT 1 FROM ins) RETURNING id) \
          SELECT (SELECT id FROM ins), (SELECT id FROM busy), (SELECT host FROM busy), \
                 (SELECT n FROM load) + (SELECT count(*) FROM upd) * 0",
         params![
@@ -495,7 +498,8 @@ fn claim_fleet(
             rules.exclusive as i64,
             cap,
             system,
-            next_run_at.map(fmt_time),
+            run.flatten().map(fmt_time),
+            run.is_some() as i64,
         ],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
@@ -523,42 +527,13 @@ fn claim_fleet(
 }
 
 fn claim(conn: &Connection, new: &NewExecution) -> Result<Option<i64>> {
-    if let (Some(rules), Status::Running) = (&new.fleet, new.status) {
-        if let Some((system, cap)) = &rules.cap {
-            let running: i64 = conn.query_row(
-                "SELECT count(*) FROM executions e JOIN jobs j ON j.id = e.job_id \
-                 WHERE e.status = 'running' AND j.system = ?1",
-                [system],
-                |r| r.get(0),
-            )?;
-            if running >= *cap as i64 {
-                return Err(StoreError::FleetFull {
-                    system: system.clone(),
-                    cap: *cap,
-                });
-            }
-        }
-        if rules.exclusive {
-            let busy: Option<(i64, Option<String>)> = conn
-                .query_row(
-                    "SELECT e.id, r.host FROM executions e LEFT JOIN runners r ON r.id = e.runner_id \
-                     WHERE e.job_id = ?1 AND e.status = 'running' LIMIT 1",
-                    [new.job_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            if let Some((other, host)) = busy {
-                let mut skipped = new.clone();
-                skipped.status = Status::Skipped;
-                skipped.fleet = None;
-                skipped.error_message = Some(format!(
-                    "the previous run (execution {other}{}) is still going (allow_concurrent = false)",
-                    host.map(|h| format!(" on {h}")).unwrap_or_default()
-                ));
-                claim(conn, &skipped)?;
-                return Ok(None);
-            }
-        }
+    // Fleet rules are the database's to enforce only when runners share it (PostgreSQL); an
+    // SQLite database has one runner, which enforces them itself.
+    if new.fleet.is_some()
+        && new.status == Status::Running
+        && conn.engine() == super::Engine::Postgres
+    {
+        return claim_fleet(conn, new, None);
     }
     let id = conn
         .prepare_cached(
