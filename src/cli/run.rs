@@ -29,13 +29,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let invalid = |e: String| anyhow::Error::new(crate::exit::Invalid(e));
     let labels =
         crate::runner::fleet::labels(&args.labels).map_err(|e| invalid(format!("--label: {e}")))?;
-    let lease =
-        crate::duration::parse_secs(&args.lease).map_err(|e| invalid(format!("--lease: {e}")))?;
-    if lease < 3 {
-        return Err(invalid(
-            "--lease: at least 3s (heartbeats go every third of it)".into(),
-        ));
-    }
+    let lease = crate::runner::fleet::parse_lease(&args.lease).map_err(invalid)?;
     let summary = crate::runner::serve(crate::runner::ServeOptions {
         db: ctx.db_path(),
         config_path: ctx.global.config.clone(),
@@ -44,7 +38,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         force: args.force,
         metrics_file: args.metrics_file,
         labels,
-        lease: std::time::Duration::from_secs(lease),
+        lease,
     })?;
     if args.once {
         if ctx.global.json {

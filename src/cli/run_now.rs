@@ -32,11 +32,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let lease = crate::duration::parse_secs(&args.lease)
-        .map_err(|e| crate::exit::Invalid(format!("--lease: {e}")))?;
-    if lease < 3 {
-        invalid!("--lease: at least 3s (heartbeats go every third of it)");
-    }
+    let lease = crate::runner::fleet::parse_lease(&args.lease).map_err(crate::exit::Invalid)?;
     let store = ctx.store()?;
     let job = store.job(ctx.system(), &args.name)?;
     let settings = store.settings(ctx.system())?;
@@ -80,10 +76,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     // On a shared database, be a (short-lived) member of the fleet: if this process dies, the
     // runners declare it lost after the lease and interrupt its execution.
     let presence = if store.engine() == crate::store::Engine::Postgres {
-        Some(crate::runner::fleet::Presence::start(
-            &store,
-            Duration::from_secs(lease),
-        )?)
+        Some(crate::runner::fleet::Presence::start(&store, lease)?)
     } else {
         None
     };

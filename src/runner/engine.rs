@@ -25,8 +25,8 @@ use crate::alert::Monitor;
 use crate::config::Config;
 use crate::schedule::{self, Schedule};
 use crate::store::{
-    CatchUp, Finish, FleetRules, Job, JobFilter, NewExecution, NewRunner, Settings, Status, Store,
-    StoreError, Trigger,
+    CatchUp, Finish, FleetRules, Job, JobFilter, NewExecution, Settings, Status, Store, StoreError,
+    Trigger,
 };
 
 /// A slot that passed while no runner was up is missed, however little: as with cron, a runner
@@ -1328,14 +1328,11 @@ impl<'c> Engine<'c> {
 
     /// Register this runner in `runners` (both engines: `cronmgr runners` lists it).
     fn register(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
-        let new = NewRunner {
-            host: fleet::host_name(),
-            pid: std::process::id(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            labels: self.opts.labels.clone(),
-            max_concurrent: self.opts.max_concurrent.map(|n| n as u32),
-            lease: self.opts.lease.as_secs().max(1),
-        };
+        let new = fleet::this_runner(
+            self.opts.labels.clone(),
+            self.opts.max_concurrent.map(|n| n as u32),
+            self.opts.lease,
+        );
         let id = self.store.register_runner(&new, now)?;
         tracing::info!(runner = id, host = %new.host, labels = ?new.labels, "registered");
         self.runner_id = Some(id);

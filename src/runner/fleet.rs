@@ -32,6 +32,31 @@ pub fn labels<S: AsRef<str>>(given: &[S]) -> Result<Vec<String>, String> {
     Ok(labels)
 }
 
+/// A `--lease` value: a duration of at least 3 s (heartbeats go every third of it).
+pub fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    let secs = crate::duration::parse_secs(text).map_err(|e| format!("--lease: {e}"))?;
+    if secs < 3 {
+        return Err("--lease: at least 3s (heartbeats go every third of it)".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// This process as a member of the fleet, for the `runners` table.
+pub fn this_runner(
+    labels: Vec<String>,
+    max_concurrent: Option<u32>,
+    lease: std::time::Duration,
+) -> crate::store::NewRunner {
+    crate::store::NewRunner {
+        host: host_name(),
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        labels,
+        max_concurrent,
+        lease: lease.as_secs().max(1),
+    }
+}
+
 /// Does a runner carrying `have` run a job that needs `need`? Every needed label must be there.
 pub fn runs_here(need: &[String], have: &[String]) -> bool {
     need.iter().all(|l| have.contains(l))
@@ -68,14 +93,7 @@ impl Presence {
     pub fn start(store: &crate::store::Store, lease: std::time::Duration) -> anyhow::Result<Self> {
         let mine = store.reopen()?;
         let id = mine.register_runner(
-            &crate::store::NewRunner {
-                host: host_name(),
-                pid: std::process::id(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                labels: vec![RUN_NOW_LABEL.to_string()],
-                max_concurrent: Some(1),
-                lease: lease.as_secs().max(1),
-            },
+            &this_runner(vec![RUN_NOW_LABEL.to_string()], Some(1), lease),
             chrono::Utc::now(),
         )?;
         let beats = store.reopen()?;

@@ -42,11 +42,15 @@ impl Runner {
             "stopped"
         } else if self.lost_at.is_some() {
             "lost"
-        } else if now - self.heartbeat_at > chrono::Duration::seconds(self.lease as i64) {
+        } else if self.past_lease(now) {
             "silent"
         } else {
             "up"
         }
+    }
+
+    fn past_lease(&self, now: DateTime<Utc>) -> bool {
+        now - self.heartbeat_at > chrono::Duration::seconds(self.lease as i64)
     }
 }
 
@@ -152,17 +156,9 @@ impl Store {
         // A cheap read first: the write lock only when someone is past their lease.
         let at = db_now(&self.conn, now)?;
         let late = self
-            .conn
-            .prepare_cached(
-                "SELECT heartbeat_at, lease FROM runners \
-                 WHERE stopped_at IS NULL AND lost_at IS NULL AND id != ?1",
-            )?
-            .query_map([me], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
-            .collect::<super::sql::Result<Vec<_>>>()?
-            .into_iter()
-            .any(|(beat, lease)| {
-                parse_time(&beat).is_ok_and(|b| at - b > chrono::Duration::seconds(lease))
-            });
+            .runners(false)?
+            .iter()
+            .any(|r| r.id != me && r.past_lease(at));
         if !late {
             return Ok(Vec::new());
         }
@@ -177,7 +173,7 @@ impl Store {
                 .collect::<super::sql::Result<_>>()?;
             let mut lost = Vec::new();
             for runner in candidates {
-                if at - runner.heartbeat_at <= chrono::Duration::seconds(runner.lease as i64) {
+                if !runner.past_lease(at) {
                     continue;
                 }
                 conn.execute(
