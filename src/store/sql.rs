@@ -176,17 +176,7 @@ impl Params for Vec<Value> {
         self
     }
 }
-impl Params for &Vec<Value> {
-    fn into_values(self) -> Vec<Value> {
-        self.clone()
-    }
-}
 impl<T: ToValue, const N: usize> Params for [T; N] {
-    fn into_values(self) -> Vec<Value> {
-        self.iter().map(ToValue::to_value).collect()
-    }
-}
-impl<T: ToValue, const N: usize> Params for &[T; N] {
     fn into_values(self) -> Vec<Value> {
         self.iter().map(ToValue::to_value).collect()
     }
