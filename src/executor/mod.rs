@@ -96,13 +96,15 @@ pub trait Executor: Sync {
     fn summary(&self) -> &'static str;
     /// Check the parameters against the executor's rules and the config's allowlists.
     fn check(&self, params: &Map<String, Value>, config: &Config) -> Result<(), ParamError>;
-    /// What to spawn for these (checked) parameters: by default a re-exec of cronmgr that runs
-    /// [`Executor::run`] in the child (`cronmgr __exec NAME`).
+    /// What to spawn for these parameters, checked again now (the database may have been edited
+    /// since `add`): by default a re-exec of cronmgr that runs [`Executor::run`] in the child
+    /// (`cronmgr __exec NAME`).
     fn invocation(
         &self,
         params: &Map<String, Value>,
         config: &Config,
     ) -> Result<Invocation, ParamError> {
+        self.check(params, config)?;
         reexec(self.name(), params, config)
     }
     /// Do the work of a built-in that runs inside cronmgr (`cronmgr __exec NAME`), writing a

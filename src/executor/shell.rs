@@ -125,6 +125,15 @@ fn allowed(resolved: &Path, allow: &Allow) -> bool {
         Allow::Any => return true,
         Allow::Only(p) => p,
     };
+    // `resolved` is canonical, and so is every folder above it: a pattern that matches it as
+    // written would resolve to itself. Only the others are resolved (a few syscalls each).
+    let text = resolved.to_string_lossy();
+    if patterns
+        .iter()
+        .any(|pattern| *pattern == text || glob_match(pattern, &text))
+    {
+        return true;
+    }
     patterns.iter().any(|pattern| {
         if !pattern.contains(['*', '?', '[']) {
             return Path::new(pattern)
@@ -284,9 +293,14 @@ mod tests {
         assert!(Shell.check(&p, &config(&[real.to_str().unwrap()])).is_ok());
         let err = Shell.check(&p, &config(&["/usr/bin/*"])).unwrap_err();
         assert!(err.0.contains("not allowlisted"), "{err}");
-        // A glob over the folder allows it.
+        // A glob over the folder allows it, the folder written as it is or through a symlink.
         let glob = format!("{}/*", dir.path().display());
         assert!(Shell.check(&p, &config(&[&glob])).is_ok());
+        let other = tempfile::tempdir().unwrap();
+        let folder_link = other.path().join("bin");
+        std::os::unix::fs::symlink(dir.path(), &folder_link).unwrap();
+        let linked_glob = format!("{}/*", folder_link.display());
+        assert!(Shell.check(&p, &config(&[&linked_glob])).is_ok());
         // Dot-dot tricks resolve first.
         let sneaky = format!(
             "{}/../{}/real",
