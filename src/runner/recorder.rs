@@ -150,15 +150,18 @@ impl Recorder {
         self.pending.push_back(write);
     }
 
-    /// Claim several slots at once: one transaction when the database takes it, the journal for
-    /// each when it does not. One result per slot, as [`Recorder::claim`].
+    /// Claim several slots at once, after the queued writes: one transaction when the database
+    /// takes it, the journal for each slot when it does not. One result per slot, as
+    /// [`Recorder::claim`].
     pub fn claim_many(
         &mut self,
         store: &Store,
         slots: &[(NewExecution, Option<DateTime<Utc>>)],
     ) -> Vec<Result<Option<i64>, StoreError>> {
         if !self.is_failing() && !slots.is_empty() && self.journal.is_empty() {
-            let batch = store.batch(|b| {
+            // The queued writes (ends and pids of earlier executions) go in the same transaction:
+            // in a burst each loop turn then commits once, not once for them and once for claims.
+            let batch = self.land_with(store, |b| {
                 slots
                     .iter()
                     .map(|(new, next)| b.claim_run(new, *next))
@@ -167,7 +170,11 @@ impl Recorder {
             match batch {
                 Ok(ids) => return ids.into_iter().map(Ok).collect(),
                 Err(e) if transient(&e) => self.note_failure(&e),
-                Err(_) => {} // a bad one among them: claim each on its own below
+                // A bad one among them: land the queue on its own (which finds a bad write),
+                // then claim each slot on its own below.
+                Err(_) => {
+                    self.flush(store);
+                }
             }
         }
         slots
@@ -181,28 +188,8 @@ impl Recorder {
         if self.pending.is_empty() {
             return true;
         }
-        let writes: Vec<Write> = self.pending.iter().cloned().collect();
-        let mut ids = Vec::new();
-        let all = store.batch(|b| {
-            for write in &writes {
-                self.apply_in(b, write, &mut ids)?;
-            }
-            Ok(())
-        });
-        match all {
-            Ok(()) => {
-                self.ids.extend(ids);
-                let claims: Vec<NewExecution> = writes
-                    .iter()
-                    .filter_map(|w| match w {
-                        Write::Claim { new, .. } => Some(new.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                self.pending.clear();
-                self.landed(claims);
-                true
-            }
+        match self.land_with(store, |_| Ok(())) {
+            Ok(()) => true,
             Err(e) if transient(&e) => {
                 self.note_failure(&e);
                 false
@@ -210,6 +197,33 @@ impl Recorder {
             // One of them can never land: find it by writing them one at a time.
             Err(_) => self.flush_one_by_one(store),
         }
+    }
+
+    /// Make every queued write, in order, then `then`, all in one transaction; the queue is
+    /// empty when it lands, untouched when it does not.
+    fn land_with<T>(
+        &mut self,
+        store: &Store,
+        then: impl FnOnce(&crate::store::Batch<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut ids = Vec::new();
+        let out = store.batch(|b| {
+            for write in &self.pending {
+                self.apply_in(b, write, &mut ids)?;
+            }
+            then(b)
+        })?;
+        self.ids.extend(ids);
+        let claims: Vec<NewExecution> = self
+            .pending
+            .drain(..)
+            .filter_map(|w| match w {
+                Write::Claim { new, .. } => Some(new),
+                _ => None,
+            })
+            .collect();
+        self.landed(claims);
+        Ok(out)
     }
 
     fn landed(&mut self, claims: Vec<NewExecution>) {
@@ -600,6 +614,72 @@ mod tests {
             ""
         );
         assert!(rec.claim(&store, &new(job.id, 1), None).unwrap().unwrap() > 0);
+    }
+
+    fn success(output: &str) -> Finish {
+        Finish {
+            status: Status::Success,
+            finished_at: t0(),
+            duration_ms: 5,
+            output: output.into(),
+            error_message: None,
+            exit_code: Some(0),
+            memory_used_mb: None,
+            cpu_used_percent: None,
+        }
+    }
+
+    #[test]
+    fn claims_land_in_one_transaction_with_the_queued_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("c.db");
+        let store = Store::open(&db).unwrap();
+        let job = store
+            .insert_job(
+                &Job::new("default", "j", "* * * * * *", "shell"),
+                t0(),
+                crate::store::test_by(),
+            )
+            .unwrap();
+        let mut rec = Recorder::new(&db);
+        let first = rec.claim(&store, &new(job.id, 0), None).unwrap().unwrap();
+        rec.write(Write::Pid {
+            execution: first,
+            pid: 4242,
+        });
+        rec.write(Write::Finish {
+            execution: first,
+            finish: success("one"),
+        });
+        // Count the commits: each one makes another connection's data_version move.
+        let other = rusqlite::Connection::open(&db).unwrap();
+        let version = || -> i64 {
+            other
+                .query_row("PRAGMA data_version", [], |r| r.get(0))
+                .unwrap()
+        };
+        let before = version();
+        let claimed = rec.claim_many(&store, &[(new(job.id, 1), None), (new(job.id, 2), None)]);
+        assert_eq!(
+            version(),
+            before + 1,
+            "one commit for the queue and both claims"
+        );
+        assert!(claimed.iter().all(|c| matches!(c, Ok(Some(id)) if *id > 0)));
+        assert_eq!(rec.backlog(), 0);
+        let row = store.execution(first).unwrap();
+        assert_eq!((row.status, row.pid), (Status::Success, Some(4242)));
+
+        // A queued end whose execution is gone (its job was removed) changes nothing, and does
+        // not keep the claims from landing.
+        rec.write(Write::Finish {
+            execution: 999_999,
+            finish: success("lost"),
+        });
+        let claimed = rec.claim_many(&store, &[(new(job.id, 3), None)]);
+        assert!(matches!(claimed[..], [Ok(Some(id))] if id > 0));
+        assert_eq!(rec.backlog(), 0);
+        assert_eq!(store.executions(&Default::default()).unwrap().len(), 4);
     }
 
     #[test]
