@@ -20,7 +20,7 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use crate::limits::Limits;
@@ -103,6 +103,8 @@ pub struct Outcome {
     pub pid: u32,
     /// The limits it ran under (from the [`Spec`]), to tell a limit's kill from another end.
     pub limits: Limits,
+    /// Whether the live log file was created (a quick, silent job never creates one).
+    pub live_log: bool,
 }
 
 /// How long the output pipe is still read once no process of the group is left. Everything the
@@ -111,6 +113,8 @@ pub struct Outcome {
 const DRAIN: Duration = Duration::from_millis(500);
 /// A job silent this long gets its (empty) live log, so `logs --follow` finds the file.
 const LIVE_LOG_AFTER: Duration = Duration::from_millis(250);
+/// How often, at most, spawning resets the runner's peak resident size (see [`reset_peak_rss`]).
+const PEAK_RESET_EVERY: Duration = Duration::from_millis(100);
 
 /// Spawn and wait. `on_spawn` is called with the pid (== pgid) right after the spawn, before
 /// waiting (the caller records it in the database). As [`start`], then [`Started::wait`] on
@@ -267,6 +271,7 @@ impl Started {
         let capture = self.watch.take_capture();
         let mut outcome = outcome(pgid as u32, self.at, reaped, stopped, capture);
         outcome.limits = self.limits;
+        outcome.live_log = self.watch.live_log_opened();
         Ok(outcome)
     }
 }
@@ -400,6 +405,7 @@ fn outcome(
         cpu_seconds: cpu,
         pid,
         limits: Limits::default(),
+        live_log: false,
     }
 }
 
@@ -421,7 +427,17 @@ fn with_path(err: io::Error, what: &str, path: &std::path::Path) -> io::Error {
     io::Error::new(err.kind(), format!("{what} {}: {err}", path.display()))
 }
 
-/// Reset this process's peak resident size (`VmHWM`) to its current size (Linux ≥ 4.0).
+/// Reset this process's peak resident size (`VmHWM`) to its current size (Linux ≥ 4.0), at most
+/// every [`PEAK_RESET_EVERY`]: the spawns of a burst share one reset (three system calls and the
+/// address space's write lock), as our size moves little between them.
 fn reset_peak_rss() {
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    {
+        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < PEAK_RESET_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+    }
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }

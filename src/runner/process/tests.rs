@@ -248,16 +248,16 @@ fn run_creates_the_live_log_before_the_spawn_start_only_when_needed() -> io::Res
     let mut spec = sh("true");
     spec.live_log = Some(dir.path().join("logs").join("1.log"));
     // `run`: a follower on another thread may look for the file only after the job ended.
-    run_plain(&spec)?;
+    assert!(run_plain(&spec)?.live_log);
     assert!(dir.path().join("logs/1.log").exists());
-    // `start`: a quick, silent job leaves no file behind.
+    // `start`: a quick, silent job leaves no file behind, and says so (nothing to remove).
     spec.live_log = Some(dir.path().join("logs").join("2.log"));
-    start(&spec)?.wait(&Cancel::new())?;
+    assert!(!start(&spec)?.wait(&Cancel::new())?.live_log);
     assert!(!dir.path().join("logs/2.log").exists());
     // ... and a job that writes gets it.
     let mut spec = sh("echo hi");
     spec.live_log = Some(dir.path().join("logs").join("3.log"));
-    start(&spec)?.wait(&Cancel::new())?;
+    assert!(start(&spec)?.wait(&Cancel::new())?.live_log);
     assert_eq!(
         std::fs::read_to_string(dir.path().join("logs/3.log"))?,
         "hi\n"

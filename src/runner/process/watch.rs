@@ -148,6 +148,11 @@ impl Watch {
         self.pid
     }
 
+    /// Whether the live log file was created.
+    pub(super) fn live_log_opened(&self) -> bool {
+        matches!(self.live, Live::Open(_))
+    }
+
     /// Wait for whatever comes first: output, the leader's exit, a cancel, or `until` (None: no
     /// limit). Handles what came and returns; callers loop on their own condition.
     pub(super) fn step(&mut self, until: Option<Instant>) -> io::Result<()> {
