@@ -48,6 +48,11 @@ const WRITE_WAIT: Duration = Duration::from_millis(200);
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Rows deleted per retention batch.
 const PRUNE_BATCH: usize = 500;
+/// With a backlog, how long the loop waits after an execution ends for others to end too, and
+/// how many ends it gathers at most: their records and the claims of the executions that take
+/// their places then share one transaction (a group commit) instead of one each.
+const GATHER_WINDOW: Duration = Duration::from_millis(2);
+const GATHER_MAX: usize = 8;
 
 pub struct Options {
     /// Fire what is due now (and catch-up per policy), wait for it, and return.
@@ -377,14 +382,21 @@ impl<'c> Engine<'c> {
             }
             let wait = self.wait_time(now);
             match self.rx.recv_timeout(wait) {
-                Ok(event) => self.handle(event)?,
+                Ok(event) => {
+                    let ended = matches!(event, Event::Finished { .. });
+                    self.handle(event)?;
+                    if ended && !self.queue.is_empty() {
+                        self.gather_ends()?;
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => unreachable!("the engine holds a sender"),
             }
             while let Ok(event) = self.rx.try_recv() {
                 self.handle(event)?;
             }
-            self.flush_records();
+            // The ends just handled are written at the top of the loop, in one transaction with
+            // the claims of the executions that take their places.
             self.housekeeping()?;
             self.enforce_stop_deadline();
         }
@@ -1028,6 +1040,24 @@ impl<'c> Engine<'c> {
 
     // ---- events --------------------------------------------------------------------------
 
+    /// An execution ended while others wait for a place: handle the events of the next moment
+    /// too (see [`GATHER_WINDOW`]), so the places freed are filled in one transaction.
+    fn gather_ends(&mut self) -> anyhow::Result<()> {
+        let until = Instant::now() + GATHER_WINDOW;
+        let mut ends = 1;
+        while ends < GATHER_MAX && self.stop_deadline.is_none() {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(event) => {
+                    ends += usize::from(matches!(event, Event::Finished { .. }));
+                    self.handle(event)?;
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
     fn handle(&mut self, event: Event) -> anyhow::Result<()> {
         match event {
             Event::Spawned { execution, pid } => {
@@ -1053,7 +1083,10 @@ impl<'c> Engine<'c> {
                 "interrupted: the runner was stopping and the shutdown grace period ran out".into(),
             );
         }
-        let _ = std::fs::remove_file(&run.live_log);
+        // Only a job that wrote output or ran for a moment has one (unknown if it never started).
+        if result.as_ref().map_or(true, |o| o.live_log) {
+            let _ = std::fs::remove_file(&run.live_log);
+        }
         let name = self
             .jobs
             .get(&run.slot.job_id)
