@@ -38,6 +38,10 @@ pub struct Monitor {
     deadlines: HashMap<i64, DateTime<Utc>>,
     cpu: CpuSampler,
     overload: HashMap<String, Overload>,
+    /// Whether each system's `cpu` and `disk` condition is open, as last read or written here:
+    /// the minute's host check touches the database only when a condition changes. Forgotten at
+    /// each reload, as an alert resolved with the CLI changes the database.
+    host_open: HashMap<(String, AlertKind), bool>,
     /// Where the database and the execution logs live.
     paths: Vec<PathBuf>,
 }
@@ -60,6 +64,7 @@ impl Monitor {
             deadlines: HashMap::new(),
             cpu: CpuSampler::default(),
             overload: HashMap::new(),
+            host_open: HashMap::new(),
             paths,
         }
     }
@@ -237,10 +242,12 @@ impl Monitor {
 
     // ---- missed runs (silence) ----------------------------------------------------------
 
-    /// Forget every silence deadline (before a reload tracks the jobs again).
+    /// Forget every silence deadline (before a reload tracks the jobs again), and what is known
+    /// of the host conditions (the database may have changed).
     pub fn clear_deadlines(&mut self) {
         self.deadlines.clear();
         self.silence.clear();
+        self.host_open.clear();
     }
 
     /// (Re)compute the job's silence deadline.
@@ -380,7 +387,8 @@ impl Monitor {
             .paths
             .iter()
             .filter_map(|p| host::free_percent(p).map(|f| (f, p)))
-            .min_by(|a, b| a.0.total_cmp(&b.0));
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(f, p)| (f, p.clone()));
         for s in systems {
             if let Some(busy) = busy {
                 let over = self.overload.entry(s.system.clone()).or_default().sample(
@@ -389,48 +397,40 @@ impl Monitor {
                     s.cpu_window,
                     now,
                 );
-                let summary = if over {
-                    format!(
-                        "host overloaded: CPU above {}% for {} (now {busy:.0}%)",
-                        s.cpu_threshold,
-                        human_secs(s.cpu_window)
-                    )
-                } else {
-                    format!("host CPU back under {}% (now {busy:.0}%)", s.cpu_threshold)
-                };
-                self.host_condition(
-                    store,
-                    s,
-                    AlertKind::Cpu,
-                    over,
-                    summary,
-                    json!({"cpu_percent": busy, "threshold": s.cpu_threshold}),
-                    now,
-                );
+                self.host_condition(store, s, AlertKind::Cpu, over, now, || {
+                    let summary = if over {
+                        format!(
+                            "host overloaded: CPU above {}% for {} (now {busy:.0}%)",
+                            s.cpu_threshold,
+                            human_secs(s.cpu_window)
+                        )
+                    } else {
+                        format!("host CPU back under {}% (now {busy:.0}%)", s.cpu_threshold)
+                    };
+                    let details = json!({"cpu_percent": busy, "threshold": s.cpu_threshold});
+                    (summary, details)
+                });
             }
-            if let Some((free, path)) = free {
+            if let Some((free, path)) = &free {
+                let free = *free;
                 let low = free < f64::from(s.disk_min_free);
-                let summary = if low {
-                    format!(
-                        "low disk space: {free:.1}% free at {} (threshold {}%)",
-                        path.display(),
-                        s.disk_min_free
-                    )
-                } else {
-                    format!(
-                        "disk space back above {}% ({free:.1}% free)",
-                        s.disk_min_free
-                    )
-                };
-                self.host_condition(
-                    store,
-                    s,
-                    AlertKind::Disk,
-                    low,
-                    summary,
-                    json!({"free_percent": free, "path": path, "threshold": s.disk_min_free}),
-                    now,
-                );
+                self.host_condition(store, s, AlertKind::Disk, low, now, || {
+                    let summary = if low {
+                        format!(
+                            "low disk space: {free:.1}% free at {} (threshold {}%)",
+                            path.display(),
+                            s.disk_min_free
+                        )
+                    } else {
+                        format!(
+                            "disk space back above {}% ({free:.1}% free)",
+                            s.disk_min_free
+                        )
+                    };
+                    let details =
+                        json!({"free_percent": free, "path": path, "threshold": s.disk_min_free});
+                    (summary, details)
+                });
             }
         }
     }
@@ -446,39 +446,45 @@ impl Monitor {
         now: DateTime<Utc>,
     ) {
         for s in systems {
-            self.host_condition(
-                store,
-                s,
-                AlertKind::Disk,
-                true,
-                summary.to_string(),
-                json!({"storage": summary}),
-                now,
-            );
+            self.host_condition(store, s, AlertKind::Disk, true, now, || {
+                (summary.to_string(), json!({"storage": summary}))
+            });
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Open or resolve the system's `kind` condition when `firing` says it changed; `describe`
+    /// gives the alert's summary and details then.
     fn host_condition(
-        &self,
+        &mut self,
         store: &Store,
         s: &Settings,
         kind: AlertKind,
         firing: bool,
-        summary: String,
-        details: serde_json::Value,
         now: DateTime<Utc>,
+        describe: impl FnOnce() -> (String, serde_json::Value),
     ) {
-        let open = match store.open_kinds(&s.system, None) {
-            Ok(o) => o.contains(&kind),
-            Err(e) => {
-                tracing::error!(error = %e, "could not read open alerts");
-                return;
-            }
+        let key = (s.system.clone(), kind);
+        let open = match self.host_open.get(&key) {
+            Some(&open) => open,
+            None => match store.open_kinds(&s.system, None) {
+                Ok(o) => {
+                    // Both host kinds at once: the start-up check (disk only: the CPU needs a
+                    // second sample) then covers the CPU's first one too.
+                    for k in [AlertKind::Cpu, AlertKind::Disk] {
+                        self.host_open.insert((s.system.clone(), k), o.contains(&k));
+                    }
+                    o.contains(&kind)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read open alerts");
+                    return;
+                }
+            },
         };
         if open == firing {
             return;
         }
+        let (summary, details) = describe();
         let alert = NewAlert {
             system: s.system.clone(),
             job_id: None,
@@ -489,12 +495,61 @@ impl Monitor {
             execution_id: None,
             targets: super::targets(None, s, false),
         };
-        if firing {
+        let result = if firing {
             tracing::warn!(system = %s.system, "{}", alert.summary);
-            self.record(&alert.summary.clone(), store.open_alert(&alert, now));
+            store.open_alert(&alert, now)
         } else {
-            let r = store.resolve_alerts(&[kind], &alert, now);
-            self.record(&alert.summary.clone(), r.map(|o| o.map(|(id, _)| id)));
+            store
+                .resolve_alerts(&[kind], &alert, now)
+                .map(|o| o.map(|(id, _)| id))
+        };
+        if result.is_ok() {
+            self.host_open.insert(key, firing);
+        } else {
+            self.host_open.remove(&key); // read it again next time
         }
+        self.record(&alert.summary, result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_conditions_are_read_once_then_known_until_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("cronmgr.db");
+        let store = Store::open(&db).unwrap();
+        let settings = store.settings("default").unwrap();
+        let mut monitor = Monitor::new(&db, None);
+        let now = Utc::now();
+        let open = |store: &Store| store.open_kinds("default", None).unwrap();
+
+        monitor.storage_blocked(&store, [&settings].into_iter(), "locked", now);
+        assert_eq!(open(&store), vec![AlertKind::Disk]);
+        // Still firing: known open, nothing written again.
+        monitor.storage_blocked(&store, [&settings].into_iter(), "locked", now);
+        assert_eq!(store.alerts(Some("default"), true, 10).unwrap().len(), 1);
+
+        // Resolved with the CLI: the runner learns it at its next reload, then opens it again.
+        let resolved = NewAlert {
+            system: "default".into(),
+            job_id: None,
+            job: None,
+            kind: AlertKind::Disk,
+            summary: "resolved by hand".into(),
+            details: json!({}),
+            execution_id: None,
+            targets: Vec::new(),
+        };
+        store
+            .resolve_alerts(&[AlertKind::Disk], &resolved, now)
+            .unwrap();
+        monitor.storage_blocked(&store, [&settings].into_iter(), "locked", now);
+        assert!(open(&store).is_empty(), "before the reload");
+        monitor.clear_deadlines();
+        monitor.storage_blocked(&store, [&settings].into_iter(), "locked", now);
+        assert_eq!(open(&store), vec![AlertKind::Disk]);
     }
 }
