@@ -386,14 +386,22 @@ impl Store {
     /// `data_version`, a counter kept by triggers on PostgreSQL.
     pub fn change_marker(&self) -> Result<i64> {
         Ok(match self.engine() {
+            // Prepared once: an idle runner asks every minute, and parsing would page the SQL
+            // parser's code back in each time.
             Engine::Sqlite => self
                 .conn
-                .query_row("PRAGMA data_version", (), |r| r.get(0))?,
-            Engine::Postgres => {
-                self.conn
-                    .query_row("SELECT changes FROM cronmgr_schema", (), |r| r.get(0))?
-            }
+                .prepare_cached("PRAGMA data_version")?
+                .query_row((), |r| r.get(0))?,
+            Engine::Postgres => self
+                .conn
+                .prepare_cached("SELECT changes FROM cronmgr_schema")?
+                .query_row((), |r| r.get(0))?,
         })
+    }
+
+    /// A probe that tells, without SQL, when nobody can have committed since its last look.
+    pub fn commit_probe(&self) -> CommitProbe {
+        CommitProbe::new(self)
     }
 
     /// The systems that have jobs or settings.
@@ -403,6 +411,56 @@ impl Store {
         )?;
         let rows = stmt.query_map((), |r| r.get(0))?;
         Ok(rows.collect::<sql::Result<_>>()?)
+    }
+}
+
+/// Has any connection committed to the database since the last look? For an SQLite database
+/// the probe reads the WAL-index header at the start of `<db>-shm`, which every commit rewrites
+/// (its change counter, frame count and checksums: <https://www.sqlite.org/walformat.html>): one
+/// `pread`, none of SQLite's code, so an idle runner's minute stays cheap and keeps few pages.
+/// It answers only "no" or "maybe": after a "maybe", [`Store::change_marker`] tells whether the
+/// commit was another connection's. For PostgreSQL it always says "maybe".
+pub struct CommitProbe {
+    shm: Option<(PathBuf, std::fs::File)>,
+    last: Option<[u8; 48]>,
+}
+
+impl CommitProbe {
+    fn new(store: &Store) -> CommitProbe {
+        let shm = (store.engine() == Engine::Sqlite)
+            .then(|| {
+                let mut path = store.path.clone().into_os_string();
+                path.push("-shm");
+                let path = PathBuf::from(path);
+                std::fs::File::open(&path).ok().map(|file| (path, file))
+            })
+            .flatten();
+        CommitProbe { shm, last: None }
+    }
+
+    /// False only when the header is byte for byte what it was at the last call (and the file
+    /// is still the database's).
+    pub fn moved(&mut self) -> bool {
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let Some((path, file)) = &mut self.shm else {
+            return true;
+        };
+        // A header file removed and made anew (by hand: SQLite keeps it while we are connected)
+        // would never move again: follow the new one.
+        if file.metadata().map_or(true, |m| m.nlink() == 0) {
+            match std::fs::File::open(&*path) {
+                Ok(f) => *file = f,
+                Err(_) => return true,
+            }
+        }
+        let mut header = [0u8; 48];
+        if file.read_exact_at(&mut header, 0).is_err() {
+            self.last = None;
+            return true;
+        }
+        let moved = self.last != Some(header);
+        self.last = Some(header);
+        moved
     }
 }
 
@@ -478,6 +536,34 @@ impl<T> OptionalRow<T> for sql::Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_commit_probe_moves_with_every_commit_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cronmgr.db");
+        let store = Store::open(&path).unwrap();
+        let mut probe = store.commit_probe();
+        assert!(probe.moved(), "the first look has nothing to compare with");
+        assert!(!probe.moved());
+        let mut settings = store.settings("default").unwrap();
+        settings.max_concurrent_jobs = 4;
+        store
+            .put_settings(&settings, &[], Utc::now(), test_by())
+            .unwrap();
+        assert!(probe.moved(), "our own commit");
+        assert!(!probe.moved());
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other
+            .execute_batch("CREATE TABLE scratch (x); INSERT INTO scratch VALUES (1)")
+            .unwrap();
+        assert!(probe.moved(), "another connection's commit");
+        // Reads move nothing.
+        store.systems().unwrap();
+        assert!(!probe.moved());
+        // Without a header file to read (PostgreSQL, memory) it always says maybe.
+        let mut memory = Store::open_in_memory().unwrap().commit_probe();
+        assert!(memory.moved() && memory.moved());
+    }
 
     #[test]
     fn creates_and_reopens() {
