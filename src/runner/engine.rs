@@ -25,8 +25,8 @@ use crate::alert::Monitor;
 use crate::config::Config;
 use crate::schedule::{self, Schedule};
 use crate::store::{
-    CatchUp, Finish, FleetRules, Job, JobFilter, NewExecution, Settings, Status, Store, StoreError,
-    Trigger,
+    CatchUp, CommitProbe, Finish, FleetRules, Job, JobFilter, NewExecution, Settings, Status,
+    Store, StoreError, Trigger,
 };
 
 /// A slot that passed while no runner was up is missed, however little: as with cron, a runner
@@ -245,6 +245,10 @@ pub struct Engine<'c> {
     prune_quota: Option<HashMap<String, Vec<i64>>>,
     /// When the runner state and metrics file were last written, and whether they lag behind.
     state_written: Instant,
+    /// (running, queued, capacity) as last written to `runner_state`.
+    state_last: std::cell::Cell<Option<(u32, u32, u32)>>,
+    /// Whether anyone committed since the last change check (see [`CommitProbe`]).
+    commits: CommitProbe,
     state_stale: bool,
     summary: Summary,
     /// Alert rules, missed-run deadlines, host checks, and the delivery thread.
@@ -272,6 +276,7 @@ const DELIVERY_GRACE: Duration = Duration::from_secs(5);
 
 impl<'c> Engine<'c> {
     pub fn new(store: Store, config: Config, clock: &'c dyn Clock, opts: Options) -> Engine<'c> {
+        let commits = store.commit_probe();
         let (tx, rx) = mpsc::channel();
         let now = clock.now();
         Engine {
@@ -301,6 +306,8 @@ impl<'c> Engine<'c> {
             last_prune: Instant::now(),
             prune_quota: None,
             state_written: Instant::now(),
+            state_last: std::cell::Cell::new(None),
+            commits,
             state_stale: false,
             summary: Summary::default(),
             monitor: Monitor::new(&opts.db_path, None),
@@ -349,6 +356,7 @@ impl<'c> Engine<'c> {
             .host_checks(&self.store, self.settings.values(), now);
         self.check_silence(now);
         self.write_metrics();
+        self.commits.moved(); // what the next check compares with
         self.data_version = self.data_version()?;
         self.notifier
             .send(&format!("READY=1\nSTATUS={}", self.status_line()));
@@ -1359,6 +1367,20 @@ impl<'c> Engine<'c> {
         Ok(self.store.change_marker()?)
     }
 
+    /// Reload if another connection changed the database since the last check (the fallback
+    /// for changes nobody nudged us about). Asks SQLite only when something was committed.
+    fn check_changes(&mut self) -> anyhow::Result<()> {
+        if !self.commits.moved() {
+            return Ok(());
+        }
+        let version = self.data_version()?;
+        if version != self.data_version {
+            self.data_version = version;
+            self.reload(self.clock.now())?;
+        }
+        Ok(())
+    }
+
     /// Register this runner in `runners` (both engines: `cronmgr runners` lists it).
     fn register(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
         let new = fleet::this_runner(
@@ -1450,15 +1472,13 @@ impl<'c> Engine<'c> {
             return Ok(());
         }
         self.last_housekeeping = Instant::now();
-        let version = self.data_version()?;
-        if version != self.data_version {
-            self.data_version = version;
-            self.reload(self.clock.now())?;
-        }
+        self.check_changes()?;
         let now = self.clock.now();
         self.monitor
             .host_checks(&self.store, self.settings.values(), now);
-        self.write_runner_state();
+        if self.state_last.get() != Some(self.runner_counts()) {
+            self.write_runner_state(); // an idle minute writes nothing
+        }
         // Retention, hourly: the first batch in this wake-up, more only if it came back full.
         if self.last_prune.elapsed() >= RETENTION_EVERY
             && self.stop_deadline.is_none()
@@ -1491,18 +1511,29 @@ impl<'c> Engine<'c> {
         })
     }
 
+    /// (running, queued, capacity), as `runner_state` shows them.
+    fn runner_counts(&self) -> (u32, u32, u32) {
+        (
+            self.running.len() as u32,
+            self.queue.len() as u32,
+            self.capacity() as u32,
+        )
+    }
+
     /// Tell `cronmgr status` who we are and how busy we are.
     fn write_runner_state(&self) {
+        let (running, queued, capacity) = self.runner_counts();
         let state = crate::store::RunnerState {
             pid: std::process::id(),
             started_at: self.started_at,
             updated_at: self.clock.now(),
-            running: self.running.len() as u32,
-            queued: self.queue.len() as u32,
-            capacity: self.capacity() as u32,
+            running,
+            queued,
+            capacity,
         };
-        if let Err(e) = self.store.put_runner_state(&state) {
-            tracing::warn!(error = %e, "could not record the runner's state");
+        match self.store.put_runner_state(&state) {
+            Ok(()) => self.state_last.set(Some((running, queued, capacity))),
+            Err(e) => tracing::warn!(error = %e, "could not record the runner's state"),
         }
     }
 
@@ -1572,8 +1603,12 @@ impl<'c> Engine<'c> {
                 Err(e) => tracing::warn!(system, error = %e, "retention failed; will try later"),
             }
         }
-        if !more {
-            self.prune_quota = None; // the cycle is done; the next one finds the quotas again
+        if !more && self.prune_quota.take().is_some() {
+            // The cycle is done (the next one finds the quotas again). Check for changes now, so
+            // the probe has seen this cycle's commits and the next minute needs no SQL; then
+            // give back the code and cache pages the cycle used: not needed for another hour.
+            self.check_changes()?;
+            super::memory::release(&self.store);
         }
         self.prune_pending = more;
         Ok(())
