@@ -78,8 +78,7 @@ pub struct Context<'a> {
 pub fn spec(ctx: &Context<'_>) -> Result<Spec, ParamError> {
     let job = ctx.job;
     let exec = executor::find(&job.command, ctx.config)?;
-    exec.check(&job.params, ctx.config)?;
-    let inv = exec.invocation(&job.params, ctx.config)?;
+    let inv = exec.invocation(&job.params, ctx.config)?; // checks the params again
     let mut env = inv.env;
     let db = executor::absolute(ctx.db_path);
     env.retain(|(k, _)| k != "CRONMGR_DB");
