@@ -5,9 +5,9 @@
 //! runner: database errors are logged and the alert is skipped.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -17,6 +17,10 @@ use super::host::{self, CpuSampler};
 use super::rules::{self, Action, Overload, Policy};
 use crate::duration::human_secs;
 use crate::store::{AlertKind, Job, NewAlert, Settings, Status, Store};
+
+/// How often, at most, a success compares the database's change marker to see whether another
+/// connection opened or closed a job's condition (see `Monitor::may_have_open`).
+const OPEN_JOBS_RECHECK: Duration = Duration::from_millis(100);
 
 /// What the monitor needs to know about an execution that ended.
 #[derive(Debug, Clone)]
@@ -42,6 +46,13 @@ pub struct Monitor {
     /// the minute's host check touches the database only when a condition changes. Forgotten at
     /// each reload, as an alert resolved with the CLI changes the database.
     host_open: HashMap<(String, AlertKind), bool>,
+    /// The jobs that may have an open condition (a superset), so that a success looks for
+    /// conditions to resolve only for those, not with a query per run. None: to be read.
+    open_jobs: Option<HashSet<i64>>,
+    /// The database's change marker when `open_jobs` was read, and when it was last compared:
+    /// another connection's commit (a `run-now`, the CLI) makes the set be read again.
+    open_jobs_version: i64,
+    open_jobs_checked: Option<Instant>,
     /// Where the database and the execution logs live.
     paths: Vec<PathBuf>,
 }
@@ -65,6 +76,9 @@ impl Monitor {
             cpu: CpuSampler::default(),
             overload: HashMap::new(),
             host_open: HashMap::new(),
+            open_jobs: None,
+            open_jobs_version: 0,
+            open_jobs_checked: None,
             paths,
         }
     }
@@ -91,7 +105,8 @@ impl Monitor {
         }
     }
 
-    fn record(&self, what: &str, r: crate::store::Result<Option<i64>>) {
+    fn record(&mut self, what: &str, r: crate::store::Result<Option<i64>>) {
+        self.open_jobs = None; // this monitor changed the conditions: read them again
         match r {
             Ok(Some(id)) => {
                 tracing::info!(alert = id, "alert: {what}");
@@ -186,6 +201,9 @@ impl Monitor {
                     disabled = true;
                 }
                 Action::Resolve(kinds) => {
+                    if !self.may_have_open(store, job.id)? {
+                        continue;
+                    }
                     let open = store.open_kinds(&job.system, Some(job.id))?;
                     if !kinds.iter().any(|k| open.contains(k)) {
                         continue;
@@ -200,6 +218,31 @@ impl Monitor {
             }
         }
         Ok(disabled)
+    }
+
+    /// Can the job have an open condition? Exact for conditions this monitor wrote; another
+    /// connection's are seen within [`OPEN_JOBS_RECHECK`] (SQLite's `data_version` covers every
+    /// table). On PostgreSQL, whose change counter covers only jobs and settings, always true.
+    fn may_have_open(&mut self, store: &Store, job_id: i64) -> crate::store::Result<bool> {
+        if store.engine() != crate::store::Engine::Sqlite {
+            return Ok(true);
+        }
+        if self
+            .open_jobs_checked
+            .is_none_or(|t| t.elapsed() >= OPEN_JOBS_RECHECK)
+        {
+            self.open_jobs_checked = Some(Instant::now());
+            let version = store.change_marker()?;
+            if version != self.open_jobs_version {
+                self.open_jobs_version = version;
+                self.open_jobs = None;
+            }
+        }
+        let jobs = match &mut self.open_jobs {
+            Some(jobs) => jobs,
+            None => self.open_jobs.insert(store.jobs_with_open_conditions()?),
+        };
+        Ok(jobs.contains(&job_id))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -515,6 +558,66 @@ impl Monitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run_end(status: Status) -> RunEnd<'static> {
+        RunEnd {
+            execution_id: 1,
+            status,
+            attempt: 1,
+            scheduled_for: Utc::now(),
+            duration_ms: 1,
+            exit_code: Some(if status == Status::Success { 0 } else { 1 }),
+            error: None,
+            output: "",
+        }
+    }
+
+    #[test]
+    fn a_success_resolves_the_conditions_opened_here_and_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("cronmgr.db");
+        let store = Store::open(&db).unwrap();
+        let mut settings = store.settings("default").unwrap();
+        settings.alert_on_failure = true;
+        let job = store
+            .insert_job(
+                &Job::new("default", "j", "* * * * *", "shell"),
+                Utc::now(),
+                crate::store::test_by(),
+            )
+            .unwrap();
+        let mut monitor = Monitor::new(&db, None);
+        let now = Utc::now();
+        let open = |store: &Store| store.open_kinds("default", Some(job.id)).unwrap();
+
+        // A success with nothing open reads the set of jobs with conditions (empty) once.
+        monitor.after_run(&store, &job, &settings, &run_end(Status::Success), now);
+        // Opened and resolved by this monitor.
+        monitor.after_run(&store, &job, &settings, &run_end(Status::Failed), now);
+        assert_eq!(open(&store), vec![AlertKind::Failed]);
+        monitor.after_run(&store, &job, &settings, &run_end(Status::Success), now);
+        assert!(open(&store).is_empty());
+        // (The set is known again, and empty.)
+        monitor.after_run(&store, &job, &settings, &run_end(Status::Success), now);
+
+        // Opened by another process (a failed `run-now`): the next success after the recheck
+        // interval resolves it.
+        let elsewhere = Store::open(&db).unwrap();
+        let alert = NewAlert {
+            system: "default".into(),
+            job_id: Some(job.id),
+            job: Some(job.name.clone()),
+            kind: AlertKind::Failed,
+            summary: "j failed".into(),
+            details: json!({}),
+            execution_id: None,
+            targets: Vec::new(),
+        };
+        elsewhere.open_alert(&alert, now).unwrap();
+        std::thread::sleep(OPEN_JOBS_RECHECK);
+        monitor.after_run(&store, &job, &settings, &run_end(Status::Success), now);
+        assert!(open(&store).is_empty(), "resolved");
+    }
 
     #[test]
     fn host_conditions_are_read_once_then_known_until_a_reload() {

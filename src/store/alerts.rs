@@ -233,6 +233,15 @@ impl Store {
         Ok(rows.collect::<super::sql::Result<_>>()?)
     }
 
+    /// The jobs with at least one open condition.
+    pub fn jobs_with_open_conditions(&self) -> Result<std::collections::HashSet<i64>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT job_id FROM alert_conditions WHERE job_id IS NOT NULL",
+        )?;
+        let rows = stmt.query_map((), |r| r.get(0))?;
+        Ok(rows.collect::<super::sql::Result<_>>()?)
+    }
+
     /// Count one more failed run of the job; returns the streak.
     pub fn bump_failure_streak(&self, job_id: i64) -> Result<u32> {
         self.write(|conn| {
