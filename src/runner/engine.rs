@@ -246,7 +246,7 @@ pub struct Engine<'c> {
     /// When the runner state and metrics file were last written, and whether they lag behind.
     state_written: Instant,
     /// (running, queued, capacity) as last written to `runner_state`.
-    state_last: std::cell::Cell<Option<(u32, u32, u32)>>,
+    state_last: Option<(u32, u32, u32)>,
     /// Whether anyone committed since the last change check (see [`CommitProbe`]).
     commits: CommitProbe,
     state_stale: bool,
@@ -306,7 +306,7 @@ impl<'c> Engine<'c> {
             last_prune: Instant::now(),
             prune_quota: None,
             state_written: Instant::now(),
-            state_last: std::cell::Cell::new(None),
+            state_last: None,
             commits,
             state_stale: false,
             summary: Summary::default(),
@@ -1476,7 +1476,7 @@ impl<'c> Engine<'c> {
         let now = self.clock.now();
         self.monitor
             .host_checks(&self.store, self.settings.values(), now);
-        if self.state_last.get() != Some(self.runner_counts()) {
+        if self.state_last != Some(self.runner_counts()) {
             self.write_runner_state(); // an idle minute writes nothing
         }
         // Retention, hourly: the first batch in this wake-up, more only if it came back full.
@@ -1521,7 +1521,7 @@ impl<'c> Engine<'c> {
     }
 
     /// Tell `cronmgr status` who we are and how busy we are.
-    fn write_runner_state(&self) {
+    fn write_runner_state(&mut self) {
         let (running, queued, capacity) = self.runner_counts();
         let state = crate::store::RunnerState {
             pid: std::process::id(),
@@ -1532,7 +1532,7 @@ impl<'c> Engine<'c> {
             capacity,
         };
         match self.store.put_runner_state(&state) {
-            Ok(()) => self.state_last.set(Some((running, queued, capacity))),
+            Ok(()) => self.state_last = Some((running, queued, capacity)),
             Err(e) => tracing::warn!(error = %e, "could not record the runner's state"),
         }
     }
