@@ -556,20 +556,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn claims_and_records_wait_while_the_database_is_locked_then_land_in_order() {
+    /// A database in a temporary folder, with one job.
+    fn store_with_job() -> (tempfile::TempDir, PathBuf, Store, Job) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("c.db");
         let store = Store::open(&db).unwrap();
-        store
-            .set_lock_wait(std::time::Duration::from_millis(50))
-            .unwrap();
         let job = store
             .insert_job(
                 &Job::new("default", "j", "* * * * * *", "shell"),
                 t0(),
                 crate::store::test_by(),
             )
+            .unwrap();
+        (dir, db, store, job)
+    }
+
+    #[test]
+    fn claims_and_records_wait_while_the_database_is_locked_then_land_in_order() {
+        let (dir, db, store, job) = store_with_job();
+        store
+            .set_lock_wait(std::time::Duration::from_millis(50))
             .unwrap();
         let mut rec = Recorder::new(&db);
 
@@ -585,19 +591,9 @@ mod tests {
             execution: id,
             pid: 4242,
         });
-        let finish = Finish {
-            status: Status::Success,
-            finished_at: t0(),
-            duration_ms: 5,
-            output: "done".into(),
-            error_message: None,
-            exit_code: Some(0),
-            memory_used_mb: None,
-            cpu_used_percent: None,
-        };
         rec.write(Write::Finish {
             execution: id,
-            finish,
+            finish: success("done"),
         });
         assert!(!rec.flush(&store));
         assert!(rec.failing().is_some());
@@ -631,16 +627,7 @@ mod tests {
 
     #[test]
     fn claims_land_in_one_transaction_with_the_queued_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("c.db");
-        let store = Store::open(&db).unwrap();
-        let job = store
-            .insert_job(
-                &Job::new("default", "j", "* * * * * *", "shell"),
-                t0(),
-                crate::store::test_by(),
-            )
-            .unwrap();
+        let (_dir, db, store, job) = store_with_job();
         let mut rec = Recorder::new(&db);
         let first = rec.claim(&store, &new(job.id, 0), None).unwrap().unwrap();
         rec.write(Write::Pid {
@@ -684,16 +671,7 @@ mod tests {
 
     #[test]
     fn a_dead_runners_journal_claims_become_interrupted_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("c.db");
-        let store = Store::open(&db).unwrap();
-        let job = store
-            .insert_job(
-                &Job::new("default", "j", "* * * * * *", "shell"),
-                t0(),
-                crate::store::test_by(),
-            )
-            .unwrap();
+        let (dir, db, store, job) = store_with_job();
         let slot = crate::store::fmt_time(t0());
         std::fs::write(
             dir.path().join("c.db.claims"),
