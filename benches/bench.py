@@ -260,6 +260,7 @@ class Bench:
         # Rows of this burst are those after any the preparation inserted (a rowid range, cheap to poll).
         base = self.query(db, "SELECT ifnull(max(id), 0) FROM executions")[0][0]
         p, ready = self.start_runner(db, "--max-concurrent", "16", env=env)
+        ticks_ready = proc_ticks(p.pid)
         if ready > slot - 0.5:
             self.notes.append(f"{label}: the runner got ready only {slot - ready:.2f} s before the slot")
         total = BURST_JOBS + 1
@@ -274,6 +275,8 @@ class Bench:
             if done >= total:
                 recorded_seen = time.time() - slot
                 break
+        # The runner's own CPU (every thread, its children not included) from ready to the end.
+        runner_cpu = (proc_ticks(p.pid) - ticks_ready) / os.sysconf("SC_CLK_TCK")
         self.stop(p)
         self.busy.append((busy_from, time.time()))
         new = "triggered_by = 'schedule' AND id > ?"
@@ -296,6 +299,7 @@ class Bench:
             urgent_claim=(epoch(u_started) - slot) * 1000 if u_started else None,
             urgent_child=(float(u_output.strip()) - slot) * 1000 if u_output else None,
             urgent_rank=(u_id - min_id + 1) if u_id else None,
+            runner_cpu_us=runner_cpu / total * 1e6,
         )
         if not r["complete"]:
             self.notes.append(f"{label} incomplete: statuses {statuses}")
@@ -352,6 +356,8 @@ class Bench:
              f"{spawn:.2f} s (spawn only)" if spawn else ""),
             (f"burst {BURST_JOBS} jobs, 16 at a time", "slot → last record (finished_at)", med_range(last_record, "s", 2),
              "< 5 s", "met" if ok else "MISSED", "n/a (cron keeps no record)", ""),
+            (f"burst {BURST_JOBS} jobs, 16 at a time", "the runner's own CPU per execution (utime+stime of all its threads, ready → end)",
+             med_range(col("runner_cpu_us"), "µs", 0), "", "", "", ""),
             ("priority-1 job in the burst", "slot → child started", med_range(urgent, "ms", 0),
              "< 100 ms", "met" if urgent and statistics.median(urgent) < 100 else "MISSED", "n/a (no priorities)", ""),
             ("priority-1 job in the burst", "slot → started_at stamp (the loop's wake-up instant)",
@@ -957,6 +963,13 @@ def count_lines(path):
         return 0
 
 
+def proc_ticks(pid):
+    """utime + stime of a process (all its threads, not its children), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def proc_sample(pid):
     """RSS, CPU and context switches of a process, summed over its threads."""
     s = {"t": time.time(), "vol": 0, "invol": 0, "sched_ns": 0, "threads": 0}
@@ -965,9 +978,7 @@ def proc_sample(pid):
             k, _, v = line.partition(":")
             if k in ("VmRSS", "VmHWM"):
                 s[k] = int(v.split()[0])
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-        s["ticks"] = int(fields[11]) + int(fields[12])  # utime + stime
+    s["ticks"] = proc_ticks(pid)
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/status") as f:
