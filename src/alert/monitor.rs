@@ -285,9 +285,9 @@ impl Monitor {
 
     // ---- missed runs (silence) ----------------------------------------------------------
 
-    /// Forget every silence deadline (before a reload tracks the jobs again), and what is known
-    /// of the host conditions (the database may have changed).
-    pub fn clear_deadlines(&mut self) {
+    /// Before a reload: forget every silence deadline (the reload tracks the jobs again) and what
+    /// is known of the host conditions (the database may have changed).
+    pub fn reloading(&mut self) {
         self.deadlines.clear();
         self.silence.clear();
         self.host_open.clear();
@@ -651,7 +651,7 @@ mod tests {
             .unwrap();
         monitor.storage_blocked(&store, [&settings].into_iter(), "locked", now);
         assert!(open(&store).is_empty(), "before the reload");
-        monitor.clear_deadlines();
+        monitor.reloading();
         monitor.storage_blocked(&store, [&settings].into_iter(), "locked", now);
         assert_eq!(open(&store), vec![AlertKind::Disk]);
     }

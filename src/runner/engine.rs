@@ -489,7 +489,7 @@ impl<'c> Engine<'c> {
             ..Default::default()
         })?;
         let mut fresh = HashMap::with_capacity(jobs.len());
-        self.monitor.clear_deadlines();
+        self.monitor.reloading();
         // Alike jobs share the parsing and the next-slot computation (100,000 jobs with a few
         // thousand distinct expressions parse a few thousand times).
         let mut parsed: HashMap<String, Result<Arc<Schedule>, schedule::ScheduleError>> =
