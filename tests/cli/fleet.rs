@@ -137,16 +137,19 @@ fn a_runner_killed_with_kill_9_loses_no_slot_and_its_runs_are_interrupted_then_r
         .collect();
     runners_up(&env, 3);
     let from = Utc::now();
-    // Wait until the victim is running something, then kill it outright.
-    let victim = runners.remove(0);
-    let victim_pid = victim.id() as u64;
+    // Wait until a runner is running something (which one wins a lone slot is the fleet's
+    // business), then kill that one outright.
+    let pids: Vec<u64> = runners.iter().map(|r| r.id() as u64).collect();
     let busy = env.wait_for(Duration::from_secs(10), || {
-        env.history("work")
-            .iter()
-            .any(|r| r["status"] == "running" && r["runner_pid"] == victim_pid)
-            .then_some(())
+        env.history("work").iter().find_map(|r| {
+            let pid = r["runner_pid"].as_u64()?;
+            (r["status"] == "running" && pids.contains(&pid)).then_some(pid)
+        })
     });
-    assert!(busy.is_some(), "{}", logs(&env, &names));
+    let Some(victim_pid) = busy else {
+        panic!("no runner started the job\n{}", logs(&env, &names));
+    };
+    let victim = runners.remove(pids.iter().position(|p| *p == victim_pid).unwrap());
     signal(&victim, libc::SIGKILL);
     let killed_at = Utc::now();
     let mut victim = victim;
