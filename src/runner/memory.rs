@@ -8,11 +8,14 @@
 
 use crate::store::Store;
 
-/// Give back what loading left behind: SQLite's page cache of the runner's connection, the
-/// allocator's free chunks, and the resident pages of the binary that start-up touched.
+/// Give back what loading left behind: SQLite's page cache of the runner's connection (an SQLite
+/// database), the allocator's free chunks, and the resident pages of the binary that start-up
+/// touched.
 pub fn release(store: &Store) {
-    if let Err(e) = store.connection().execute_batch("PRAGMA shrink_memory") {
-        tracing::debug!(error = %e, "PRAGMA shrink_memory failed");
+    if store.engine() == crate::store::Engine::Sqlite {
+        if let Err(e) = store.connection().execute_batch("PRAGMA shrink_memory") {
+            tracing::debug!(error = %e, "PRAGMA shrink_memory failed");
+        }
     }
     // SAFETY: malloc_trim only returns free memory to the kernel; no live allocation moves.
     unsafe {
