@@ -421,40 +421,49 @@ impl Store {
 /// It answers only "no" or "maybe": after a "maybe", [`Store::change_marker`] tells whether the
 /// commit was another connection's. For PostgreSQL it always says "maybe".
 pub struct CommitProbe {
-    shm: Option<(PathBuf, std::fs::File)>,
+    /// `<db>-shm`, for an SQLite database; its file once opened.
+    shm: Option<PathBuf>,
+    file: Option<std::fs::File>,
     last: Option<[u8; 48]>,
 }
 
 impl CommitProbe {
     fn new(store: &Store) -> CommitProbe {
-        let shm = (store.engine() == Engine::Sqlite)
-            .then(|| {
-                let mut path = store.path.clone().into_os_string();
-                path.push("-shm");
-                let path = PathBuf::from(path);
-                std::fs::File::open(&path).ok().map(|file| (path, file))
-            })
-            .flatten();
-        CommitProbe { shm, last: None }
+        let shm = (store.engine() == Engine::Sqlite).then(|| {
+            let mut path = store.path.clone().into_os_string();
+            path.push("-shm");
+            PathBuf::from(path)
+        });
+        CommitProbe {
+            shm,
+            file: None,
+            last: None,
+        }
     }
 
     /// False only when the header is byte for byte what it was at the last call (and the file
     /// is still the database's).
     pub fn moved(&mut self) -> bool {
         use std::os::unix::fs::{FileExt, MetadataExt};
-        let Some((path, file)) = &mut self.shm else {
+        let Some(path) = &self.shm else {
             return true;
         };
-        // A header file removed and made anew (by hand: SQLite keeps it while we are connected)
-        // would never move again: follow the new one.
-        if file.metadata().map_or(true, |m| m.nlink() == 0) {
-            match std::fs::File::open(&*path) {
-                Ok(f) => *file = f,
-                Err(_) => return true,
-            }
+        // Opened at the first look (SQLite makes the file with the first transaction), and again
+        // if it was removed and made anew (by hand: SQLite keeps it while we are connected): an
+        // unlinked file would never move again.
+        if self
+            .file
+            .as_ref()
+            .is_none_or(|f| f.metadata().map_or(true, |m| m.nlink() == 0))
+        {
+            self.file = std::fs::File::open(path).ok();
         }
         let mut header = [0u8; 48];
-        if file.read_exact_at(&mut header, 0).is_err() {
+        let read = self
+            .file
+            .as_ref()
+            .is_some_and(|f| f.read_exact_at(&mut header, 0).is_ok());
+        if !read {
             self.last = None;
             return true;
         }
