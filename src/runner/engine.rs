@@ -1367,8 +1367,9 @@ impl<'c> Engine<'c> {
         Ok(self.store.change_marker()?)
     }
 
-    /// Reload if another connection changed the database since the last check (the fallback
-    /// for changes nobody nudged us about). Asks SQLite only when something was committed.
+    /// Reload if another connection changed jobs or settings since the last check: each second
+    /// on a shared database, else the minute's fallback for changes nobody nudged us about.
+    /// Asks SQLite only when something was committed.
     fn check_changes(&mut self) -> anyhow::Result<()> {
         if !self.commits.moved() {
             return Ok(());
@@ -1376,6 +1377,7 @@ impl<'c> Engine<'c> {
         let version = self.data_version()?;
         if version != self.data_version {
             self.data_version = version;
+            tracing::debug!("jobs or settings changed: reloading");
             self.reload(self.clock.now())?;
         }
         Ok(())
@@ -1402,12 +1404,7 @@ impl<'c> Engine<'c> {
             return Ok(());
         }
         self.last_fleet_tick = Instant::now();
-        let version = self.data_version()?;
-        if version != self.data_version {
-            self.data_version = version;
-            tracing::debug!("jobs or settings changed: reloading");
-            self.reload(self.clock.now())?;
-        }
+        self.check_changes()?;
         if std::mem::take(&mut self.fleet_full) {
             self.start_ready(self.clock.now())?;
         }
