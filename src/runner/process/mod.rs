@@ -12,15 +12,17 @@ mod cancel;
 mod group;
 mod output;
 mod pool;
+mod spawn;
 #[cfg(test)]
 mod tests;
 mod watch;
 
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use crate::limits::Limits;
@@ -152,8 +154,9 @@ pub struct Started {
 }
 
 /// Spawn the program as the leader of a new process group, its output on a pipe, and return at
-/// once. Cheap enough for the runner's loop thread: `posix_spawn` (a vfork) unless limits or
-/// another user need code run in the child (then a fork), a pipe, an eventfd and a pidfd.
+/// once. Cheap enough for the runner's loop thread: a vfork-style clone that execs at once
+/// ([`spawn`]) unless limits or another user need code run in the child (then a fork), a pipe,
+/// an eventfd and a pidfd.
 ///
 /// The live log is created when output first arrives, or once the child has run 250 ms (so
 /// `logs --follow` finds the file of a job that is silent for a while): a job that ends quickly
@@ -185,48 +188,28 @@ fn spawn(spec: &Spec, live_log_at: LiveLogAt) -> io::Result<Started> {
     }
     let wake = Arc::new(Wake::new()?);
     let (read_end, write_end) = watch::pipe()?;
-    let mut command = Command::new(&spec.program);
-    command
-        .args(&spec.args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .process_group(0)
-        .stdin(if spec.stdin_null {
-            Stdio::null()
-        } else {
-            Stdio::inherit()
-        })
-        .stderr(Stdio::from(write_end.try_clone()?))
-        .stdout(Stdio::from(write_end));
-    if let Some(cwd) = &spec.cwd {
-        command.current_dir(cwd);
-    }
-    if !spec.limits.is_empty() || spec.run_as.is_some() {
-        let limits = rlimits(&spec.limits);
-        let run_as = spec.run_as.clone();
-        // SAFETY: the closure runs in the forked child before exec and makes only
-        // async-signal-safe system calls (setrlimit, setgroups, setgid, setuid) on data
-        // prepared here, in the parent: it allocates nothing and takes no lock.
-        unsafe {
-            command.pre_exec(move || in_child(&limits, run_as.as_ref()));
-        }
-    }
     // The child starts as a vfork of this process, and the kernel folds that shared memory's peak
     // into the child's ru_maxrss. Reset our peak to our current size first, so a job's figure is
     // floored by the runner's present footprint (a few MB), not by its historical peak.
     reset_peak_rss();
     let at = Instant::now();
-    let child = command
-        .spawn()
-        .map_err(|e| with_path(e, "starting", &spec.program))?;
-    // Our copies of the pipe's write end live in `command`: close them, or EOF never comes.
-    drop(command);
-    let pid = child.id();
-    // Reaped by wait4 in `Started`, not by std: dropping the handle neither waits nor kills.
-    drop(child);
-    let Ok(pgid) = libc::pid_t::try_from(pid) else {
-        // Cannot happen (pids fit pid_t), and then nothing could signal or reap it either.
-        return Err(io::Error::other(format!("child pid {pid} out of range")));
+    let pgid = if spec.limits.is_empty() && spec.run_as.is_none() {
+        let null = if spec.stdin_null {
+            Some(dev_null()?)
+        } else {
+            None
+        };
+        spawn::spawn(&spawn::Plan {
+            program: &spec.program,
+            args: &spec.args,
+            env: &spec.env,
+            cwd: spec.cwd.as_deref(),
+            stdin: null.as_ref().map(|fd| fd.as_fd()),
+            output: write_end.as_fd(),
+        })
+        .map_err(|e| with_path(e, "starting", &spec.program))?
+    } else {
+        fork(spec, write_end)?
     };
     let pidfd = watch::pidfd_open(pgid);
     Ok(Started {
@@ -286,6 +269,56 @@ impl Drop for Started {
     }
 }
 
+/// Start a job that needs code run between fork and exec (resource limits, another user):
+/// `Command`, with the limits and the identity set in the child.
+fn fork(spec: &Spec, write_end: OwnedFd) -> io::Result<libc::pid_t> {
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .process_group(0)
+        .stdin(if spec.stdin_null {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        })
+        .stderr(Stdio::from(write_end.try_clone()?))
+        .stdout(Stdio::from(write_end));
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
+    let limits = rlimits(&spec.limits);
+    let run_as = spec.run_as.clone();
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe system calls (close_range, rt_sigprocmask, setrlimit, setgroups, setgid, setuid) on data
+    // prepared here, in the parent: it allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(move || in_child(&limits, run_as.as_ref()));
+    }
+    let child = command
+        .spawn()
+        .map_err(|e| with_path(e, "starting", &spec.program))?;
+    // Our copies of the pipe's write end live in `command`: close them, or EOF never comes.
+    drop(command);
+    let pid = child.id();
+    // Reaped by wait4 in `Started`, not by std: dropping the handle neither waits nor kills.
+    drop(child);
+    // Cannot fail (pids fit pid_t), and then nothing could signal or reap it either.
+    libc::pid_t::try_from(pid)
+        .map_err(|_| io::Error::other(format!("child pid {pid} out of range")))
+}
+
+/// `/dev/null` for the children's stdin, opened once (close-on-exec: each child gets a copy).
+fn dev_null() -> io::Result<&'static OwnedFd> {
+    static NULL: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(fd) = NULL.get() {
+        return Ok(fd);
+    }
+    let file = std::fs::File::open("/dev/null")?;
+    Ok(NULL.get_or_init(|| file.into()))
+}
+
 /// The (resource, value) pairs to set, computed before the fork.
 fn rlimits(limits: &Limits) -> Vec<(libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t)> {
     let clamp = |v: u64| libc::rlim_t::try_from(v).unwrap_or(libc::RLIM_INFINITY);
@@ -306,12 +339,15 @@ fn rlimits(limits: &Limits) -> Vec<(libc::__rlimit_resource_t, libc::rlim_t, lib
     out
 }
 
-/// In the child, between fork and exec: limits first (as root they can be set to anything),
-/// then the identity, groups before gid before uid (after setuid, neither can change).
+/// In the child, between fork and exec: no descriptor but 0–2 passed on, no signal blocked (std
+/// resets SIGPIPE but keeps the mask), limits (as root they can be set to anything), then the
+/// identity, groups before gid before uid (after setuid, neither can change).
 fn in_child(
     limits: &[(libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t)],
     run_as: Option<&RunAs>,
 ) -> io::Result<()> {
+    spawn::inherit_only_stdio();
+    spawn::unblock_all_signals();
     for &(resource, soft, hard) in limits {
         let lim = libc::rlimit {
             rlim_cur: soft,

@@ -425,3 +425,91 @@ fn a_small_child_does_not_inherit_the_parents_peak_memory() {
         out.max_rss_mb
     );
 }
+
+/// What a job finds when it starts, by either way of starting it: its own process group, stdin
+/// from /dev/null, only descriptors 0–2, no blocked signal (the runner may block signals in its
+/// threads), SIGPIPE not ignored (the runner ignores it), argv[0] the program's path.
+#[test]
+fn a_job_starts_in_a_clean_process_state() -> io::Result<()> {
+    // The second way: code in the child (a resource limit) makes it a fork.
+    let forked = |mut spec: Spec| {
+        spec.limits.nofile = Some(64);
+        spec
+    };
+    // SIGUSR2 blocked in this thread, and a descriptor that is not close-on-exec, while it
+    // starts the children.
+    let blocked = SigMask::block(libc::SIGUSR2);
+    // SAFETY: dup of stderr, which is open; the copy (without close-on-exec) is closed below.
+    let stray = unsafe { libc::dup(2) };
+    assert!(stray > 2, "{}", io::Error::last_os_error());
+    // Signals ignored here stay ignored in a job (as with any exec), except SIGPIPE.
+    let own = std::fs::read_to_string("/proc/self/status")?;
+    let own_ignored = own
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or_default();
+    let pipe = 1u64 << (libc::SIGPIPE - 1);
+    assert_ne!(
+        own_ignored & pipe,
+        0,
+        "this test expects SIGPIPE ignored here, as Rust does"
+    );
+    let expected_ignored = format!("{:016x}", own_ignored & !pipe);
+    for (way, how) in [
+        ("clone", (|s: Spec| s) as fn(Spec) -> Spec),
+        ("fork", forked),
+    ] {
+        let status = run_plain(&how(spec("/usr/bin/cat", &["/proc/self/status"])))?;
+        let field = |name: &str| {
+            status
+                .output
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+        };
+        assert_eq!(
+            field("SigBlk:").as_deref(),
+            Some("0000000000000000"),
+            "{way}"
+        );
+        assert_eq!(field("SigIgn:"), Some(expected_ignored.clone()), "{way}");
+        assert_eq!(field("NSpgid:"), Some(status.pid.to_string()), "{way}");
+        let fds = run_plain(&how(spec("/usr/bin/ls", &["/proc/self/fd"])))?;
+        // 3 is the folder `ls` reads.
+        assert_eq!(fds.output, "0\n1\n2\n3\n", "{way}");
+        let stdin = run_plain(&how(spec("/usr/bin/readlink", &["/proc/self/fd/0"])))?;
+        assert_eq!(stdin.output, "/dev/null\n", "{way}");
+        let argv0 = run_plain(&how(sh("echo \"$0\"")))?;
+        assert_eq!(argv0.output, format!("{SH}\n"), "{way}");
+    }
+    drop(blocked);
+    // SAFETY: closes the copy made above, which nothing else uses.
+    unsafe { libc::close(stray) };
+    Ok(())
+}
+
+/// Blocks a signal in the calling thread until dropped.
+struct SigMask(libc::sigset_t);
+
+impl SigMask {
+    fn block(sig: libc::c_int) -> SigMask {
+        // SAFETY: sigset_t is plain data, filled by sigemptyset/sigaddset before use, and
+        // pthread_sigmask gets valid pointers.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            SigMask(old)
+        }
+    }
+}
+
+impl Drop for SigMask {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in `block`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
+}
