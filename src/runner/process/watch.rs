@@ -16,7 +16,8 @@ use super::cancel::Wake;
 use super::group;
 use super::output::{Capture, LiveLog};
 
-const CHUNK: usize = 64 * 1024;
+/// Read from the output pipe at a time.
+const CHUNK: usize = 16 * 1024;
 /// Longest pause between two `wait4(WNOHANG)` when there is no pidfd.
 const MAX_REAP_POLL: Duration = Duration::from_millis(50);
 
@@ -114,7 +115,6 @@ pub(super) struct Watch {
     pub(super) reaped: Option<Reaped>,
     capture: Capture,
     live: Live,
-    buf: Vec<u8>,
     /// Without a pidfd: the pause before the next `wait4(WNOHANG)`.
     reap_pause: Duration,
 }
@@ -138,7 +138,6 @@ impl Watch {
             reaped: None,
             capture: Capture::new(cap),
             live,
-            buf: Vec::new(),
             reap_pause: Duration::from_millis(1),
         }
     }
@@ -288,18 +287,18 @@ impl Watch {
         let Some(output) = &mut self.output else {
             return;
         };
-        if self.buf.is_empty() {
-            self.buf = vec![0; CHUNK];
-        }
-        match output.read(&mut self.buf) {
+        // On the stack: most jobs write little or nothing, and a heap buffer of this size would
+        // be zeroed (and often given back to the system) once per execution.
+        let mut buf = [0u8; CHUNK];
+        match output.read(&mut buf) {
             Ok(0) => self.output = None, // every writer closed the pipe
             Ok(n) => {
-                self.capture.push(&self.buf[..n]);
+                self.capture.push(&buf[..n]);
                 if matches!(self.live, Live::Pending { .. }) {
                     self.live.open();
                 }
                 if let Live::Open(log) = &mut self.live {
-                    log.write(&self.buf[..n]);
+                    log.write(&buf[..n]);
                 }
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
