@@ -1115,6 +1115,7 @@ impl<'c> Engine<'c> {
         self.recorder.write(Write::Finish {
             execution,
             finish: finish.clone(),
+            pid: None,
         });
         let refused = matches!(&result, Err(m) if m.starts_with("refused"));
         let slot = run.slot.clone();

@@ -40,6 +40,9 @@ pub enum Write {
     Finish {
         execution: i64,
         finish: Finish,
+        /// Set by [`Recorder::write`] when the execution's `Pid` write was still queued: it is
+        /// dropped and its pid lands with the end, in one statement instead of two.
+        pid: Option<u32>,
     },
     NextRuns(Vec<(i64, Option<DateTime<Utc>>)>),
 }
@@ -146,7 +149,19 @@ impl Recorder {
     }
 
     /// Queue a write; [`Recorder::flush`] makes the queued writes in one transaction.
-    pub fn write(&mut self, write: Write) {
+    pub fn write(&mut self, mut write: Write) {
+        if let Write::Finish { execution, pid, .. } = &mut write {
+            // A quick job ends before its pid landed (in a burst, most do).
+            let queued = self
+                .pending
+                .iter()
+                .rposition(|w| matches!(w, Write::Pid { execution: e, .. } if e == execution));
+            if let Some(Write::Pid { pid: queued, .. }) =
+                queued.and_then(|i| self.pending.remove(i))
+            {
+                *pid = Some(queued);
+            }
+        }
         self.pending.push_back(write);
     }
 
@@ -304,8 +319,12 @@ impl Recorder {
                 Some(id) => b.set_pid(id, *pid),
                 None => Ok(()),
             },
-            Write::Finish { execution, finish } => match self.resolve(*execution, ids) {
-                Some(id) => match b.finish(id, finish) {
+            Write::Finish {
+                execution,
+                finish,
+                pid,
+            } => match self.resolve(*execution, ids) {
+                Some(id) => match b.finish_with_pid(id, finish, *pid) {
                     Err(StoreError::ExecutionNotFound(_)) => Ok(()), // its job was removed
                     other => other,
                 },
@@ -594,6 +613,7 @@ mod tests {
         rec.write(Write::Finish {
             execution: id,
             finish: success("done"),
+            pid: None,
         });
         assert!(!rec.flush(&store));
         assert!(rec.failing().is_some());
@@ -637,6 +657,7 @@ mod tests {
         rec.write(Write::Finish {
             execution: first,
             finish: success("one"),
+            pid: None,
         });
         // Count the commits: each one makes another connection's data_version move.
         let other = rusqlite::Connection::open(&db).unwrap();
@@ -645,6 +666,7 @@ mod tests {
                 .query_row("PRAGMA data_version", [], |r| r.get(0))
                 .unwrap()
         };
+        assert_eq!(rec.backlog(), 1, "the pid goes with the end");
         let before = version();
         let claimed = rec.claim_many(&store, &[(new(job.id, 1), None), (new(job.id, 2), None)]);
         assert_eq!(
@@ -662,6 +684,7 @@ mod tests {
         rec.write(Write::Finish {
             execution: 999_999,
             finish: success("lost"),
+            pid: None,
         });
         let claimed = rec.claim_many(&store, &[(new(job.id, 3), None)]);
         assert!(matches!(claimed[..], [Ok(Some(id))] if id > 0));

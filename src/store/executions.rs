@@ -365,12 +365,17 @@ impl Batch<'_> {
     }
 
     pub fn finish(&self, id: i64, finish: &Finish) -> Result<()> {
+        self.finish_with_pid(id, finish, None)
+    }
+
+    /// As [`Batch::finish`], also setting the pid (None keeps the recorded one).
+    pub fn finish_with_pid(&self, id: i64, finish: &Finish, pid: Option<u32>) -> Result<()> {
         let n = self
             .conn
             .prepare_cached(
                 "UPDATE executions SET status = ?2, finished_at = ?3, duration_ms = ?4, output = ?5, \
-                 error_message = ?6, exit_code = ?7, memory_used_mb = ?8, cpu_used_percent = ?9 \
-                 WHERE id = ?1 AND status = 'running'",
+                 error_message = ?6, exit_code = ?7, memory_used_mb = ?8, cpu_used_percent = ?9, \
+                 pid = coalesce(?10, pid) WHERE id = ?1 AND status = 'running'",
             )?
             .execute(params![
                 id,
@@ -382,6 +387,7 @@ impl Batch<'_> {
                 finish.exit_code,
                 finish.memory_used_mb,
                 finish.cpu_used_percent,
+                pid,
             ])?;
         if n == 0 {
             // Ended already: another runner declared this one lost and marked it interrupted
