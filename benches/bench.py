@@ -172,22 +172,28 @@ class Bench:
 
     def machine_limit(self):
         log(f"machine limit: spawn {SPAWN_N} /usr/bin/true {SPAWN_PARALLEL} at a time; 10,000 SQLite rows")
-        spawn, per_tx, batched, d50, d99 = [], [], [], [], []
+        spawn, spawn_clone, per_tx, batched, d50, d99 = [], [], [], [], [], []
         for i in range(self.m["limit_runs"]):
             out = subprocess.run([sys.executable, os.path.abspath(__file__), "--machine-limit",
                                   "--work", os.path.join(self.work, f"limit{i}")],
                                  check=True, capture_output=True, text=True).stdout
             r = json.loads(out)
             spawn.append(r["spawn_s"])
+            if r.get("spawn_clone_s") is not None:
+                spawn_clone.append(r["spawn_clone_s"])
             self.spawner = r["spawner"]
             per_tx.append(r["sqlite_per_tx_s"])
             batched.append(r["sqlite_batched_s"])
             d50.append(r["date_p50_ms"])
             d99.append(r["date_p99_ms"])
-        self.limit = dict(spawn=spawn, per_tx=per_tx, batched=batched, date_p50=d50, date_p99=d99)
+        self.limit = dict(spawn=spawn, spawn_clone=spawn_clone, per_tx=per_tx, batched=batched, date_p50=d50, date_p99=d99)
         self.rows += [
             ("machine", f"spawn+reap {SPAWN_N} /usr/bin/true, {SPAWN_PARALLEL} at a time ({self.spawner})",
              "", "", "", "", med_range(spawn, "s", 2)),
+        ] + ([
+            ("machine", f"spawn+reap {SPAWN_N} /usr/bin/true, {SPAWN_PARALLEL} at a time (C clone+exec loop, as cronmgr spawns)",
+             "", "", "", "", med_range(spawn_clone, "s", 2)),
+        ] if spawn_clone else []) + [
             ("machine", "SQLite 10,000 INSERT + 10,000 UPDATE, one BEGIN IMMEDIATE…COMMIT each (WAL, synchronous=NORMAL)",
              "", "", "", "", med_range(per_tx, "s", 2)),
             ("machine", "SQLite the same rows in 2 transactions", "", "", "", "", med_range(batched, "s", 3)),
@@ -238,7 +244,7 @@ class Bench:
             ("fire latency (lone job)", "  of which slot → 'starting' log line (wake-up, claim transaction, allowlist), p50 / p99",
              f"{statistics.median([pct(b, 50) for b, _ in parts]):.2f} / {statistics.median([pct(b, 99) for b, _ in parts]):.2f} ms",
              "", "", "", ""),
-            ("fire latency (lone job)", "  and 'starting' → child's clock (pipe, posix_spawn, exec), p50 / p99",
+            ("fire latency (lone job)", "  and 'starting' → child's clock (pipe, clone, exec), p50 / p99",
              f"{statistics.median([pct(a, 50) for _, a in parts]):.2f} / {statistics.median([pct(a, 99) for _, a in parts]):.2f} ms",
              "", "", "", ""),
         ]
@@ -349,7 +355,10 @@ class Bench:
         last_record = col("last_record")
         ok = last_record and statistics.median(last_record) < 5 and all(r["complete"] for r in runs)
         urgent = col("urgent_child")
-        spawn = statistics.median(self.limit["spawn"]) if getattr(self, "limit", None) else None
+        # The floor for cronmgr's way of spawning when it was measured, else posix_spawn's.
+        limit = getattr(self, "limit", None) or {}
+        floor = limit.get("spawn_clone") or limit.get("spawn")
+        spawn = statistics.median(floor) if floor else None
         self.rows += [
             (f"burst {BURST_JOBS} jobs, 16 at a time", "slot → last start (started_at)", med_range(last_start, "s", 2),
              "< 5 s", "met" if last_start and statistics.median(last_start) < 5 else "MISSED", None,
@@ -1027,9 +1036,12 @@ def machine_limit(work):
     here = os.path.dirname(os.path.abspath(__file__))
     exe = os.path.join(work, "spawn")
     if shutil.which("cc") and subprocess.run(["cc", "-O2", "-o", exe, os.path.join(here, "spawn.c")]).returncode == 0:
-        out = subprocess.run([exe, str(SPAWN_N), str(SPAWN_PARALLEL), "/usr/bin/true"],
-                             check=True, capture_output=True, text=True).stdout
-        spawn, spawner = float(out), "C posix_spawn loop"
+        def loop(how):
+            return float(subprocess.run([exe, str(SPAWN_N), str(SPAWN_PARALLEL), "/usr/bin/true", how],
+                                        check=True, capture_output=True, text=True).stdout)
+        spawn, spawner = loop("posix_spawn"), "C posix_spawn loop"
+        # The way cronmgr spawns (a vfork-style clone that execs at once): its own floor.
+        spawn_clone = loop("clone")
     else:  # no C compiler: the same loop in Python (a little slower)
         t0 = time.perf_counter()
         inflight = started = 0
@@ -1041,6 +1053,7 @@ def machine_limit(work):
             os.wait()
             inflight -= 1
         spawn, spawner = time.perf_counter() - t0, "Python os.posix_spawn loop"
+        spawn_clone = None
 
     # Fire latency floor: spawn /usr/bin/date from here and read the instant it prints.
     lat = []
@@ -1099,7 +1112,7 @@ def machine_limit(work):
     con.execute("COMMIT")
     batched = time.perf_counter() - t0
     con.close()
-    print(json.dumps({"spawn_s": spawn, "spawner": spawner, "date_p50_ms": pct(lat, 50), "date_p99_ms": pct(lat, 99), "sqlite_per_tx_s": per_tx, "sqlite_batched_s": batched}))
+    print(json.dumps({"spawn_s": spawn, "spawn_clone_s": spawn_clone, "spawner": spawner, "date_p50_ms": pct(lat, 50), "date_p99_ms": pct(lat, 99), "sqlite_per_tx_s": per_tx, "sqlite_batched_s": batched}))
 
 
 def main():
