@@ -1485,6 +1485,10 @@ impl<'c> Engine<'c> {
             self.last_prune = Instant::now();
             self.prune_step()?;
         }
+        if self.running.is_empty() && self.queue.is_empty() && !self.prune_pending {
+            // Idle: the code this minute ran is not needed until the next wake-up.
+            super::memory::release_code();
+        }
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use crate::store::Store;
 
 /// Give back what loading left behind: SQLite's page cache of the runner's connection (an SQLite
 /// database), the allocator's free chunks, and the resident pages of the binary that start-up
-/// touched.
+/// touched ([`release_code`]).
 pub fn release(store: &Store) {
     if store.engine() == crate::store::Engine::Sqlite {
         if let Err(e) = store.connection().execute_batch("PRAGMA shrink_memory") {
@@ -21,18 +21,34 @@ pub fn release(store: &Store) {
     unsafe {
         libc::malloc_trim(0);
     }
-    match std::fs::read_to_string("/proc/self/smaps") {
-        Ok(smaps) => {
-            for (start, len) in clean_binary_pages(&smaps, &own_binary()) {
-                // SAFETY: the range is a private, read-only mapping of our own executable with
-                // no copied-on-write page (see clean_binary_pages): dropping it only unmaps page
-                // cache pages, and the next access maps the same bytes from the file again.
-                unsafe {
-                    libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
-                }
-            }
+    release_code();
+}
+
+/// Drop this process's resident pages of its own binary's code and read-only data: they stay in
+/// the page cache, and the next access maps them again (a minor fault, no disk read). After the
+/// idle minute's housekeeping this keeps the sleeping runner's size independent of where the
+/// linker happened to place that housekeeping's code: each fault maps a 64 KiB window around
+/// the page it needs, so a few dozen scattered functions would otherwise keep a megabyte or two
+/// resident between wake-ups.
+///
+/// The mappings are found in `/proc/self/smaps` once and then remembered: they never change
+/// after start-up (see [`clean_binary_pages`]).
+pub fn release_code() {
+    static CLEAN: std::sync::OnceLock<Vec<(usize, usize)>> = std::sync::OnceLock::new();
+    let ranges = CLEAN.get_or_init(|| match std::fs::read_to_string("/proc/self/smaps") {
+        Ok(smaps) => clean_binary_pages(&smaps, &own_binary()),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read /proc/self/smaps");
+            Vec::new()
         }
-        Err(e) => tracing::debug!(error = %e, "cannot read /proc/self/smaps"),
+    });
+    for &(start, len) in ranges {
+        // SAFETY: the range is a private, read-only mapping of our own executable with no
+        // copied-on-write page (see clean_binary_pages): dropping it only unmaps page cache
+        // pages, and the next access maps the same bytes from the file again.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+        }
     }
 }
 
@@ -123,6 +139,37 @@ Anonymous:             0 kB
             clean_binary_pages(SMAPS, "/usr/bin/cronmgr"),
             vec![(0x55be01000000, 0x300000), (0x55be01300000, 0x700000)]
         );
+    }
+
+    /// Resident kB of this (test) executable's mappings.
+    fn own_resident_kb() -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+        let binary = own_binary();
+        let mut ours = false;
+        let mut kb = 0;
+        for line in smaps.lines() {
+            if line.split(' ').next().is_some_and(|f| f.contains('-')) && !line.starts_with("Rss") {
+                ours = line.trim_end().ends_with(binary.as_str());
+            } else if ours {
+                if let Some(v) = line.strip_prefix("Rss:") {
+                    kb += v.trim().trim_end_matches(" kB").parse::<u64>().unwrap_or(0);
+                }
+            }
+        }
+        kb
+    }
+
+    #[test]
+    fn released_code_pages_leave_and_come_back_when_run() {
+        let before = own_resident_kb();
+        release_code();
+        let after = own_resident_kb(); // runs code again: it faults back in
+        release_code(); // the remembered ranges, again
+        assert!(
+            after < before,
+            "resident {before} kB before, {after} kB after"
+        );
+        assert_eq!(format!("{}", 6 * 7), "42");
     }
 
     #[test]
