@@ -22,7 +22,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-/// The child's stack, on the parent thread's stack. The child makes eight system calls through
+/// The child's stack, on the parent thread's stack. The child makes nine system calls through
 /// libc wrappers; this is generous.
 const CHILD_STACK: usize = 16 * 1024;
 
