@@ -42,15 +42,54 @@ impl CpuSampler {
     }
 }
 
-/// Free space of the file system holding `path`, in percent (of what unprivileged users may use).
-pub fn free_percent(path: &Path) -> Option<f64> {
-    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+/// Space on the file system holding `path`, in bytes, as `df` counts it: `available` is what
+/// unprivileged users may still write, `size` is what is used plus that. Blocks reserved for root
+/// count in neither, so `free_percent` is 100 minus `df`'s Use%.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiskSpace {
+    pub available: u64,
+    pub size: u64,
+}
+
+impl DiskSpace {
+    fn from_counts(blocks: u64, free: u64, available: u64, fragment: u64) -> DiskSpace {
+        let used = blocks.saturating_sub(free);
+        DiskSpace {
+            available: available * fragment,
+            size: (used + available) * fragment,
+        }
+    }
+
+    pub fn free_percent(&self) -> f64 {
+        if self.size == 0 {
+            return 0.0;
+        }
+        self.available as f64 * 100.0 / self.size as f64
+    }
+}
+
+/// `statvfs` of `path`.
+pub fn disk_space(path: &Path) -> std::io::Result<DiskSpace> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     // SAFETY: statvfs writes into a zeroed struct we own; the path is a valid C string.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
-        return None;
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
     }
-    Some(st.f_bavail as f64 * 100.0 / st.f_blocks as f64)
+    Ok(DiskSpace::from_counts(
+        st.f_blocks as u64,
+        st.f_bfree as u64,
+        st.f_bavail as u64,
+        st.f_frsize as u64,
+    ))
+}
+
+/// Free space of the file system holding `path`, in percent, as `df` shows it (100 − Use%).
+/// None when it cannot be read or the file system has no size (procfs and the like).
+pub fn free_percent(path: &Path) -> Option<f64> {
+    let space = disk_space(path).ok()?;
+    (space.size > 0).then(|| space.free_percent())
 }
 
 /// The runner's own CPU (% of one core since it started) and resident memory (MB), from /proc.
@@ -98,6 +137,29 @@ mod tests {
         assert_eq!(s.feed(a), None);
         assert_eq!(s.feed((200 + 90, 1000 + 100)), Some(90.0));
         assert!(parse_proc_stat("intr 1 2").is_none());
+    }
+
+    #[test]
+    fn free_space_is_counted_as_df_counts_it() {
+        // A build machine's root file system: 252 GiB of blocks, 65 GiB used, 27 GiB available
+        // to users; df says 72% used. Blocks reserved for root are neither used nor free.
+        let s = DiskSpace::from_counts(66_053_021, 49_109_749, 6_878_200, 4096);
+        assert_eq!(s.available, 6_878_200 * 4096);
+        assert_eq!(s.size, (66_053_021 - 49_109_749 + 6_878_200) * 4096);
+        assert!(
+            (s.free_percent() - 28.87).abs() < 0.01,
+            "{}",
+            s.free_percent()
+        );
+        // Full to the reserve: nothing free for users.
+        let full = DiskSpace::from_counts(1000, 50, 0, 4096);
+        assert_eq!(full.free_percent(), 0.0);
+        // Empty.
+        assert_eq!(
+            DiskSpace::from_counts(1000, 1000, 950, 4096).free_percent(),
+            100.0
+        );
+        assert_eq!(DiskSpace::from_counts(0, 0, 0, 4096).free_percent(), 0.0);
     }
 
     #[test]

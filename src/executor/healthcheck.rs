@@ -1,7 +1,7 @@
 //! `healthcheck`: disk space, available memory, load, and HTTP probes; fails if any is breached.
 //!
-//! Params: `disks = [{path, min_free}]` (min_free "10%" of the filesystem or a size like "5GiB"),
-//! `min_available_memory` ("512MiB" or "10%" of MemTotal; MemAvailable from /proc/meminfo),
+//! Params: `disks = [{path, min_free}]` (min_free "10%" of the filesystem as `df` counts it, or a
+//! size like "5GiB"), `min_available_memory` ("512MiB" or "10%" of MemTotal; MemAvailable from /proc/meminfo),
 //! `max_load` (the 1-minute load average, absolute), `max_load_per_core` (the 1-minute load
 //! average divided by the online CPUs), `http = [{url, expect_status, timeout}]` (hosts under
 //! `[executors.http] allow_hosts`). At least one check.
@@ -17,6 +17,7 @@ use tabled::{Table, Tabled};
 use super::common::{check_url, human_bytes, typed, Amount, Dur};
 use super::http::{self as http_exec, Expect};
 use super::{Executor, ParamError, RunContext, RunError};
+use crate::alert::host::disk_space;
 use crate::config::Config;
 
 pub struct Healthcheck;
@@ -107,20 +108,6 @@ fn row(check: String, value: String, threshold: String, ok: bool) -> Row {
     }
 }
 
-/// Free (for unprivileged users) and total bytes of the filesystem holding `path`.
-fn disk_space(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let frsize = st.f_frsize as u64;
-    Ok((st.f_bavail as u64 * frsize, st.f_blocks as u64 * frsize))
-}
-
 /// (MemAvailable, MemTotal) in bytes.
 pub fn memory(meminfo: &str) -> Option<(u64, u64)> {
     let field = |name: &str| {
@@ -147,18 +134,17 @@ fn checks(p: &Params) -> Vec<Row> {
     for d in &p.disks {
         let name = format!("disk {}", d.path.display());
         match disk_space(&d.path) {
-            Ok((free, total)) => {
-                let need = d.min_free.bytes_of(total);
-                let pct = if total > 0 {
-                    free as f64 * 100.0 / total as f64
-                } else {
-                    0.0
-                };
+            Ok(space) => {
+                let need = d.min_free.bytes_of(space.size);
                 rows.push(row(
                     name,
-                    format!("{} free ({pct:.1}%)", human_bytes(free)),
+                    format!(
+                        "{} free ({:.1}%)",
+                        human_bytes(space.available),
+                        space.free_percent()
+                    ),
                     format!(">= {}", d.min_free),
-                    free >= need,
+                    space.available >= need,
                 ));
             }
             Err(e) => rows.push(row(
