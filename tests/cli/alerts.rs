@@ -235,6 +235,7 @@ fn assert_no_secrets(text: &str) {
 #[test]
 fn a_failing_job_alerts_by_email_slack_and_signed_webhook_then_is_disabled() {
     let env = Env::new();
+    env.ignore_host_disk();
     let http = http_server();
     let smtp = smtp_server();
     with_smtp(&env, smtp.port);
@@ -357,6 +358,7 @@ fn a_failing_job_alerts_by_email_slack_and_signed_webhook_then_is_disabled() {
 #[test]
 fn a_silent_job_alerts_when_the_runner_starts_and_recovers_on_success() {
     let env = Env::new();
+    env.ignore_host_disk();
     let http = http_server();
     set(
         &env,
@@ -426,6 +428,7 @@ fn a_silent_job_alerts_when_the_runner_starts_and_recovers_on_success() {
 #[test]
 fn an_unreachable_channel_leaves_the_runner_on_time_and_delivers_later() {
     let env = Env::new();
+    env.ignore_host_disk();
     let port = free_port();
     set(
         &env,
@@ -603,6 +606,7 @@ fn settings_and_job_flags_validate_and_redact() {
 #[test]
 fn status_stats_and_metrics_report_what_ran() {
     let env = Env::new();
+    env.ignore_host_disk();
     env.ok(&[
         "add",
         "good",

@@ -255,6 +255,7 @@ fn a_write_lock_held_for_10_s_delays_no_start_and_loses_no_record() {
     if crate::harness::on_postgres() {
         return; // reads or changes the SQLite file itself
     }
+    env.ignore_host_disk();
     let log = env.dir.path().join("starts");
     let script = format!("date +%s.%N >> {}", log.display());
     env.ok(&[
