@@ -38,6 +38,12 @@ const JUMP: chrono::Duration = chrono::Duration::seconds(5);
 const SMALL_JUMP: chrono::Duration = chrono::Duration::hours(3);
 /// The runner looks for changes made behind its back (and trims history) this often at most.
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
+/// A start due this soon after the minute's housekeeping goes first; the housekeeping runs right
+/// after it. Its work, and the code it pages back in after a minute unused, never delay a job.
+const HOUSEKEEPING_YIELD: Duration = Duration::from_millis(250);
+/// After an idle minute's housekeeping, the code it ran is released only if no start is due
+/// sooner than this: a job due in a moment would page the same code straight back in, late.
+const RELEASE_CODE_BEFORE: Duration = Duration::from_secs(30);
 /// Most slots counted for one missed-run record.
 const MISSED_CAP: usize = 100_000;
 /// A refusal to write lasting this long raises an alert once the database takes writes again.
@@ -1318,25 +1324,19 @@ impl<'c> Engine<'c> {
 
     /// How long to sleep: until the next slot, retry, stop deadline or housekeeping.
     fn wait_time(&mut self, now: DateTime<Utc>) -> Duration {
-        let mut wait = HOUSEKEEPING.saturating_sub(self.last_housekeeping.elapsed());
+        let next_start = self.next_start_in(now);
+        let mut wait = housekeeping_wait(
+            HOUSEKEEPING.saturating_sub(self.last_housekeeping.elapsed()),
+            next_start,
+        );
+        if let Some(start) = next_start {
+            wait = wait.min(start);
+        }
         if self.state_stale {
             wait = wait.min(Duration::from_secs(1).saturating_sub(self.state_written.elapsed()));
         }
         if let Some(w) = self.notifier.watchdog {
             wait = wait.min(w);
-        }
-        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
-            if self.jobs.get(&id).and_then(|e| e.next) != Some(at) {
-                self.timers.pop();
-                continue;
-            }
-            if !self.opts.once {
-                wait = wait.min((at - now).to_std().unwrap_or_default());
-            }
-            break;
-        }
-        if let Some(r) = self.retries.iter().map(|r| r.due).min() {
-            wait = wait.min((r - now).to_std().unwrap_or_default());
         }
         if let Some(deadline) = self.stop_deadline {
             if !self.killed_on_stop {
@@ -1362,6 +1362,26 @@ impl<'c> Engine<'c> {
             wait = Duration::ZERO;
         }
         wait
+    }
+
+    /// How long until the next start this runner knows of: the next slot (unless `--once`) or
+    /// retry; zero if one is overdue. Drops the timers of slots that moved.
+    fn next_start_in(&mut self, now: DateTime<Utc>) -> Option<Duration> {
+        let mut next = None;
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if self.jobs.get(&id).and_then(|e| e.next) != Some(at) {
+                self.timers.pop();
+                continue;
+            }
+            if !self.opts.once {
+                next = Some(at);
+            }
+            break;
+        }
+        if let Some(r) = self.retries.iter().map(|r| r.due).min() {
+            next = Some(next.map_or(r, |n: DateTime<Utc>| n.min(r)));
+        }
+        next.map(|at| (at - now).to_std().unwrap_or_default())
     }
 
     fn data_version(&self) -> anyhow::Result<i64> {
@@ -1469,6 +1489,10 @@ impl<'c> Engine<'c> {
         if self.last_housekeeping.elapsed() < HOUSEKEEPING {
             return Ok(());
         }
+        let next_start = self.next_start_in(self.clock.now());
+        if housekeeping_yields(next_start) {
+            return Ok(()); // the start first; this runs right after it
+        }
         self.last_housekeeping = Instant::now();
         self.check_changes()?;
         let now = self.clock.now();
@@ -1485,7 +1509,11 @@ impl<'c> Engine<'c> {
             self.last_prune = Instant::now();
             self.prune_step()?;
         }
-        if self.running.is_empty() && self.queue.is_empty() && !self.prune_pending {
+        if self.running.is_empty()
+            && self.queue.is_empty()
+            && !self.prune_pending
+            && may_release_code(next_start)
+        {
             // Idle: the code this minute ran is not needed until the next wake-up.
             super::memory::release_code();
         }
@@ -1717,9 +1745,63 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".to_string())
 }
 
+/// How long the loop may sleep before the minute's housekeeping, due in `due_in`, needs it.
+/// If a start comes at most [`HOUSEKEEPING_YIELD`] after that, the loop wakes for the start
+/// alone and the housekeeping runs right after it (see [`housekeeping_yields`]).
+fn housekeeping_wait(due_in: Duration, next_start_in: Option<Duration>) -> Duration {
+    match next_start_in {
+        Some(start) if start <= due_in + HOUSEKEEPING_YIELD => start,
+        _ => due_in,
+    }
+}
+
+/// Whether the housekeeping, due now, waits for a start due within [`HOUSEKEEPING_YIELD`].
+fn housekeeping_yields(next_start_in: Option<Duration>) -> bool {
+    next_start_in.is_some_and(|start| start <= HOUSEKEEPING_YIELD)
+}
+
+/// Whether an idle runner releases the code it just ran: not when a start is due soon.
+fn may_release_code(next_start_in: Option<Duration>) -> bool {
+    next_start_in.is_none_or(|start| start >= RELEASE_CODE_BEFORE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn housekeeping_gives_way_to_a_start_due_at_the_same_moment() {
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        // Nothing due: wake for the housekeeping.
+        assert_eq!(housekeeping_wait(s(60), None), s(60));
+        // A start long after: the housekeeping first, at its time.
+        assert_eq!(housekeeping_wait(s(10), Some(s(30))), s(10));
+        // A start 100 ms after the housekeeping's time: one wake-up, for the start.
+        assert_eq!(
+            housekeeping_wait(s(10), Some(s(10) + ms(100))),
+            s(10) + ms(100)
+        );
+        assert_eq!(housekeeping_wait(ms(0), Some(ms(250))), ms(250));
+        assert_eq!(housekeeping_wait(ms(0), Some(ms(251))), ms(0));
+        // A start before it: that comes first anyway.
+        assert_eq!(housekeeping_wait(s(10), Some(s(2))), s(2));
+        // Due now: it waits only for a start within the yield, and never for long.
+        assert!(housekeeping_yields(Some(ms(0))));
+        assert!(housekeeping_yields(Some(ms(250))));
+        assert!(!housekeeping_yields(Some(ms(251))));
+        assert!(!housekeeping_yields(None));
+        // Right after a start, an every-second job's next start (~1 s) lets it run.
+        assert!(!housekeeping_yields(Some(ms(999))));
+    }
+
+    #[test]
+    fn code_is_released_only_when_no_start_is_near() {
+        assert!(may_release_code(None));
+        assert!(may_release_code(Some(Duration::from_secs(3600))));
+        assert!(may_release_code(Some(RELEASE_CODE_BEFORE)));
+        assert!(!may_release_code(Some(Duration::from_secs(1))));
+    }
 
     #[test]
     fn process_start_matches_now_for_a_fresh_child() {
