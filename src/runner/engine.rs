@@ -255,6 +255,8 @@ pub struct Engine<'c> {
     state_last: Option<(u32, u32, u32)>,
     /// Whether anyone committed since the last change check (see [`CommitProbe`]).
     commits: CommitProbe,
+    /// The WAL's checkpoints, on a thread of their own (SQLite), so no claim waits for one.
+    checkpointer: Option<crate::store::Checkpointer>,
     state_stale: bool,
     summary: Summary,
     /// Alert rules, missed-run deadlines, host checks, and the delivery thread.
@@ -314,6 +316,7 @@ impl<'c> Engine<'c> {
             state_written: Instant::now(),
             state_last: None,
             commits,
+            checkpointer: None,
             state_stale: false,
             summary: Summary::default(),
             monitor: Monitor::new(&opts.db_path, None),
@@ -355,6 +358,13 @@ impl<'c> Engine<'c> {
         self.recover(now)?;
         self.recorder.recover(&self.store, now)?;
         self.store.set_lock_wait(WRITE_WAIT)?;
+        self.checkpointer = match self.store.checkpoint_in_background() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "no checkpoint thread; commits checkpoint the WAL themselves");
+                None
+            }
+        };
         self.reload(now)?;
         self.start_up(now)?;
         self.write_runner_state();
@@ -384,6 +394,10 @@ impl<'c> Engine<'c> {
             self.collect_retries(now);
             self.start_ready(now)?;
             self.flush_records();
+            // After the starts: a checkpoint due now never delays one.
+            if let Some(c) = &mut self.checkpointer {
+                c.after_turn(&self.store);
+            }
             if self.stop_deadline.is_some() && self.running.is_empty() {
                 break;
             }

@@ -5,6 +5,7 @@
 
 mod alerts;
 mod audit;
+mod checkpoint;
 pub mod copy;
 mod executions;
 mod jobs;
@@ -33,6 +34,7 @@ pub use alerts::{
 #[cfg(test)]
 pub(crate) use audit::test_by;
 pub use audit::{job_diff, settings_diff, Actor, AuditEntry, AuditFilter, By, Event as AuditEvent};
+pub use checkpoint::Checkpointer;
 pub use executions::{Batch, ExecutionFilter, FleetRules, NewExecution};
 pub use jobs::JobFilter;
 pub use metrics::{ExecutionBrief, JobCounts, JobStats, StatusTotals};

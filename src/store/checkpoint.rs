@@ -1,0 +1,246 @@
+//! WAL checkpoints on a thread of their own, for the runner's connection.
+//!
+//! SQLite checkpoints inside the commit that takes the WAL past 1,000 frames: that commit then
+//! copies the frames into the database file and waits for two or three `fsync`s. On the runner's
+//! connection that commit is often the claim of a job due now, so the job started milliseconds
+//! late about once a minute with one job a second (and the loop stood still during each of a
+//! burst's checkpoints). Here the runner's connection never checkpoints by itself
+//! (`wal_autocheckpoint = 0`); after each turn the loop reads the WAL's frame count from the
+//! WAL-index header (one `pread` of `<db>-shm`) and, past the same 1,000 frames, nudges a thread
+//! that runs a PASSIVE checkpoint on its own connection. PASSIVE never waits for a lock or blocks
+//! a writer; the next write after a complete checkpoint starts the WAL again from its beginning.
+//!
+//! An idle runner never nudges, so the thread sleeps; it opens its connection at the first nudge.
+
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{Connection, Engine, Result, Store};
+
+/// Frames in the WAL past which a checkpoint is due: SQLite's own default.
+pub const DUE_FRAMES: u32 = 1000;
+/// Past this many frames the loop checkpoints itself. In a burst the loop writes while the
+/// thread checkpoints, so the WAL cannot start over and grows; this bounds it (16 MB of 4 KiB
+/// pages) and covers a thread that is gone.
+const OVERDUE_FRAMES: u32 = 4 * DUE_FRAMES;
+/// The WAL starts over only at a write that follows a checkpoint of every frame in it. Frames
+/// written while the thread checkpointed keep it from that, so the thread goes again, this
+/// often at most, until the WAL is short.
+const RENUDGE: Duration = Duration::from_millis(100);
+
+/// The runner's checkpoints, moved off its connection (see the module's text).
+pub struct Checkpointer {
+    shm: PathBuf,
+    file: Option<std::fs::File>,
+    nudge: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    /// Set with each nudge, cleared by the thread once it has checkpointed.
+    busy: Arc<AtomicBool>,
+    last_nudge: Option<Instant>,
+}
+
+impl Store {
+    /// Move this connection's checkpoints to a thread (SQLite files only; None for PostgreSQL
+    /// and in-memory databases, which have no WAL). The connection stops checkpointing by itself
+    /// only once the thread is running.
+    pub fn checkpoint_in_background(&self) -> Result<Option<Checkpointer>> {
+        if self.engine() != Engine::Sqlite || self.path == std::path::Path::new(":memory:") {
+            return Ok(None);
+        }
+        let path = self.path.clone();
+        let (tx, rx) = mpsc::channel();
+        let busy = Arc::new(AtomicBool::new(false));
+        let done = busy.clone();
+        let thread = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .stack_size(256 * 1024)
+            .spawn(move || checkpoints(path, rx, &done))?;
+        let conn = self.sqlite_conn();
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // When the WAL starts over, its file is cut back to what 1,000 frames take, as SQLite's
+        // own checkpoints would have kept it, instead of staying at a burst's size.
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        conn.pragma_update(None, "journal_size_limit", i64::from(DUE_FRAMES) * page)?;
+        let mut shm = self.path.clone().into_os_string();
+        shm.push("-shm");
+        Ok(Some(Checkpointer {
+            shm: PathBuf::from(shm),
+            file: None,
+            nudge: Some(tx),
+            thread: Some(thread),
+            busy,
+            last_nudge: None,
+        }))
+    }
+}
+
+impl Checkpointer {
+    /// After a turn of the loop: if the WAL holds [`DUE_FRAMES`] or more, have the thread
+    /// checkpoint it; far past that, checkpoint here. Returns the frame count read, if any.
+    pub fn after_turn(&mut self, store: &Store) -> Option<u32> {
+        let frames = self.wal_frames()?;
+        if frames < DUE_FRAMES {
+            return Some(frames);
+        }
+        if frames >= OVERDUE_FRAMES || self.nudge.is_none() {
+            if let Connection::Sqlite(conn) = &store.conn {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, frames, "checkpoint failed");
+                }
+            }
+            return Some(frames);
+        }
+        let idle = !self.busy.load(Ordering::Acquire);
+        if idle && self.last_nudge.is_none_or(|at| at.elapsed() >= RENUDGE) {
+            self.last_nudge = Some(Instant::now());
+            self.busy.store(true, Ordering::Release);
+            if let Some(tx) = &self.nudge {
+                if tx.send(()).is_err() {
+                    self.nudge = None; // the thread is gone: checkpoint here from now on
+                }
+            }
+        }
+        Some(frames)
+    }
+
+    /// `mxFrame` of the WAL-index header (<https://www.sqlite.org/walformat.html>): frames
+    /// in the WAL now. None if the header cannot be read or is not one we know.
+    fn wal_frames(&mut self) -> Option<u32> {
+        if self.file.is_none() {
+            self.file = std::fs::File::open(&self.shm).ok();
+        }
+        let mut header = [0u8; 48];
+        self.file.as_ref()?.read_exact_at(&mut header, 0).ok()?;
+        let field = |at: usize| u32::from_ne_bytes(header[at..at + 4].try_into().unwrap());
+        // iVersion 3007000, isInit set.
+        if field(0) != 3_007_000 || header[12] != 1 {
+            return None;
+        }
+        Some(field(16))
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.nudge.take(); // the thread ends with its channel
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The thread: one PASSIVE checkpoint per nudge (nudges that came meanwhile count as one).
+fn checkpoints(path: PathBuf, rx: Receiver<()>, busy: &AtomicBool) {
+    let mut conn: Option<Store> = None;
+    while rx.recv().is_ok() {
+        while rx.try_recv().is_ok() {}
+        if conn.is_none() {
+            match Store::open_for_checkpoints(&path) {
+                Ok(store) => conn = Some(store),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the database to checkpoint it");
+                    busy.store(false, Ordering::Release);
+                    continue;
+                }
+            }
+        }
+        if let Some(Store {
+            conn: Connection::Sqlite(c),
+            ..
+        }) = &conn
+        {
+            match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            }) {
+                Ok((log, done)) => tracing::debug!(log, done, "checkpointed"),
+                Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+            }
+        }
+        busy.store(false, Ordering::Release);
+    }
+}
+
+impl Store {
+    /// A second connection to the same SQLite file, for the checkpoint thread.
+    fn open_for_checkpoints(path: &std::path::Path) -> Result<Store> {
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        Ok(Store {
+            conn: Connection::Sqlite(conn),
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Commits until the WAL holds at least `frames` frames; returns the count reached.
+    fn fill(store: &Store, probe: &mut Checkpointer, frames: u32) -> u32 {
+        let conn = store.sqlite_conn();
+        conn.execute_batch("CREATE TABLE IF NOT EXISTS filler (x BLOB)")
+            .unwrap();
+        loop {
+            conn.execute("INSERT INTO filler VALUES (zeroblob(3000))", [])
+                .unwrap();
+            let n = probe.wal_frames().unwrap();
+            if n >= frames {
+                return n;
+            }
+        }
+    }
+
+    #[test]
+    fn the_thread_checkpoints_and_the_connection_no_longer_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("c.db");
+        let store = Store::open(&db).unwrap();
+        let mut cp = store.checkpoint_in_background().unwrap().unwrap();
+        // Past SQLite's own threshold, the connection alone no longer checkpoints: the WAL only grows.
+        let reached = fill(&store, &mut cp, DUE_FRAMES + 200);
+        assert!(reached >= DUE_FRAMES + 200, "{reached}");
+        // A turn nudges the thread; once it has checkpointed, the next write starts the WAL over.
+        assert_eq!(cp.after_turn(&store), Some(reached));
+        let restarted = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            cp.after_turn(&store);
+            store
+                .sqlite_conn()
+                .execute("INSERT INTO filler VALUES (1)", [])
+                .unwrap();
+            cp.wal_frames().unwrap() < 100
+        });
+        assert!(restarted, "the WAL was never checkpointed");
+        drop(cp); // the thread ends
+    }
+
+    #[test]
+    fn without_the_thread_the_loop_checkpoints_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("c.db");
+        let store = Store::open(&db).unwrap();
+        let mut cp = store.checkpoint_in_background().unwrap().unwrap();
+        cp.nudge.take(); // as if the thread were gone
+        let reached = fill(&store, &mut cp, DUE_FRAMES);
+        assert_eq!(cp.after_turn(&store), Some(reached));
+        store
+            .sqlite_conn()
+            .execute("INSERT INTO filler VALUES (1)", [])
+            .unwrap();
+        assert!(cp.wal_frames().unwrap() < 100);
+    }
+
+    #[test]
+    fn none_without_a_wal() {
+        let store = Store::open_in_memory().unwrap();
+        assert!(store.checkpoint_in_background().unwrap().is_none());
+    }
+}
