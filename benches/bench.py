@@ -449,8 +449,9 @@ class Bench:
              f"{ours['majflt']}; without them {ours['vol'] - ours['majflt']} = {(ours['vol'] - ours['majflt']) / mins:.2f}/min",
              "", "", c("majflt", lambda v: f"{v}"), self.reclaim or ""),
             (f"idle, {IDLE_JOBS} jobs loaded ({mins:.1f} min)", "  CPU per minute in the minutes without a page-in",
-             f"{ours['clean_cpu_ms_min']:.3f} ms ({ours['clean_minutes']} of {ours['minutes_measured']} minutes)",
-             "", "", c("clean_cpu_ms_min", lambda v: f"{v:.3f} ms"), ""),
+             (f"{ours['clean_cpu_ms_min']:.3f} ms ({ours['clean_minutes']} of {ours['minutes_measured']} minutes)"
+              if ours["clean_minutes"] else f"none: each of the {ours['minutes_measured']} minutes read a page back"),
+             "", "", c("clean_cpu_ms_min", lambda v: "none" if math.isnan(v) else f"{v:.3f} ms"), ""),
         ]
         return cron_proc, boundary
 
