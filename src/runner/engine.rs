@@ -1338,14 +1338,11 @@ impl<'c> Engine<'c> {
 
     /// How long to sleep: until the next slot, retry, stop deadline or housekeeping.
     fn wait_time(&mut self, now: DateTime<Utc>) -> Duration {
-        let next_start = self.next_start_in(now);
+        // Never past the next start: housekeeping_wait is at most that.
         let mut wait = housekeeping_wait(
             HOUSEKEEPING.saturating_sub(self.last_housekeeping.elapsed()),
-            next_start,
+            self.next_start_in(now),
         );
-        if let Some(start) = next_start {
-            wait = wait.min(start);
-        }
         if self.state_stale {
             wait = wait.min(Duration::from_secs(1).saturating_sub(self.state_written.elapsed()));
         }
@@ -1503,13 +1500,13 @@ impl<'c> Engine<'c> {
         if self.last_housekeeping.elapsed() < HOUSEKEEPING {
             return Ok(());
         }
-        let next_start = self.next_start_in(self.clock.now());
+        let now = self.clock.now();
+        let next_start = self.next_start_in(now);
         if housekeeping_yields(next_start) {
             return Ok(()); // the start first; this runs right after it
         }
         self.last_housekeeping = Instant::now();
         self.check_changes()?;
-        let now = self.clock.now();
         self.monitor
             .host_checks(&self.store, self.settings.values(), now);
         if self.state_last != Some(self.runner_counts()) {
@@ -1759,9 +1756,10 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".to_string())
 }
 
-/// How long the loop may sleep before the minute's housekeeping, due in `due_in`, needs it.
-/// If a start comes at most [`HOUSEKEEPING_YIELD`] after that, the loop wakes for the start
-/// alone and the housekeeping runs right after it (see [`housekeeping_yields`]).
+/// How long the loop may sleep for the minute's housekeeping, due in `due_in`, and the next
+/// start: the earlier of the two, except that a start at most [`HOUSEKEEPING_YIELD`] after the
+/// housekeeping's time is waited for alone, and the housekeeping runs right after it (see
+/// [`housekeeping_yields`]).
 fn housekeeping_wait(due_in: Duration, next_start_in: Option<Duration>) -> Duration {
     match next_start_in {
         Some(start) if start <= due_in + HOUSEKEEPING_YIELD => start,
