@@ -140,7 +140,7 @@ fn checkpoints(path: PathBuf, rx: Receiver<()>, busy: &AtomicBool) {
     while rx.recv().is_ok() {
         while rx.try_recv().is_ok() {}
         if conn.is_none() {
-            match Store::open_for_checkpoints(&path) {
+            match Store::reopen_sqlite(&path) {
                 Ok(store) => conn = Some(store),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot open the database to checkpoint it");
@@ -165,23 +165,17 @@ fn checkpoints(path: PathBuf, rx: Receiver<()>, busy: &AtomicBool) {
     }
 }
 
-impl Store {
-    /// A second connection to the same SQLite file, for the checkpoint thread.
-    fn open_for_checkpoints(path: &std::path::Path) -> Result<Store> {
-        let conn = rusqlite::Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        Ok(Store {
-            conn: Connection::Sqlite(conn),
-            path: path.to_path_buf(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store in a temporary folder (kept while the first value lives), with its checkpointer.
+    fn checkpointed_store() -> (tempfile::TempDir, Store, Checkpointer) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let cp = store.checkpoint_in_background().unwrap().unwrap();
+        (dir, store, cp)
+    }
 
     /// Commits until the WAL holds at least `frames` frames; returns the count reached.
     fn fill(store: &Store, probe: &mut Checkpointer, frames: u32) -> u32 {
@@ -200,10 +194,7 @@ mod tests {
 
     #[test]
     fn the_thread_checkpoints_and_the_connection_no_longer_does() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("c.db");
-        let store = Store::open(&db).unwrap();
-        let mut cp = store.checkpoint_in_background().unwrap().unwrap();
+        let (_dir, store, mut cp) = checkpointed_store();
         // Past SQLite's own threshold, the connection alone no longer checkpoints: the WAL only grows.
         let reached = fill(&store, &mut cp, DUE_FRAMES + 200);
         assert!(reached >= DUE_FRAMES + 200, "{reached}");
@@ -224,10 +215,7 @@ mod tests {
 
     #[test]
     fn without_the_thread_the_loop_checkpoints_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("c.db");
-        let store = Store::open(&db).unwrap();
-        let mut cp = store.checkpoint_in_background().unwrap().unwrap();
+        let (_dir, store, mut cp) = checkpointed_store();
         cp.nudge.take(); // as if the thread were gone
         let reached = fill(&store, &mut cp, DUE_FRAMES);
         assert_eq!(cp.after_turn(&store), Some(reached));

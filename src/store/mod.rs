@@ -232,13 +232,18 @@ impl Store {
                 path: self.path.clone(),
             });
         }
+        Store::reopen_sqlite(&self.path)
+    }
+
+    /// [`Store::reopen`] of an SQLite file, from its path alone.
+    fn reopen_sqlite(path: &Path) -> Result<Store> {
         let conn = rusqlite::Connection::open_with_flags(
-            &self.path,
+            path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         let store = Store {
             conn: Connection::Sqlite(conn),
-            path: self.path.clone(),
+            path: path.to_path_buf(),
         };
         store.configure()?;
         Ok(store)
