@@ -1,8 +1,8 @@
 //! `healthcheck`: disk space, available memory, load, and HTTP probes; fails if any is breached.
 //!
 //! Params: `disks = [{path, min_free}]` (min_free "10%" of the filesystem as `df` counts it, or a
-//! size like "5GiB"), `min_available_memory` ("512MiB" or "10%" of MemTotal; MemAvailable from /proc/meminfo),
-//! `max_load` (the 1-minute load average, absolute), `max_load_per_core` (the 1-minute load
+//! size like "5GiB"), `min_available_memory` ("512MiB" or "10%" of MemTotal; MemAvailable from
+//! /proc/meminfo), `max_load` (the 1-minute load average, absolute), `max_load_per_core` (the 1-minute load
 //! average divided by the online CPUs), `http = [{url, expect_status, timeout}]` (hosts under
 //! `[executors.http] allow_hosts`). At least one check.
 

@@ -169,7 +169,8 @@ Anonymous:             0 kB
             after < before,
             "resident {before} kB before, {after} kB after"
         );
-        assert_eq!(format!("{}", 6 * 7), "42");
+        // Measuring ran code released a moment ago: it is resident again.
+        assert!(own_resident_kb() > 0);
     }
 
     #[test]
