@@ -244,6 +244,9 @@ pub struct Engine<'c> {
     last_wall: DateTime<Utc>,
     last_mono: Instant,
     last_housekeeping: Instant,
+    /// Loop turns and events since the binary's code was last released: 1 at an idle minute's
+    /// housekeeping means the minute ran nothing but the idle loop (see `memory`).
+    activity: u32,
     data_version: i64,
     prune_pending: bool,
     last_prune: Instant,
@@ -308,7 +311,13 @@ impl<'c> Engine<'c> {
             killed_on_stop: false,
             last_wall: now,
             last_mono: Instant::now(),
-            last_housekeeping: Instant::now(),
+            // The first housekeeping comes half a minute after start-up, the others a minute
+            // apart: the first idle one learns the idle loop's code (see `memory`) while the pages
+            // start-up used are still in memory, not yet reclaimed.
+            last_housekeeping: Instant::now()
+                .checked_sub(HOUSEKEEPING / 2)
+                .unwrap_or_else(Instant::now),
+            activity: 0,
             data_version: 0,
             prune_pending: true,
             last_prune: Instant::now(),
@@ -383,8 +392,9 @@ impl<'c> Engine<'c> {
             "runner ready"
         );
         // Start-up's code and data pages are not needed again.
-        super::memory::release(&self.store);
+        self.release_memory();
         loop {
+            self.activity = self.activity.saturating_add(1);
             let now = self.clock.now();
             self.check_clock(now)?;
             if self.stop_deadline.is_none() && !self.opts.once {
@@ -579,7 +589,7 @@ impl<'c> Engine<'c> {
             now,
         );
         // The jobs as read and the parsing scratch are gone; let the allocator give them back.
-        super::memory::release(&self.store);
+        self.release_memory();
         Ok(())
     }
 
@@ -1087,6 +1097,7 @@ impl<'c> Engine<'c> {
     }
 
     fn handle(&mut self, event: Event) -> anyhow::Result<()> {
+        self.activity = self.activity.saturating_add(1);
         match event {
             Event::Spawned { execution, pid } => {
                 self.recorder.write(Write::Pid { execution, pid });
@@ -1525,10 +1536,23 @@ impl<'c> Engine<'c> {
             && !self.prune_pending
             && may_release_code(next_start)
         {
-            // Idle: the code this minute ran is not needed until the next wake-up.
-            super::memory::release_code();
+            // Idle: the code this minute ran is needed again only at the next wake-up. If the
+            // minute ran nothing else, it is the idle loop's: keep it resident (locked), or a
+            // reclaimer drops it and the next minute reads it back from disk.
+            if self.activity == 1 {
+                super::memory::keep_idle_code();
+            } else {
+                super::memory::release_code();
+            }
+            self.activity = 0;
         }
         Ok(())
+    }
+
+    /// Give back what loading or a retention cycle left behind (see `memory::release`).
+    fn release_memory(&mut self) {
+        super::memory::release(&self.store);
+        self.activity = 0;
     }
 
     /// Open the `silent` condition of every job whose silence deadline has passed.
@@ -1604,6 +1628,7 @@ impl<'c> Engine<'c> {
 
     /// Delete one small batch of history beyond each system's retention.
     fn prune_step(&mut self) -> anyhow::Result<()> {
+        self.activity = self.activity.saturating_add(1); // not the idle loop's code
         let now = self.clock.now();
         let keep_of = |s: &Settings| {
             if s.keep_executions == 0 {
@@ -1649,7 +1674,7 @@ impl<'c> Engine<'c> {
             // the probe has seen this cycle's commits and the next minute needs no SQL; then
             // give back the code and cache pages the cycle used: not needed for another hour.
             self.check_changes()?;
-            super::memory::release(&self.store);
+            self.release_memory();
         }
         self.prune_pending = more;
         Ok(())
