@@ -435,6 +435,8 @@ class Bench:
             (f"idle, {IDLE_JOBS} jobs loaded ({mins:.1f} min)", "resident memory VmRSS (max over window)",
              f"{ours['rss_max_kb'] / 1024:.2f} MB", "< 8 MB", "met" if ours["rss_max_kb"] < 8 * 1024 else "MISSED",
              c("rss_max_kb", lambda v: f"{v / 1024:.2f} MB"), ""),
+            (f"idle, {IDLE_JOBS} jobs loaded ({mins:.1f} min)", "  of which locked: the idle loop's code (VmLck, at the end)",
+             f"{ours['locked_kb'] / 1024:.2f} MB", "", "", c("locked_kb", lambda v: f"{v / 1024:.2f} MB"), ""),
             (f"idle, {IDLE_JOBS} jobs loaded ({mins:.1f} min)", "CPU per minute (schedstat, all threads)",
              f"{ours['cpu_ms_min']:.3f} ms (per-minute max {ours['cpu_ms_min_max']:.3f})", "< 1 ms",
              "met" if ours["cpu_ms_min"] < 1 else "MISSED", c("cpu_ms_min", lambda v: f"{v:.3f} ms"), ""),
@@ -997,7 +999,7 @@ def proc_sample(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM"):
+            if k in ("VmRSS", "VmHWM", "VmLck"):
                 s[k] = int(v.split()[0])
     s["ticks"] = proc_ticks(pid)
     with open(f"/proc/{pid}/stat") as f:
@@ -1063,6 +1065,7 @@ def summarize_idle(samples):
         minutes=minutes,
         rss_max_kb=max(s["VmRSS"] for s in samples),
         hwm_kb=b["VmHWM"],
+        locked_kb=b.get("VmLck", 0),
         cpu_ms_min=(b["sched_ns"] - a["sched_ns"]) / 1e6 / minutes,
         cpu_ms_min_max=max(per_min) if per_min else float("nan"),
         ticks_ms_min=(b["ticks"] - a["ticks"]) * 1000 / CLK_TCK / minutes,
