@@ -406,7 +406,9 @@ impl<'c> Engine<'c> {
             self.flush_records();
             // After the starts: a checkpoint due now never delays one.
             if let Some(c) = &mut self.checkpointer {
-                c.after_turn(&self.store);
+                if let Some(frames) = self.commits.wal_frames() {
+                    c.after_turn(&self.store, frames);
+                }
             }
             if self.stop_deadline.is_some() && self.running.is_empty() {
                 break;

@@ -6,13 +6,12 @@
 //! late about once a minute with one job a second (and the loop stood still during each of a
 //! burst's checkpoints). Here the runner's connection never checkpoints by itself
 //! (`wal_autocheckpoint = 0`); after each turn the loop reads the WAL's frame count from the
-//! WAL-index header (one `pread` of `<db>-shm`) and, past the same 1,000 frames, nudges a thread
+//! WAL-index header ([`CommitProbe::wal_frames`](super::CommitProbe::wal_frames)) and, past the same 1,000 frames, nudges a thread
 //! that runs a PASSIVE checkpoint on its own connection. PASSIVE never waits for a lock or blocks
 //! a writer; the next write after a complete checkpoint starts the WAL again from its beginning.
 //!
 //! An idle runner never nudges, so the thread sleeps; it opens its connection at the first nudge.
 
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -35,8 +34,6 @@ const RENUDGE: Duration = Duration::from_millis(100);
 
 /// The runner's checkpoints, moved off its connection (see the module's text).
 pub struct Checkpointer {
-    shm: PathBuf,
-    file: Option<std::fs::File>,
     nudge: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
     /// Set with each nudge, cleared by the thread once it has checkpointed.
@@ -66,11 +63,7 @@ impl Store {
         // own checkpoints would have kept it, instead of staying at a burst's size.
         let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         conn.pragma_update(None, "journal_size_limit", i64::from(DUE_FRAMES) * page)?;
-        let mut shm = self.path.clone().into_os_string();
-        shm.push("-shm");
         Ok(Some(Checkpointer {
-            shm: PathBuf::from(shm),
-            file: None,
             nudge: Some(tx),
             thread: Some(thread),
             busy,
@@ -80,12 +73,11 @@ impl Store {
 }
 
 impl Checkpointer {
-    /// After a turn of the loop: if the WAL holds [`DUE_FRAMES`] or more, have the thread
-    /// checkpoint it; far past that, checkpoint here. Returns the frame count read, if any.
-    pub fn after_turn(&mut self, store: &Store) -> Option<u32> {
-        let frames = self.wal_frames()?;
+    /// After a turn of the loop, given the WAL's `frames` ([`CommitProbe::wal_frames`](super::CommitProbe::wal_frames)): at
+    /// [`DUE_FRAMES`] or more, have the thread checkpoint it; far past that, checkpoint here.
+    pub fn after_turn(&mut self, store: &Store, frames: u32) {
         if frames < DUE_FRAMES {
-            return Some(frames);
+            return;
         }
         if frames >= OVERDUE_FRAMES || self.nudge.is_none() {
             if let Connection::Sqlite(conn) = &store.conn {
@@ -93,7 +85,7 @@ impl Checkpointer {
                     tracing::warn!(error = %e, frames, "checkpoint failed");
                 }
             }
-            return Some(frames);
+            return;
         }
         let idle = !self.busy.load(Ordering::Acquire);
         if idle && self.last_nudge.is_none_or(|at| at.elapsed() >= RENUDGE) {
@@ -105,23 +97,6 @@ impl Checkpointer {
                 }
             }
         }
-        Some(frames)
-    }
-
-    /// `mxFrame` of the WAL-index header (<https://www.sqlite.org/walformat.html>): frames
-    /// in the WAL now. None if the header cannot be read or is not one we know.
-    fn wal_frames(&mut self) -> Option<u32> {
-        if self.file.is_none() {
-            self.file = std::fs::File::open(&self.shm).ok();
-        }
-        let mut header = [0u8; 48];
-        self.file.as_ref()?.read_exact_at(&mut header, 0).ok()?;
-        let field = |at: usize| u32::from_ne_bytes(header[at..at + 4].try_into().unwrap());
-        // iVersion 3007000, isInit set.
-        if field(0) != 3_007_000 || header[12] != 1 {
-            return None;
-        }
-        Some(field(16))
     }
 }
 
@@ -168,17 +143,20 @@ fn checkpoints(path: PathBuf, rx: Receiver<()>, busy: &AtomicBool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::CommitProbe;
 
-    /// A store in a temporary folder (kept while the first value lives), with its checkpointer.
-    fn checkpointed_store() -> (tempfile::TempDir, Store, Checkpointer) {
+    /// A store in a temporary folder (kept while the first value lives), its checkpointer, and
+    /// a probe to read the WAL's length with.
+    fn checkpointed_store() -> (tempfile::TempDir, Store, Checkpointer, CommitProbe) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("c.db")).unwrap();
         let cp = store.checkpoint_in_background().unwrap().unwrap();
-        (dir, store, cp)
+        let probe = store.commit_probe();
+        (dir, store, cp, probe)
     }
 
     /// Commits until the WAL holds at least `frames` frames; returns the count reached.
-    fn fill(store: &Store, probe: &mut Checkpointer, frames: u32) -> u32 {
+    fn fill(store: &Store, probe: &mut CommitProbe, frames: u32) -> u32 {
         let conn = store.sqlite_conn();
         conn.execute_batch("CREATE TABLE IF NOT EXISTS filler (x BLOB)")
             .unwrap();
@@ -194,20 +172,23 @@ mod tests {
 
     #[test]
     fn the_thread_checkpoints_and_the_connection_no_longer_does() {
-        let (_dir, store, mut cp) = checkpointed_store();
+        let (_dir, store, mut cp, mut probe) = checkpointed_store();
         // Past SQLite's own threshold, the connection alone no longer checkpoints: the WAL only grows.
-        let reached = fill(&store, &mut cp, DUE_FRAMES + 200);
+        let reached = fill(&store, &mut probe, DUE_FRAMES + 200);
         assert!(reached >= DUE_FRAMES + 200, "{reached}");
+        // Below the threshold a turn nudges nothing.
+        cp.after_turn(&store, DUE_FRAMES - 1);
+        assert!(!cp.busy.load(Ordering::Acquire));
         // A turn nudges the thread; once it has checkpointed, the next write starts the WAL over.
-        assert_eq!(cp.after_turn(&store), Some(reached));
+        cp.after_turn(&store, reached);
         let restarted = (0..500).any(|_| {
             std::thread::sleep(std::time::Duration::from_millis(10));
-            cp.after_turn(&store);
+            cp.after_turn(&store, probe.wal_frames().unwrap());
             store
                 .sqlite_conn()
                 .execute("INSERT INTO filler VALUES (1)", [])
                 .unwrap();
-            cp.wal_frames().unwrap() < 100
+            probe.wal_frames().unwrap() < 100
         });
         assert!(restarted, "the WAL was never checkpointed");
         drop(cp); // the thread ends
@@ -215,15 +196,15 @@ mod tests {
 
     #[test]
     fn without_the_thread_the_loop_checkpoints_itself() {
-        let (_dir, store, mut cp) = checkpointed_store();
+        let (_dir, store, mut cp, mut probe) = checkpointed_store();
         cp.nudge.take(); // as if the thread were gone
-        let reached = fill(&store, &mut cp, DUE_FRAMES);
-        assert_eq!(cp.after_turn(&store), Some(reached));
+        let reached = fill(&store, &mut probe, DUE_FRAMES);
+        cp.after_turn(&store, reached);
         store
             .sqlite_conn()
             .execute("INSERT INTO filler VALUES (1)", [])
             .unwrap();
-        assert!(cp.wal_frames().unwrap() < 100);
+        assert!(probe.wal_frames().unwrap() < 100);
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod runners;
 mod settings;
 pub mod sql;
 mod types;
+mod wal;
 
 use std::fs::OpenOptions;
 use std::io::Read;
@@ -42,6 +43,7 @@ pub use runners::{NewRunner, Runner};
 pub(crate) use settings::looks_like_email;
 pub use settings::{KEYS as SETTINGS_KEYS, SECRET_KEYS};
 pub use types::{Backoff, CatchUp, Execution, Finish, Job, Settings, Status, Trigger};
+pub use wal::CommitProbe;
 
 /// `PRAGMA application_id` of a cronmgr database: "CRON".
 pub const APPLICATION_ID: i32 = 0x4352_4F4E;
@@ -421,65 +423,6 @@ impl Store {
     }
 }
 
-/// Has any connection committed to the database since the last look? For an SQLite database
-/// the probe reads the WAL-index header at the start of `<db>-shm`, which every commit rewrites
-/// (its change counter, frame count and checksums: <https://www.sqlite.org/walformat.html>): one
-/// `pread`, none of SQLite's code, so an idle runner's minute stays cheap and keeps few pages.
-/// It answers only "no" or "maybe": after a "maybe", [`Store::change_marker`] tells whether the
-/// commit was another connection's. For PostgreSQL it always says "maybe".
-pub struct CommitProbe {
-    /// `<db>-shm`, for an SQLite database; its file once opened.
-    shm: Option<PathBuf>,
-    file: Option<std::fs::File>,
-    last: Option<[u8; 48]>,
-}
-
-impl CommitProbe {
-    fn new(store: &Store) -> CommitProbe {
-        let shm = (store.engine() == Engine::Sqlite).then(|| {
-            let mut path = store.path.clone().into_os_string();
-            path.push("-shm");
-            PathBuf::from(path)
-        });
-        CommitProbe {
-            shm,
-            file: None,
-            last: None,
-        }
-    }
-
-    /// False only when the header is byte for byte what it was at the last call (and the file
-    /// is still the database's).
-    pub fn moved(&mut self) -> bool {
-        use std::os::unix::fs::{FileExt, MetadataExt};
-        let Some(path) = &self.shm else {
-            return true;
-        };
-        // Opened at the first look (SQLite makes the file with the first transaction), and again
-        // if it was removed and made anew (by hand: SQLite keeps it while we are connected): an
-        // unlinked file would never move again.
-        if self
-            .file
-            .as_ref()
-            .is_none_or(|f| f.metadata().map_or(true, |m| m.nlink() == 0))
-        {
-            self.file = std::fs::File::open(path).ok();
-        }
-        let mut header = [0u8; 48];
-        let read = self
-            .file
-            .as_ref()
-            .is_some_and(|f| f.read_exact_at(&mut header, 0).is_ok());
-        if !read {
-            self.last = None;
-            return true;
-        }
-        let moved = self.last != Some(header);
-        self.last = Some(header);
-        moved
-    }
-}
-
 /// Is `path` absent or empty (true), an existing cronmgr-looking SQLite file (false), or not ours (Err)?
 fn check_existing(path: &Path) -> Result<bool> {
     let mut file = match std::fs::File::open(path) {
@@ -552,34 +495,6 @@ impl<T> OptionalRow<T> for sql::Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_commit_probe_moves_with_every_commit_and_only_then() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cronmgr.db");
-        let store = Store::open(&path).unwrap();
-        let mut probe = store.commit_probe();
-        assert!(probe.moved(), "the first look has nothing to compare with");
-        assert!(!probe.moved());
-        let mut settings = store.settings("default").unwrap();
-        settings.max_concurrent_jobs = 4;
-        store
-            .put_settings(&settings, &[], Utc::now(), test_by())
-            .unwrap();
-        assert!(probe.moved(), "our own commit");
-        assert!(!probe.moved());
-        let other = rusqlite::Connection::open(&path).unwrap();
-        other
-            .execute_batch("CREATE TABLE scratch (x); INSERT INTO scratch VALUES (1)")
-            .unwrap();
-        assert!(probe.moved(), "another connection's commit");
-        // Reads move nothing.
-        store.systems().unwrap();
-        assert!(!probe.moved());
-        // Without a header file to read (PostgreSQL, memory) it always says maybe.
-        let mut memory = Store::open_in_memory().unwrap().commit_probe();
-        assert!(memory.moved() && memory.moved());
-    }
 
     #[test]
     fn creates_and_reopens() {
