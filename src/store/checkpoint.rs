@@ -6,9 +6,10 @@
 //! late about once a minute with one job a second (and the loop stood still during each of a
 //! burst's checkpoints). Here the runner's connection never checkpoints by itself
 //! (`wal_autocheckpoint = 0`); after each turn the loop reads the WAL's frame count from the
-//! WAL-index header ([`CommitProbe::wal_frames`](super::CommitProbe::wal_frames)) and, past the same 1,000 frames, nudges a thread
-//! that runs a PASSIVE checkpoint on its own connection. PASSIVE never waits for a lock or blocks
-//! a writer; the next write after a complete checkpoint starts the WAL again from its beginning.
+//! WAL-index header ([`CommitProbe::wal_frames`]) and, past the same 1,000 frames, nudges a
+//! thread that runs a PASSIVE checkpoint on its own connection. PASSIVE never waits for a lock or
+//! blocks a writer; the next write after a complete checkpoint starts the WAL again from its
+//! beginning.
 //!
 //! An idle runner never nudges, so the thread sleeps; it opens its connection at the first nudge.
 
@@ -19,6 +20,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+#[cfg(doc)]
+use super::CommitProbe;
 use super::{Connection, Engine, Result, Store};
 
 /// Frames in the WAL past which a checkpoint is due: SQLite's own default.
@@ -73,7 +76,7 @@ impl Store {
 }
 
 impl Checkpointer {
-    /// After a turn of the loop, given the WAL's `frames` ([`CommitProbe::wal_frames`](super::CommitProbe::wal_frames)): at
+    /// After a turn of the loop, given the WAL's `frames` ([`CommitProbe::wal_frames`]): at
     /// [`DUE_FRAMES`] or more, have the thread checkpoint it; far past that, checkpoint here.
     pub fn after_turn(&mut self, store: &Store, frames: u32) {
         if frames < DUE_FRAMES {
