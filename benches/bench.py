@@ -10,6 +10,7 @@ table, targets beside figures.
 """
 
 import argparse
+import collections
 import json
 import math
 import os
@@ -738,6 +739,7 @@ class Bench:
         # Quiet moments, when no execution is in flight (each one holds threads and fds for a
         # while): before the first slot, and after every job was disabled and the runner nudged.
         before = sample()
+        fds_before = fd_targets(p.pid)
         if time.time() > first - 0.2:
             self.notes.append("soak: the runner got ready only after the first slot; 'before' may include work")
         samples = []
@@ -756,6 +758,7 @@ class Bench:
         p.send_signal(signal.SIGUSR1)  # reload the jobs now
         time.sleep(5)
         after = sample()
+        new_fds, fd_leak = fd_growth(fds_before, fd_targets(p.pid))
         self.stop(p)
         self.busy.append((busy_from, time.time()))
         statuses = dict(self.query(db, "SELECT status, count(*) FROM executions GROUP BY status"))
@@ -766,6 +769,7 @@ class Bench:
         thr = [x["threads"] for x in samples]
         q = {k: (before[k], after[k]) for k in ("VmRSS", "fds", "threads")}
         self.soak_result = dict(rss_mb=rss, fds=fds, threads=thr, statuses=statuses, quiet=q)
+        self.soak_result["new_fds"] = new_fds
         log(f"  RSS {['%.1f' % x for x in rss]} MB; fds {fds}; threads {thr}; executions {statuses}; "
             f"quiet before/after {q}")
         # Flat: no growth over the second half of the window (the first half may hold warm-up).
@@ -774,6 +778,9 @@ class Bench:
         per_k = grew * 1024 / max(1, SOAK_JOBS // SOAK_EVERY * SOAK_SAMPLE * (len(rss) - 1 - half)) * 1000
         expected = SOAK_JOBS // SOAK_EVERY * secs
         sc = f"soak, {SOAK_JOBS} jobs every {SOAK_EVERY} s ({secs / 60:.0f} min)"
+
+        def short(t):  # files of the soak's folder by their name
+            return os.path.basename(t) if os.path.dirname(t) == os.path.dirname(db) else t
         self.rows += [
             (sc, f"VmRSS first / max / last ({len(samples)} samples, every {SOAK_SAMPLE} s, the first at +{SOAK_SAMPLE} s)",
              f"{rss[0]:.1f} / {max(rss):.1f} / {rss[-1]:.1f} MB", "flat", "met" if grew <= 0.5 else "MISSED", "", ""),
@@ -783,8 +790,9 @@ class Bench:
              f"{before['VmRSS'] / 1024:.1f} → {after['VmRSS'] / 1024:.1f} MB", "", "", "", ""),
             (sc, "open file descriptors first / max / last (in-flight executions hold some)",
              f"{fds[0]} / {max(fds)} / {fds[-1]}", "", "", "", ""),
-            (sc, "  open file descriptors quiet, before → after", f"{before['fds']} → {after['fds']}", "flat",
-             "met" if after["fds"] <= before["fds"] else "MISSED", "", ""),
+            (sc, "  open file descriptors quiet, before → after (new ones: files opened once and kept are not a leak)",
+             f"{before['fds']} → {after['fds']}" + (f" (new: {', '.join(short(t) for t in new_fds)})" if new_fds else ""), "flat",
+             "MISSED" if fd_leak else "met", "", ""),
             (sc, "threads first / max / last; quiet before → after",
              f"{thr[0]} / {max(thr)} / {thr[-1]}; {before['threads']} → {after['threads']}", "flat",
              "met" if after["threads"] <= before["threads"] else "MISSED", "", ""),
@@ -991,6 +999,31 @@ def proc_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
+
+
+def fd_targets(pid):
+    """What a process's open descriptors point at: paths as they are, and the kind of the rest
+    ('pipe', 'socket', 'anon_inode:[eventfd]', 'anon_inode:[pidfd]', ...)."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            t = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        out.append(t.split(":[", 1)[0] if t.startswith(("pipe:", "socket:")) else t)
+    return out
+
+
+def fd_growth(before, after):
+    """The descriptors open at `after` and not at `before` (a multiset difference), and whether
+    they look like a leak: any more of a kind each execution takes (pipe, socket, eventfd,
+    pidfd, any other anonymous inode), or a file opened more than once more. One more of a
+    file is what a first use opens and keeps (the checkpoint thread's connection to the
+    database and its WAL, /dev/null for children's stdin); a leak over a soak's thousands of
+    executions, reloads or minutes shows many."""
+    new = collections.Counter(after) - collections.Counter(before)
+    leak = any(not t.startswith("/") or n > 1 for t, n in new.items())
+    return sorted(new.elements()), leak
 
 
 def proc_sample(pid):
