@@ -460,7 +460,21 @@ impl<'c> Engine<'c> {
         self.write_metrics_with(false);
         self.monitor.stop(DELIVERY_GRACE);
         self.notifier.send("STOPPING=1");
-        tracing::info!(?self.summary, "runner stopped");
+        let Summary {
+            started,
+            succeeded,
+            failed,
+            skipped,
+            missed,
+        } = self.summary;
+        tracing::info!(
+            started,
+            succeeded,
+            failed,
+            skipped,
+            missed,
+            "runner stopped"
+        );
         Ok(self.summary)
     }
 
@@ -1142,7 +1156,7 @@ impl<'c> Engine<'c> {
             execution,
             status = %finish.status,
             duration_ms = finish.duration_ms,
-            exit_code = ?finish.exit_code,
+            exit_code = finish.exit_code,
             "finished"
         );
         self.recorder.write(Write::Finish {
