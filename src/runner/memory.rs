@@ -41,11 +41,11 @@ pub fn release(store: &Store) {
 }
 
 /// Drop this process's resident pages of its own binary's (and the C runtime's) code and read-only
-/// data, except those [`keep_idle_code`] locked: they stay in the page cache, and the next access maps them again
-/// (a minor fault, no disk read, unless the kernel reclaimed them meanwhile). This keeps the
-/// sleeping runner's size independent of where the linker placed the code that ran: each fault
-/// maps a 64 KiB window around the page it needs, so a few dozen scattered functions would
-/// otherwise keep a megabyte or two resident.
+/// data, except those [`keep_idle_code`] locked: they stay in the page cache, and the next access
+/// maps them again (a minor fault, no disk read, unless the kernel reclaimed them meanwhile). This
+/// keeps the sleeping runner's size independent of where the linker placed the code that ran:
+/// each fault maps a 64 KiB window around the page it needs, so a few dozen scattered functions
+/// would otherwise keep a megabyte or two resident.
 pub fn release_code() {
     with_code(|code| code.settle(false));
 }
