@@ -768,8 +768,7 @@ class Bench:
         fds = [x["fds"] for x in samples]
         thr = [x["threads"] for x in samples]
         q = {k: (before[k], after[k]) for k in ("VmRSS", "fds", "threads")}
-        self.soak_result = dict(rss_mb=rss, fds=fds, threads=thr, statuses=statuses, quiet=q)
-        self.soak_result["new_fds"] = new_fds
+        self.soak_result = dict(rss_mb=rss, fds=fds, threads=thr, statuses=statuses, quiet=q, new_fds=new_fds)
         log(f"  RSS {['%.1f' % x for x in rss]} MB; fds {fds}; threads {thr}; executions {statuses}; "
             f"quiet before/after {q}")
         # Flat: no growth over the second half of the window (the first half may hold warm-up).
