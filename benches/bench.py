@@ -45,6 +45,7 @@ HISTORY_DAYS = 60
 OLD_ROWS = 100_000
 # scenario 7: start-up to READY=1
 STARTUP_JOBS = 100_000
+APPLY_JOBS = (20_000, 60_000)  # apply --check: once quadratic (4.7 s and 86 s), now linear
 # scenario 13: soak
 SOAK_JOBS = 1_000
 SOAK_EVERY = 10  # each job fires every SOAK_EVERY seconds, spread over the seconds: 100 a second
@@ -677,6 +678,36 @@ class Bench:
              f"{statistics.median(rss):.0f} MB (peak {statistics.median(hwm):.0f} MB)" if rss else "n/a", "", "", "", ""),
         ]
 
+    # ---- scenario: `apply --check` of one large job file ----
+
+    def apply_check(self):
+        """`apply --check` must grow linearly with the number of jobs (it once was quadratic)."""
+        self.apply_result = {}
+        for n in APPLY_JOBS:
+            path = os.path.join(self.work, f"apply-{n}.toml")
+            with open(path, "w") as f:
+                for k in range(n):
+                    f.write(f'[[job]]\nname = "job-{k:06d}"\nschedule = "{k % 60} {(k // 60) % 24} * * *"\n'
+                            f'argv = ["/usr/bin/true"]\ncategory = "BENCH"\ntimeout = "5m"\n\n')
+            config = os.path.join(self.work, "apply-config.toml")
+            with open(config, "w") as f:
+                f.write('[executors.shell]\nallow = ["/usr/bin/true"]\n')
+            times = []
+            for _ in range(self.m["startup_runs"]):
+                t0 = time.perf_counter()
+                subprocess.run([self.bin, "--config", config, "apply", "--check", path], env=self.env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+                times.append(time.perf_counter() - t0)
+            log(f"apply --check, {n:,} jobs: " + ", ".join(f"{t:.2f} s" for t in times))
+            self.apply_result[n] = times
+            os.unlink(path)
+        big = max(APPLY_JOBS)
+        med = statistics.median(self.apply_result[big])
+        for n in APPLY_JOBS:
+            self.rows.append((f"apply --check, {n:,} jobs", "one file, every job checked as `add` does",
+                              med_range(self.apply_result[n], "s", 2), "< 3 s" if n == big else "",
+                              ("met" if med < 3 else "MISSED") if n == big else "", "", ""))
+
     # ---- scenario 8: durability, the burst under synchronous=FULL ----
 
     def durability(self):
@@ -1206,9 +1237,9 @@ def main():
     ap.add_argument("--no-cron", action="store_true")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--machine-limit", action="store_true")
-    ap.add_argument("--only", default="limit,latency,burst,durability,retention,history,startup,idle,soak",
+    ap.add_argument("--only", default="limit,latency,burst,durability,retention,history,startup,apply,idle,soak",
                     help="comma-separated scenarios (limit, latency, burst, durability, retention, history, "
-                         "startup, idle, soak; idle includes cron)")
+                         "startup, apply, idle, soak; idle includes cron)")
     args = ap.parse_args()
     if args.machine_limit:
         machine_limit(args.work)
@@ -1240,6 +1271,8 @@ def main():
             b.history_status()
         if "startup" in only:
             b.startup()
+        if "apply" in only:
+            b.apply_check()
         if "idle" in only:
             cron_proc, boundary = b.idle(cron)
             b.cron_bursts(cron, cron_proc, boundary)
@@ -1261,7 +1294,7 @@ def main():
     with open(os.path.join(b.work, "results.json"), "w") as f:
         json.dump({k: getattr(b, k, None) for k in
                    ("limit", "latency", "bursts", "idle_result", "cron_latency", "cron_burst", "durability_result",
-                    "retention", "history_result", "startup_result", "soak_result")}, f, default=str)
+                    "retention", "history_result", "startup_result", "apply_result", "soak_result")}, f, default=str)
 
 
 if __name__ == "__main__":

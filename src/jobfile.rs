@@ -271,28 +271,42 @@ impl Located {
     }
 }
 
-/// 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+/// The 1-based line of any byte offset of a text, found by a binary search over where each line
+/// starts: a file of n jobs costs O(n log n), not a scan from the top for every job.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn of(text: &str) -> Lines {
+        let starts = std::iter::once(0)
+            .chain(
+                text.bytes()
+                    .enumerate()
+                    .filter(|&(_, b)| b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        Lines(starts)
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        // Lines starting at or before the offset; the first line starts at 0, so this is >= 1.
+        self.0.partition_point(|&start| start <= offset)
+    }
 }
 
 /// Parse a job file's text; `file` names it in problems. Never panics, whatever the text.
 pub fn parse(file: &str, text: &str) -> Result<Vec<Located>, Problem> {
+    let lines = Lines::of(text);
     let raw: RawFile = toml::from_str(text).map_err(|e| Problem {
         file: file.to_string(),
-        line: e.span().map_or(0, |s| line_of(text, s.start)),
+        line: e.span().map_or(0, |s| lines.line(s.start)),
         message: e.message().trim().to_string(),
     })?;
     Ok(raw
         .job
         .into_iter()
         .map(|spanned| {
-            let line = line_of(text, spanned.span().start);
+            let line = lines.line(spanned.span().start);
             Located {
                 spec: spanned.into_inner(),
                 file: file.to_string(),

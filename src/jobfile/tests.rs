@@ -267,3 +267,28 @@ proptest! {
         prop_assert_eq!(back, job, "{}", text);
     }
 }
+
+#[test]
+fn every_job_is_located_at_its_header_line() {
+    let text: String = (0..50)
+        .map(|i| format!("\n# job {i}\n[[job]]\nname = \"j{i}\"\nschedule = \"@daily\"\nargv = [\"/bin/true\"]\n"))
+        .collect();
+    let jobs = parse("x.toml", &text).unwrap();
+    let lines: Vec<usize> = jobs.iter().map(|j| j.line).collect();
+    let expected: Vec<usize> = (0..50).map(|i| 3 + 6 * i).collect();
+    assert_eq!(lines, expected);
+}
+
+#[test]
+fn a_line_is_the_count_of_newlines_before_the_offset_plus_one() {
+    let text = "a\nbc\n\nd";
+    let lines = Lines::of(text);
+    for offset in 0..=text.len() + 2 {
+        let naive = text.as_bytes()[..offset.min(text.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        assert_eq!(lines.line(offset), naive, "offset {offset}");
+    }
+}
