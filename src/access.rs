@@ -19,7 +19,7 @@ pub struct User {
     pub home: String,
 }
 
-/// The acting user: the real uid and its name, and `SUDO_USER` when set.
+/// The acting user: the real uid and its name, and who they were before `sudo`.
 pub fn current_actor() -> Actor {
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
@@ -28,8 +28,19 @@ pub fn current_actor() -> Actor {
         user: user_by_uid(uid)
             .map(|u| u.name)
             .unwrap_or_else(|| uid.to_string()),
-        sudo_user: std::env::var("SUDO_USER").ok().filter(|s| !s.is_empty()),
+        sudo_user: sudo_user(uid, std::env::var("SUDO_USER").ok()),
     }
+}
+
+/// `SUDO_USER` as the audit log records it. sudo sets it in a process whose real uid is root
+/// (sudo's own rule for trusting it); anyone else can set it to any name, so from a caller that
+/// is not root it is kept only marked "(unverified)".
+fn sudo_user(real_uid: u32, var: Option<String>) -> Option<String> {
+    let name = var.filter(|s| !s.is_empty())?;
+    Some(match real_uid {
+        0 => name,
+        _ => format!("{name} (unverified)"),
+    })
 }
 
 /// Is the acting process an admin? `Err` holds why not, for the refusal message.
@@ -190,6 +201,17 @@ pub fn user_groups(user: &User) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sudo_user_is_trusted_only_from_a_root_caller() {
+        assert_eq!(sudo_user(0, Some("alice".into())).as_deref(), Some("alice"));
+        assert_eq!(
+            sudo_user(1000, Some("root".into())).as_deref(),
+            Some("root (unverified)")
+        );
+        assert_eq!(sudo_user(0, Some(String::new())), None);
+        assert_eq!(sudo_user(1000, None), None);
+    }
 
     #[test]
     fn root_is_in_the_password_database() {

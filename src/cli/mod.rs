@@ -231,7 +231,8 @@ impl Ctx {
     }
 
     /// Refuse (exit 5) a non-admin who would touch a critical job, recording the attempt.
-    /// `jobs` are the versions involved (before and after a change): any critical one counts.
+    /// `jobs` are the versions involved, the stored one first (before and after a change): any
+    /// critical one counts.
     pub fn require_admin(
         &self,
         store: &Store,
@@ -239,13 +240,59 @@ impl Ctx {
         target: &str,
         jobs: &[&Job],
     ) -> anyhow::Result<()> {
-        if !jobs.iter().any(|j| j.is_critical) {
+        let Some(first) = jobs.first() else {
+            return Ok(());
+        };
+        let what = if first.is_critical {
+            format!("{target} is a critical job")
+        } else if jobs.iter().any(|j| j.is_critical) {
+            format!("making {target} critical needs an admin")
+        } else {
+            return Ok(());
+        };
+        self.refuse_unless_admin(store, action, target, what)
+    }
+
+    /// Refuse (exit 5) a non-admin who would change the settings of a system that holds a
+    /// critical job: its defaults (timeout, memory limit, retention, `is_enabled`) reach that job
+    /// as surely as an edit of the job itself.
+    pub fn require_admin_for_system(&self, store: &Store, action: &str) -> anyhow::Result<()> {
+        let critical: Vec<String> = store
+            .jobs(&crate::store::JobFilter {
+                system: Some(self.system().to_string()),
+                ..Default::default()
+            })?
+            .into_iter()
+            .filter(|j| j.is_critical)
+            .map(|j| j.name)
+            .collect();
+        if critical.is_empty() {
             return Ok(());
         }
+        let shown = match critical.len() {
+            1 => critical[0].clone(),
+            n => format!("{} and {} more", critical[0], n - 1),
+        };
+        let what = format!(
+            "system {} holds critical jobs ({shown}), so its settings are theirs",
+            self.system()
+        );
+        self.refuse_unless_admin(store, action, self.system(), what)
+    }
+
+    /// Ok for an admin; otherwise record the refused attempt in the audit log and fail (exit 5)
+    /// with `what` and why this user is no admin.
+    fn refuse_unless_admin(
+        &self,
+        store: &Store,
+        action: &str,
+        target: &str,
+        what: String,
+    ) -> anyhow::Result<()> {
         let Err(why) = crate::access::check_admin(self.config()?) else {
             return Ok(());
         };
-        let message = format!("{target} is a critical job: {why}");
+        let message = format!("{what}: {why}");
         store.record_audit(
             self.by(action),
             &AuditEvent {

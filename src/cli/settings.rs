@@ -57,6 +57,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Action::Set { key, value } => {
             let old_tz = settings.timezone.clone();
             settings.set(&key, &value).map_err(crate::exit::Invalid)?;
+            ctx.require_admin_for_system(&store, "settings")?;
             let now = ctx.now();
             // Jobs that follow the system's zone get new next runs in the same transaction.
             let mut next_runs = Vec::new();

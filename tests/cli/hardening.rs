@@ -90,6 +90,127 @@ fn audit(env: &Env) -> Vec<Value> {
 }
 
 #[test]
+fn sudo_user_from_a_caller_that_is_not_root_is_marked_unverified() {
+    let Some((uid, gid)) = test_user("sudo_user") else {
+        return;
+    };
+    let env = Env::new();
+    if crate::harness::on_postgres() {
+        eprintln!("sudo_user: skipped on PostgreSQL: shares the SQLite file with another user");
+        return;
+    }
+    share(&env, gid);
+    let add_as = |sudo: &str, name: &str, as_test_user: bool| {
+        let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("cronmgr"));
+        cmd.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", env.dir.path())
+            .env("CRONMGR_CONFIG", &env.config)
+            .env("SUDO_USER", sudo)
+            .arg("--db")
+            .arg(&env.db)
+            .args(["add", name, "--schedule", "@daily", "--", "/usr/bin/true"]);
+        if as_test_user {
+            cmd.uid(uid).gid(gid);
+        }
+        let out = cmd.output().expect("run cronmgr");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    add_as("root", "forged", true);
+    add_as("alice", "sudoed", false);
+    let rows = audit(&env);
+    let by_target = |t: &str| rows.iter().find(|r| r["target"] == t).expect(t).clone();
+    assert_eq!(by_target("forged")["sudo_user"], "root (unverified)");
+    assert_eq!(by_target("sudoed")["sudo_user"], "alice");
+}
+
+#[test]
+fn settings_of_a_system_holding_a_critical_job_need_an_admin() {
+    let Some(user) = test_user("critical settings") else {
+        return;
+    };
+    let env = Env::new();
+    if crate::harness::on_postgres() {
+        eprintln!(
+            "critical settings: skipped on PostgreSQL: shares the SQLite file with another user"
+        );
+        return;
+    }
+    env.ok(&[
+        "add",
+        "vital",
+        "--critical",
+        "--schedule",
+        "@daily",
+        "--",
+        "/usr/bin/true",
+    ]);
+    env.ok(&[
+        "--system",
+        "other",
+        "add",
+        "plain",
+        "--schedule",
+        "@daily",
+        "--",
+        "/usr/bin/true",
+    ]);
+    share(&env, user.1);
+    let before = env.dump();
+    for (key, value) in [
+        ("is_enabled", "false"),
+        ("default_timeout", "1"),
+        ("default_memory_limit", "1K"),
+        ("keep_executions", "1"),
+        ("cleanup_days", "0"),
+    ] {
+        let out = as_user(&env, user, &["settings", "set", key, value]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{key}: {stderr}");
+        assert!(
+            stderr.contains("system default holds critical jobs (vital)"),
+            "{key}: {stderr}"
+        );
+    }
+    assert_eq!(
+        env.dump(),
+        before,
+        "a refused settings change changed the database"
+    );
+    let refused: Vec<Value> = audit(&env)
+        .into_iter()
+        .filter(|r| r["outcome"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), 5, "{refused:#?}");
+    assert!(refused
+        .iter()
+        .all(|r| r["action"] == "settings" && r["user"] == TEST_USER));
+    // A system without critical jobs is anyone's who can write the database; root may always.
+    let out = as_user(
+        &env,
+        user,
+        &[
+            "--system",
+            "other",
+            "settings",
+            "set",
+            "default_timeout",
+            "60",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.ok(&["settings", "set", "default_timeout", "120"]);
+}
+
+#[test]
 fn a_non_admin_is_refused_on_a_critical_job_and_an_admin_is_not() {
     let Some(user) = test_user("critical jobs") else {
         return;
@@ -127,7 +248,11 @@ fn a_non_admin_is_refused_on_a_critical_job_and_an_admin_is_not() {
         let out = as_user(&env, user, args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(5), "{args:?}: {stderr}");
-        assert!(stderr.contains("critical job"), "{args:?}: {stderr}");
+        let why = match args[1] {
+            "plain" => "making plain critical needs an admin",
+            _ => "vital is a critical job",
+        };
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
     }
     assert_eq!(env.dump(), before, "a refused command changed the database");
     // A non-critical job is anyone's who can write the database.
