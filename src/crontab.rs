@@ -280,7 +280,7 @@ pub fn name_for(command: &str) -> String {
             }
             continue;
         }
-        if !interpreted && INTERPRETERS.contains(&base) {
+        if !interpreted && is_interpreter(base) {
             let mut j = i + 1;
             while j < words.len() && words[j].starts_with('-') {
                 j += 1;
@@ -295,6 +295,17 @@ pub fn name_for(command: &str) -> String {
     }
     // Only wrappers (`env`, `nice` alone): name it after the last.
     last_wrapper.map_or_else(|| "job".to_string(), sanitize)
+}
+
+/// `python3`, and versioned names such as `python3.11`, `perl5.36` or `php8.2`.
+fn is_interpreter(base: &str) -> bool {
+    INTERPRETERS.iter().any(|name| {
+        base.strip_prefix(name).is_some_and(|version| {
+            version.is_empty()
+                || version.chars().next().is_some_and(|c| c.is_ascii_digit())
+                    && version.chars().all(|c| c.is_ascii_digit() || c == '.')
+        })
+    })
 }
 
 fn sanitize(word: &str) -> String {

@@ -24,6 +24,6 @@ pub mod store;
 pub use exit::ExitCode;
 
 /// Run one parsed command line.
-pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
-    cli::dispatch(cli)
+pub fn run(line: cli::CommandLine) -> anyhow::Result<ExitCode> {
+    cli::dispatch(line)
 }

@@ -2,12 +2,11 @@
 
 use std::process::ExitCode as ProcessExit;
 
-use clap::Parser;
-
 fn main() -> ProcessExit {
-    let cli = cronmgr::cli::Cli::parse();
-    cronmgr::logging::init(cli.global.verbose, cli.global.quiet);
-    match cronmgr::run(cli) {
+    let line = cronmgr::cli::CommandLine::from_env();
+    let global = line.global();
+    cronmgr::logging::init(global.verbose, global.quiet);
+    match cronmgr::run(line) {
         Ok(code) => code.into(),
         Err(err) => {
             if cronmgr::exit::is_broken_pipe(&err) {

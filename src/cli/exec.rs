@@ -1,4 +1,5 @@
-//! `cronmgr __exec NAME` (hidden): the child process of a built-in executor.
+//! `cronmgr __exec NAME` (internal, parsed apart from the commands people use): the child
+//! process of a built-in executor.
 //!
 //! The runner spawns this binary with the job's params in `CRONMGR_EXEC_PARAMS`, the config file
 //! in `CRONMGR_CONFIG` and the database in `CRONMGR_DB`. It checks the params again against the

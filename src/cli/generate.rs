@@ -97,7 +97,7 @@ Output of running executions, for \fBcronmgr logs \-\-follow\fR.
 /// The whole man page.
 pub fn man_page() -> std::io::Result<Vec<u8>> {
     let cmd = Cli::command();
-    let man = clap_mangen::Man::new(cmd)
+    let man = clap_mangen::Man::new(cmd.clone())
         .date("")
         .manual("cronmgr manual")
         .source(format!("cronmgr {}", env!("CARGO_PKG_VERSION")));
@@ -107,10 +107,113 @@ pub fn man_page() -> std::io::Result<Vec<u8>> {
     man.render_synopsis_section(&mut out)?;
     man.render_description_section(&mut out)?;
     man.render_options_section(&mut out)?;
-    man.render_subcommands_section(&mut out)?;
+    render_commands(&cmd_for_commands(), &mut out);
     out.extend_from_slice(EXTRA.as_bytes());
     man.render_version_section(&mut out)?;
     Ok(out)
+}
+
+/// The command definition with its subcommands built, so each knows its full usage line.
+fn cmd_for_commands() -> clap::Command {
+    let mut cmd = Cli::command();
+    cmd.build();
+    cmd
+}
+
+/// Every command on this one page (`cronmgr add …`), with its options: there are no separate
+/// `cronmgr-add(1)` pages to point at.
+fn render_commands(cmd: &clap::Command, out: &mut Vec<u8>) {
+    out.extend_from_slice(b".SH COMMANDS\n");
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let usage = sub.clone().render_usage().to_string();
+        let usage = usage.trim_start_matches("Usage: ").trim();
+        out.extend_from_slice(format!(".SS \"cronmgr {}\"\n", roff(sub.get_name())).as_bytes());
+        out.extend_from_slice(format!("\\fB{}\\fR\n.PP\n", roff(usage)).as_bytes());
+        if let Some(about) = sub.get_long_about().or(sub.get_about()) {
+            out.extend_from_slice(format!("{}\n", roff(&about.to_string())).as_bytes());
+        }
+        let aliases: Vec<&str> = sub.get_visible_aliases().collect();
+        if !aliases.is_empty() {
+            out.extend_from_slice(
+                format!(".PP\nAlias: {}\n", roff(&aliases.join(", "))).as_bytes(),
+            );
+        }
+        for arg in sub
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && !a.is_global_set())
+            .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"))
+        {
+            out.extend_from_slice(format!(".TP\n{}\n", roff(&arg_label(arg))).as_bytes());
+            if let Some(help) = arg.get_long_help().or(arg.get_help()) {
+                out.extend_from_slice(format!("{}\n", roff(&help.to_string())).as_bytes());
+            }
+            let values: Vec<String> = arg
+                .get_possible_values()
+                .iter()
+                .filter(|v| !v.is_hide_set())
+                .map(|v| v.get_name().to_string())
+                .collect();
+            if !values.is_empty() && arg.get_action().takes_values() {
+                out.extend_from_slice(
+                    format!("[values: {}]\n", roff(&values.join(", "))).as_bytes(),
+                );
+            }
+        }
+        if sub.has_subcommands() {
+            let names: Vec<&str> = sub
+                .get_subcommands()
+                .filter(|s| !s.is_hide_set())
+                .map(|s| s.get_name())
+                .collect();
+            out.extend_from_slice(
+                format!(".PP\nSubcommands: {}\n", roff(&names.join(", "))).as_bytes(),
+            );
+        }
+    }
+}
+
+/// `-s, --schedule <EXPR>`, or `<NAME>` for a positional argument.
+fn arg_label(arg: &clap::Arg) -> String {
+    let value = arg
+        .get_value_names()
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| format!("<{n}>"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| format!("<{}>", arg.get_id().as_str().to_uppercase()));
+    if arg.is_positional() {
+        return value;
+    }
+    let mut names = Vec::new();
+    if let Some(short) = arg.get_short() {
+        names.push(format!("-{short}"));
+    }
+    if let Some(long) = arg.get_long() {
+        names.push(format!("--{long}"));
+    }
+    let mut label = names.join(", ");
+    if arg.get_action().takes_values() {
+        label.push(' ');
+        label.push_str(&value);
+    }
+    label
+}
+
+/// Text safe in a roff line: backslashes and hyphens escaped, no line starting with a control
+/// character.
+fn roff(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    escaped
+        .lines()
+        .map(|l| match l.starts_with(['.', '\'']) {
+            true => format!("\\&{l}"),
+            false => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn run(args: Args, _ctx: &Ctx) -> anyhow::Result<ExitCode> {

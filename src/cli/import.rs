@@ -172,9 +172,11 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         }
         let mut job_notes = Vec::new();
         if needs_shell {
+            // The import is refused unless the shell is allowlisted (checked with the rest
+            // below), so this says what the job does, not what it would need.
             job_notes.push(format!(
-                "needs a shell: runs as {} -c; {} must be allowlisted ([executors.shell] allow) for it to run",
-                argv[0], argv[0]
+                "runs through {} -c: the shell reads the whole line, as cron's did",
+                argv[0]
             ));
         }
         if let Some(user) = &entry.user {
@@ -277,10 +279,9 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     }
     if let Some(shell) = imported.iter().find(|i| i.needs_shell) {
         output::text(&format!(
-            "\n{} job(s) run through {} -c: it must be allowlisted ([executors.shell] allow in {}) for them to run",
+            "\n{} job(s) run through {} -c (allowlisted): the shell reads each line, as cron's did",
             imported.iter().filter(|i| i.needs_shell).count(),
             shell.argv[0],
-            config.path.display()
         ))?;
     }
     if args.dry_run {

@@ -122,9 +122,6 @@ pub enum Command {
     Validate(next::ValidateArgs),
     /// Print the man page or shell completions
     Generate(generate::Args),
-    /// Run a built-in executor's work (the runner's child process)
-    #[command(name = "__exec", hide = true)]
-    Exec(exec::Args),
     /// Create and update jobs from job files (jobs.d/*.toml)
     Apply(apply::Args),
     /// Print jobs as a job file that `apply` reads back
@@ -308,7 +305,48 @@ impl Ctx {
     }
 }
 
-pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+/// `cronmgr __exec NAME`: the child process of a built-in executor, started by the runner. It is
+/// parsed apart from [`Cli`], so no help text, completion or man page offers it to people.
+#[derive(Debug, Parser)]
+#[command(name = "cronmgr __exec")]
+pub struct ExecCli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(flatten)]
+    pub args: exec::Args,
+}
+
+/// A parsed command line: a person's command, or the runner's internal child.
+#[derive(Debug)]
+pub enum CommandLine {
+    Command(Box<Cli>),
+    Exec(ExecCli),
+}
+
+impl CommandLine {
+    /// Parse this process's arguments (exits with clap's message on bad usage).
+    pub fn from_env() -> CommandLine {
+        let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if args.get(1).is_some_and(|a| a == crate::executor::EXEC_ARG) {
+            args.remove(1);
+            return CommandLine::Exec(ExecCli::parse_from(args));
+        }
+        CommandLine::Command(Box::new(Cli::parse_from(args)))
+    }
+
+    pub fn global(&self) -> &Global {
+        match self {
+            CommandLine::Command(cli) => &cli.global,
+            CommandLine::Exec(exec) => &exec.global,
+        }
+    }
+}
+
+pub fn dispatch(line: CommandLine) -> anyhow::Result<ExitCode> {
+    let cli = match line {
+        CommandLine::Command(cli) => *cli,
+        CommandLine::Exec(exec) => return exec::run(exec.args, &Ctx::new(exec.global)),
+    };
     validate_system(&cli.global.system)?;
     let ctx = Ctx::new(cli.global);
     match cli.command {
@@ -329,7 +367,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Next(args) => next::next(args, &ctx),
         Command::Validate(args) => next::validate(args),
         Command::Generate(args) => generate::run(args, &ctx),
-        Command::Exec(args) => exec::run(args, &ctx),
         Command::Apply(args) => apply::run(args, &ctx),
         Command::Export(args) => export::run(args, &ctx),
         Command::ImportCrontab(args) => import::run(args, &ctx),

@@ -33,6 +33,9 @@ pub use report::Report;
 pub use shell::{glob_match, Shell, DEFAULT_PATH};
 pub use sqlite::Sqlite;
 
+/// The first argument of a built-in's child: `cronmgr __exec NAME`.
+pub const EXEC_ARG: &str = "__exec";
+
 /// The environment variable carrying a built-in's params (JSON) to its `__exec` child.
 pub const PARAMS_ENV: &str = "CRONMGR_EXEC_PARAMS";
 
@@ -168,7 +171,7 @@ pub(crate) fn reexec(
     ];
     Ok(Invocation {
         program: exe,
-        args: vec!["__exec".to_string(), name.to_string()],
+        args: vec![EXEC_ARG.to_string(), name.to_string()],
         env,
         cwd: Some(PathBuf::from("/")),
     })

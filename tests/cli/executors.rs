@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use assert_cmd::Command;
+
 use serde_json::Value;
 
 use crate::harness::Env;
@@ -113,9 +115,25 @@ fn the_exec_subcommand_is_hidden() {
     let env = Env::new();
     let help = env.ok(&["--help"]);
     assert!(!help.contains("__exec"), "{help}");
-    // Run by hand without its environment, it refuses.
-    let err = env.fails(1, &["__exec", "http"]);
+    for shell in ["bash", "zsh", "fish"] {
+        let completions = env.ok(&["generate", "completions", shell]);
+        assert!(!completions.contains("__exec"), "{shell}: {completions}");
+    }
+    // Run by hand without its environment (as the runner starts it: `__exec` first), it refuses.
+    let out = Command::cargo_bin("cronmgr")
+        .unwrap()
+        .env_clear()
+        .env("CRONMGR_DB", &env.db)
+        .env("CRONMGR_CONFIG", &env.config)
+        .args(["__exec", "http"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("CRONMGR_EXEC_PARAMS"), "{err}");
+    // Anywhere else it is no command at all.
+    let err = env.fails(2, &["__exec", "http"]);
+    assert!(err.contains("unrecognized subcommand"), "{err}");
 }
 
 #[test]

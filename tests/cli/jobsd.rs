@@ -548,7 +548,9 @@ fn import_a_user_crontab() {
         dry.contains("[[job]]") && dry.contains("not carried over"),
         "{dry}"
     );
-    assert!(dry.contains("must be allowlisted"), "{dry}");
+    // The shell is allowlisted (else the import would be refused): no note that it must be.
+    assert!(!dry.contains("must be allowlisted"), "{dry}");
+    assert!(dry.contains("-c (allowlisted)"), "{dry}");
     assert_eq!(env.json(&["list"]), json!([]));
 
     let out = env.json(&["import-crontab", s(&tab)]);

@@ -17,6 +17,16 @@ fn the_checked_in_man_page_is_current() {
             && checked_in.contains("ENVIRONMENT")
             && checked_in.contains("FILES")
     );
+    // Every command is described on this page; SEE ALSO names only pages that exist.
+    assert!(!checked_in.contains("cronmgr\\-add(1)"));
+    let see_also = &checked_in[checked_in.find(".SH \"SEE ALSO\"").expect("SEE ALSO")..];
+    assert!(!see_also.contains("cronmgr\\-"), "{see_also}");
+    for command in ["add", "run\\-now", "import\\-crontab", "settings"] {
+        assert!(
+            checked_in.contains(&format!(".SS \"cronmgr {command}\"")),
+            "no section for {command}"
+        );
+    }
     for shell in ["bash", "zsh", "fish"] {
         assert!(env
             .ok(&["generate", "completions", shell])
