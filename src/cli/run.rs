@@ -23,6 +23,9 @@ pub struct Args {
     /// With a shared PostgreSQL database: after this long without a heartbeat from this runner, the others declare it lost and interrupt its executions
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub lease: String,
+    /// Stop by itself after this long (30s, 5m), as SIGTERM would: drain, then exit 0 — for a trial run
+    #[arg(long = "for", value_name = "DURATION", conflicts_with = "once")]
+    pub run_for: Option<String>,
 }
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
@@ -30,6 +33,14 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let labels =
         crate::runner::fleet::labels(&args.labels).map_err(|e| invalid(format!("--label: {e}")))?;
     let lease = crate::runner::fleet::parse_lease(&args.lease).map_err(invalid)?;
+    let stop_after = match &args.run_for {
+        Some(text) => match crate::duration::parse(text) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => return Err(invalid("--for: the duration must be above 0".into())),
+            Err(e) => return Err(invalid(format!("--for: {e}"))),
+        },
+        None => None,
+    };
     let summary = crate::runner::serve(crate::runner::ServeOptions {
         db: ctx.db_path(),
         config_path: ctx.global.config.clone(),
@@ -39,6 +50,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         metrics_file: args.metrics_file,
         labels,
         lease,
+        stop_after,
     })?;
     if args.once {
         if ctx.global.json {

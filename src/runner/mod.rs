@@ -34,6 +34,8 @@ pub struct ServeOptions {
     pub metrics_file: Option<PathBuf>,
     pub labels: Vec<String>,
     pub lease: Duration,
+    /// Stop as SIGTERM would after this long (`run --for`).
+    pub stop_after: Option<Duration>,
 }
 
 /// Run the runner on `db` until a stop signal (or, with `once`, until what was due is done).
@@ -50,6 +52,7 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<Summary> {
         metrics_file,
         labels,
         lease,
+        stop_after,
     } = o;
     let shared = crate::store::is_postgres(&db);
     // A shared (PostgreSQL) database has many runners, on this host and others: no lock file.
@@ -94,6 +97,20 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<Summary> {
         },
     );
     let events = engine.sender();
+    if let Some(after) = stop_after {
+        let events = events.clone();
+        std::thread::Builder::new()
+            .name("stop-after".into())
+            .spawn(move || {
+                std::thread::sleep(after);
+                tracing::info!(
+                    after_s = after.as_secs(),
+                    "stopping: the --for duration is over"
+                );
+                let _ = events.send(Event::Signal(libc::SIGTERM));
+            })
+            .context("starting the --for timer")?;
+    }
     let mut signals = signal_hook::iterator::Signals::new([
         libc::SIGTERM,
         libc::SIGINT,

@@ -10,5 +10,6 @@ mod jobs;
 mod jobsd;
 mod migrate;
 mod packaging;
+mod quickstart;
 mod runner;
 mod schedule;
