@@ -442,11 +442,7 @@ impl Monitor {
                 );
                 self.host_condition(store, s, AlertKind::Cpu, over, now, || {
                     let summary = if over {
-                        format!(
-                            "host overloaded: CPU above {}% for {} (now {busy:.0}%)",
-                            s.cpu_threshold,
-                            human_secs(s.cpu_window)
-                        )
+                        overload_summary(s.cpu_threshold, s.cpu_window, busy)
                     } else {
                         format!("host CPU back under {}% (now {busy:.0}%)", s.cpu_threshold)
                     };
@@ -555,9 +551,30 @@ impl Monitor {
     }
 }
 
+/// `host overloaded: CPU above 80% for 5m (now 93%)`; a window of 0 alerts on one sample.
+fn overload_summary(threshold: u32, window: u64, busy: f64) -> String {
+    let span = match window {
+        0 => "at the last sample".to_string(),
+        w => format!("for {}", human_secs(w)),
+    };
+    format!("host overloaded: CPU above {threshold}% {span} (now {busy:.0}%)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overload_says_its_window_in_words() {
+        assert_eq!(
+            overload_summary(80, 300, 93.4),
+            "host overloaded: CPU above 80% for 5m (now 93%)"
+        );
+        assert_eq!(
+            overload_summary(1, 0, 12.0),
+            "host overloaded: CPU above 1% at the last sample (now 12%)"
+        );
+    }
 
     fn run_end(status: Status) -> RunEnd<'static> {
         RunEnd {

@@ -11,7 +11,7 @@ pub struct Args {
     #[arg(long)]
     pub active: bool,
     /// At most this many, newest first
-    #[arg(long, short = 'n', default_value_t = 50)]
+    #[arg(long, short = 'n', default_value_t = 50, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub limit: usize,
     /// Alerts of every system, not only --system
     #[arg(long, short = 'A')]

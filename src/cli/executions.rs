@@ -130,8 +130,15 @@ pub fn kill(args: KillArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 pub fn prune(args: PruneArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let store = ctx.store()?;
     let s = store.settings(ctx.system())?;
-    let older =
-        (s.cleanup_days > 0).then(|| ctx.now() - chrono::Duration::days(s.cleanup_days as i64));
+    // A cleanup_days too large for a date keeps everything, as 0 does.
+    let older = (s.cleanup_days > 0)
+        .then(|| {
+            i64::try_from(s.cleanup_days)
+                .ok()
+                .and_then(chrono::Duration::try_days)
+                .and_then(|d| ctx.now().checked_sub_signed(d))
+        })
+        .flatten();
     let keep = if s.keep_executions == 0 {
         u64::MAX >> 1
     } else {
@@ -176,19 +183,61 @@ pub fn prune(args: PruneArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         )?;
     } else {
         output::text(&format!(
-            "{} {count} executions (keeping the newest {} per job{})",
+            "{} {count} execution{} ({})",
             if args.dry_run {
                 "would delete"
             } else {
                 "deleted"
             },
-            s.keep_executions,
-            if s.cleanup_days > 0 {
-                format!(" and nothing older than {} days", s.cleanup_days)
-            } else {
-                String::new()
-            }
+            plural(count as u64),
+            retention(s.keep_executions, s.cleanup_days)
         ))?;
     }
     Ok(ExitCode::Ok)
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// What the system's retention keeps, in words: `keeping the newest 100 per job and nothing older
+/// than 1 day`, `keeping every execution`.
+fn retention(keep_executions: u64, cleanup_days: u64) -> String {
+    let per_job = match keep_executions {
+        0 => None,
+        n => Some(format!("the newest {n} per job")),
+    };
+    let age = match cleanup_days {
+        0 => None,
+        d => Some(format!("nothing older than {d} day{}", plural(d))),
+    };
+    match (per_job, age) {
+        (None, None) => "keeping every execution: keep_executions and cleanup_days are 0".into(),
+        (Some(k), None) => format!("keeping {k}"),
+        (None, Some(a)) => format!("keeping {a}"),
+        (Some(k), Some(a)) => format!("keeping {k} and {a}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retention;
+
+    #[test]
+    fn retention_in_words() {
+        assert_eq!(
+            retention(100, 1),
+            "keeping the newest 100 per job and nothing older than 1 day"
+        );
+        assert_eq!(retention(0, 30), "keeping nothing older than 30 days");
+        assert_eq!(retention(1, 0), "keeping the newest 1 per job");
+        assert_eq!(
+            retention(0, 0),
+            "keeping every execution: keep_executions and cleanup_days are 0"
+        );
+    }
 }

@@ -20,16 +20,28 @@ pub struct Args {
     #[arg(long, value_name = "DURATION|INSTANT")]
     pub since: Option<String>,
     /// At most this many, newest first
-    #[arg(long, short = 'n', default_value_t = 20)]
+    #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub limit: usize,
 }
 
 /// `--since`: a duration back from now, or an instant.
 pub fn parse_since(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(d) = crate::duration::parse(text) {
-        return Ok(now - chrono::Duration::from_std(d)?);
+        return chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .ok_or_else(|| {
+                anyhow::Error::new(crate::exit::Invalid(format!(
+                    "--since {text}: reaches back before any date cronmgr can represent"
+                )))
+            });
     }
-    parse_instant(text)
+    parse_instant(text).map_err(|_| {
+        anyhow::Error::new(crate::exit::Invalid(format!(
+            "invalid --since {text:?}: use a duration back from now (30m, 2h, 7d, 1h30m) or an \
+             instant (RFC 3339 such as 2027-03-28T00:00:00Z, or YYYY-MM-DD [HH:MM[:SS]] in UTC)"
+        )))
+    })
 }
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {

@@ -148,7 +148,12 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 }
                 let _ = std::fs::remove_file(&live_log);
                 match result {
-                    Ok(outcome) => execute::finish(&outcome, timeout, ctx.now()),
+                    Ok(outcome) => execute::finish(
+                        &outcome,
+                        timeout,
+                        now,
+                        (job.command != "shell").then_some(job.command.as_str()),
+                    ),
                     Err(e) => execute::not_started(
                         format!("cannot start {}: {e}", spec.program.display()),
                         ctx.now(),

@@ -64,6 +64,8 @@ pub struct NextRun {
     pub system: String,
     pub job: String,
     pub at: DateTime<Utc>,
+    /// The time has passed and the job has not started: no runner fired it (yet).
+    pub overdue: bool,
 }
 
 pub fn collect(ctx: &Ctx, store: &Store, all: bool) -> anyhow::Result<Status> {
@@ -96,7 +98,13 @@ pub fn collect(ctx: &Ctx, store: &Store, all: bool) -> anyhow::Result<Status> {
         next_runs: store
             .upcoming(system, 10)?
             .into_iter()
-            .map(|(system, job, at)| NextRun { system, job, at })
+            .map(|(system, job, at)| NextRun {
+                system,
+                job,
+                at,
+                // A second of slack: a runner that is up fires on the second.
+                overdue: at + chrono::Duration::seconds(1) < now,
+            })
             .collect(),
         last_executions: store.recent_executions(system, 10)?,
         mean_duration_ms: totals.mean_duration_ms,
@@ -164,11 +172,22 @@ pub fn render(s: &Status) -> String {
     } else {
         text.push_str(&output::table(
             &["JOB", "AT"],
-            s.next_runs
-                .iter()
-                .map(|n| vec![n.job.clone(), output::utc(n.at)]),
+            s.next_runs.iter().map(|n| {
+                let mut at = output::utc(n.at);
+                if n.overdue {
+                    at.push_str(" (overdue)");
+                }
+                vec![n.job.clone(), at]
+            }),
         ));
         text.push('\n');
+        if s.next_runs.iter().any(|n| n.overdue) {
+            text.push_str(if s.runner.up {
+                "  overdue: past their time and not started; the runner is up and should start them now\n"
+            } else {
+                "  overdue: past their time and not started, because no runner is up (cronmgr run)\n"
+            });
+        }
     }
     text.push_str("\nlast executions:\n");
     if s.last_executions.is_empty() {

@@ -197,6 +197,10 @@ struct Running {
     cancel: Cancel,
     timeout: Duration,
     live_log: PathBuf,
+    /// The row's `started_at`.
+    started_at: DateTime<Utc>,
+    /// The executor, when it is a built-in (not `shell`).
+    builtin: Option<String>,
 }
 
 /// Why slots were not run on time.
@@ -1023,6 +1027,8 @@ impl<'c> Engine<'c> {
                 cancel: cancel.clone(),
                 timeout,
                 live_log,
+                started_at: now,
+                builtin: (job.command != "shell").then(|| job.command.clone()),
             },
         );
         let spec = match spec {
@@ -1130,7 +1136,9 @@ impl<'c> Engine<'c> {
         };
         let now = self.clock.now();
         let mut finish = match &result {
-            Ok(outcome) => execute::finish(outcome, run.timeout, now),
+            Ok(outcome) => {
+                execute::finish(outcome, run.timeout, run.started_at, run.builtin.as_deref())
+            }
             Err(message) => execute::not_started(message.clone(), now),
         };
         if finish.status == Status::Interrupted && self.stop_deadline.is_some() {

@@ -173,7 +173,21 @@ fn run_as(job: &Job) -> Result<Option<(crate::access::User, RunAs)>, ParamError>
 }
 
 /// The record of an execution that ran.
-pub fn finish(outcome: &Outcome, timeout: Duration, now: DateTime<Utc>) -> Finish {
+/// Runs shorter than this record no CPU percentage: the kernel accounts CPU time per scheduler
+/// tick (1 to 10 ms), so the share of a few milliseconds' run is noise (`echo` showed 60 to 97 %).
+/// From one second on, a tick's error is under one percentage point.
+pub const CPU_PERCENT_MIN_RUN: Duration = Duration::from_secs(1);
+
+/// How an execution that ran ended. `started_at` is its row's start: `finished_at` is that plus
+/// the process's own run time (from spawn to reap, on the monotonic clock), so `duration_ms`
+/// is always `finished_at − started_at`. `builtin` names a built-in executor: its one-line
+/// reason (the child's last `NAME: …` line) goes into the error message.
+pub fn finish(
+    outcome: &Outcome,
+    timeout: Duration,
+    started_at: DateTime<Utc>,
+    builtin: Option<&str>,
+) -> Finish {
     let (status, error_message) = match outcome.ending {
         Ending::Exited(0) => (Status::Success, None),
         Ending::Signaled(sig) if cpu_limit_hit(outcome, sig).is_some() => (
@@ -189,7 +203,10 @@ pub fn finish(outcome: &Outcome, timeout: Duration, now: DateTime<Utc>) -> Finis
         Ending::Exited(code) => (
             Status::Failed,
             Some(with_limit_hint(
-                format!("exited with status {code}"),
+                match builtin.and_then(|name| builtin_reason(name, &outcome.output)) {
+                    Some(reason) => format!("exited with status {code}: {reason}"),
+                    None => format!("exited with status {code}"),
+                },
                 outcome,
             )),
         ),
@@ -212,16 +229,34 @@ pub fn finish(outcome: &Outcome, timeout: Duration, now: DateTime<Utc>) -> Finis
             Some("stopped: the runner was shutting down or the execution was killed".to_string()),
         ),
     };
+    let ran = chrono::Duration::from_std(outcome.duration).unwrap_or(chrono::Duration::zero());
+    let ran_ms = ran.num_milliseconds();
     Finish {
         status,
-        finished_at: now,
-        duration_ms: outcome.duration.as_millis() as i64,
+        // Whole milliseconds on both sides, so the difference of the stored instants is exact.
+        finished_at: started_at
+            .checked_add_signed(chrono::Duration::milliseconds(ran_ms))
+            .unwrap_or(started_at),
+        duration_ms: ran_ms,
         output: outcome.output.clone(),
         error_message,
         exit_code: outcome.exit_code,
         memory_used_mb: Some(outcome.max_rss_mb),
-        cpu_used_percent: Some(outcome.cpu_percent),
+        cpu_used_percent: (outcome.duration >= CPU_PERCENT_MIN_RUN).then_some(outcome.cpu_percent),
     }
+}
+
+/// A built-in's reason for failing: the last line of its output that starts with `NAME: `
+/// (what `cronmgr __exec NAME` prints on stderr before exiting 1), at most 300 characters.
+fn builtin_reason(name: &str, output: &str) -> Option<String> {
+    let prefix = format!("{name}: ");
+    let line = output
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with(&prefix))?;
+    let reason: String = line[prefix.len()..].chars().take(300).collect();
+    (!reason.is_empty()).then_some(reason)
 }
 
 /// The CPU limit, when it is what ended the job: SIGXCPU, or SIGKILL once its seconds are used.
