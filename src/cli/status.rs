@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::Ctx;
-use crate::output;
+use crate::output::{self, Column};
 use crate::store::{Alert, ExecutionBrief, StatusTotals, Store};
 use crate::ExitCode;
 
@@ -162,8 +162,9 @@ pub fn render(s: &Status) -> String {
     if s.next_runs.is_empty() {
         text.push_str("  none\n");
     } else {
-        text.push_str(&output::table(
-            &["JOB", "AT"],
+        text.push_str(&output::table_in(
+            2,
+            &[Column::new("JOB").fill(12), Column::new("AT")],
             s.next_runs
                 .iter()
                 .map(|n| vec![n.job.clone(), output::utc(n.at)]),
@@ -174,8 +175,16 @@ pub fn render(s: &Status) -> String {
     if s.last_executions.is_empty() {
         text.push_str("  none\n");
     } else {
-        text.push_str(&output::table(
-            &["ID", "JOB", "STATUS", "SCHEDULED", "DURATION", "EXIT"],
+        text.push_str(&output::table_in(
+            2,
+            &[
+                Column::new("ID"),
+                Column::new("JOB").fill(12),
+                Column::new("STATUS"),
+                Column::new("SCHEDULED"),
+                Column::new("DURATION").drop(2),
+                Column::new("EXIT").drop(1),
+            ],
             s.last_executions.iter().map(|e| {
                 vec![
                     e.id.to_string(),
@@ -191,7 +200,7 @@ pub fn render(s: &Status) -> String {
     }
     if !s.active_alerts.is_empty() {
         text.push_str("\nactive alerts:\n");
-        text.push_str(&super::alerts::table(&s.active_alerts));
+        text.push_str(&super::alerts::table(&s.active_alerts, 2));
         text.push('\n');
     }
     text
