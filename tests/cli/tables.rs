@@ -1,11 +1,16 @@
 //! Tables fit the terminal (issue #17): with `COLUMNS=80` no line of any listing is wider than
 //! 80 characters or ends in a space; on a wide terminal long text uses the room; piped output
-//! (no COLUMNS) is never cut.
+//! (no COLUMNS) is never cut. And every command answers `--json` with JSON.
 
+use std::cell::RefCell;
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command as StdCommand, Stdio};
 use std::time::Duration;
 
-use crate::harness::{Env, ALLOW};
+use serde_json::Value;
+
+use crate::harness::{self, Env, ALLOW};
 
 /// 90 characters: longer than any terminal row has room for next to the other columns.
 const LONG_NAME: &str =
@@ -245,4 +250,209 @@ fn a_wide_terminal_shows_history_messages_whole_and_a_pipe_cuts_nothing() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&garbage.stdout).contains(&message));
+}
+
+/// The command names `cronmgr --help` lists.
+fn subcommands(env: &Env) -> Vec<String> {
+    let help = env.ok(&["--help"]);
+    let commands = help
+        .split("Commands:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("a Commands: section");
+    // A command's line starts two spaces in; a wrapped description further in.
+    commands
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .filter(|c| c != "help")
+        .collect()
+}
+
+/// Run with `--json`; stdout parsed, or a panic that says what it printed.
+fn json_of(env: &Env, args: &[&str], stdin: Option<&str>) -> Value {
+    let mut cmd = env.cmd();
+    cmd.arg("--json").args(args);
+    if let Some(input) = stdin {
+        cmd.write_stdin(input.to_string());
+    }
+    let out = cmd.output().expect("run");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "cronmgr --json {args:?} (exit {:?}) printed no JSON ({e}):\n{}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn every_command_answers_json_or_refuses_it() {
+    let env = Env::new();
+    env.ignore_host_disk();
+    let dir = env.dir.path();
+    let jobs_file = dir.join("jobs.toml");
+    std::fs::write(
+        &jobs_file,
+        "[[job]]\nname = \"from-file\"\nschedule = \"0 4 * * *\"\ncommand = \"shell\"\n\
+         [job.params]\nargv = [\"/usr/bin/true\"]\n",
+    )
+    .unwrap();
+    let copy: PathBuf = dir.join("copy.db");
+    let covered: RefCell<Vec<&str>> = RefCell::new(Vec::new());
+    let check = |name: &'static str, args: &[&str], stdin: Option<&str>| -> Value {
+        covered.borrow_mut().push(name);
+        json_of(&env, args, stdin)
+    };
+
+    let added = check(
+        "add",
+        &["add", "j", "--schedule", "@daily", "--", "/usr/bin/true"],
+        None,
+    );
+    assert_eq!(added["name"], "j");
+    check("edit", &["edit", "j", "--priority", "3"], None);
+    check("list", &["list"], None);
+    assert_eq!(check("show", &["show", "j"], None)["name"], "j");
+    assert_eq!(
+        check("disable", &["disable", "j"], None)["is_active"],
+        false
+    );
+    assert_eq!(check("enable", &["enable", "j"], None)["is_active"], true);
+    let ran = check("run-now", &["run-now", "j"], None);
+    let id = ran["id"].as_i64().expect("an execution id").to_string();
+    let logs = check("logs", &["logs", &id], None);
+    assert_eq!(
+        logs["execution"].as_i64().map(|i| i.to_string()),
+        Some(id.clone())
+    );
+    assert!(logs["output"].is_string(), "{logs}");
+    let killed = env.cmd().args(["--json", "kill", &id]).output().unwrap();
+    assert_eq!(killed.status.code(), Some(2), "kill of an ended execution");
+    covered.borrow_mut().push("kill");
+    check("history", &["history"], None);
+    let next = check("next", &["next", "@daily"], None);
+    assert!(next["next"].is_array(), "{next}");
+    covered.borrow_mut().push("validate"); // another engineer's (issue #17 item 6): its JSON is tested there
+    check("settings", &["settings"], None);
+    let got = check("settings", &["settings", "get", "timezone"], None);
+    assert_eq!(got["key"], "timezone");
+    assert!(got["value"].is_string(), "{got}");
+    check(
+        "settings",
+        &["settings", "set", "keep_executions", "500"],
+        None,
+    );
+    let run = check("run", &["run", "--once"], None);
+    assert!(run["started"].is_u64(), "{run}");
+    let applied = check(
+        "apply",
+        &["apply", "--dry-run", jobs_file.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(applied["dry_run"], true);
+    assert_eq!(applied["summary"]["created"], 1, "{applied}");
+    let exported = check("export", &["export"], None);
+    assert!(exported["job"].is_array(), "{exported}");
+    let imported = check(
+        "import-crontab",
+        &["import-crontab", "--dry-run", "-"],
+        Some("@daily /usr/bin/true\n"),
+    );
+    assert_eq!(imported["dry_run"], true);
+    assert_eq!(imported["jobs"][0]["schedule"], "@daily");
+    check("status", &["status"], None);
+    check("stats", &["stats"], None);
+    check("alerts", &["alerts"], None);
+    check("audit", &["audit"], None);
+    check("runners", &["runners", "--all"], None);
+    let pruned = check("prune", &["prune", "--dry-run"], None);
+    assert_eq!(pruned["dry_run"], true);
+    // A webhook on a port nothing listens on: the test alert fails (exit 1), and says so.
+    let tested = env
+        .cmd()
+        .args([
+            "--json",
+            "alert",
+            "test",
+            "webhook",
+            "--to",
+            "http://127.0.0.1:9/hook",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(tested.status.code(), Some(1));
+    let tested: Value = serde_json::from_slice(&tested.stdout)
+        .unwrap_or_else(|e| panic!("alert test --json printed no JSON: {e}"));
+    assert_eq!(tested["channel"], "webhook");
+    assert_eq!(tested["ok"], false, "{tested}");
+    assert!(tested["error"].is_string(), "{tested}");
+    covered.borrow_mut().push("alert");
+    let migrated = check(
+        "migrate",
+        &["migrate", "--to", copy.to_str().unwrap()],
+        None,
+    );
+    assert!(migrated["tables"].is_array(), "{migrated}");
+    let removed = check("rm", &["rm", "j"], None);
+    assert_eq!(removed["name"], "j");
+
+    // Those whose output is a format of its own refuse --json (exit 2) rather than print
+    // something a JSON parser chokes on.
+    for args in [&["metrics"][..], &["generate", "man"]] {
+        let err = env.fails(2, &[&["--json"][..], args].concat());
+        assert!(err.contains("--json"), "{args:?}: {err}");
+        covered.borrow_mut().push(args[0]);
+    }
+
+    // Every subcommand is covered here (a new one must say what it prints for --json).
+    for command in subcommands(&env) {
+        assert!(
+            covered.borrow().contains(&command.as_str()),
+            "`{command}` is not checked for --json"
+        );
+    }
+}
+
+#[test]
+fn logs_of_a_running_execution_answers_json() {
+    let env = Env::new();
+    env.ok(&[
+        "add",
+        "slow",
+        "--schedule",
+        "@yearly",
+        "--",
+        "/usr/bin/sh",
+        "-c",
+        "echo started; sleep 5",
+    ]);
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("cronmgr"))
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", env.dir.path())
+        .env("TZ", "UTC")
+        .env("CRONMGR_CONFIG", &env.config)
+        .arg("--db")
+        .arg(&env.db)
+        .args(["run-now", "slow"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = env.wait_for(Duration::from_secs(10), || {
+        let h = env.json(&["history", "slow", "--status", "running"]);
+        h.as_array()?.first().cloned()
+    });
+    let running = running.expect("slow never showed as running");
+    let id = running["id"].as_i64().unwrap().to_string();
+    let logs = json_of(&env, &["logs", &id], None);
+    assert_eq!(logs["status"], "running", "{logs}");
+    assert!(logs["output"].is_string(), "{logs}");
+    let follow = env.fails(2, &["--json", "logs", "--follow", &id]);
+    assert!(follow.contains("--follow"), "{follow}");
+    harness::signal(&child, libc::SIGTERM);
+    harness::wait_exit(&mut child, Duration::from_secs(20));
 }
