@@ -28,6 +28,16 @@ pub enum Action {
     },
 }
 
+/// `alert test --json`: whether the test alert went out, and if not why.
+#[derive(serde::Serialize)]
+struct Tested<'a> {
+    channel: Channel,
+    /// The address or URL, its secrets redacted.
+    target: &'a str,
+    ok: bool,
+    error: Option<String>,
+}
+
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let Action::Test { channel, to } = args.action;
     let channel: Channel = channel.parse().map_err(crate::exit::Invalid)?;
@@ -76,12 +86,12 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let shown = redact::list(&target);
     let result = delivery::send(channel, &target, &alert, &settings, &smtp, now);
     if ctx.global.json {
-        output::json(&serde_json::json!({
-            "channel": channel,
-            "target": shown,
-            "ok": result.is_ok(),
-            "error": result.as_ref().err(),
-        }))?;
+        output::json(&Tested {
+            channel,
+            target: &shown,
+            ok: result.is_ok(),
+            error: result.as_ref().err().map(|e| e.to_string()),
+        })?;
     }
     match result {
         Ok(()) => {

@@ -1,7 +1,7 @@
 //! `cronmgr alerts [--active]`: alerts, newest first, with how their deliveries are going.
 
 use super::Ctx;
-use crate::output;
+use crate::output::{self, Column};
 use crate::store::{Alert, DeliveryState};
 use crate::ExitCode;
 
@@ -30,7 +30,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         eprintln!("no alerts");
         return Ok(ExitCode::Ok);
     }
-    output::text(&table(&alerts))?;
+    output::text(&table(&alerts, 0))?;
     Ok(ExitCode::Ok)
 }
 
@@ -50,7 +50,8 @@ pub fn delivery_line(a: &Alert) -> String {
         .join(" ")
 }
 
-pub fn table(alerts: &[Alert]) -> String {
+/// The alerts table, `indent` spaces in (under a heading in `status`).
+pub fn table(alerts: &[Alert], indent: usize) -> String {
     let rows = alerts.iter().map(|a| {
         vec![
             a.id.to_string(),
@@ -63,11 +64,18 @@ pub fn table(alerts: &[Alert]) -> String {
                 (s, _) => s.to_string(),
             },
             delivery_line(a),
-            a.summary.chars().take(80).collect(),
+            a.summary.clone(),
         ]
     });
-    output::table(
-        &["ID", "WHEN", "JOB", "KIND", "STATE", "DELIVERY", "SUMMARY"],
-        rows,
-    )
+    // The summary names the kind: KIND goes first on a narrow terminal.
+    let columns = [
+        Column::new("ID"),
+        Column::new("WHEN"),
+        Column::new("JOB").shrink(12),
+        Column::new("KIND").drop(1),
+        Column::new("STATE").drop(3),
+        Column::new("DELIVERY").shrink(10).drop(2),
+        Column::new("SUMMARY").fill(16),
+    ];
+    output::table_in(indent, &columns, rows)
 }

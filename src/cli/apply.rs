@@ -277,7 +277,12 @@ impl Plan {
 
     pub fn table(&self) -> String {
         output::table(
-            &["NAME", "ACTION", "CHANGED", "FROM"],
+            &[
+                output::Column::new("NAME").shrink(12),
+                output::Column::new("ACTION"),
+                output::Column::new("CHANGED").fill(12),
+                output::Column::new("FROM").shrink(10).drop(1),
+            ],
             self.changes.iter().map(|c| {
                 [
                     c.name.clone(),
@@ -293,14 +298,15 @@ impl Plan {
         )
     }
 
-    pub fn summary_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "created": self.count(Action::Created),
-            "updated": self.count(Action::Updated),
-            "unchanged": self.count(Action::Unchanged),
-            "removed": self.count(Action::Removed),
-            "not_in_any_file": self.count(Action::NotInAnyFile),
-        })
+    /// How many jobs each action touches, for `--json`.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            created: self.count(Action::Created),
+            updated: self.count(Action::Updated),
+            unchanged: self.count(Action::Unchanged),
+            removed: self.count(Action::Removed),
+            not_in_any_file: self.count(Action::NotInAnyFile),
+        }
     }
 }
 
@@ -418,6 +424,40 @@ fn load(files: &[PathBuf], system: &str, problems: &mut Vec<Problem>) -> Vec<Can
     out
 }
 
+/// `apply --json`: what changed (or would, on a dry run).
+#[derive(Serialize)]
+struct Applied<'a> {
+    dry_run: bool,
+    files: Vec<String>,
+    changes: &'a [Change],
+    summary: Counts,
+}
+
+/// How many jobs each action of a plan touches.
+#[derive(Serialize)]
+pub(super) struct Counts {
+    created: usize,
+    updated: usize,
+    unchanged: usize,
+    removed: usize,
+    not_in_any_file: usize,
+}
+
+/// `apply --check --json`: the files are valid; the jobs they declare.
+#[derive(Serialize)]
+struct Checked<'a> {
+    valid: bool,
+    files: Vec<String>,
+    jobs: Vec<CheckedJob<'a>>,
+}
+
+#[derive(Serialize)]
+struct CheckedJob<'a> {
+    name: &'a str,
+    /// FILE:LINE
+    source: String,
+}
+
 fn display_paths(files: &[PathBuf]) -> Vec<String> {
     files.iter().map(|p| p.display().to_string()).collect()
 }
@@ -470,12 +510,12 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         plan.execute(&store, ctx, now, "apply")?;
     }
     if ctx.global.json {
-        output::json(&serde_json::json!({
-            "dry_run": args.dry_run,
-            "files": display_paths(&files),
-            "changes": plan.changes,
-            "summary": plan.summary_json(),
-        }))?;
+        output::json(&Applied {
+            dry_run: args.dry_run,
+            files: display_paths(&files),
+            changes: &plan.changes,
+            summary: plan.counts(),
+        })?;
         return Ok(ExitCode::Ok);
     }
     if !plan.changes.is_empty() {
@@ -503,11 +543,17 @@ fn report_check(
     ctx: &Ctx,
 ) -> anyhow::Result<ExitCode> {
     if ctx.global.json {
-        output::json(&serde_json::json!({
-            "valid": true,
-            "files": display_paths(files),
-            "jobs": candidates.iter().map(|c| serde_json::json!({"name": c.job.name, "source": c.source()})).collect::<Vec<_>>(),
-        }))?;
+        output::json(&Checked {
+            valid: true,
+            files: display_paths(files),
+            jobs: candidates
+                .iter()
+                .map(|c| CheckedJob {
+                    name: &c.job.name,
+                    source: c.source(),
+                })
+                .collect(),
+        })?;
     } else {
         output::text(&format!(
             "ok: {} job{} in {} file{}",

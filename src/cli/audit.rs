@@ -3,7 +3,7 @@
 
 use super::history::parse_since;
 use super::Ctx;
-use crate::output;
+use crate::output::{self, Column};
 use crate::store::{AuditEntry, AuditFilter};
 use crate::ExitCode;
 
@@ -61,7 +61,14 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::Ok);
     }
     let table = output::table(
-        &["WHEN", "USER", "ACTION", "TARGET", "OUTCOME", "CHANGES"],
+        &[
+            Column::new("WHEN"),
+            Column::new("USER").shrink(8),
+            Column::new("ACTION"),
+            Column::new("TARGET").shrink(12),
+            Column::new("OUTCOME"),
+            Column::new("CHANGES").fill(16),
+        ],
         rows.iter().map(|e| {
             let mut changes = changes(e);
             if let Some(r) = &e.reason {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use serde::Serialize;
+
 use super::follow::follow;
 use super::Ctx;
 use crate::invalid;
@@ -32,15 +34,50 @@ pub struct PruneArgs {
     pub dry_run: bool,
 }
 
+/// `logs ID --json`: the output so far (all of it once the execution ended).
+#[derive(Serialize)]
+struct Logs {
+    execution: i64,
+    status: Status,
+    output: String,
+}
+
+/// `kill ID --json`.
+#[derive(Serialize)]
+struct Killed<'a> {
+    execution: i64,
+    job: &'a str,
+    /// False when no process of it was left to stop.
+    killed: bool,
+}
+
+/// `prune --json`.
+#[derive(Serialize)]
+struct Pruned {
+    /// Executions deleted (0 on a dry run).
+    deleted: usize,
+    /// Executions a run deletes (on a dry run: would delete).
+    would_delete: usize,
+    audit_deleted: usize,
+    dry_run: bool,
+}
+
 pub fn logs(args: LogsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    if args.follow && ctx.global.json {
+        invalid!(
+            "--follow streams the output as text; without it, --json prints the output so far"
+        );
+    }
     let store = ctx.store()?;
     let e = store.execution(args.execution)?;
     if e.status != Status::Running {
         let out = e.output.unwrap_or_default();
         if ctx.global.json {
-            output::json(
-                &serde_json::json!({"execution": e.id, "status": e.status, "output": out}),
-            )?;
+            output::json(&Logs {
+                execution: e.id,
+                status: e.status,
+                output: out,
+            })?;
         } else {
             use std::io::Write;
             let mut stdout = std::io::stdout().lock();
@@ -52,6 +89,14 @@ pub fn logs(args: LogsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let path = execute::live_log_path(&ctx.db_path(), e.id);
     if !args.follow {
         let text = std::fs::read(&path).unwrap_or_default();
+        if ctx.global.json {
+            output::json(&Logs {
+                execution: e.id,
+                status: e.status,
+                output: String::from_utf8_lossy(&text).into_owned(),
+            })?;
+            return Ok(ExitCode::Ok);
+        }
         use std::io::Write;
         std::io::stdout().write_all(&text)?;
         return Ok(ExitCode::Ok);
@@ -112,7 +157,11 @@ pub fn kill(args: KillArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     )?;
     let existed = process::kill_group(pid, execute::KILL_GRACE);
     if ctx.global.json {
-        output::json(&serde_json::json!({"execution": e.id, "job": e.job, "killed": existed}))?;
+        output::json(&Killed {
+            execution: e.id,
+            job: &e.job,
+            killed: existed,
+        })?;
     } else if existed {
         output::text(&format!(
             "killed execution {} of {} (process group {pid})",
@@ -178,9 +227,12 @@ pub fn prune(args: PruneArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         )?;
     }
     if ctx.global.json {
-        output::json(
-            &serde_json::json!({"deleted": if args.dry_run { 0 } else { count }, "would_delete": count, "audit_deleted": audit_deleted, "dry_run": args.dry_run}),
-        )?;
+        output::json(&Pruned {
+            deleted: if args.dry_run { 0 } else { count },
+            would_delete: count,
+            audit_deleted,
+            dry_run: args.dry_run,
+        })?;
     } else {
         output::text(&format!(
             "{} {count} execution{} ({})",

@@ -32,6 +32,12 @@ pub(super) fn render(jobs: &[Job], system: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// `export --json`: the job file's content as JSON (`job`: its `[[job]]` tables).
+#[derive(serde::Serialize)]
+struct Exported {
+    job: Vec<JobSpec>,
+}
+
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let store = ctx.store()?;
     let jobs = if args.names.is_empty() {
@@ -51,7 +57,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             .map(JobSpec::from_job)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| anyhow::anyhow!("cannot export: {e}"))?;
-        output::json(&serde_json::json!({ "job": specs }))?;
+        output::json(&Exported { job: specs })?;
         return Ok(ExitCode::Ok);
     }
     output::text(&render(&jobs, ctx.system())?)?;

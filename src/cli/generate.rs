@@ -216,7 +216,10 @@ fn roff(text: &str) -> String {
         .join("\n")
 }
 
-pub fn run(args: Args, _ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    if ctx.global.json {
+        crate::invalid!("--json: generate prints a man page or a completion script, not JSON");
+    }
     let mut stdout = std::io::stdout().lock();
     match args.what {
         What::Man => stdout.write_all(&man_page()?)?,

@@ -5,7 +5,7 @@ use chrono_tz::Tz;
 
 use super::next::parse_instant;
 use super::Ctx;
-use crate::output;
+use crate::output::{self, Column};
 use crate::store::{Execution, ExecutionFilter, Status};
 use crate::ExitCode;
 
@@ -82,20 +82,22 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 
 /// The history table (also under `show`).
 pub fn table(executions: &[Execution], tz: Tz, with_job: bool) -> String {
-    let mut headers = vec!["ID"];
+    let mut columns = vec![Column::new("ID")];
     if with_job {
-        headers.push("JOB");
+        columns.push(Column::new("JOB").shrink(16));
     }
-    headers.extend([
-        "STATUS",
-        "TRIGGER",
-        "TRY",
-        "SCHEDULED",
-        "DURATION",
-        "EXIT",
-        "MEM",
-        "CPU",
-        "MESSAGE",
+    // MESSAGE takes the room left; on a narrow terminal TRY goes first, EXIT (the message says
+    // it) before DURATION.
+    columns.extend([
+        Column::new("STATUS"),
+        Column::new("TRIGGER").drop(4),
+        Column::new("TRY").drop(1),
+        Column::new("SCHEDULED"),
+        Column::new("DURATION").drop(6),
+        Column::new("EXIT").drop(5),
+        Column::new("MEM").drop(2),
+        Column::new("CPU").drop(3),
+        Column::new("MESSAGE").fill(16),
     ]);
     let rows = executions.iter().map(|e| {
         let mut row = vec![e.id.to_string()];
@@ -122,19 +124,11 @@ pub fn table(executions: &[Execution], tz: Tz, with_job: bool) -> String {
                 .unwrap_or_else(|| "-".into()),
             e.error_message
                 .as_deref()
-                .map(|m| truncate(m, 60))
-                .unwrap_or_default(),
+                .and_then(|m| m.lines().next())
+                .unwrap_or_default()
+                .to_string(),
         ]);
         row
     });
-    output::table(&headers, rows)
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    let line = s.lines().next().unwrap_or("");
-    if line.chars().count() <= max {
-        line.to_string()
-    } else {
-        format!("{}…", line.chars().take(max - 1).collect::<String>())
-    }
+    output::table(&columns, rows)
 }

@@ -15,7 +15,7 @@ use super::apply::{self, Candidate, Plan};
 use super::Ctx;
 use crate::crontab::{self, Entry, Note};
 use crate::jobfile::Problem;
-use crate::output;
+use crate::output::{self, Column};
 use crate::schedule;
 use crate::store::{Job, JobFilter};
 use crate::ExitCode;
@@ -55,6 +55,25 @@ struct Imported {
     needs_shell: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     notes: Vec<String>,
+}
+
+/// `import-crontab --json`.
+#[derive(Serialize)]
+struct Report<'a> {
+    dry_run: bool,
+    source: &'a str,
+    jobs: &'a [Imported],
+    not_carried_over: Vec<NotCarried<'a>>,
+    /// On a dry run, the job file it would apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    toml: Option<String>,
+}
+
+/// A line, or part of one, that cronmgr cannot carry over.
+#[derive(Serialize)]
+struct NotCarried<'a> {
+    line: usize,
+    text: &'a str,
 }
 
 /// The argv for an entry, and whether it goes through a shell.
@@ -231,21 +250,31 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let toml = super::export::render(&jobs, ctx.system())?;
 
     if ctx.global.json {
-        let mut out = json!({
-            "dry_run": args.dry_run,
-            "source": source,
-            "jobs": imported,
-            "not_carried_over": notes.iter().map(|n| json!({"line": n.line, "text": n.text})).collect::<Vec<_>>(),
-        });
-        if args.dry_run {
-            out["toml"] = Value::String(toml);
-        }
-        output::json(&out)?;
+        output::json(&Report {
+            dry_run: args.dry_run,
+            source: &source,
+            jobs: &imported,
+            not_carried_over: notes
+                .iter()
+                .map(|n| NotCarried {
+                    line: n.line,
+                    text: &n.text,
+                })
+                .collect(),
+            toml: args.dry_run.then_some(toml),
+        })?;
         return Ok(ExitCode::Ok);
     }
     if !imported.is_empty() {
         output::text(&output::table(
-            &["LINE", "NAME", "SCHEDULE", "TZ", "COMMAND", "RUNS THROUGH"],
+            &[
+                Column::new("LINE"),
+                Column::new("NAME").shrink(12),
+                Column::new("SCHEDULE"),
+                Column::new("TZ").shrink(6).drop(1),
+                Column::new("COMMAND").fill(16),
+                Column::new("RUNS THROUGH").shrink(8).drop(2),
+            ],
             imported.iter().map(|i| {
                 [
                     i.line.to_string(),
@@ -256,7 +285,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     } else {
                         i.timezone.clone()
                     },
-                    short(&i.command, 50),
+                    i.command.clone(),
                     match (i.needs_shell, &i.stdin) {
                         (_, Some(input)) => format!(
                             "{} -c, {} line(s) of stdin",
@@ -273,7 +302,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     if !notes.is_empty() {
         output::text("\nnot carried over:")?;
         output::text(&output::table(
-            &["LINE", "WHAT"],
+            &[Column::new("LINE"), Column::new("WHAT").fill(20)],
             notes.iter().map(|n| [n.line.to_string(), n.text.clone()]),
         ))?;
     }

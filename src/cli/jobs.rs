@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::job_args;
 use super::Ctx;
-use crate::output;
+use crate::output::{self, Column};
 use crate::schedule::Schedule;
 use crate::store::{Job, JobFilter, Status};
 use crate::ExitCode;
@@ -143,19 +143,20 @@ pub fn list(args: ListArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         ]);
         rows.push(row);
     }
-    let mut headers = vec![];
+    let mut columns = vec![];
     if args.all_systems {
-        headers.push("SYSTEM");
+        columns.push(Column::new("SYSTEM").shrink(8));
     }
-    headers.extend([
-        "NAME",
-        "SCHEDULE",
-        "NEXT RUN",
-        "LAST STATUS",
-        "CATEGORY",
-        "PRI",
-        "ACTIVE",
+    // On a narrow terminal PRI goes first, then ACTIVE (NEXT RUN is "-" for a disabled job).
+    columns.extend([
+        Column::new("NAME").fill(12),
+        Column::new("SCHEDULE"),
+        Column::new("NEXT RUN"),
+        Column::new("LAST STATUS"),
+        Column::new("CATEGORY").shrink(8).drop(3),
+        Column::new("PRI").drop(1),
+        Column::new("ACTIVE").drop(2),
     ]);
-    output::text(&output::table(&headers, rows))?;
+    output::text(&output::table(&columns, rows))?;
     Ok(ExitCode::Ok)
 }

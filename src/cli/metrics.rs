@@ -41,6 +41,11 @@ pub fn runner_view(ctx: &Ctx, store: &crate::store::Store) -> anyhow::Result<Run
 }
 
 pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    if ctx.global.json {
+        crate::invalid!(
+            "--json: metrics prints the Prometheus text format; `status --json` and `stats --json` give the same figures as JSON"
+        );
+    }
     let store = ctx.store()?;
     let view = runner_view(ctx, &store)?;
     crate::output::text(&render(&store, &view)?)?;

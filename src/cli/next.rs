@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::invalid;
-use crate::output;
+use crate::output::{self, Column};
 use crate::schedule::{self, Schedule};
 use crate::ExitCode;
 
@@ -106,7 +106,12 @@ pub fn next(args: NextArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 schedule::dst_note(&schedule, *t, tz).unwrap_or_default(),
             ]
         });
-        text.push_str(&output::table(&[&zone_header, "UTC", "NOTE"], rows));
+        let columns = [
+            Column::new(&zone_header),
+            Column::new("UTC"),
+            Column::new("NOTE").fill(10),
+        ];
+        text.push_str(&output::table(&columns, rows));
     }
     output::text(&text)?;
     Ok(ExitCode::Ok)

@@ -1,7 +1,10 @@
 //! `cronmgr runners [--all]`: the runners sharing this database, and how each is doing.
 
+use serde::Serialize;
+
 use super::Ctx;
-use crate::output;
+use crate::output::{self, Column};
+use crate::store::Runner;
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -15,17 +18,24 @@ pub struct Args {
     pub all: bool,
 }
 
+/// A runner as `runners --json` prints it: its row and its state.
+#[derive(Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    runner: &'a Runner,
+    state: &'static str,
+}
+
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let store = ctx.store()?;
     let runners = store.runners(args.all)?;
     let now = ctx.now();
     if ctx.global.json {
-        let rows: Vec<serde_json::Value> = runners
+        let rows: Vec<Listed> = runners
             .iter()
-            .map(|r| {
-                let mut v = serde_json::to_value(r).expect("runner serializes");
-                v["state"] = r.state(now).into();
-                v
+            .map(|runner| Listed {
+                runner,
+                state: runner.state(now),
             })
             .collect();
         output::json(&rows)?;
@@ -44,15 +54,15 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     }
     let table = output::table(
         &[
-            "ID",
-            "HOST",
-            "PID",
-            "VERSION",
-            "LABELS",
-            "STATE",
-            "UP SINCE",
-            "LAST HEARTBEAT",
-            "RUNNING",
+            Column::new("ID"),
+            Column::new("HOST").fill(8),
+            Column::new("PID"),
+            Column::new("VERSION").drop(2),
+            Column::new("LABELS").shrink(6).drop(1),
+            Column::new("STATE"),
+            Column::new("UP SINCE").drop(3),
+            Column::new("LAST HEARTBEAT"),
+            Column::new("RUNNING"),
         ],
         runners.iter().map(|r| {
             [

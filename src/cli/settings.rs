@@ -1,6 +1,7 @@
 //! `cronmgr settings show|get KEY|set KEY VALUE`
 
 use clap::Subcommand;
+use serde::Serialize;
 
 use super::job_args;
 use super::Ctx;
@@ -26,6 +27,13 @@ pub enum Action {
     Set { key: String, value: String },
 }
 
+/// `settings get KEY --json`.
+#[derive(Serialize)]
+struct Setting<'a> {
+    key: &'a str,
+    value: &'a str,
+}
+
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let store = ctx.store()?;
     let mut settings = store.settings(ctx.system())?;
@@ -49,7 +57,10 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 );
             };
             if ctx.global.json {
-                output::json(&serde_json::json!({ "key": key, "value": value }))?;
+                output::json(&Setting {
+                    key: &key,
+                    value: &value,
+                })?;
             } else {
                 output::text(&value)?;
             }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::history::parse_since;
 use super::Ctx;
-use crate::output;
+use crate::output::{self, Column};
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -56,15 +56,15 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     });
     output::text(&output::table(
         &[
-            "JOB",
-            "RUNS",
-            "SUCCESS",
-            "MEAN",
-            "P95",
-            "MEM",
-            "CPU",
-            "STREAK",
-            "LAST SUCCESS",
+            Column::new("JOB").fill(12),
+            Column::new("RUNS"),
+            Column::new("SUCCESS"),
+            Column::new("MEAN"),
+            Column::new("P95").drop(3),
+            Column::new("MEM").drop(1),
+            Column::new("CPU").drop(2),
+            Column::new("STREAK").drop(4),
+            Column::new("LAST SUCCESS").drop(5),
         ],
         rows,
     ))?;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::Ctx;
-use crate::output;
+use crate::output::{self, Column};
 use crate::store::{Alert, ExecutionBrief, StatusTotals, Store};
 use crate::ExitCode;
 
@@ -170,8 +170,9 @@ pub fn render(s: &Status) -> String {
     if s.next_runs.is_empty() {
         text.push_str("  none\n");
     } else {
-        text.push_str(&output::table(
-            &["JOB", "AT"],
+        text.push_str(&output::table_in(
+            2,
+            &[Column::new("JOB").fill(12), Column::new("AT")],
             s.next_runs.iter().map(|n| {
                 let mut at = output::utc(n.at);
                 if n.overdue {
@@ -183,9 +184,9 @@ pub fn render(s: &Status) -> String {
         text.push('\n');
         if s.next_runs.iter().any(|n| n.overdue) {
             text.push_str(if s.runner.up {
-                "  overdue: past their time and not started; the runner is up and should start them now\n"
+                "  overdue: the runner is up and should start them now\n"
             } else {
-                "  overdue: past their time and not started, because no runner is up (cronmgr run)\n"
+                "  overdue: no runner is up to start them (cronmgr run)\n"
             });
         }
     }
@@ -193,8 +194,16 @@ pub fn render(s: &Status) -> String {
     if s.last_executions.is_empty() {
         text.push_str("  none\n");
     } else {
-        text.push_str(&output::table(
-            &["ID", "JOB", "STATUS", "SCHEDULED", "DURATION", "EXIT"],
+        text.push_str(&output::table_in(
+            2,
+            &[
+                Column::new("ID"),
+                Column::new("JOB").fill(12),
+                Column::new("STATUS"),
+                Column::new("SCHEDULED"),
+                Column::new("DURATION").drop(2),
+                Column::new("EXIT").drop(1),
+            ],
             s.last_executions.iter().map(|e| {
                 vec![
                     e.id.to_string(),
@@ -210,7 +219,7 @@ pub fn render(s: &Status) -> String {
     }
     if !s.active_alerts.is_empty() {
         text.push_str("\nactive alerts:\n");
-        text.push_str(&super::alerts::table(&s.active_alerts));
+        text.push_str(&super::alerts::table(&s.active_alerts, 2));
         text.push('\n');
     }
     text

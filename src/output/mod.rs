@@ -1,14 +1,16 @@
-//! How results reach people and scripts: tables (tabled) on stdout, JSON (serde_json), times.
+//! How results reach people and scripts: tables fitted to the terminal on stdout (see
+//! [`table`](mod@table) for the width rules), JSON (serde_json), times.
 
 pub mod progress;
+pub mod table;
+
+pub use table::Column;
 
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
-use tabled::builder::Builder;
-use tabled::settings::Style;
 
 /// Print a value as pretty JSON on stdout.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
@@ -28,31 +30,38 @@ pub fn text(s: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A table with a header row, borderless like `kubectl get`.
-pub fn table<R, C>(headers: &[&str], rows: R) -> String
+/// A table with a header row, borderless like `kubectl get`, fitted to the terminal (see
+/// [`table`](mod@table)). `columns` are [`Column`]s, or plain headers (columns kept whole).
+pub fn table<'a, H, R, C>(columns: &'a [H], rows: R) -> String
 where
+    &'a H: Into<Column<'a>>,
     R: IntoIterator<Item = C>,
     C: IntoIterator<Item = String>,
 {
-    let mut b = Builder::default();
-    b.push_record(headers.iter().map(|h| h.to_string()));
-    for row in rows {
-        b.push_record(row);
-    }
-    let mut t = b.build();
-    t.with(Style::blank());
-    t.to_string()
+    table_in(0, columns, rows)
 }
 
-/// Two columns, key and value, for `show` and `settings show`.
+/// The same, `indent` spaces in (a table under a heading).
+pub fn table_in<'a, H, R, C>(indent: usize, columns: &'a [H], rows: R) -> String
+where
+    &'a H: Into<Column<'a>>,
+    R: IntoIterator<Item = C>,
+    C: IntoIterator<Item = String>,
+{
+    let columns: Vec<Column> = columns.iter().map(Into::into).collect();
+    let rows: Vec<Vec<String>> = rows.into_iter().map(|r| r.into_iter().collect()).collect();
+    table::render(&columns, &rows, indent, true, table::terminal_width())
+}
+
+/// Two columns, key and value, for `show` and `settings show`: long values are cut with `…` to
+/// fit the terminal.
 pub fn pairs(rows: &[(&str, String)]) -> String {
-    let mut b = Builder::default();
-    for (k, v) in rows {
-        b.push_record([format!("{k}:"), v.clone()]);
-    }
-    let mut t = b.build();
-    t.with(Style::blank());
-    t.to_string()
+    let columns = [Column::new(""), Column::new("").fill(10)];
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(k, v)| vec![format!("{k}:"), v.clone()])
+        .collect();
+    table::render(&columns, &rows, 0, false, table::terminal_width())
 }
 
 /// `2026-11-29 03:00:00 CET` in the given zone.

@@ -117,7 +117,7 @@ fn status_marks_next_runs_that_are_already_past() {
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let out = env.ok(&["status"]);
     assert!(out.contains("(overdue)"), "{out}");
-    assert!(out.contains("because no runner is up"), "{out}");
+    assert!(out.contains("no runner is up to start them"), "{out}");
     let json = env.json(&["status"]);
     assert_eq!(json["next_runs"][0]["overdue"], true, "{json}");
 }

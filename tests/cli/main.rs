@@ -14,3 +14,4 @@ mod packaging;
 mod quickstart;
 mod runner;
 mod schedule;
+mod tables;
