@@ -33,7 +33,9 @@ use crate::config::Config;
 /// - **PATH** too: cronmgr gives every job a safe default (`DEFAULT_PATH`), and an allowlisted
 ///   program that runs helpers by name (`apt-get` runs `dpkg`, `git` runs `ssh`, scripts run
 ///   anything) would run the job's choice instead. The allowlist checks the program cronmgr
-///   starts, not the ones it starts in turn.
+///   starts, not the ones it starts in turn. A PATH is still accepted when every folder on it
+///   can be changed by root alone (see [`path_problem`]), as the default's: it then chooses
+///   only among programs root installed, and crontabs' `PATH=` lines keep working.
 /// - Interpreters and tools that load code a variable names: shells (`BASH_ENV`, `ENV`,
 ///   exported functions `BASH_FUNC_*`, `SHELLOPTS`/`BASHOPTS`/`PS4` for xtrace command
 ///   substitution), Python (every `PYTHON*`: it reads more than thirty, new ones each release),
@@ -157,6 +159,17 @@ pub fn check(name: &str, value: Option<&str>, config: &Config) -> Result<(), Par
         )));
     }
     let allowed = config.allowed_env().iter().any(|n| n == name);
+    if !allowed && name == "PATH" {
+        if let Some(v) = value.filter(|v| !v.contains('\0')) {
+            return match path_problem(v) {
+                None => Ok(()),
+                Some(why) => Err(ParamError(format!(
+                    "shell: env PATH is refused: {why}. A job's PATH may name only folders root alone can change; leave it out (cronmgr sets a safe one), or allow it by name in the root-owned {} ([executors.shell] allow_env = [\"PATH\"])",
+                    config.path.display()
+                ))),
+            };
+        }
+    }
     if !allowed {
         if let Some(why) = unsafe_reason(name) {
             return Err(ParamError(format!(
@@ -180,6 +193,90 @@ pub fn check(name: &str, value: Option<&str>, config: &Config) -> Result<(), Par
             return Err(ParamError(format!(
                 "shell: env {name}: the value must be {why}"
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Why a job's PATH could choose code, if it could: an entry that is empty (the current
+/// folder), relative or holds `..`, or a folder that someone other than root (or this process's
+/// user) could change: one of the folders that lead to it, or a symlink on the way, is owned by
+/// another user or writable by its group or others. Names only the entry's position, never the
+/// value.
+pub fn path_problem(value: &str) -> Option<String> {
+    let entries: Vec<&str> = value.split(':').collect();
+    entries.iter().enumerate().find_map(|(i, entry)| {
+        let at = format!("entry {} of {}", i + 1, entries.len());
+        let path = Path::new(entry);
+        if entry.is_empty() {
+            Some(format!("{at} is empty, which means the current folder"))
+        } else if !path.is_absolute() {
+            Some(format!("{at} is not an absolute path"))
+        } else if path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            Some(format!("{at} holds '..'"))
+        } else {
+            root_controlled(path).err().map(|why| format!("{at} {why}"))
+        }
+    })
+}
+
+/// Walk `path` from `/` one component at a time, following symlinks by hand, and require every
+/// folder crossed (and so every folder a symlink on the way lives in) to be owned by root or
+/// this process's user and writable by neither group nor others. What does not exist yet can
+/// only be created by whoever may write the last folder reached, which passed.
+fn root_controlled(path: &Path) -> Result<(), String> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    let me = crate::config::euid();
+    let safe = |p: &Path| -> Result<(), String> {
+        let m = std::fs::metadata(p).map_err(|e| format!("cannot be checked ({e})"))?;
+        if m.uid() != 0 && m.uid() != me {
+            return Err(format!("leads through a folder owned by uid {}", m.uid()));
+        }
+        if m.mode() & 0o022 != 0 {
+            return Err("leads through a folder its group or others can write".into());
+        }
+        Ok(())
+    };
+    let mut cur = PathBuf::from("/");
+    safe(&cur)?;
+    let mut todo: VecDeque<PathBuf> = path
+        .components()
+        .map(|c| PathBuf::from(c.as_os_str()))
+        .collect();
+    let mut links = 0;
+    while let Some(part) = todo.pop_front() {
+        match part.components().next() {
+            Some(Component::RootDir) => cur = PathBuf::from("/"),
+            Some(Component::ParentDir) => {
+                cur.pop();
+            }
+            Some(Component::Normal(name)) => {
+                let next = cur.join(name);
+                let meta = match next.symlink_metadata() {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) => return Err(format!("cannot be checked ({e})")),
+                };
+                if meta.file_type().is_symlink() {
+                    links += 1;
+                    if links > 40 {
+                        return Err("has too many levels of symlinks".into());
+                    }
+                    let target = std::fs::read_link(&next)
+                        .map_err(|e| format!("cannot be checked ({e})"))?;
+                    for c in target.components().rev() {
+                        todo.push_front(PathBuf::from(c.as_os_str()));
+                    }
+                    continue;
+                }
+                safe(&next)?;
+                cur = next;
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -344,6 +441,41 @@ mod tests {
         assert!(check("LANG", Some("de_DE.UTF-8"), &c).is_ok());
         // A value known only at spawn time: only the name is checked.
         assert!(check("TOKEN", None, &c).is_ok());
+    }
+
+    #[test]
+    fn a_path_of_folders_only_root_can_change_is_accepted() {
+        let c = config();
+        assert!(check("PATH", Some("/usr/local/bin:/usr/bin:/bin"), &c).is_ok());
+        // Not yet existing, below a folder only root can write: only root can create it.
+        assert!(check("PATH", Some("/usr/cronmgr-no-such-dir/bin:/usr/bin"), &c).is_ok());
+        for (value, needle) in [
+            (
+                "/tmp/bin:/usr/bin",
+                "entry 1 of 2 leads through a folder its group or others can write",
+            ),
+            ("/usr/bin::/bin", "entry 2 of 3 is empty"),
+            ("bin:/usr/bin", "not an absolute path"),
+            ("/usr/bin/../../tmp", "'..'"),
+        ] {
+            let err = check("PATH", Some(value), &c).unwrap_err();
+            assert!(err.0.contains(needle), "{value}: {err}");
+        }
+        // A symlink in a folder others can write leads nowhere safe, whatever it points to.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let link = dir.path().join("bin");
+        std::os::unix::fs::symlink("/usr/bin", &link).unwrap();
+        let err = check("PATH", Some(link.to_str().unwrap()), &c).unwrap_err();
+        assert!(err.0.contains("others can write"), "{err}");
+        // Even in a folder of its own that only its owner may write, when that folder is
+        // reached through one others can write (the temporary folder).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        if std::env::temp_dir().metadata().unwrap().mode() & 0o002 != 0 {
+            assert!(check("PATH", Some(link.to_str().unwrap()), &c).is_err());
+        }
+        // A symlink in a folder only root can write, to one too (merged /usr: /bin -> usr/bin).
+        assert!(root_controlled(Path::new("/bin")).is_ok());
     }
 
     #[test]
