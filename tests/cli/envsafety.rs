@@ -247,6 +247,10 @@ fn nul_bytes_and_bad_names_are_refused_without_showing_the_value() {
     assert_eq!(env.dump(), before);
 
     // Edited in behind cronmgr's back: refused before the spawn, the value in no message.
+    if harness::on_postgres() {
+        eprintln!("skipped: PostgreSQL's jsonb cannot hold a NUL byte, so no row can carry one");
+        return;
+    }
     env.ok(&args(&add_env("n", r#"{"PGPASSWORD": {"secret": "ok"}}"#)));
     set_params(
         &env,
