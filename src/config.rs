@@ -5,7 +5,14 @@
 //! [executors]
 //! enabled = ["shell"]
 //! [executors.shell]
-//! allow = ["/usr/bin/pg_dump", "/opt/app/bin/*"]
+//! allow = [
+//!     "/usr/bin/pg_dump",                                                 # any arguments
+//!     { program = "/usr/bin/apt-get", args = ["--simulate", "upgrade"] }, # exactly these
+//!     { program = "/opt/app/bin/*", args_prefix = ["--config", "/etc/app.toml"] },
+//! ]
+//! allow_env = ["LD_LIBRARY_PATH"] # variables jobs may set although they load code
+//! [secrets]
+//! dir = "/etc/cronmgr/secrets" # where `{"secret_ref": "NAME"}` env values are read from
 //! ```
 //!
 //! Without a config file, a root cronmgr allows no shell program (the file must say which), while a
@@ -22,6 +29,19 @@ use serde::Deserialize;
 
 pub const DEFAULT_CONFIG: &str = "/etc/cronmgr/config.toml";
 pub const DEFAULT_JOBS_DIR: &str = "/etc/cronmgr/jobs.d";
+pub const DEFAULT_SECRETS_DIR: &str = "/etc/cronmgr/secrets";
+
+/// The executors `[executors] enabled` may name (the registry in `executor/` has exactly these;
+/// a test there keeps the two in step).
+pub const EXECUTORS: &[&str] = &[
+    "shell",
+    "http",
+    "cleanup",
+    "backup",
+    "sqlite",
+    "healthcheck",
+    "report",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -39,8 +59,58 @@ pub enum ConfigError {
 pub enum Allow {
     /// Any program (non-root without a config file).
     Any,
-    /// Only programs matching these absolute paths or globs (`*`, `?`).
-    Only(Vec<String>),
+    /// Only programs matching one of these entries.
+    Only(Vec<AllowRule>),
+}
+
+/// One `[executors.shell] allow` entry: a program (absolute path or glob: `*`, `?`, `**`) and
+/// the arguments it may be given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowRule {
+    pub program: String,
+    pub args: ArgsRule,
+}
+
+/// What arguments an allowed program may get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgsRule {
+    /// Any (the entry is a plain string).
+    Any,
+    /// Exactly these, in this order (`args = [...]`; `[]` is none at all).
+    Exact(Vec<String>),
+    /// These first, then anything (`args_prefix = [...]`).
+    Prefix(Vec<String>),
+}
+
+impl AllowRule {
+    /// A program allowed with any arguments.
+    pub fn any(program: impl Into<String>) -> AllowRule {
+        AllowRule {
+            program: program.into(),
+            args: ArgsRule::Any,
+        }
+    }
+}
+
+impl ArgsRule {
+    pub fn matches(&self, args: &[String]) -> bool {
+        match self {
+            ArgsRule::Any => true,
+            ArgsRule::Exact(want) => want.as_slice() == args,
+            ArgsRule::Prefix(want) => args.starts_with(want),
+        }
+    }
+}
+
+impl std::fmt::Display for ArgsRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArgsRule::Any => write!(f, "any arguments"),
+            ArgsRule::Exact(a) if a.is_empty() => write!(f, "no arguments"),
+            ArgsRule::Exact(a) => write!(f, "exactly the arguments {a:?}"),
+            ArgsRule::Prefix(a) => write!(f, "arguments starting with {a:?}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +121,12 @@ pub struct Config {
     /// Executor names that may run; None: every built-in executor.
     pub enabled: Option<Vec<String>>,
     pub shell_allow: Allow,
+    /// `[executors.shell] allow_env`: variables a job may set although they load code. Read it
+    /// through [`Config::allowed_env`], which honours it only from a root-owned file.
+    pub shell_allow_env: Vec<String>,
+    /// `[secrets] dir`: where `{"secret_ref": "NAME"}` env values are read from at spawn time
+    /// (after `$CREDENTIALS_DIRECTORY`).
+    pub secrets_dir: PathBuf,
     pub http: HttpRules,
     pub cleanup: CleanupRules,
     pub backup: BackupRules,
@@ -122,6 +198,14 @@ struct File {
     smtp: crate::alert::email::SmtpConfig,
     #[serde(default)]
     admins: Admins,
+    #[serde(default)]
+    secrets: SecretsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretsFile {
+    dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,8 +226,72 @@ struct ExecutorsFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ShellFile {
+    /// Strings (any arguments) or tables `{ program, args | args_prefix }`.
     #[serde(default)]
-    allow: Vec<String>,
+    allow: Vec<toml::Value>,
+    #[serde(default)]
+    allow_env: Vec<String>,
+}
+
+/// One `allow` entry as written: a path (or glob), or a table pinning the arguments.
+fn allow_rule(entry: &toml::Value) -> Result<AllowRule, String> {
+    const SHAPE: &str = "each entry is a path (\"/usr/bin/echo\", any arguments) or a table \
+        { program = \"/usr/bin/apt-get\", args = [\"--simulate\", \"upgrade\"] } (exactly these) \
+        or { program = …, args_prefix = [\"--simulate\"] } (these first)";
+    let rule = match entry {
+        toml::Value::String(p) => AllowRule::any(p.clone()),
+        toml::Value::Table(t) => {
+            if let Some(key) = t
+                .keys()
+                .find(|k| !matches!(k.as_str(), "program" | "args" | "args_prefix"))
+            {
+                return Err(format!("unknown key {key:?}; {SHAPE}"));
+            }
+            let program = match t.get("program") {
+                Some(toml::Value::String(p)) => p.clone(),
+                _ => {
+                    return Err(format!(
+                        "a table needs program = \"/absolute/path\"; {SHAPE}"
+                    ))
+                }
+            };
+            let strings = |key: &str, v: &toml::Value| -> Result<Vec<String>, String> {
+                v.as_array()
+                    .and_then(|a| {
+                        a.iter()
+                            .map(|s| s.as_str().map(str::to_string))
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .ok_or_else(|| format!("{program}: {key} must be an array of strings"))
+            };
+            let args = match (t.get("args"), t.get("args_prefix")) {
+                (Some(a), None) => ArgsRule::Exact(strings("args", a)?),
+                (None, Some(a)) => ArgsRule::Prefix(strings("args_prefix", a)?),
+                (Some(_), Some(_)) => {
+                    return Err(format!(
+                        "{program}: give args (exact) or args_prefix, not both"
+                    ))
+                }
+                (None, None) => {
+                    return Err(format!(
+                        "{program}: a table pins arguments with args or args_prefix; for any arguments write the path as a plain string"
+                    ))
+                }
+            };
+            AllowRule { program, args }
+        }
+        _ => return Err(SHAPE.to_string()),
+    };
+    if !rule.program.starts_with('/') {
+        return Err(format!("{:?} is not an absolute path", rule.program));
+    }
+    if Path::new(&rule.program)
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(format!("{:?} must not contain '..'", rule.program));
+    }
+    Ok(rule)
 }
 
 impl Config {
@@ -183,6 +331,8 @@ impl Config {
             } else {
                 Allow::Any
             },
+            shell_allow_env: Vec::new(),
+            secrets_dir: PathBuf::from(DEFAULT_SECRETS_DIR),
             http: HttpRules::default(),
             cleanup: CleanupRules {
                 roots: homes.clone(),
@@ -210,21 +360,49 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        for pattern in file.executors.shell.iter().flat_map(|s| &s.allow) {
-            if !pattern.starts_with('/') {
-                return Err(ConfigError::Parse {
-                    path: path.to_path_buf(),
-                    message: format!(
-                        "[executors.shell] allow: {pattern:?} is not an absolute path"
-                    ),
-                });
-            }
-        }
         let bad = |message: String| ConfigError::Parse {
             path: path.to_path_buf(),
             message,
         };
         let ex = &file.executors;
+        if let Some(name) = ex
+            .enabled
+            .iter()
+            .flatten()
+            .find(|n| !EXECUTORS.contains(&n.as_str()))
+        {
+            return Err(bad(format!(
+                "[executors] enabled: unknown executor {name:?} (known: {})",
+                EXECUTORS.join(", ")
+            )));
+        }
+        let shell = ex.shell.as_ref();
+        let allow = shell
+            .iter()
+            .flat_map(|s| &s.allow)
+            .map(|entry| {
+                allow_rule(entry).map_err(|e| bad(format!("[executors.shell] allow: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let allow_env = shell.map(|s| s.allow_env.clone()).unwrap_or_default();
+        if let Some(name) = allow_env
+            .iter()
+            .find(|n| n.is_empty() || n.contains(['=', '\0']))
+        {
+            return Err(bad(format!(
+                "[executors.shell] allow_env: {name:?} is not an environment variable name"
+            )));
+        }
+        let secrets_dir = file
+            .secrets
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SECRETS_DIR));
+        if !secrets_dir.is_absolute() {
+            return Err(bad(format!(
+                "[secrets] dir: {secrets_dir:?} is not an absolute path"
+            )));
+        }
         for (key, list) in [
             ("[executors.cleanup] roots", &ex.cleanup.roots),
             ("[executors.backup] sources", &ex.backup.sources),
@@ -256,7 +434,9 @@ impl Config {
             path: path.to_path_buf(),
             loaded: true,
             enabled: file.executors.enabled,
-            shell_allow: Allow::Only(file.executors.shell.map(|s| s.allow).unwrap_or_default()),
+            shell_allow: Allow::Only(allow),
+            shell_allow_env: allow_env,
+            secrets_dir,
             http: file.executors.http,
             cleanup: file.executors.cleanup,
             backup: file.executors.backup,
@@ -268,6 +448,16 @@ impl Config {
             admins: file.admins,
             root_owned: false,
         })
+    }
+
+    /// `[executors.shell] allow_env` when the file is root-owned and writable by no one else
+    /// (as `[admins]`); nothing otherwise.
+    pub fn allowed_env(&self) -> &[String] {
+        if self.root_owned {
+            &self.shell_allow_env
+        } else {
+            &[]
+        }
     }
 
     /// May the executor with this name run at all?
@@ -335,12 +525,100 @@ mod tests {
             "[executors]\nenabled = [\"shell\"]\n[executors.shell]\nallow = [\"/bin/*\"]\n",
         )
         .unwrap();
-        assert_eq!(c.shell_allow, Allow::Only(vec!["/bin/*".into()]));
+        assert_eq!(c.shell_allow, Allow::Only(vec![AllowRule::any("/bin/*")]));
         assert!(c.executor_enabled("shell"));
         assert!(!c.executor_enabled("http"));
         let err = Config::parse(Path::new("c.toml"), "[executors.shel]\nallow=[]\n").unwrap_err();
         assert!(err.to_string().contains("c.toml"), "{err}");
         assert!(Config::parse(Path::new("c"), "[executors.shell]\nallow=[\"bin/x\"]\n").is_err());
+    }
+
+    #[test]
+    fn allow_entries_may_pin_arguments() {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            r#"
+[executors.shell]
+allow = [
+    "/usr/bin/echo",
+    { program = "/usr/bin/apt-get", args = ["--simulate", "upgrade"] },
+    { program = "/usr/bin/date", args = [] },
+    { program = "/opt/bin/*", args_prefix = ["--safe"] },
+]
+allow_env = ["LD_LIBRARY_PATH"]
+"#,
+        )
+        .unwrap();
+        let Allow::Only(rules) = &c.shell_allow else {
+            panic!("{:?}", c.shell_allow)
+        };
+        assert_eq!(rules[0], AllowRule::any("/usr/bin/echo"));
+        let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        assert!(rules[1].args.matches(&s(&["--simulate", "upgrade"])));
+        assert!(!rules[1]
+            .args
+            .matches(&s(&["--simulate", "upgrade", "-o", "x"])));
+        assert!(!rules[1]
+            .args
+            .matches(&s(&["-o", "x", "--simulate", "upgrade"])));
+        assert!(rules[2].args.matches(&[]));
+        assert!(!rules[2].args.matches(&s(&["-f", "/etc/shadow"])));
+        assert!(rules[3].args.matches(&s(&["--safe", "x"])));
+        assert!(!rules[3].args.matches(&s(&["x", "--safe"])));
+        // allow_env counts only from a root-owned file.
+        assert!(c.allowed_env().is_empty());
+        let owned = Config {
+            root_owned: true,
+            ..c
+        };
+        assert_eq!(owned.allowed_env(), ["LD_LIBRARY_PATH"]);
+        for (bad, needle) in [
+            ("allow = [{ program = \"/bin/x\" }]", "plain string"),
+            (
+                "allow = [{ program = \"/bin/x\", args = [], args_prefix = [] }]",
+                "not both",
+            ),
+            (
+                "allow = [{ program = \"/bin/x\", argz = [] }]",
+                "unknown key",
+            ),
+            ("allow = [{ args = [] }]", "program"),
+            (
+                "allow = [{ program = \"/bin/x\", args = [1] }]",
+                "array of strings",
+            ),
+            ("allow = [\"/usr/bin/../bin/sh\"]", "'..'"),
+            ("allow = [1]", "each entry"),
+            ("allow_env = [\"A=B\"]", "allow_env"),
+        ] {
+            let err = Config::parse(Path::new("c.toml"), &format!("[executors.shell]\n{bad}\n"))
+                .unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Parse { .. }) && err.to_string().contains(needle),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_executors_and_relative_secret_dirs_are_refused() {
+        let err = Config::parse(
+            Path::new("c.toml"),
+            "[executors]\nenabled = [\"shell\", \"teleport\"]\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("\"teleport\"") && text.contains(&EXECUTORS.join(", ")),
+            "{text}"
+        );
+        let c = Config::parse(Path::new("c.toml"), "[secrets]\ndir = \"/run/keys\"\n").unwrap();
+        assert_eq!(c.secrets_dir, PathBuf::from("/run/keys"));
+        assert_eq!(
+            Config::parse(Path::new("c.toml"), "").unwrap().secrets_dir,
+            PathBuf::from(DEFAULT_SECRETS_DIR)
+        );
+        assert!(Config::parse(Path::new("c.toml"), "[secrets]\ndir = \"keys\"\n").is_err());
     }
 
     #[test]

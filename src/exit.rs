@@ -64,6 +64,10 @@ pub fn classify(err: &anyhow::Error) -> ExitCode {
         {
             return ExitCode::Usage;
         }
+        // A config file cronmgr cannot make sense of is bad input; one it cannot read is not.
+        if let Some(crate::config::ConfigError::Parse { .. }) = cause.downcast_ref() {
+            return ExitCode::Usage;
+        }
         if let Some(e) = cause.downcast_ref::<crate::store::StoreError>() {
             return if e.is_bad_input() {
                 ExitCode::Usage
@@ -81,4 +85,27 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
         c.downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigError;
+
+    #[test]
+    fn a_config_that_does_not_parse_is_bad_input_and_one_that_cannot_be_read_is_not() {
+        let parse = anyhow::Error::new(ConfigError::Parse {
+            path: "c.toml".into(),
+            message: "expected `]`".into(),
+        });
+        assert_eq!(
+            classify(&parse.context("loading the config")),
+            ExitCode::Usage
+        );
+        let read = anyhow::Error::new(ConfigError::Read {
+            path: "c.toml".into(),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        });
+        assert_eq!(classify(&read), ExitCode::Error);
+    }
 }

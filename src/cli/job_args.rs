@@ -320,8 +320,9 @@ impl JobArgs {
                 "a program after `--` is for the shell executor, not {command:?}; give its parameters with --param"
             );
         }
-        // A new executor starts from empty parameters; the same one keeps what it had.
-        if command != job.command || !self.argv.is_empty() {
+        // A new executor starts from empty parameters; the same one keeps what it had, so
+        // `edit NAME -- PROG ARGS` replaces argv and keeps env and cwd (secrets included).
+        if command != job.command {
             job.params.clear();
         }
         job.command = command;

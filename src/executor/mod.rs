@@ -12,6 +12,7 @@
 mod backup;
 mod cleanup;
 pub mod common;
+pub mod env;
 mod healthcheck;
 mod http;
 mod report;
@@ -51,12 +52,25 @@ impl ParamError {
 }
 
 /// A program to spawn: absolute path, arguments, the complete environment and working folder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Invocation {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cwd: Option<PathBuf>,
+}
+
+/// The environment's names only: its values may be secrets.
+impl std::fmt::Debug for Invocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Invocation")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env", &names)
+            .field("cwd", &self.cwd)
+            .finish()
+    }
 }
 
 /// Why a built-in's work failed (the child prints it on stderr and exits 1).

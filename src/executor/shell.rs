@@ -1,12 +1,18 @@
 //! `shell`: run a program from the allowlist directly (no shell), with a clean environment.
 //!
-//! Params: `argv` (array of strings, required), `env` (object of strings, or of
-//! `{"secret": "…"}` for values no listing shows: see `crate::secrets`), `cwd` (absolute path).
+//! Params: `argv` (array of strings, required), `env` (object of strings, of `{"secret": "…"}`
+//! for values no listing shows: see `crate::secrets`, or of `{"secret_ref": "NAME"}` for values
+//! read from a root-owned file when the job starts: see [`super::env`]), `cwd` (absolute path).
+//!
+//! A job's environment may not choose code (`LD_PRELOAD`, `PATH`, …: [`super::env::UNSAFE`]),
+//! and its program must match `[executors.shell] allow`, arguments included where the entry pins
+//! them.
 
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use super::env::{self as job_env, SECRET_REF};
 use super::{known_keys, Executor, Invocation, ParamError};
 use crate::config::{Allow, Config};
 
@@ -17,11 +23,43 @@ pub struct Shell;
 
 struct Params {
     argv: Vec<String>,
-    env: Vec<(String, String)>,
+    env: Vec<(String, EnvValue)>,
     cwd: Option<PathBuf>,
 }
 
-fn parse(params: &Map<String, Value>) -> Result<Params, ParamError> {
+/// One value of `env`, as stored.
+enum EnvValue {
+    /// A string, or a `{"secret": "…"}` (stored, hidden from listings).
+    Text(String),
+    /// `{"secret_ref": "NAME"}`: read from a file when the job starts.
+    Ref(String),
+}
+
+fn env_value(name: &str, v: &Value) -> Result<EnvValue, ParamError> {
+    if let Value::String(s) = v {
+        return Ok(EnvValue::Text(s.clone()));
+    }
+    if let Some(secret) = crate::secrets::value(v) {
+        return Ok(EnvValue::Text(secret.to_string()));
+    }
+    match v {
+        Value::Object(m) if m.len() == 1 && m.contains_key(SECRET_REF) => {
+            let Some(Value::String(r)) = m.get(SECRET_REF) else {
+                return Err(ParamError(format!(
+                    "shell: env {name}: {SECRET_REF} must be a string (the secret's name)"
+                )));
+            };
+            job_env::check_secret_name(name, r)?;
+            Ok(EnvValue::Ref(r.clone()))
+        }
+        _ => Err(ParamError(format!(
+            "shell: env value of {name} must be a string, {{\"secret\": \"…\"}} for one no listing shows, \
+             or {{\"{SECRET_REF}\": \"NAME\"}} for one read from a file when the job starts"
+        ))),
+    }
+}
+
+fn parse(params: &Map<String, Value>, config: &Config) -> Result<Params, ParamError> {
     known_keys("shell", params, &["argv", "env", "cwd"])?;
     let argv = match params.get("argv") {
         Some(Value::Array(items)) if !items.is_empty() => items
@@ -47,25 +85,23 @@ fn parse(params: &Map<String, Value>) -> Result<Params, ParamError> {
     if argv[0].is_empty() {
         return Err(ParamError::new("shell: the program name is empty"));
     }
+    if argv.iter().any(|a| a.contains('\0')) {
+        return Err(ParamError::new(
+            "shell: argv holds a NUL byte, which no program can be given",
+        ));
+    }
     let env = match params.get("env") {
         None => Vec::new(),
         Some(Value::Object(map)) => map
             .iter()
             .map(|(k, v)| {
-                if k.is_empty() || k.contains('=') || k.contains('\0') {
-                    return Err(ParamError(format!(
-                        "shell: invalid environment variable name {k:?}"
-                    )));
-                }
-                match v {
-                    Value::String(s) => Ok((k.clone(), s.clone())),
-                    _ => match crate::secrets::value(v) {
-                        Some(secret) => Ok((k.clone(), secret.to_string())),
-                        None => Err(ParamError(format!(
-                            "shell: env value of {k} must be a string, or {{\"secret\": \"…\"}} for one no listing shows"
-                        ))),
-                    },
-                }
+                let value = env_value(k, v)?;
+                let text = match &value {
+                    EnvValue::Text(t) => Some(t.as_str()),
+                    EnvValue::Ref(_) => None,
+                };
+                job_env::check(k, text, config)?;
+                Ok((k.clone(), value))
             })
             .collect::<Result<_, _>>()?,
         Some(_) => {
@@ -76,6 +112,9 @@ fn parse(params: &Map<String, Value>) -> Result<Params, ParamError> {
     };
     let cwd = match params.get("cwd") {
         None => None,
+        Some(Value::String(s)) if s.contains('\0') => {
+            return Err(ParamError::new("shell: cwd holds a NUL byte"))
+        }
         Some(Value::String(s)) if s.starts_with('/') => Some(PathBuf::from(s)),
         Some(_) => return Err(ParamError::new("shell: cwd must be an absolute path")),
     };
@@ -90,7 +129,13 @@ fn resolve(program: &str, path_var: &str) -> Result<PathBuf, ParamError> {
                 "shell: program {program:?} must be an absolute path or a name found on PATH"
             )));
         }
-        PathBuf::from(program)
+        let path = PathBuf::from(program);
+        if path.components().any(|c| c == Component::ParentDir) {
+            return Err(ParamError(format!(
+                "shell: program {program:?} must not contain '..'"
+            )));
+        }
+        path
     } else {
         path_var
             .split(':')
@@ -118,43 +163,63 @@ fn resolve(program: &str, path_var: &str) -> Result<PathBuf, ParamError> {
     Ok(resolved)
 }
 
-/// Does the resolved program match an allowlist pattern? Patterns are resolved too: an exact
+/// Does the resolved program match this allowlist pattern? Patterns are resolved too: an exact
 /// path through its symlinks, a glob through the symlinks of the folder before its first wildcard.
-fn allowed(resolved: &Path, allow: &Allow) -> bool {
-    let patterns = match allow {
-        Allow::Any => return true,
-        Allow::Only(p) => p,
-    };
+fn program_matches(resolved: &Path, pattern: &str) -> bool {
     // `resolved` is canonical, and so is every folder above it: a pattern that matches it as
     // written would resolve to itself. Only the others are resolved (a few syscalls each).
     let text = resolved.to_string_lossy();
-    if patterns
-        .iter()
-        .any(|pattern| *pattern == text || glob_match(pattern, &text))
-    {
+    if pattern == text || glob_match(pattern, &text) {
         return true;
     }
-    patterns.iter().any(|pattern| {
-        if !pattern.contains(['*', '?', '[']) {
-            return Path::new(pattern)
-                .canonicalize()
-                .is_ok_and(|p| p == resolved);
-        }
-        // Resolve the literal folder prefix, keep the wildcard part as written.
-        let wild = pattern.find(['*', '?', '[']).unwrap_or(pattern.len());
-        let split = pattern[..wild].rfind('/').unwrap_or(0);
-        let (dir, rest) = pattern.split_at(split);
-        let dir = if dir.is_empty() { "/" } else { dir };
-        let base = Path::new(dir)
+    if !pattern.contains(['*', '?', '[']) {
+        return Path::new(pattern)
             .canonicalize()
-            .unwrap_or_else(|_| PathBuf::from(dir));
-        let full = format!(
-            "{}{}",
-            base.display().to_string().trim_end_matches('/'),
-            rest
-        );
-        glob_match(&full, &resolved.to_string_lossy())
+            .is_ok_and(|p| p == resolved);
+    }
+    // Resolve the literal folder prefix, keep the wildcard part as written.
+    let wild = pattern.find(['*', '?', '[']).unwrap_or(pattern.len());
+    let split = pattern[..wild].rfind('/').unwrap_or(0);
+    let (dir, rest) = pattern.split_at(split);
+    let dir = if dir.is_empty() { "/" } else { dir };
+    let base = Path::new(dir)
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from(dir));
+    let full = format!(
+        "{}{}",
+        base.display().to_string().trim_end_matches('/'),
+        rest
+    );
+    glob_match(&full, &text)
+}
+
+/// Why the program with these arguments is not allowed, or None when an entry allows it.
+fn refusal(resolved: &Path, args: &[String], allow: &Allow) -> Option<Refusal> {
+    let rules = match allow {
+        Allow::Any => return None,
+        Allow::Only(rules) => rules,
+    };
+    let mut pinned = Vec::new();
+    for rule in rules {
+        if program_matches(resolved, &rule.program) {
+            if rule.args.matches(args) {
+                return None;
+            }
+            pinned.push(rule.args.to_string());
+        }
+    }
+    Some(if pinned.is_empty() {
+        Refusal::Program
+    } else {
+        Refusal::Args(pinned)
     })
+}
+
+enum Refusal {
+    /// No entry names the program.
+    Program,
+    /// Entries name it, each with arguments these are not.
+    Args(Vec<String>),
 }
 
 /// Shell-style glob: `*` any run of characters except `/`, `**` any run including `/`, `?` one character.
@@ -179,34 +244,49 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     go(&p, &t)
 }
 
+/// PATH to find a bare program name on: the job's own, when the config allows it one.
 fn path_var(params: &Params) -> String {
     params
         .env
         .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.clone())
+        .find_map(|(k, v)| match v {
+            EnvValue::Text(t) if k == "PATH" => Some(t.clone()),
+            _ => None,
+        })
         .unwrap_or_else(|| DEFAULT_PATH.to_string())
 }
 
 fn check_allowed(params: &Params, config: &Config) -> Result<PathBuf, ParamError> {
     let resolved = resolve(&params.argv[0], &path_var(params))?;
-    if !allowed(&resolved, &config.shell_allow) {
-        let hint = if config.loaded {
-            format!(
-                "add it to [executors.shell] allow in {}",
+    let args = &params.argv[1..];
+    match refusal(&resolved, args, &config.shell_allow) {
+        None => {}
+        Some(Refusal::Args(pinned)) => {
+            return Err(ParamError(format!(
+                "shell: program {} is allowlisted only with {} ([executors.shell] allow in {}), not with the arguments {args:?}",
+                resolved.display(),
+                pinned.join(", or "),
                 config.path.display()
-            )
-        } else {
-            format!(
-                "as root, programs must be allowed in {} ([executors.shell] allow = [\"{}\"])",
-                config.path.display(),
+            )))
+        }
+        Some(Refusal::Program) => {
+            let hint = if config.loaded {
+                format!(
+                    "add it to [executors.shell] allow in {}",
+                    config.path.display()
+                )
+            } else {
+                format!(
+                    "as root, programs must be allowed in {} ([executors.shell] allow = [\"{}\"])",
+                    config.path.display(),
+                    resolved.display()
+                )
+            };
+            return Err(ParamError(format!(
+                "shell: program {} is not allowlisted; {hint}",
                 resolved.display()
-            )
-        };
-        return Err(ParamError(format!(
-            "shell: program {} is not allowlisted; {hint}",
-            resolved.display()
-        )));
+            )));
+        }
     }
     if let Some(cwd) = &params.cwd {
         if cwd.components().any(|c| c == Component::ParentDir) {
@@ -226,7 +306,7 @@ impl Executor for Shell {
     }
 
     fn check(&self, params: &Map<String, Value>, config: &Config) -> Result<(), ParamError> {
-        check_allowed(&parse(params)?, config).map(|_| ())
+        check_allowed(&parse(params, config)?, config).map(|_| ())
     }
 
     fn invocation(
@@ -234,7 +314,7 @@ impl Executor for Shell {
         params: &Map<String, Value>,
         config: &Config,
     ) -> Result<Invocation, ParamError> {
-        let p = parse(params)?;
+        let p = parse(params, config)?;
         let program = check_allowed(&p, config)?;
         let home = std::env::var("HOME").unwrap_or_else(|_| "/".to_string());
         let mut env = vec![
@@ -243,6 +323,14 @@ impl Executor for Shell {
             ("LANG".to_string(), "C.UTF-8".to_string()),
         ];
         for (k, v) in p.env {
+            let v = match v {
+                EnvValue::Text(t) => t,
+                EnvValue::Ref(name) => {
+                    let secret = job_env::read_secret(&k, &name, config)?;
+                    job_env::check(&k, Some(&secret), config)?;
+                    secret
+                }
+            };
             env.retain(|(name, _)| *name != k);
             env.push((k, v));
         }
@@ -258,6 +346,7 @@ impl Executor for Shell {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AllowRule, ArgsRule};
     use serde_json::json;
 
     fn params(v: Value) -> Map<String, Value> {
@@ -267,7 +356,7 @@ mod tests {
     fn config(allow: &[&str]) -> Config {
         let mut c = Config::defaults("/etc/cronmgr/config.toml".into());
         c.loaded = true;
-        c.shell_allow = Allow::Only(allow.iter().map(|s| s.to_string()).collect());
+        c.shell_allow = Allow::Only(allow.iter().map(|s| AllowRule::any(*s)).collect());
         c
     }
 
@@ -301,15 +390,16 @@ mod tests {
         std::os::unix::fs::symlink(dir.path(), &folder_link).unwrap();
         let linked_glob = format!("{}/*", folder_link.display());
         assert!(Shell.check(&p, &config(&[&linked_glob])).is_ok());
-        // Dot-dot tricks resolve first.
+        // A path with `..` is refused outright, even one that leads back into the folder.
         let sneaky = format!(
             "{}/../{}/real",
             dir.path().display(),
             dir.path().file_name().unwrap().to_str().unwrap()
         );
-        assert!(Shell
+        let err = Shell
             .check(&params(json!({"argv": [sneaky]})), &config(&[&glob]))
-            .is_ok());
+            .unwrap_err();
+        assert!(err.0.contains("must not contain '..'"), "{err}");
         assert!(Shell
             .check(&params(json!({"argv": ["/bin/sh"]})), &config(&[&glob]))
             .is_err());
@@ -344,6 +434,77 @@ mod tests {
             let err = Shell.check(&params(p.clone()), &c).unwrap_err();
             assert!(err.0.contains(needle), "{p}: {err}");
         }
+    }
+
+    #[test]
+    fn allowlist_entries_may_pin_arguments() {
+        let mut c = config(&["/usr/bin/true"]);
+        let Allow::Only(rules) = &mut c.shell_allow else {
+            unreachable!()
+        };
+        rules.push(AllowRule {
+            program: "/usr/bin/echo".into(),
+            args: ArgsRule::Exact(vec!["-n".into(), "x".into()]),
+        });
+        rules.push(AllowRule {
+            program: "/usr/bin/e?ho".into(),
+            args: ArgsRule::Prefix(vec!["--".into()]),
+        });
+        let check = |argv: Value| Shell.check(&params(json!({ "argv": argv })), &c);
+        assert!(check(json!(["/usr/bin/true", "anything"])).is_ok());
+        assert!(check(json!(["/usr/bin/echo", "-n", "x"])).is_ok());
+        assert!(check(json!(["/usr/bin/echo", "--", "y", "z"])).is_ok());
+        let err = check(json!(["/usr/bin/echo", "-e", "x"])).unwrap_err();
+        assert!(
+            err.0.contains("only with exactly the arguments [\"-n\", \"x\"], or arguments starting with [\"--\"]"),
+            "{err}"
+        );
+        let err = check(json!(["/usr/bin/sleep", "1"])).unwrap_err();
+        assert!(err.0.contains("not allowlisted"), "{err}");
+    }
+
+    #[test]
+    fn the_environment_may_not_choose_code_and_secret_refs_resolve_at_spawn() {
+        let mut c = config(&["/**"]);
+        let with_env = |env: Value| params(json!({"argv": ["/bin/true"], "env": env}));
+        let err = Shell
+            .check(&with_env(json!({"LD_PRELOAD": "/tmp/x.so"})), &c)
+            .unwrap_err();
+        assert!(err.0.contains("LD_PRELOAD"), "{err}");
+        // The re-check before a spawn refuses it too.
+        assert!(Shell
+            .invocation(&with_env(json!({"PATH": "/tmp"})), &c)
+            .is_err());
+        let err = Shell
+            .check(&with_env(json!({"T": {"secret": "a\u{0}b"}})), &c)
+            .unwrap_err();
+        assert!(err.0.contains("NUL") && !err.0.contains("a\0b"), "{err}");
+        // A reference is checked by name at add, read when the job starts.
+        let dir = tempfile::tempdir().unwrap();
+        c.secrets_dir = dir.path().to_path_buf();
+        let p = with_env(json!({"T": {"secret_ref": "tok"}}));
+        assert!(Shell.check(&p, &c).is_ok());
+        let err = Shell.invocation(&p, &c).unwrap_err();
+        assert!(err.0.contains("\"tok\""), "{err}");
+        let file = dir.path().join("tok");
+        std::fs::write(&file, "v4lue\n").unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let inv = Shell.invocation(&p, &c).unwrap();
+        assert!(inv.env.contains(&("T".into(), "v4lue".into())));
+        let err = Shell
+            .check(&with_env(json!({"T": {"secret_ref": "../etc/shadow"}})), &c)
+            .unwrap_err();
+        assert!(err.0.contains("secret_ref"), "{err}");
+    }
+
+    #[test]
+    fn the_config_knows_every_registered_executor() {
+        let mut names: Vec<&str> = crate::executor::all().iter().map(|e| e.name()).collect();
+        let mut known = crate::config::EXECUTORS.to_vec();
+        names.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(names, known);
     }
 
     #[test]

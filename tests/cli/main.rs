@@ -2,6 +2,7 @@
 
 mod alerts;
 mod edges;
+mod envsafety;
 mod executors;
 mod faults;
 mod fleet;

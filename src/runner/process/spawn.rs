@@ -250,7 +250,14 @@ fn environment(env: &[(String, String)]) -> io::Result<Vec<CString>> {
         if env[i + 1..].iter().any(|(later, _)| later == name) {
             continue;
         }
-        out.push(c_string(OsStr::new(&format!("{name}={value}")))?);
+        // The message names the variable only: its value may be a secret.
+        let pair = CString::new(format!("{name}={value}")).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("environment variable {name:?} holds a NUL byte"),
+            )
+        })?;
+        out.push(pair);
     }
     Ok(out)
 }
@@ -334,7 +341,8 @@ mod tests {
     fn a_nul_byte_is_refused_before_anything_starts() {
         let err = environment(&[("A".into(), "x\0y".into())]).err();
         assert!(
-            matches!(&err, Some(e) if e.kind() == io::ErrorKind::InvalidInput),
+            matches!(&err, Some(e) if e.kind() == io::ErrorKind::InvalidInput
+                && e.to_string().contains("\"A\"") && !e.to_string().contains('x')),
             "{err:?}"
         );
     }
