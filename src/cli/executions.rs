@@ -51,7 +51,7 @@ pub fn logs(args: LogsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     }
     let path = execute::live_log_path(&ctx.db_path(), e.id);
     if !args.follow {
-        let text = std::fs::read(&path).unwrap_or_default();
+        let text = super::follow::read_live(&path);
         use std::io::Write;
         std::io::stdout().write_all(&text)?;
         return Ok(ExitCode::Ok);
