@@ -10,5 +10,6 @@ mod jobs;
 mod jobsd;
 mod migrate;
 mod packaging;
+mod runfiles;
 mod runner;
 mod schedule;
