@@ -56,8 +56,8 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<Summary> {
     // Every check before the first write: a refused start leaves the database and the files
     // beside it as they were (no lock file, no WAL frame).
     let config = Config::load(config_path.as_deref())?;
-    modes::check_config(&config.path)?;
     modes::check_database(&db, &crate::store::local_base(&db), shared)?;
+    modes::check_config(&config.path)?;
     let shown = crate::store::display_db(&db);
     if !shared {
         Store::check_integrity(&db).with_context(|| format!("checking database {shown}"))?;
