@@ -120,7 +120,9 @@ fn sighup_keeps_the_old_config_when_the_new_one_is_writable_by_others() {
         "/usr/bin/id",
     ]);
     let row = env.wait_for(Duration::from_secs(15), || {
-        env.history("whoami").into_iter().next()
+        env.history("whoami")
+            .into_iter()
+            .find(|r| r["status"] != "running")
     });
     stop(&mut runner);
     let log = env.runner_log();
