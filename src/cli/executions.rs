@@ -88,7 +88,7 @@ pub fn logs(args: LogsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     }
     let path = execute::live_log_path(&ctx.db_path(), e.id);
     if !args.follow {
-        let text = std::fs::read(&path).unwrap_or_default();
+        let text = super::follow::read_live(&path);
         if ctx.global.json {
             output::json(&Logs {
                 execution: e.id,

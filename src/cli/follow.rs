@@ -1,9 +1,28 @@
 //! Streaming a file that another thread or process is still writing (live execution output).
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// Open a live log for reading; never through a symbolic link, which a user able to write the
+/// logs folder could plant to have this command print what it points at.
+fn open_live(path: &Path) -> std::io::Result<std::fs::File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// What a live log holds so far (empty if it is not there, or is not a plain file).
+pub fn read_live(path: &Path) -> Vec<u8> {
+    let mut text = Vec::new();
+    if let Ok(mut f) = open_live(path) {
+        let _ = f.read_to_end(&mut text);
+    }
+    text
+}
 
 /// Copy `path` to stdout as it grows, until `done()` says the writer finished; then copy the rest.
 /// Waits up to `appear` for the file to exist. Returns false if it never appeared.
@@ -14,7 +33,7 @@ pub fn follow(
 ) -> anyhow::Result<bool> {
     let start = Instant::now();
     let mut file = loop {
-        match File::open(path) {
+        match open_live(path) {
             Ok(f) => break f,
             Err(_) if done() => return Ok(false),
             Err(_) if start.elapsed() > appear => return Ok(false),

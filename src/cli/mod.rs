@@ -151,6 +151,8 @@ pub struct Ctx {
     pub global: Global,
     config: OnceCell<Config>,
     actor: OnceCell<Actor>,
+    /// Whether this command may create the database: only those that add to it do.
+    creates_db: bool,
 }
 
 impl Ctx {
@@ -159,6 +161,7 @@ impl Ctx {
             global,
             config: OnceCell::new(),
             actor: OnceCell::new(),
+            creates_db: true,
         }
     }
 
@@ -169,11 +172,16 @@ impl Ctx {
             .unwrap_or_else(crate::config::default_db_path)
     }
 
-    /// Open (creating on first use) the database.
+    /// Open the database: created on first use by a command that adds to it; for any other
+    /// command, a missing one is an error ([`StoreError::Missing`](crate::store::StoreError),
+    /// exit status 1) and nothing is created.
     pub fn store(&self) -> anyhow::Result<Store> {
         let path = self.db_path();
-        Store::open(&path)
-            .with_context(|| format!("opening database {}", crate::store::display_db(&path)))
+        let opened = match self.creates_db {
+            true => Store::open(&path),
+            false => Store::open_existing(&path),
+        };
+        opened.with_context(|| format!("opening database {}", crate::store::display_db(&path)))
     }
 
     pub fn config(&self) -> anyhow::Result<&Config> {
@@ -348,7 +356,12 @@ pub fn dispatch(line: CommandLine) -> anyhow::Result<ExitCode> {
         CommandLine::Exec(exec) => return exec::run(exec.args, &Ctx::new(exec.global)),
     };
     validate_system(&cli.global.system)?;
-    let ctx = Ctx::new(cli.global);
+    let mut global = cli.global;
+    if global.db.is_none() && uses_database(&cli.command) {
+        global.db = Some(default_db_path()?);
+    }
+    let mut ctx = Ctx::new(global);
+    ctx.creates_db = creates_database(&cli.command);
     match cli.command {
         Command::Add(args) => add::run(args, &ctx),
         Command::Edit(args) => edit::run(args, &ctx),
@@ -381,6 +394,59 @@ pub fn dispatch(line: CommandLine) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Commands that add to the database, and so create it when it is missing. Every other
+/// command on a missing database says there is none (exit status 1) and creates nothing.
+fn creates_database(command: &Command) -> bool {
+    match command {
+        Command::Add(_) | Command::Run(_) => true,
+        Command::Settings(a) => matches!(a.action, Some(settings::Action::Set { .. })),
+        Command::Apply(a) => !a.dry_run && !a.check,
+        Command::ImportCrontab(a) => !a.dry_run,
+        _ => false,
+    }
+}
+
+/// Commands that never open the database: they need no default path.
+fn uses_database(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Validate(_) | Command::Generate(_) | Command::Next(_)
+    )
+}
+
+/// The database when none is named: root's system-wide one; for anyone else, under the XDG data
+/// folder (`$XDG_DATA_HOME`, else `$HOME/.local/share`, else the home folder the user database
+/// gives), never the current folder.
+fn default_db_path() -> anyhow::Result<PathBuf> {
+    if crate::config::is_root() {
+        return Ok(crate::config::default_db_path());
+    }
+    let var = |k: &str| std::env::var_os(k).map(PathBuf::from);
+    let uid = crate::config::euid();
+    let passwd_home = || crate::access::user_by_uid(uid).map(|u| PathBuf::from(u.home));
+    match user_data_dir(var("XDG_DATA_HOME"), var("HOME"), passwd_home) {
+        Some(dir) => Ok(dir.join("cronmgr").join("cronmgr.db")),
+        None => crate::invalid!(
+            "no folder for the default database: XDG_DATA_HOME and HOME are unset or not absolute, \
+             and uid {uid} has no absolute home folder in the user database; name one with --db PATH \
+             (or CRONMGR_DB)"
+        ),
+    }
+}
+
+/// The XDG base directory spec's data folder: relative values are ignored.
+fn user_data_dir(
+    xdg_data_home: Option<PathBuf>,
+    home: Option<PathBuf>,
+    passwd_home: impl FnOnce() -> Option<PathBuf>,
+) -> Option<PathBuf> {
+    let share = |h: PathBuf| h.join(".local").join("share");
+    xdg_data_home
+        .filter(|p| p.is_absolute())
+        .or_else(|| home.filter(|h| h.is_absolute()).map(share))
+        .or_else(|| passwd_home().filter(|h| h.is_absolute()).map(share))
+}
+
 fn validate_system(system: &str) -> anyhow::Result<()> {
     if system.is_empty()
         || system.len() > 64
@@ -393,4 +459,63 @@ fn validate_system(system: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_data_folder_follows_xdg_then_home_then_passwd_never_a_relative_path() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        let none = || None;
+        assert_eq!(
+            user_data_dir(p("/x/data"), p("/home/u"), none),
+            p("/x/data")
+        );
+        assert_eq!(
+            user_data_dir(p("relative"), p("/home/u"), none),
+            p("/home/u/.local/share")
+        );
+        assert_eq!(
+            user_data_dir(None, None, || p("/home/pw")),
+            p("/home/pw/.local/share")
+        );
+        assert_eq!(
+            user_data_dir(p("rel"), p("also-rel"), || p("/home/pw")),
+            p("/home/pw/.local/share")
+        );
+        assert_eq!(user_data_dir(None, p(""), || p("")), None);
+        assert_eq!(user_data_dir(None, None, none), None);
+    }
+
+    #[test]
+    fn only_commands_that_add_create_the_database() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("cronmgr").chain(args.iter().copied()))
+                .unwrap()
+                .command
+        };
+        for args in [
+            &["add", "j", "-s", "@daily", "--", "/bin/true"][..],
+            &["settings", "set", "timezone", "UTC"],
+            &["run", "--once"],
+            &["apply", "jobs.d"],
+        ] {
+            assert!(creates_database(&parse(args)), "{args:?}");
+        }
+        for args in [
+            &["list"][..],
+            &["show", "j"],
+            &["settings"],
+            &["settings", "get", "timezone"],
+            &["apply", "--dry-run", "jobs.d"],
+            &["apply", "--check", "jobs.d"],
+            &["history"],
+            &["status"],
+            &["rm", "j"],
+        ] {
+            assert!(!creates_database(&parse(args)), "{args:?}");
+        }
+    }
 }

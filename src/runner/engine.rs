@@ -574,8 +574,10 @@ impl<'c> Engine<'c> {
                     continue;
                 }
             };
+            // Compared by what the slot depends on, not updated_at: an edit made in the database
+            // behind cronmgr's back need not touch it.
             let next = match self.jobs.remove(&job.id) {
-                Some(old) if old.job.updated_at == job.updated_at && old.tz == tz => old.next,
+                Some(old) if old.job.schedule == job.schedule && old.tz == tz => old.next,
                 _ => *nexts
                     .entry((job.schedule.clone(), tz))
                     .or_insert_with(|| schedule.next_after(now, tz)),
@@ -611,6 +613,25 @@ impl<'c> Engine<'c> {
         // The jobs as read and the parsing scratch are gone; let the allocator give them back.
         self.release_memory();
         Ok(())
+    }
+
+    /// SIGHUP: read the config file again, and take it only if start-up would (it parses, and
+    /// neither it nor a folder above it can be changed by others); else keep the old one, saying why.
+    fn reload_config(&mut self) {
+        let loaded = Config::load(self.opts.config_path.as_deref())
+            .map_err(anyhow::Error::from)
+            .and_then(|c| {
+                super::modes::check_config(&c.path)?;
+                Ok(c)
+            });
+        match loaded {
+            Ok(c) => {
+                tracing::info!(path = %c.path.display(), "config reloaded");
+                self.monitor.smtp_changed(&c.smtp);
+                self.config = c;
+            }
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "keeping the old config"),
+        }
     }
 
     fn settings_for(&self, system: &str) -> Settings {
@@ -1287,14 +1308,7 @@ impl<'c> Engine<'c> {
                 self.retries.clear();
             }
             libc::SIGHUP => {
-                match Config::load(self.opts.config_path.as_deref()) {
-                    Ok(c) => {
-                        tracing::info!(path = %c.path.display(), "config reloaded");
-                        self.monitor.smtp_changed(&c.smtp);
-                        self.config = c;
-                    }
-                    Err(e) => tracing::error!(error = %e, "keeping the old config"),
-                }
+                self.reload_config();
                 self.reload(now)?;
             }
             libc::SIGUSR1 => {

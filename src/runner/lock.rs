@@ -33,6 +33,8 @@ pub fn lock_path(db: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Open (creating 0640) the lock file; never through a symbolic link, which would have the
+/// runner truncate whatever it points at.
 fn open(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .read(true)
@@ -40,6 +42,7 @@ fn open(path: &Path) -> std::io::Result<File> {
         .create(true)
         .truncate(false)
         .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
 }
 
@@ -78,7 +81,12 @@ impl RunnerLock {
 
 /// The pid of the runner holding the lock on `db`, if one is up.
 pub fn runner_pid(db: &Path) -> Option<u32> {
-    let mut file = File::open(lock_path(db)).ok()?;
+    // Not through a link: the pid read here is signalled.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(lock_path(db))
+        .ok()?;
     if flock(&file, libc::LOCK_SH) {
         // Nobody holds it: no runner.
         // SAFETY: as above.
@@ -121,5 +129,19 @@ mod tests {
         drop(lock);
         assert_eq!(runner_pid(&db), None);
         RunnerLock::acquire(&db).unwrap();
+    }
+
+    #[test]
+    fn a_lock_file_that_is_a_symlink_is_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("c.db");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, lock_path(&db)).unwrap();
+        assert!(matches!(
+            RunnerLock::acquire(&db),
+            Err(LockError::Io { .. })
+        ));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     }
 }

@@ -5,6 +5,7 @@ mod engine;
 pub mod execute;
 pub mod fleet;
 pub mod lock;
+mod logfile;
 mod memory;
 mod modes;
 pub mod notify;
@@ -55,6 +56,15 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<Summary> {
         stop_after,
     } = o;
     let shared = crate::store::is_postgres(&db);
+    // Every check before the first write: a refused start leaves the database and the files
+    // beside it as they were (no lock file, no WAL frame).
+    let config = Config::load(config_path.as_deref())?;
+    modes::check_database(&db, &crate::store::local_base(&db), shared)?;
+    modes::check_config(&config.path)?;
+    let shown = crate::store::display_db(&db);
+    if !shared {
+        Store::check_integrity(&db).with_context(|| format!("checking database {shown}"))?;
+    }
     // A shared (PostgreSQL) database has many runners, on this host and others: no lock file.
     let lock = match shared {
         true => None,
@@ -67,16 +77,6 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<Summary> {
             Err(e) => return Err(crate::exit::Invalid(e.to_string()).into()),
         },
     };
-    let config = Config::load(config_path.as_deref())?;
-    modes::check("config file", &config.path)?;
-    if !shared {
-        modes::check("database", &db)?;
-        // Whoever can write the folder can replace the database or plant its -wal/-shm files.
-        if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
-            modes::check("database folder", dir)?;
-        }
-    }
-    let shown = crate::store::display_db(&db);
     let store = Store::open(&db).with_context(|| format!("opening database {shown}"))?;
     let clock: Box<dyn Clock> = match std::env::var_os("CRONMGR_CLOCK_OFFSET_FILE") {
         Some(path) => Box::new(OffsetFileClock(path.into())),

@@ -416,6 +416,8 @@ impl Journal {
             .create(true)
             .truncate(false)
             .mode(0o640)
+            // Never through a planted link: the journal is rewritten in place.
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&self.path)?;
         lock(&file)?;
         let mut text = String::new();
@@ -718,5 +720,17 @@ mod tests {
                     .unwrap()
                     .contains("database was unavailable")
         );
+    }
+
+    #[test]
+    fn the_journal_is_never_written_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("c.db");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("c.db.claims")).unwrap();
+        let journal = Journal::new(&db);
+        assert!(journal.claim(&new(1, 0)).is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     }
 }

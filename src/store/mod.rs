@@ -20,7 +20,7 @@ mod wal;
 
 use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -47,6 +47,17 @@ pub use wal::CommitProbe;
 
 /// `PRAGMA application_id` of a cronmgr database: "CRON".
 pub const APPLICATION_ID: i32 = 0x4352_4F4E;
+
+/// What the runner's start-up integrity check reads: every table but the history (executions,
+/// audit, alerts), which can be large.
+const INTEGRITY_TABLES: &[&str] = &[
+    "jobs",
+    "settings",
+    "runner_state",
+    "runners",
+    "job_run_counts",
+    "alert_conditions",
+];
 
 /// The migrations, in order; the schema version is their count.
 const MIGRATIONS: &[&str] = &[
@@ -87,6 +98,10 @@ pub enum StoreError {
     Duplicate { system: String, name: String },
     #[error("system {system:?} already runs its max_concurrent_jobs ({cap}) across all runners")]
     FleetFull { system: String, cap: u32 },
+    #[error("no database at {}: nothing has been added yet (cronmgr add creates it)", path.display())]
+    Missing { path: PathBuf },
+    #[error("{} is damaged ({why}); refusing to write to it: restore a backup, or rescue what is left with `sqlite3 {} .recover`", path.display(), path.display())]
+    Damaged { path: PathBuf, why: String },
     #[error("invalid value in the database: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -185,9 +200,10 @@ impl Store {
         if is_postgres(path) {
             return Store::open_postgres(path);
         }
-        let fresh = check_existing(path)?;
-        if fresh {
-            create_private(path)?;
+        match check_existing(path)? {
+            Found::Missing => create_private(path)?,
+            Found::Empty => make_private(path)?,
+            Found::Database => {}
         }
         let conn = rusqlite::Connection::open_with_flags(
             path,
@@ -201,6 +217,77 @@ impl Store {
         store.configure()?;
         store.migrate()?;
         Ok(store)
+    }
+
+    /// [`Store::open`] for a command that only reads: a missing (or empty) file is
+    /// [`StoreError::Missing`], and nothing is created, neither the file nor its folders.
+    pub fn open_existing(path: &Path) -> Result<Store> {
+        if !is_postgres(path) && check_existing(path)? != Found::Database {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        Store::open(path)
+    }
+
+    /// Before the runner writes anything to an existing SQLite database: is it one of ours, and
+    /// whole? Only reads (`PRAGMA quick_check`, which visits every page: a fraction of a second
+    /// per hundred MB), so a damaged file is refused exactly as it was, where the runner's first
+    /// writes (its registration) would otherwise land in the WAL before a read of a damaged page
+    /// failed. A missing or empty file passes: [`Store::open`] creates it.
+    pub fn check_integrity(path: &Path) -> Result<()> {
+        if is_postgres(path) || check_existing(path)? != Found::Database {
+            return Ok(());
+        }
+        // Read-write, though it only reads: the last connection to close removes the `-wal` and
+        // `-shm` files opening made, where a read-only one would leave them behind.
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let store = Store {
+            conn: Connection::Sqlite(conn),
+            path: path.to_path_buf(),
+        };
+        let damaged = |why: String| StoreError::Damaged {
+            path: path.to_path_buf(),
+            why,
+        };
+        match store.verify_identity() {
+            Err(StoreError::Db(e)) => return Err(damaged(e.to_string())),
+            other => other?,
+        }
+        // The tables the runner reads and writes before its first execution, not the history:
+        // a quick_check of every page costs seconds per hundred MB of executions at each start,
+        // and a damaged history page fails its own transaction (rolled back) when it is touched.
+        for table in INTEGRITY_TABLES {
+            // An older schema may not have it yet (migrations run after this check).
+            let exists: bool = store
+                .sqlite_conn()
+                .query_row(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                    [table],
+                    |_| Ok(()),
+                )
+                .map(|()| true)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(false),
+                    e => Err(damaged(e.to_string())),
+                })?;
+            if !exists {
+                continue;
+            }
+            let verdict: std::result::Result<String, _> =
+                store
+                    .sqlite_conn()
+                    .query_row(&format!("PRAGMA quick_check({table})"), [], |r| r.get(0));
+            match verdict {
+                Ok(v) if v == "ok" => {}
+                Ok(v) => return Err(damaged(format!("quick_check({table}): {v}"))),
+                Err(e) => return Err(damaged(e.to_string())),
+            }
+        }
+        Ok(())
     }
 
     #[cfg(feature = "postgres")]
@@ -423,17 +510,27 @@ impl Store {
     }
 }
 
-/// Is `path` absent or empty (true), an existing cronmgr-looking SQLite file (false), or not ours (Err)?
-fn check_existing(path: &Path) -> Result<bool> {
+/// What is at a database's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    Missing,
+    /// A 0-byte file: made by hand (`touch`), or by a crash before the first write.
+    Empty,
+    /// A file that starts as an SQLite database does (whose, is checked once it is open).
+    Database,
+}
+
+/// What is at `path`; Err for a file that is not an SQLite database.
+fn check_existing(path: &Path) -> Result<Found> {
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Missing),
         Err(e) => return Err(e.into()),
     };
     let mut header = [0u8; 16];
     let n = file.read(&mut header)?;
     if n == 0 {
-        return Ok(false);
+        return Ok(Found::Empty);
     }
     if n < 16 || &header != b"SQLite format 3\0" {
         return Err(StoreError::NotOurs {
@@ -441,25 +538,48 @@ fn check_existing(path: &Path) -> Result<bool> {
             why: "it is not an SQLite file".into(),
         });
     }
-    Ok(false)
+    Ok(Found::Database)
 }
 
-/// Create the database file (0640) and its folder (0750) if missing.
+/// The documented modes of a new database, whatever the umask: the file 0640, its folders 0750.
+const FILE_MODE: u32 = 0o640;
+const DIR_MODE: u32 = 0o750;
+
+/// Create the database file and the folders it needs, with [`FILE_MODE`] and [`DIR_MODE`].
 fn create_private(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o750)
-                .create(dir)?;
+        let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+        for d in missing.into_iter().rev() {
+            match std::fs::DirBuilder::new().mode(DIR_MODE).create(d) {
+                Ok(()) => std::fs::set_permissions(d, std::fs::Permissions::from_mode(DIR_MODE))?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
-    OpenOptions::new()
+    let created = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o640)
-        .open(path)?;
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path);
+    match created {
+        // fchmod: the umask may have taken bits of the mode.
+        Ok(file) => file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {} // made meanwhile
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// An empty file about to become the database gets [`FILE_MODE`] (when it is ours to change),
+/// not whatever mode `touch` gave it.
+fn make_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::open(path)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if file.metadata()?.uid() == unsafe { libc::geteuid() } {
+        file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+    }
     Ok(())
 }
 
@@ -560,5 +680,63 @@ mod tests {
         }
         let err = Store::open(&path).err().unwrap();
         assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
+    }
+
+    #[test]
+    fn open_existing_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no/such/dir/c.db");
+        let err = Store::open_existing(&path).err().unwrap();
+        assert!(matches!(err, StoreError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("cronmgr add creates it"), "{err}");
+        assert!(!err.is_bad_input());
+        assert!(!dir.path().join("no").exists());
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, "").unwrap();
+        assert!(matches!(
+            Store::open_existing(&empty).err().unwrap(),
+            StoreError::Missing { .. }
+        ));
+        assert_eq!(std::fs::read(&empty).unwrap().len(), 0);
+        Store::open(&path).unwrap();
+        Store::open_existing(&path).unwrap();
+    }
+
+    #[test]
+    fn an_empty_file_gets_the_private_mode_when_it_becomes_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Store::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+    }
+
+    #[test]
+    fn a_damaged_database_is_refused_unchanged_by_the_integrity_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let page = {
+            let store = Store::open(&path).unwrap();
+            let conn = store.sqlite().unwrap();
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .unwrap();
+            conn.query_row(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'jobs'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap() as usize
+        };
+        Store::check_integrity(&path).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(page - 1) * 4096..page * 4096].fill(0x55);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Store::check_integrity(&path).err().unwrap();
+        assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        assert!(!dir.path().join("c.db-wal").exists());
+        assert!(Store::check_integrity(&dir.path().join("missing.db")).is_ok());
     }
 }

@@ -229,7 +229,7 @@ fn an_operator_may_allow_a_variable_by_name_in_a_root_owned_config() {
 #[test]
 fn nul_bytes_and_bad_names_are_refused_without_showing_the_value() {
     let env = Env::new();
-    env.ok(&["list"]); // creates the database
+    env.create_db();
     let before = env.dump();
     for (env_json, needle) in [
         (
@@ -302,7 +302,7 @@ fn edit_with_a_new_program_keeps_env_and_cwd() {
 #[test]
 fn dot_dot_in_a_program_path_is_refused() {
     let env = Env::new();
-    env.ok(&["list"]); // creates the database
+    env.create_db();
     let before = env.dump();
     let err = env.fails(
         2,

@@ -193,7 +193,7 @@ fn a_hundred_due_jobs_with_four_workers_never_exceed_four_and_start_by_priority(
     let t = soon(3);
     let conn = rusqlite::Connection::open(&env.db);
     drop(conn);
-    env.ok(&["list"]);
+    env.create_db();
     // Insert 100 jobs directly (faster than 100 `add`s), priorities 1..10.
     let conn = rusqlite::Connection::open(&env.db).unwrap();
     let slot = t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);

@@ -352,6 +352,7 @@ fn a_job_that_allows_no_overlap_never_overlaps_across_runners() {
 #[test]
 fn labels_are_checked_where_they_are_given() {
     let env = Env::new();
+    env.create_db();
     let err = env.fails(
         2,
         &[

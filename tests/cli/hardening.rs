@@ -58,7 +58,7 @@ fn test_user(test: &str) -> Option<(u32, u32)> {
 /// Make the env's folder and database writable by the test user's group (root stays owner), as
 /// a database shared by operators is; the config stays root's, 0644.
 fn share(env: &Env, gid: u32) {
-    env.ok(&["list"]); // creates the database
+    env.create_db();
     for (path, mode) in [(env.dir.path(), 0o770), (env.db.as_path(), 0o660)] {
         std::os::unix::fs::chown(path, Some(0), Some(gid)).expect("chown");
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
@@ -646,7 +646,7 @@ fn the_runner_refuses_a_database_folder_others_can_write() {
     if crate::harness::on_postgres() {
         return; // reads or changes the SQLite file itself
     }
-    env.ok(&["list"]);
+    env.create_db();
     std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o775)).unwrap();
     let err = env.fails(1, &["run", "--once"]);
     assert!(

@@ -365,3 +365,11 @@ pub fn statuses(rows: &[Value]) -> Vec<String> {
         .map(|r| r["status"].as_str().unwrap().to_string())
         .collect()
 }
+
+impl Env {
+    /// Create the empty database, as the first command that adds to it would: commands that
+    /// only read refuse a missing one.
+    pub fn create_db(&self) {
+        cronmgr::store::Store::open(&self.db).expect("create the database");
+    }
+}

@@ -250,6 +250,7 @@ fn systems_are_separate_namespaces() {
 #[test]
 fn settings_show_get_set_and_timezone_reschedules_jobs() {
     let env = Env::new();
+    env.create_db();
     let s = env.json(&["settings", "show"]);
     assert_eq!(s["max_concurrent_jobs"], 5);
     assert_eq!(s["default_timeout"], 3600);
@@ -512,7 +513,11 @@ fn a_foreign_or_newer_database_is_refused_untouched() {
     assert_eq!(std::fs::read(&other).unwrap(), before);
 
     let newer = env.dir.path().join("newer.db");
-    let out = env.cmd_with_db(&newer).arg("list").output().unwrap();
+    let out = env
+        .cmd_with_db(&newer)
+        .args(["settings", "set", "timezone", "UTC"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let conn = rusqlite::Connection::open(&newer).unwrap();
     conn.pragma_update(None, "user_version", 999).unwrap();
@@ -526,7 +531,8 @@ fn a_foreign_or_newer_database_is_refused_untouched() {
 fn the_database_is_created_with_its_folder_and_private_modes() {
     let env = Env::new();
     let db = env.dir.path().join("deep/er/c.db");
-    let out = env.cmd_with_db(&db).arg("list").output().unwrap();
+    let add = ["add", "j", "--schedule", "@daily", "--", "/bin/true"];
+    let out = env.cmd_with_db(&db).args(add).output().unwrap();
     assert!(out.status.success());
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -538,7 +544,7 @@ fn the_database_is_created_with_its_folder_and_private_modes() {
     let mut c = assert_cmd::Command::cargo_bin("cronmgr").unwrap();
     c.env("CRONMGR_DB", &via_env)
         .env("CRONMGR_CONFIG", &env.config)
-        .arg("list");
+        .args(add);
     c.assert().success();
     assert!(via_env.exists());
 }

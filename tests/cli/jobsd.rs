@@ -72,6 +72,7 @@ enabled = false
 #[test]
 fn apply_creates_updates_keeps_and_prunes() {
     let env = Env::new();
+    env.create_db();
     let dir = env.dir.path().join("jobs.d");
     write(&env, "jobs.d/a.toml", A);
     let b = write(&env, "jobs.d/b.toml", B);
@@ -540,6 +541,7 @@ fn import_env() -> Env {
 fn import_a_user_crontab() {
     assert_eq!(CRONTAB.lines().count(), 20);
     let env = import_env();
+    env.create_db();
     let tab = write(&env, "crontab", CRONTAB);
 
     // The dry run shows the jobs and the job file, and writes nothing.

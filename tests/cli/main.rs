@@ -13,6 +13,7 @@ mod jobsd;
 mod migrate;
 mod packaging;
 mod quickstart;
+mod runfiles;
 mod runner;
 mod schedule;
 mod tables;

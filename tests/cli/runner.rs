@@ -951,7 +951,7 @@ fn the_runner_refuses_a_config_or_database_others_can_write() {
     if crate::harness::on_postgres() {
         return; // reads or changes the SQLite file itself
     }
-    env.ok(&["list"]);
+    env.create_db();
     std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o666)).unwrap();
     let err = env.fails(1, &["run", "--once"]);
     assert!(

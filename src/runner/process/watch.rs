@@ -6,7 +6,7 @@
 //! Without pidfds (Linux < 5.3, or a seccomp filter that refuses them) the leader is looked for
 //! with `wait4(WNOHANG)` at growing intervals instead.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -87,22 +87,9 @@ impl Live {
     }
 }
 
-/// Open (create) the live log for appending, creating its folder (0750) the first time.
+/// Create the live log for appending (never through a planted link: see `runner::logfile`).
 fn open_live_log(path: &std::path::Path) -> io::Result<File> {
-    let open = || OpenOptions::new().create(true).append(true).open(path);
-    match open() {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            use std::os::unix::fs::DirBuilderExt;
-            if let Some(dir) = path.parent() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o750)
-                    .create(dir)?;
-            }
-            open()
-        }
-        other => other,
-    }
+    crate::runner::logfile::create(path)
 }
 
 pub(super) struct Watch {
