@@ -39,7 +39,7 @@ pub fn logs(args: LogsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         let out = e.output.unwrap_or_default();
         if ctx.global.json {
             output::json(
-                &serde_json::json!({"execution": e.id, "status": e.status, "output": out}),
+                &serde_json::json!({"execution": e.id, "status": e.status, "cancelled_by": e.cancelled_by, "output": out}),
             )?;
         } else {
             use std::io::Write;

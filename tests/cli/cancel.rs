@@ -146,11 +146,41 @@ fn a_killed_execution_is_cancelled_by_its_killer_without_alert_streak_retry_or_d
         0,
         "the webhook heard of it"
     );
-    // `status` and `history --status` show it as what it is.
-    let status = env.json(&["status"]).to_string();
-    assert!(status.contains("cancelled"), "{status}");
+    // `status`, `show`, `logs` and `history --status` show it as what it is, and who.
+    let status = env.json(&["status"]);
+    let last = &status["last_executions"][0];
+    assert_eq!(
+        (&last["status"], &last["cancelled_by"]),
+        (&Value::from("cancelled"), &Value::from("root")),
+        "{status}"
+    );
+    assert_eq!(status["executions_24h"]["cancelled"], 1, "{status}");
+    let shown = &env.json(&["show", "longrun"])["recent_executions"][0];
+    assert_eq!(shown["cancelled_by"], "root", "{shown}");
+    let logs = env.json(&["logs", &id.to_string()]);
+    assert_eq!(
+        (&logs["status"], &logs["cancelled_by"]),
+        (&Value::from("cancelled"), &Value::from("root")),
+        "{logs}"
+    );
+    assert!(env
+        .ok(&["history", "longrun"])
+        .contains("cancelled by root"));
     let cancelled = env.json(&["history", "--status", "cancelled"]);
     assert_eq!(cancelled.as_array().unwrap().len(), 1);
+    // `stats` and the metrics count it apart: not a run that failed, not a failure.
+    let stats = &env.json(&["stats", "longrun"])[0];
+    assert_eq!(
+        (&stats["runs"], &stats["failed"], &stats["cancelled"]),
+        (&Value::from(0), &Value::from(0), &Value::from(1)),
+        "{stats}"
+    );
+    let metrics = env.ok(&["metrics"]);
+    assert!(
+        metrics.contains(r#"job="longrun",status="cancelled"} 1"#)
+            && metrics.contains(r#"cronmgr_job_failures_total{system="default",job="longrun"} 0"#),
+        "{metrics}"
+    );
     let log = env.runner_log();
     assert!(
         log.contains("cancelled=1") && log.contains("failed=0"),
