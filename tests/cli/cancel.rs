@@ -77,14 +77,21 @@ fn audit_kills(env: &Env) -> Vec<Value> {
         .collect()
 }
 
-/// The job's running execution, once it has a process.
+/// The job's running execution, once it has a process. (Jobs fire at `soon(3)`: a runner
+/// starting later than its slot, on a busy machine, would record the slot missed instead.)
 fn running(env: &Env, job: &str) -> Value {
     env.wait_for(Duration::from_secs(20), || {
         env.history(job)
             .into_iter()
             .find(|r| r["status"] == "running" && r["pid"].is_number())
     })
-    .unwrap_or_else(|| panic!("{job} never started; log:\n{}", env.runner_log()))
+    .unwrap_or_else(|| {
+        panic!(
+            "{job} never started: {:?}; log:\n{}",
+            env.history(job),
+            env.runner_log()
+        )
+    })
 }
 
 fn ended(env: &Env, job: &str, id: i64) -> Value {
@@ -107,7 +114,7 @@ fn a_killed_execution_is_cancelled_by_its_killer_without_alert_streak_retry_or_d
         "add",
         "longrun",
         "--schedule",
-        &at(soon(1)),
+        &at(soon(3)),
         "--retries",
         "2",
         "--retry-delay",
@@ -195,7 +202,7 @@ fn a_cancel_made_while_no_runner_records_the_end_is_recorded_cancelled_at_the_ne
         "add",
         "orphan",
         "--schedule",
-        &at(soon(1)),
+        &at(soon(3)),
         "--",
         "/bin/sleep",
         "60",
@@ -259,7 +266,7 @@ fn a_second_kill_says_it_is_already_being_cancelled_and_signals_nothing() {
         "add",
         "stubborn",
         "--schedule",
-        &at(soon(1)),
+        &at(soon(3)),
         "--",
         "/bin/sh",
         "-c",
@@ -336,7 +343,7 @@ fn the_stop_summary_counts_interrupted_and_cancelled_apart_from_failed() {
     let env = Env::new();
     env.ignore_host_disk();
     env.ok(&["settings", "set", "shutdown_grace", "0"]);
-    let t = soon(1);
+    let t = soon(3);
     let schedule = at(t);
     for (name, program) in [
         ("victim", "/bin/sleep"),
