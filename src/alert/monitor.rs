@@ -146,9 +146,10 @@ impl Monitor {
         now: DateTime<Utc>,
     ) -> crate::store::Result<bool> {
         let policy = Policy::of(job, settings);
-        let streak = match run.status {
-            Status::Failed | Status::Timeout => store.bump_failure_streak(job.id)?,
-            _ => 0,
+        let streak = if rules::counts_as_failure(run.status) {
+            store.bump_failure_streak(job.id)?
+        } else {
+            0
         };
         let mut disabled = false;
         for action in rules::after_run(&policy, run.status, streak) {
@@ -634,6 +635,42 @@ mod tests {
         std::thread::sleep(OPEN_JOBS_RECHECK);
         monitor.after_run(&store, &job, &settings, &run_end(Status::Success), now);
         assert!(open(&store).is_empty(), "resolved");
+    }
+
+    #[test]
+    fn a_cancelled_run_neither_alerts_nor_counts_nor_clears() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("cronmgr.db");
+        let store = Store::open(&db).unwrap();
+        let mut settings = store.settings("default").unwrap();
+        settings.disable_after = Some(2);
+        let job = store
+            .insert_job(
+                &Job::new("default", "j", "* * * * *", "shell"),
+                Utc::now(),
+                crate::store::test_by(),
+            )
+            .unwrap();
+        let mut monitor = Monitor::new(&db, None);
+        let now = Utc::now();
+        let streak = |store: &Store| store.job_by_id(job.id).unwrap().unwrap().failure_streak;
+        assert!(!monitor.after_run(&store, &job, &settings, &run_end(Status::Failed), now));
+        assert_eq!(streak(&store), 1);
+        let alerts = store.alerts(Some("default"), true, 10).unwrap().len();
+        for _ in 0..3 {
+            assert!(!monitor.after_run(&store, &job, &settings, &run_end(Status::Cancelled), now));
+        }
+        assert_eq!(streak(&store), 1, "cancels do not count");
+        assert_eq!(
+            store.alerts(Some("default"), true, 10).unwrap().len(),
+            alerts
+        );
+        assert_eq!(
+            store.open_kinds("default", Some(job.id)).unwrap(),
+            vec![AlertKind::Failed],
+            "nor clear the failure"
+        );
+        assert!(store.job_by_id(job.id).unwrap().unwrap().is_active);
     }
 
     #[test]

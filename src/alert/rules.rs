@@ -36,6 +36,12 @@ impl Policy {
     }
 }
 
+/// Does a run that ended so count toward the job's failure streak (and so escalation and
+/// auto-disable)? A cancelled run does not: a person stopped it.
+pub fn counts_as_failure(status: Status) -> bool {
+    matches!(status, Status::Failed | Status::Timeout)
+}
+
 /// What to do after a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -56,12 +62,16 @@ pub const CLEARED_BY_SUCCESS: &[AlertKind] = &[
 ];
 
 /// A run ended for good (no retry follows) with `status`; `streak` counts this run if it failed.
+/// Only failed and timed-out runs count as failures (see [`counts_as_failure`]).
 pub fn after_run(policy: &Policy, status: Status, streak: u32) -> Vec<Action> {
     let kind = match status {
         Status::Success => return vec![Action::Resolve(CLEARED_BY_SUCCESS.to_vec())],
         Status::Failed => AlertKind::Failed,
         Status::Timeout => AlertKind::Timeout,
-        _ => return Vec::new(),
+        // Not the job's doing: a person cancelled it (`cronmgr kill`), or the runner stopped
+        // (interrupted). Neither alerts, counts toward a streak, nor clears a condition.
+        Status::Cancelled | Status::Interrupted => return Vec::new(),
+        Status::Running | Status::Skipped | Status::Missed => return Vec::new(),
     };
     let loud = policy.loud(streak);
     if policy.disable_after.is_some_and(|n| streak >= n) {
@@ -177,6 +187,10 @@ mod tests {
             vec![Action::Resolve(CLEARED_BY_SUCCESS.to_vec())]
         );
         assert!(after_run(&p, Status::Interrupted, 3).is_empty());
+        assert!(after_run(&p, Status::Cancelled, 3).is_empty());
+        assert!(!counts_as_failure(Status::Cancelled));
+        assert!(!counts_as_failure(Status::Interrupted));
+        assert!(counts_as_failure(Status::Timeout));
         assert!(after_run(&p, Status::Skipped, 3).is_empty());
     }
 

@@ -9,7 +9,7 @@ use super::Ctx;
 use crate::invalid;
 use crate::output;
 use crate::runner::{execute, process};
-use crate::store::Status;
+use crate::store::{AuditEvent, Cancelling, Execution, Status};
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -36,9 +36,11 @@ pub struct PruneArgs {
 
 /// `logs ID --json`: the output so far (all of it once the execution ended).
 #[derive(Serialize)]
-struct Logs {
+struct Logs<'a> {
     execution: i64,
     status: Status,
+    /// Who cancelled it, when someone did.
+    cancelled_by: Option<&'a str>,
     output: String,
 }
 
@@ -49,6 +51,14 @@ struct Killed<'a> {
     job: &'a str,
     /// False when no process of it was left to stop.
     killed: bool,
+    /// Who cancels it (this user, or whoever did first).
+    cancelled_by: Option<&'a str>,
+    /// A second kill: `cancelling` (still running) or `cancelled` (ended); nothing was signalled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    already: Option<&'static str>,
+    /// Why nothing was signalled, when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 /// `prune --json`.
@@ -76,6 +86,7 @@ pub fn logs(args: LogsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             output::json(&Logs {
                 execution: e.id,
                 status: e.status,
+                cancelled_by: e.cancelled_by.as_deref(),
                 output: out,
             })?;
         } else {
@@ -93,6 +104,7 @@ pub fn logs(args: LogsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             output::json(&Logs {
                 execution: e.id,
                 status: e.status,
+                cancelled_by: e.cancelled_by.as_deref(),
                 output: String::from_utf8_lossy(&text).into_owned(),
             })?;
             return Ok(ExitCode::Ok);
@@ -125,6 +137,12 @@ pub fn logs(args: LogsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
+/// `kill`: cancel a running execution. The request is written first (the row's `cancelled_by`
+/// and the audit row, in one transaction), then the process group gets TERM, the grace period,
+/// KILL; whoever records the end (the runner, `run-now`, or recovery after a crash) records it
+/// `cancelled`. Exit 0 when it is cancelled or already being cancelled (no second signal, no
+/// second audit row); 2 when it is not running; 0 without a signal when its process is gone or
+/// its pid now belongs to another process.
 pub fn kill(args: KillArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let store = ctx.store()?;
     let e = store.execution(args.execution)?;
@@ -137,8 +155,16 @@ pub fn kill(args: KillArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             e.system
         );
     }
-    if e.status != Status::Running {
+    let cancelling =
+        e.cancelled_by.is_some() && matches!(e.status, Status::Running | Status::Cancelled);
+    if e.status != Status::Running && !cancelling {
         invalid!("execution {} is not running (it is {})", e.id, e.status);
+    }
+    if let Some(job) = store.job_by_id(e.job_id)? {
+        ctx.require_admin(&store, "kill", &job.name, &[&job])?;
+    }
+    if let (true, Some(by)) = (cancelling, &e.cancelled_by) {
+        return already(ctx, &e, by, e.status == Status::Cancelled);
     }
     let Some(pid) = e.pid else {
         invalid!(
@@ -146,30 +172,89 @@ pub fn kill(args: KillArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             e.id
         );
     };
-    if let Some(job) = store.job_by_id(e.job_id)? {
-        ctx.require_admin(&store, "kill", &job.name, &[&job])?;
+    // A pid is reused once its process is gone: signal the group only if its leader started
+    // with the execution (as start-up recovery checks).
+    if !process::group_is_executions(pid, e.started_at) || !process::group_alive(pid) {
+        let why = if process::group_alive(pid) {
+            format!("process {pid} is no longer its (the pid was reused); nothing was signalled")
+        } else {
+            format!("process group {pid} is gone")
+        };
+        if ctx.global.json {
+            output::json(&Killed {
+                execution: e.id,
+                job: &e.job,
+                killed: false,
+                cancelled_by: None,
+                already: None,
+                reason: Some(why),
+            })?;
+        } else {
+            output::text(&format!(
+                "execution {} of {} had no live process left ({why}); the runner records its end",
+                e.id, e.job
+            ))?;
+        }
+        return Ok(ExitCode::Ok);
     }
-    ctx.audit(
-        &store,
-        "kill",
-        Some(&e.job),
-        Some(format!("execution {} (process group {pid})", e.id)),
-    )?;
+    let reason = Some(format!("execution {} (process group {pid})", e.id));
+    let event = AuditEvent {
+        system: ctx.system(),
+        target: Some(&e.job),
+        refused: false,
+        reason,
+        diff: serde_json::Value::Object(Default::default()),
+    };
+    let by = match store.request_cancel(e.id, ctx.by("kill"), &event, ctx.now())? {
+        Cancelling::Requested { by } => by,
+        Cancelling::Already { by, ended } => return already(ctx, &e, &by, ended),
+        Cancelling::NotRunning(status) => {
+            invalid!("execution {} is not running (it is {status})", e.id)
+        }
+    };
     let existed = process::kill_group(pid, execute::KILL_GRACE);
     if ctx.global.json {
         output::json(&Killed {
             execution: e.id,
             job: &e.job,
             killed: existed,
+            cancelled_by: Some(&by),
+            already: None,
+            reason: None,
         })?;
     } else if existed {
         output::text(&format!(
-            "killed execution {} of {} (process group {pid})",
+            "cancelled execution {} of {} (process group {pid} killed)",
             e.id, e.job
         ))?;
     } else {
         output::text(&format!(
-            "execution {} of {} had no live process left; the runner records its end",
+            "cancelled execution {} of {}: it had no live process left; the runner records its end",
+            e.id, e.job
+        ))?;
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// A second `kill`: say who is cancelling it; nothing is signalled or written.
+fn already(ctx: &Ctx, e: &Execution, by: &str, ended: bool) -> anyhow::Result<ExitCode> {
+    if ctx.global.json {
+        output::json(&Killed {
+            execution: e.id,
+            job: &e.job,
+            killed: false,
+            cancelled_by: Some(by),
+            already: Some(if ended { "cancelled" } else { "cancelling" }),
+            reason: None,
+        })?;
+    } else if ended {
+        output::text(&format!(
+            "execution {} of {} was already cancelled by {by}",
+            e.id, e.job
+        ))?;
+    } else {
+        output::text(&format!(
+            "execution {} of {} is already being cancelled (by {by}); not signalled again",
             e.id, e.job
         ))?;
     }

@@ -47,7 +47,9 @@ Not allowed: changing, removing, disabling, running or killing a critical job ne
 (root, or the \fB[admins]\fR of the root\-owned config file). The attempt is in the audit log.
 .TP
 \fB130\fR
-Interrupted by a signal.
+Interrupted: by a signal; \fBrun\-now\fR whose execution was cancelled (\fBcronmgr kill\fR);
+\fBrun \-\-once\fR stopped with executions still running (and none failed). A cancelled
+execution is not a failure: \fBkill\fR of one already being cancelled exits 0.
 .SH ENVIRONMENT
 .TP
 \fBCRONMGR_DB\fR

@@ -13,7 +13,7 @@ use crate::ExitCode;
 pub struct Args {
     /// Only this job's executions
     pub name: Option<String>,
-    /// Only executions with this status (running, success, failed, timeout, skipped, missed, interrupted)
+    /// Only executions with this status (running, success, failed, timeout, skipped, missed, interrupted, cancelled)
     #[arg(long)]
     pub status: Option<String>,
     /// Only executions since this long ago (30m, 2h, 7d) or this instant (RFC 3339)

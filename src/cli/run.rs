@@ -5,7 +5,7 @@ use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Fire what is due now (and catch-up per policy), wait for it, and exit: non-zero if any failed
+    /// Fire what is due now (and catch-up per policy), wait for it, and exit: 3 if any failed or timed out, else 130 if any was interrupted (a stop signal); cancelled ones (`kill`) do not count
     #[arg(long)]
     pub once: bool,
     /// At most this many executions at once, overriding every system's max_concurrent_jobs
@@ -58,18 +58,57 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 "started": summary.started,
                 "succeeded": summary.succeeded,
                 "failed": summary.failed,
+                "interrupted": summary.interrupted,
+                "cancelled": summary.cancelled,
                 "skipped": summary.skipped,
                 "missed": summary.missed,
             }))?;
         } else {
             eprintln!(
-                "ran {} (succeeded {}, failed {}), skipped {}, missed {}",
-                summary.started, summary.succeeded, summary.failed, summary.skipped, summary.missed
+                "ran {} (succeeded {}, failed {}, interrupted {}, cancelled {}), skipped {}, missed {}",
+                summary.started,
+                summary.succeeded,
+                summary.failed,
+                summary.interrupted,
+                summary.cancelled,
+                summary.skipped,
+                summary.missed
             );
         }
-        if summary.failed > 0 {
-            return Ok(ExitCode::JobFailed);
-        }
+        return Ok(once_exit_code(&summary));
     }
     Ok(ExitCode::Ok)
+}
+
+/// `run --once`: a failure (or timeout) is the job's; with none, an execution the runner's stop
+/// interrupted means the run was interrupted. A cancel (`cronmgr kill`) was a person's choice.
+fn once_exit_code(summary: &crate::runner::Summary) -> ExitCode {
+    if summary.failed > 0 {
+        ExitCode::JobFailed
+    } else if summary.interrupted > 0 {
+        ExitCode::Interrupted
+    } else {
+        ExitCode::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::Summary;
+
+    #[test]
+    fn once_exits_3_on_a_failure_130_on_an_interruption_and_0_for_cancels() {
+        let s = |failed, interrupted, cancelled| Summary {
+            started: failed + interrupted + cancelled,
+            failed,
+            interrupted,
+            cancelled,
+            ..Summary::default()
+        };
+        assert_eq!(once_exit_code(&s(1, 1, 1)), ExitCode::JobFailed);
+        assert_eq!(once_exit_code(&s(0, 1, 1)), ExitCode::Interrupted);
+        assert_eq!(once_exit_code(&s(0, 0, 1)), ExitCode::Ok);
+        assert_eq!(once_exit_code(&s(0, 0, 0)), ExitCode::Ok);
+    }
 }

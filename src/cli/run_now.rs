@@ -163,8 +163,9 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         };
         store.finish(id, &finish)?;
         store.set_job_runs(job.id, Some(now), job.next_run_at)?;
-        let failed = matches!(finish.status, Status::Failed | Status::Timeout);
+        // As recorded: a `kill` from another process makes the end `cancelled`, and stops retries.
         let execution = store.execution(id)?;
+        let failed = matches!(execution.status, Status::Failed | Status::Timeout);
         if !failed || args.no_retry || attempt > job.retries || interrupted.load(Ordering::SeqCst) {
             break execution;
         }
@@ -218,6 +219,8 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     Ok(match last.status {
         Status::Success => ExitCode::Ok,
         Status::Timeout => ExitCode::JobTimeout,
+        // Stopped by a person (`cronmgr kill`), as Ctrl-C would have: not the job's failure.
+        Status::Cancelled => ExitCode::Interrupted,
         _ => ExitCode::JobFailed,
     })
 }

@@ -18,7 +18,7 @@ use super::clock::Clock;
 use super::execute;
 use super::fleet;
 use super::notify::Notifier;
-use super::process::{self, Cancel, Outcome};
+use super::process::{self, pid_alive, Cancel, Outcome};
 use super::recorder::{Recorder, Write};
 use crate::alert::monitor::RunEnd;
 use crate::alert::Monitor;
@@ -77,12 +77,16 @@ pub struct Options {
     pub lease: Duration,
 }
 
-/// What a run did, for `--once` exit codes and logs.
+/// What a run did, for `--once` exit codes and logs. Every started execution that ended is
+/// counted once: succeeded, failed (failed or timed out), interrupted (stopped by the runner's
+/// own shutdown), or cancelled (`cronmgr kill`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub started: usize,
     pub succeeded: usize,
     pub failed: usize,
+    pub interrupted: usize,
+    pub cancelled: usize,
     pub skipped: usize,
     pub missed: usize,
 }
@@ -468,6 +472,8 @@ impl<'c> Engine<'c> {
             started,
             succeeded,
             failed,
+            interrupted,
+            cancelled,
             skipped,
             missed,
         } = self.summary;
@@ -475,6 +481,8 @@ impl<'c> Engine<'c> {
             started,
             succeeded,
             failed,
+            interrupted,
+            cancelled,
             skipped,
             missed,
             "runner stopped"
@@ -507,12 +515,7 @@ impl<'c> Engine<'c> {
             }
             if let Some(pid) = e.pid {
                 // A pid can be reused: only stop a group whose leader started with the execution.
-                let ours = match (process_start(pid), e.started_at) {
-                    (Some(started), Some(at)) => (started - at).num_seconds().abs() <= 10,
-                    (None, _) => true, // leader gone; the group may still hold its children
-                    (Some(_), None) => false,
-                };
-                if ours && process::group_alive(pid) {
+                if process::group_is_executions(pid, e.started_at) && process::group_alive(pid) {
                     tracing::warn!(execution = e.id, pid, "stopping orphaned process group");
                     process::kill_group(pid, execute::KILL_GRACE);
                 }
@@ -1167,6 +1170,10 @@ impl<'c> Engine<'c> {
                 "interrupted: the runner was stopping and the shutdown grace period ran out".into(),
             );
         }
+        if let Some(by) = self.cancel_requested(execution, &finish) {
+            finish.status = Status::Cancelled;
+            finish.error_message = Some(crate::store::cancelled_message(&by));
+        }
         // Only a job that wrote output or ran for a moment has one (unknown if it never started).
         if result.as_ref().map_or(true, |o| o.live_log) {
             let _ = std::fs::remove_file(&run.live_log);
@@ -1178,6 +1185,8 @@ impl<'c> Engine<'c> {
             .unwrap_or_default();
         match finish.status {
             Status::Success => self.summary.succeeded += 1,
+            Status::Interrupted => self.summary.interrupted += 1,
+            Status::Cancelled => self.summary.cancelled += 1,
             _ => self.summary.failed += 1,
         }
         tracing::info!(
@@ -1214,6 +1223,29 @@ impl<'c> Engine<'c> {
             self.state_stale = true;
         }
         Ok(())
+    }
+
+    /// Who asked (`cronmgr kill`, in another process) for this execution to be cancelled, when its
+    /// end is one a cancel's signal causes. The cancel is written to the row before the signal
+    /// is sent, so it is there to read now; the store makes the same decision when the end is
+    /// written, so the row is right even if this read fails (the alert rules then see a failure).
+    fn cancel_requested(&self, execution: i64, finish: &Finish) -> Option<String> {
+        let id = self.recorder.row_id(execution);
+        // A provisional id (its claim has not landed): no row, so nobody could kill it.
+        if !matches!(
+            finish.status,
+            Status::Failed | Status::Timeout | Status::Interrupted
+        ) || id < 0
+        {
+            return None;
+        }
+        match self.store.cancelled_by(id) {
+            Ok(by) => by,
+            Err(e) => {
+                tracing::warn!(execution = id, error = %e, "could not read whether the execution was cancelled");
+                None
+            }
+        }
     }
 
     /// A run ended for good (no retry follows): alert rules, the silence deadline, auto-disable.
@@ -1519,7 +1551,8 @@ impl<'c> Engine<'c> {
                 "runner lost: no heartbeat within its lease"
             );
             for e in executions {
-                if !self.jobs.contains_key(&e.job_id) {
+                // A cancelled one stays stopped: a person asked for it (see `cronmgr kill`).
+                if !self.jobs.contains_key(&e.job_id) || e.status == Status::Cancelled {
                     continue;
                 }
                 let mut slot = self.slot(e.job_id, e.scheduled_for, e.attempt, e.triggered_by);
@@ -1788,29 +1821,6 @@ impl<'c> Engine<'c> {
     }
 }
 
-/// When a process started, from /proc (boot time + start ticks); None if it is gone.
-fn process_start(pid: u32) -> Option<DateTime<Utc>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.get(stat.rfind(')')? + 2..)?;
-    let ticks: i64 = after.split_whitespace().nth(19)?.parse().ok()?;
-    let btime: i64 = std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
-    let ms = btime * 1000 + ticks * 1000 / hz;
-    DateTime::from_timestamp_millis(ms)
-}
-
-fn pid_alive(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
-}
-
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
@@ -1876,19 +1886,5 @@ mod tests {
         assert!(may_release_code(Some(Duration::from_secs(3600))));
         assert!(may_release_code(Some(RELEASE_CODE_BEFORE)));
         assert!(!may_release_code(Some(Duration::from_secs(1))));
-    }
-
-    #[test]
-    fn process_start_matches_now_for_a_fresh_child() {
-        let mut child = std::process::Command::new("/bin/sleep")
-            .arg("5")
-            .spawn()
-            .unwrap();
-        let started = process_start(child.id()).expect("start time");
-        let skew = (Utc::now() - started).num_seconds().abs();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert!(skew <= 2, "start time off by {skew} s");
-        assert!(process_start(u32::MAX - 1).is_none());
     }
 }

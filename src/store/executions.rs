@@ -10,7 +10,10 @@ use super::{
 
 const COLUMNS: &str = "e.id, e.job_id, j.name, j.system, e.status, e.scheduled_for, e.started_at, \
      e.finished_at, e.duration_ms, e.output, e.error_message, e.exit_code, e.triggered_by, e.attempt, \
-     e.memory_used_mb, e.cpu_used_percent, e.pid, e.runner_pid";
+     e.memory_used_mb, e.cpu_used_percent, e.pid, e.runner_pid, e.cancelled_by";
+
+/// The statuses an end caused by a cancel's signal is recorded with, before it is known to be one.
+const CANCELLABLE_ENDS: &str = "('failed', 'timeout', 'interrupted')";
 
 /// A row the runner inserts to claim a slot (or to record a slot it will not run).
 #[derive(Debug, Clone)]
@@ -69,7 +72,32 @@ fn from_row(row: &Row<'_>) -> super::sql::Result<Execution> {
         cpu_used_percent: row.get(15)?,
         pid: row.get(16)?,
         runner_pid: row.get(17)?,
+        cancelled_by: row.get(18)?,
     })
+}
+
+/// The error message of a cancelled execution (the SQL below builds the same text).
+pub fn cancelled_message(by: &str) -> String {
+    format!("cancelled by {by}")
+}
+
+/// The actor as `cancelled_by` records it: the audit log's user, and who they were before sudo.
+fn actor_label(actor: &super::Actor) -> String {
+    match &actor.sudo_user {
+        Some(s) => format!("{} (sudo from {s})", actor.user),
+        None => actor.user.clone(),
+    }
+}
+
+/// What a request to cancel an execution found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelling {
+    /// Marked cancelled by this request (and audited): now signal its process group.
+    Requested { by: String },
+    /// Someone asked already: nothing was written. `ended`: its end is recorded (`cancelled`).
+    Already { by: String, ended: bool },
+    /// It ended otherwise (or never ran): nothing was written.
+    NotRunning(Status),
 }
 
 impl Store {
@@ -198,6 +226,58 @@ impl Store {
     /// Mark an execution left running by a dead runner as interrupted.
     pub fn interrupt(&self, id: i64, now: DateTime<Utc>, why: &str) -> Result<()> {
         self.write(|conn| interrupt_in(conn, id, now, why))
+    }
+
+    /// Ask for a running execution to be cancelled by `by`: mark it (`cancelled_by`) and record
+    /// `event` in the audit log, in one transaction, unless someone asked already or it ended.
+    /// The caller signals its process group only after [`Cancelling::Requested`]; whoever then
+    /// records its end (the runner, `run-now`, start-up recovery, a fleet's reaping) records it
+    /// `cancelled`.
+    pub fn request_cancel(
+        &self,
+        id: i64,
+        by: super::By<'_>,
+        event: &super::AuditEvent<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Cancelling> {
+        let who = actor_label(by.actor);
+        self.write(|conn| {
+            let (status, already): (String, Option<String>) = conn
+                .query_row(
+                    "SELECT status, cancelled_by FROM executions WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?
+                .ok_or(StoreError::ExecutionNotFound(id))?;
+            let status: Status = parse_enum(&status)?;
+            match (status, already) {
+                (Status::Running | Status::Cancelled, Some(by)) => Ok(Cancelling::Already {
+                    by,
+                    ended: status == Status::Cancelled,
+                }),
+                (Status::Running, None) => {
+                    conn.prepare_cached(
+                        "UPDATE executions SET cancelled_by = ?2 \
+                         WHERE id = ?1 AND status = 'running' AND cancelled_by IS NULL",
+                    )?
+                    .execute(params![id, who])?;
+                    super::audit::insert(conn, by, event, now)?;
+                    Ok(Cancelling::Requested { by: who.clone() })
+                }
+                (status, _) => Ok(Cancelling::NotRunning(status)),
+            }
+        })
+    }
+
+    /// Who asked for the execution to be cancelled, if anyone (None too when it is gone).
+    pub fn cancelled_by(&self, id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT cancelled_by FROM executions WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?
+            .flatten())
     }
 
     /// The jobs of a system holding more than `keep` executions: what keep-N retention works
@@ -373,9 +453,18 @@ impl Batch<'_> {
         let n = self
             .conn
             .prepare_cached(
-                "UPDATE executions SET status = ?2, finished_at = ?3, duration_ms = ?4, output = ?5, \
-                 error_message = ?6, exit_code = ?7, memory_used_mb = ?8, cpu_used_percent = ?9, \
-                 pid = coalesce(?10, pid) WHERE id = ?1 AND status = 'running'",
+                &format!(
+                    // A cancel asked for (`cancelled_by`) makes the end its signal caused a
+                    // `cancelled` one, whoever records it; a success is what it is.
+                    "UPDATE executions SET \
+                     status = CASE WHEN cancelled_by IS NOT NULL AND ?2 IN {CANCELLABLE_ENDS} \
+                         THEN 'cancelled' ELSE ?2 END, \
+                     error_message = CASE WHEN cancelled_by IS NOT NULL AND ?2 IN {CANCELLABLE_ENDS} \
+                         THEN 'cancelled by ' || cancelled_by ELSE ?6 END, \
+                     finished_at = ?3, duration_ms = ?4, output = ?5, \
+                     exit_code = ?7, memory_used_mb = ?8, cpu_used_percent = ?9, \
+                     pid = coalesce(?10, pid) WHERE id = ?1 AND status = 'running'"
+                ),
             )?
             .execute(params![
                 id,
@@ -440,9 +529,13 @@ pub(super) fn interrupt_in(
         return Ok(());
     };
     let duration_ms = (now - parse_time(&since)?).num_milliseconds().max(0);
+    // Asked to be cancelled (its process group may have been signalled before the runner
+    // could record the end): a cancelled end, not an interrupted one.
     conn.prepare_cached(
-        "UPDATE executions SET status = 'interrupted', finished_at = ?2, error_message = ?3, \
-         duration_ms = ?4 WHERE id = ?1 AND status = 'running'",
+        "UPDATE executions SET \
+         status = CASE WHEN cancelled_by IS NULL THEN 'interrupted' ELSE 'cancelled' END, \
+         error_message = CASE WHEN cancelled_by IS NULL THEN ?3 ELSE 'cancelled by ' || cancelled_by END, \
+         finished_at = ?2, duration_ms = ?4 WHERE id = ?1 AND status = 'running'",
     )?
     .execute(params![id, fmt_time(now), why, duration_ms])?;
     Ok(())
@@ -671,6 +764,222 @@ mod tests {
             store.finish(id + 100, &end),
             Err(StoreError::ExecutionNotFound(_))
         ));
+    }
+
+    fn by(actor: &crate::store::Actor) -> crate::store::By<'_> {
+        crate::store::By {
+            actor,
+            action: "kill",
+        }
+    }
+
+    fn kill_event() -> crate::store::AuditEvent<'static> {
+        crate::store::AuditEvent {
+            system: "default",
+            target: Some("j"),
+            refused: false,
+            reason: Some("execution 1".into()),
+            diff: serde_json::json!({}),
+        }
+    }
+
+    fn alice() -> crate::store::Actor {
+        crate::store::Actor {
+            uid: 1000,
+            user: "root".into(),
+            sudo_user: Some("alice".into()),
+        }
+    }
+
+    fn ended(status: Status) -> Finish {
+        Finish {
+            status,
+            finished_at: t0() + Duration::seconds(3),
+            duration_ms: 3000,
+            output: String::new(),
+            error_message: Some("killed by signal 15 (SIGTERM)".into()),
+            exit_code: Some(143),
+            memory_used_mb: None,
+            cpu_used_percent: None,
+        }
+    }
+
+    fn audit_rows(store: &Store) -> i64 {
+        store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM audit WHERE action = 'kill'",
+                (),
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn a_cancel_is_asked_once_audited_once_and_recorded_cancelled_by_whoever_ends_it() {
+        let (store, job) = setup();
+        let actor = alice();
+        let id = store.claim(&new(&job, t0(), 1)).unwrap().unwrap();
+        let first = store
+            .request_cancel(id, by(&actor), &kill_event(), t0())
+            .unwrap();
+        let who = "root (sudo from alice)".to_string();
+        assert_eq!(first, Cancelling::Requested { by: who.clone() });
+        let again = store
+            .request_cancel(id, by(&actor), &kill_event(), t0())
+            .unwrap();
+        assert_eq!(
+            again,
+            Cancelling::Already {
+                by: who.clone(),
+                ended: false
+            }
+        );
+        assert_eq!(audit_rows(&store), 1, "one audit row for two requests");
+        assert_eq!(
+            store.cancelled_by(id).unwrap().as_deref(),
+            Some(who.as_str())
+        );
+
+        // Whoever records the end saw a signal, not a cancel: the row says cancelled anyway.
+        store.finish(id, &ended(Status::Failed)).unwrap();
+        let e = store.execution(id).unwrap();
+        assert_eq!(e.status, Status::Cancelled);
+        assert_eq!(e.cancelled_by.as_deref(), Some(who.as_str()));
+        assert_eq!(e.error_message, Some(cancelled_message(&who)));
+        assert_eq!(e.exit_code, Some(143));
+        assert_eq!(
+            store
+                .request_cancel(id, by(&actor), &kill_event(), t0())
+                .unwrap(),
+            Cancelling::Already {
+                by: who.clone(),
+                ended: true
+            }
+        );
+        assert_eq!(audit_rows(&store), 1);
+        // The Prometheus counters count it under its own status.
+        let counted: i64 = store
+            .conn
+            .query_row(
+                "SELECT count FROM job_run_counts WHERE job_id = ?1 AND status = 'cancelled'",
+                [job.id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(counted, 1);
+    }
+
+    #[test]
+    fn a_cancelled_run_that_succeeded_anyway_is_a_success_and_other_ends_refuse_a_cancel() {
+        let (store, job) = setup();
+        let actor = alice();
+        let id = store.claim(&new(&job, t0(), 1)).unwrap().unwrap();
+        store
+            .request_cancel(id, by(&actor), &kill_event(), t0())
+            .unwrap();
+        store.finish(id, &ended(Status::Success)).unwrap();
+        assert_eq!(store.execution(id).unwrap().status, Status::Success);
+        let other = store.claim(&new(&job, t0(), 2)).unwrap().unwrap();
+        store.finish(other, &ended(Status::Failed)).unwrap();
+        assert_eq!(
+            store
+                .request_cancel(other, by(&actor), &kill_event(), t0())
+                .unwrap(),
+            Cancelling::NotRunning(Status::Failed)
+        );
+        assert!(store.execution(other).unwrap().cancelled_by.is_none());
+        assert!(matches!(
+            store.request_cancel(other + 100, by(&actor), &kill_event(), t0()),
+            Err(StoreError::ExecutionNotFound(_))
+        ));
+        assert_eq!(audit_rows(&store), 1);
+    }
+
+    #[test]
+    fn a_cancelled_run_left_running_by_a_dead_runner_is_recovered_as_cancelled() {
+        let (store, job) = setup();
+        let actor = alice();
+        let id = store.claim(&new(&job, t0(), 1)).unwrap().unwrap();
+        store
+            .request_cancel(id, by(&actor), &kill_event(), t0())
+            .unwrap();
+        store
+            .interrupt(id, t0() + Duration::seconds(9), "runner lost")
+            .unwrap();
+        let e = store.execution(id).unwrap();
+        assert_eq!(e.status, Status::Cancelled);
+        assert_eq!(e.duration_ms, Some(9000));
+        assert_eq!(
+            e.error_message.as_deref(),
+            Some("cancelled by root (sudo from alice)")
+        );
+    }
+
+    #[test]
+    fn migration_6_keeps_every_row_index_and_trigger_of_a_version_5_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let objects = |c: &rusqlite::Connection| -> Vec<String> {
+            let mut stmt = c
+                .prepare(
+                    "SELECT type || ' ' || name || ': ' || CASE type WHEN 'table' THEN '' ELSE sql END \
+                     FROM sqlite_master \
+                     WHERE tbl_name = 'executions' AND name NOT LIKE 'sqlite_%' ORDER BY 1",
+                )
+                .unwrap();
+            let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+            rows.collect::<rusqlite::Result<_>>().unwrap()
+        };
+        let before = {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            for m in &crate::store::MIGRATIONS[..5] {
+                c.execute_batch(m).unwrap();
+            }
+            c.pragma_update(None, "application_id", crate::store::APPLICATION_ID)
+                .unwrap();
+            c.pragma_update(None, "user_version", 5).unwrap();
+            c.execute_batch(
+                "INSERT INTO jobs (id, system, name, schedule, command, created_at, updated_at) \
+                 VALUES (7, 'default', 'j', '* * * * *', 'shell', 'x', 'x'); \
+                 INSERT INTO executions (id, job_id, status, scheduled_for, started_at, triggered_by, \
+                     attempt, pid, runner_pid, runner_id) \
+                 VALUES (41, 7, 'success', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', \
+                         'schedule', 1, 10, 11, 12), \
+                        (42, 7, 'running', '2026-01-01T00:01:00.000Z', '2026-01-01T00:01:00.000Z', \
+                         'schedule', 1, 20, 21, 22);",
+            )
+            .unwrap();
+            objects(&c)
+        };
+        assert_eq!(
+            before.len(),
+            9,
+            "6 indexes, 2 triggers, the table: {before:?}"
+        );
+        let store = Store::open(&path).unwrap();
+        assert_eq!(objects(store.sqlite().unwrap()), before);
+        let kept = store.execution(41).unwrap();
+        assert_eq!(
+            (kept.status, kept.pid, kept.runner_pid, kept.cancelled_by),
+            (Status::Success, Some(10), Some(11), None)
+        );
+        // The triggers still count ends; the next id follows the kept ones.
+        store.finish(42, &ended(Status::Cancelled)).unwrap();
+        let counted: i64 = store
+            .conn
+            .query_row(
+                "SELECT count FROM job_run_counts WHERE job_id = 7 AND status = 'cancelled'",
+                (),
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(counted, 1);
+        let job = Job {
+            id: 7,
+            ..Job::new("default", "j", "* * * * *", "shell")
+        };
+        assert_eq!(store.claim(&new(&job, t0(), 1)).unwrap(), Some(43));
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct ExecutionBrief {
     pub started_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i64>,
     pub exit_code: Option<i32>,
+    /// Who cancelled it (`cronmgr kill`), if anyone.
+    pub cancelled_by: Option<String>,
 }
 
 /// One job over a period.
@@ -48,6 +50,8 @@ pub struct JobStats {
     pub succeeded: u64,
     pub failed: u64,
     pub timed_out: u64,
+    /// Stopped by a person (`cronmgr kill`): not a run, not a failure, counted apart.
+    pub cancelled: u64,
     pub success_rate: Option<f64>,
     pub mean_duration_ms: Option<f64>,
     pub p95_duration_ms: Option<i64>,
@@ -156,7 +160,8 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<ExecutionBrief>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT e.id, j.name, j.system, e.status, e.scheduled_for, e.started_at, e.duration_ms, e.exit_code \
+            "SELECT e.id, j.name, j.system, e.status, e.scheduled_for, e.started_at, e.duration_ms, e.exit_code, \
+                    e.cancelled_by \
              FROM executions e JOIN jobs j ON j.id = e.job_id WHERE CAST(?1 AS TEXT) IS NULL OR j.system = ?1 \
              ORDER BY e.id DESC LIMIT ?2",
         )?;
@@ -170,6 +175,7 @@ impl Store {
                 started_at: parse_opt_time(r.get(5)?)?,
                 duration_ms: r.get(6)?,
                 exit_code: r.get(7)?,
+                cancelled_by: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<super::sql::Result<_>>()?)
@@ -210,7 +216,7 @@ impl Store {
         };
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT status, duration_ms, memory_used_mb, cpu_used_percent FROM executions \
-             WHERE job_id = ?1 AND started_at >= ?2 AND status IN {RAN}"
+             WHERE job_id = ?1 AND started_at >= ?2 AND (status IN {RAN} OR status = 'cancelled')"
         ))?;
         let mut out = Vec::with_capacity(jobs.len());
         for (id, name, streak, last_success) in jobs {
@@ -222,10 +228,14 @@ impl Store {
                     r.get::<_, Option<f64>>(3)?,
                 ))
             })?;
-            let (mut ok, mut failed, mut timed_out, mut runs) = (0, 0, 0, 0);
+            let (mut ok, mut failed, mut timed_out, mut runs, mut cancelled) = (0, 0, 0, 0, 0);
             let (mut durations, mut mem, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
             for row in rows {
                 let (status, d, m, c) = row?;
+                if status == "cancelled" {
+                    cancelled += 1;
+                    continue;
+                }
                 runs += 1;
                 match status.as_str() {
                     "success" => ok += 1,
@@ -245,6 +255,7 @@ impl Store {
                 succeeded: ok,
                 failed,
                 timed_out,
+                cancelled,
                 success_rate: (runs > 0).then(|| ok as f64 / runs as f64),
                 mean_duration_ms: mean(&durations.iter().map(|d| *d as f64).collect::<Vec<_>>()),
                 p95_duration_ms: percentile(&durations, 95.0),

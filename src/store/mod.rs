@@ -36,7 +36,9 @@ pub use alerts::{
 pub(crate) use audit::test_by;
 pub use audit::{job_diff, settings_diff, Actor, AuditEntry, AuditFilter, By, Event as AuditEvent};
 pub use checkpoint::Checkpointer;
-pub use executions::{Batch, ExecutionFilter, FleetRules, NewExecution};
+pub use executions::{
+    cancelled_message, Batch, Cancelling, ExecutionFilter, FleetRules, NewExecution,
+};
 pub use jobs::JobFilter;
 pub use metrics::{ExecutionBrief, JobCounts, JobStats, StatusTotals};
 pub use runners::{NewRunner, Runner};
@@ -66,6 +68,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/003_audit.sql"),
     include_str!("migrations/004_execution_times.sql"),
     include_str!("migrations/005_runners.sql"),
+    include_str!("migrations/006_cancelled.sql"),
 ];
 
 /// The same migrations for PostgreSQL, one for one.
@@ -76,6 +79,7 @@ const MIGRATIONS_POSTGRES: &[&str] = &[
     include_str!("migrations/postgres/003_audit.sql"),
     include_str!("migrations/postgres/004_execution_times.sql"),
     include_str!("migrations/postgres/005_runners.sql"),
+    include_str!("migrations/postgres/006_cancelled.sql"),
 ];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

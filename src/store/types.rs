@@ -61,6 +61,7 @@ closed_set!(
         Skipped => "skipped",
         Missed => "missed",
         Interrupted => "interrupted",
+        Cancelled => "cancelled",
     }
 );
 closed_set!(
@@ -316,6 +317,10 @@ pub struct Execution {
     pub pid: Option<u32>,
     /// The runner (or `run-now`) process that started it.
     pub runner_pid: Option<u32>,
+    /// Who asked for it to be cancelled (`cronmgr kill`): the audit log's actor, as `user` or
+    /// `user (sudo from other)`. Set while it is still running, before its process is signalled,
+    /// so whoever records its end (the runner, `run-now`, recovery) records it `cancelled`.
+    pub cancelled_by: Option<String>,
 }
 
 /// How an execution ended, as the runner reports it.

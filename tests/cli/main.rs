@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `cronmgr` binary against a temporary database.
 
 mod alerts;
+mod cancel;
 mod edges;
 mod envsafety;
 mod executors;
