@@ -12,6 +12,7 @@
 mod backup;
 mod cleanup;
 pub mod common;
+mod dirfd;
 mod healthcheck;
 mod http;
 mod report;
