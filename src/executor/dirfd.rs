@@ -31,6 +31,8 @@ pub struct Stat {
     pub kind: Kind,
     pub len: u64,
     pub modified: SystemTime,
+    pub dev: u64,
+    pub ino: u64,
 }
 
 impl Stat {
@@ -54,7 +56,14 @@ impl Stat {
             kind,
             len: st.st_size.max(0) as u64,
             modified,
+            dev: st.st_dev,
+            ino: st.st_ino,
         }
+    }
+
+    /// The same file (device and inode) as `other`?
+    pub fn same_file(&self, other: &Stat) -> bool {
+        self.dev == other.dev && self.ino == other.ino
     }
 }
 
