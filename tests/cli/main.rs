@@ -12,3 +12,4 @@ mod migrate;
 mod packaging;
 mod runner;
 mod schedule;
+mod treewalk;
