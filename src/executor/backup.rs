@@ -213,7 +213,13 @@ fn append_source(
             "the root folder / itself cannot be archived",
         ));
     };
-    append(tar, &Dir::open_path(parent)?, name, ar_name, before_open)
+    append(
+        tar,
+        &Dir::open_path_to_search(parent)?,
+        name,
+        ar_name,
+        before_open,
+    )
 }
 
 /// Read every entry (and its data, so the gzip checksum is verified); returns the count.

@@ -119,12 +119,25 @@ fn openat(dir: RawFd, name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> io
 }
 
 const DIR_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+const SEARCH_FLAGS: libc::c_int = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
 
 impl Dir {
     /// Open an absolute folder path from `/`, one component at a time, never following a
     /// symlink: a path with a symlink anywhere in it fails (`ELOOP` or `ENOTDIR`). Resolve a path
     /// the user gave (and check it against its allowlist) first; this opens what was checked.
+    /// The folders on the way are opened `O_PATH`, so, as with a path, they need only be
+    /// searchable (`x`), not readable.
     pub fn open_path(path: &Path) -> io::Result<Dir> {
+        Dir::open_path_as(path, DIR_FLAGS)
+    }
+
+    /// [`Dir::open_path`], the folder itself opened `O_PATH` too: for reaching names in it
+    /// (`stat`, `open_*`), not for listing it, so it need only be searchable.
+    pub fn open_path_to_search(path: &Path) -> io::Result<Dir> {
+        Dir::open_path_as(path, SEARCH_FLAGS)
+    }
+
+    fn open_path_as(path: &Path, last_flags: libc::c_int) -> io::Result<Dir> {
         let mut components = path.components();
         if components.next() != Some(Component::RootDir) {
             return Err(io::Error::new(
@@ -132,13 +145,10 @@ impl Dir {
                 format!("{} is not an absolute path", path.display()),
             ));
         }
-        let root = CString::new("/").map_err(io::Error::other)?;
-        let mut dir = Dir {
-            fd: openat(libc::AT_FDCWD, &root, DIR_FLAGS, 0)?,
-        };
+        let mut names = Vec::new();
         for c in components {
             match c {
-                Component::Normal(name) => dir = dir.open_dir(name)?,
+                Component::Normal(name) => names.push(entry_name(name)?),
                 Component::CurDir => {}
                 _ => {
                     return Err(io::Error::new(
@@ -148,7 +158,14 @@ impl Dir {
                 }
             }
         }
-        Ok(dir)
+        let last = names.len();
+        let flags = |i: usize| if i == last { last_flags } else { SEARCH_FLAGS };
+        let root = CString::new("/").map_err(io::Error::other)?;
+        let mut fd = openat(libc::AT_FDCWD, &root, flags(0), 0)?;
+        for (i, name) in names.iter().enumerate() {
+            fd = openat(fd.as_raw_fd(), name, flags(i + 1), 0)?;
+        }
+        Ok(Dir { fd })
     }
 
     /// The folder `name` inside this one; fails on a symlink or a non-folder (`ENOTDIR`).
@@ -333,6 +350,9 @@ mod tests {
         );
         assert!(Dir::open_path(Path::new("relative")).is_err());
         assert!(Dir::open_path(&base.join("a/../a")).is_err());
+        assert!(Dir::open_path_to_search(&base.join("link/b")).is_err());
+        let search = Dir::open_path_to_search(&base.join("a")).unwrap();
+        assert_eq!(search.stat(OsStr::new("b")).unwrap().kind, Kind::Dir);
         let a = Dir::open_path(&base.join("a")).unwrap();
         assert!(a.open_dir(OsStr::new("..")).is_err());
         assert!(a.open_dir(OsStr::new("b/c")).is_err());

@@ -200,7 +200,7 @@ fn identity(path: &Path) -> std::io::Result<Stat> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(std::io::Error::other("not a file path"));
     };
-    let st = Dir::open_path(parent)?.stat(name)?;
+    let st = Dir::open_path_to_search(parent)?.stat(name)?;
     match st.kind {
         Kind::File => Ok(st),
         Kind::Symlink => Err(std::io::Error::other("it is a symlink")),

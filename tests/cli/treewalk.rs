@@ -273,3 +273,68 @@ fn sqlite_add_refuses_a_symlinked_path_unless_the_config_names_the_real_file() {
     assert_eq!(code, 0, "{e}");
     assert_eq!(sessions(&app), 0);
 }
+
+/// (uid, gid) of the unprivileged `cronmgr-test` user, when we are root and it exists.
+fn test_user(test: &str) -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("{test}: skipped: acting as cronmgr-test needs root (run the tests as root, as CI does)");
+        return None;
+    }
+    let id = |flag: &str| -> Option<u32> {
+        let out = std::process::Command::new("id")
+            .args([flag, "cronmgr-test"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    match (id("-u"), id("-g")) {
+        (Some(u), Some(g)) => Some((u, g)),
+        _ => {
+            eprintln!("{test}: skipped: no user cronmgr-test (useradd --system cronmgr-test)");
+            None
+        }
+    }
+}
+
+/// Opening the root through descriptors needs no more than a path did: an unprivileged user
+/// whose root lies under a folder it may only search (mode 0711) still cleans it.
+#[test]
+fn cleanup_as_a_user_that_may_only_search_the_folders_above_its_root() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let Some((uid, gid)) = test_user("cleanup_as_a_user_that_may_only_search") else {
+        return;
+    };
+    let env = Env::new();
+    let base = real(env.dir.path());
+    let root = base.join("data");
+    touch(&root.join("old.log"), SystemTime::now() - 30 * DAY);
+    configure(
+        &env,
+        &format!("[executors.cleanup]\nroots = [{:?}]\n", s(&root)),
+    );
+    std::os::unix::fs::chown(&root, Some(uid), Some(gid)).unwrap();
+    std::os::unix::fs::chown(root.join("old.log"), Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let params = serde_json::json!({"root": root, "patterns": ["*.log"], "older_than": "1d"});
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("cronmgr"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("CRONMGR_CONFIG", &env.config)
+        .env("CRONMGR_EXEC_PARAMS", params.to_string())
+        .args(["__exec", "cleanup"])
+        .current_dir("/")
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("removed 1 file(s)"), "{text}");
+    assert!(!root.join("old.log").exists());
+}
