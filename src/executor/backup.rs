@@ -9,9 +9,10 @@
 //! count must match what was written), then renamed. Symlinks are archived as links, not followed.
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,8 +20,10 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use tar::{EntryType, Header, HeaderMode};
 
 use super::common::{check_url, human_bytes, not_under, resolve_path, typed, under_any, Dur};
+use super::dirfd::{Dir, Kind};
 use super::{Executor, ParamError, RunContext, RunError};
 use crate::config::Config;
 
@@ -132,28 +135,96 @@ fn checked(params: &Map<String, Value>, config: &Config) -> Result<Checked, Para
     })
 }
 
-/// Append `path` (and, for a folder, everything under it) as `name`; returns entries appended.
+/// Append the entry `name` of `dir` as `ar_name` (and, for a folder, everything under it, in
+/// name order); returns entries appended. Everything is reached through folder descriptors and
+/// opened with `O_NOFOLLOW`: a folder swapped for a symlink meanwhile is never followed, and a
+/// symlink is archived as a link. `before_open` sees each archive name first (tests race there).
 fn append(
     tar: &mut tar::Builder<GzEncoder<File>>,
-    path: &Path,
-    name: &Path,
-) -> std::io::Result<usize> {
-    let meta = std::fs::symlink_metadata(path)?;
-    tar.append_path_with_name(path, name)?;
-    let mut n = 1;
-    if meta.is_dir() {
-        let mut children: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
-        children.sort_by_key(|e| e.file_name());
-        for child in children {
-            n += append(tar, &child.path(), &name.join(child.file_name()))?;
+    dir: &Dir,
+    name: &OsStr,
+    ar_name: &Path,
+    before_open: &mut dyn FnMut(&Path),
+) -> io::Result<usize> {
+    before_open(ar_name);
+    // O_PATH: what the name is, without opening a device or a FIFO for reading.
+    let meta = dir.open_node(name)?.metadata()?;
+    let ft = meta.file_type();
+    let header = |meta: &std::fs::Metadata| {
+        let mut h = Header::new_gnu();
+        h.set_metadata_in_mode(meta, HeaderMode::Complete);
+        h
+    };
+    if ft.is_file() {
+        let mut file = dir.open_file(name)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::other(format!(
+                "{} changed while it was archived",
+                ar_name.display()
+            )));
         }
+        tar.append_file(ar_name, &mut file)?;
+        Ok(1)
+    } else if ft.is_dir() {
+        let sub = dir.open_dir(name)?;
+        tar.append_data(&mut header(&sub.metadata()?), ar_name, io::empty())?;
+        let mut n = 1;
+        for child in sub.entries()? {
+            n += append(tar, &sub, &child, &ar_name.join(&child), before_open)?;
+        }
+        Ok(n)
+    } else if ft.is_symlink() {
+        let target = dir.read_link(name)?;
+        tar.append_link(&mut header(&meta), ar_name, target)?;
+        Ok(1)
+    } else {
+        let kind = if ft.is_fifo() {
+            EntryType::Fifo
+        } else if ft.is_char_device() {
+            EntryType::Char
+        } else if ft.is_block_device() {
+            EntryType::Block
+        } else {
+            return Err(io::Error::other(format!(
+                "{}: a socket cannot be archived",
+                ar_name.display()
+            )));
+        };
+        let mut h = header(&meta);
+        h.set_entry_type(kind);
+        let rdev = meta.rdev();
+        h.set_device_major(libc::major(rdev))?;
+        h.set_device_minor(libc::minor(rdev))?;
+        tar.append_data(&mut h, ar_name, io::empty())?;
+        Ok(1)
     }
-    Ok(n)
+}
+
+/// Append a checked source path (resolved once, against the allowlist) as `ar_name`: its folder
+/// is opened from `/` without following a symlink, the rest through descriptors.
+fn append_source(
+    tar: &mut tar::Builder<GzEncoder<File>>,
+    resolved: &Path,
+    ar_name: &Path,
+    before_open: &mut dyn FnMut(&Path),
+) -> io::Result<usize> {
+    let (Some(parent), Some(name)) = (resolved.parent(), resolved.file_name()) else {
+        return Err(io::Error::other(
+            "the root folder / itself cannot be archived",
+        ));
+    };
+    append(
+        tar,
+        &Dir::open_path_to_search(parent)?,
+        name,
+        ar_name,
+        before_open,
+    )
 }
 
 /// Read every entry (and its data, so the gzip checksum is verified); returns the count.
-fn verify(path: &Path) -> std::io::Result<usize> {
-    let mut archive = tar::Archive::new(GzDecoder::new(File::open(path)?));
+fn verify(file: File) -> std::io::Result<usize> {
+    let mut archive = tar::Archive::new(GzDecoder::new(file));
     let mut n = 0;
     for entry in archive.entries()? {
         let mut entry = entry?;
@@ -163,12 +234,11 @@ fn verify(path: &Path) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Archives with this prefix in `dest`, oldest first.
-fn archives(dest: &Path, name: &str) -> std::io::Result<Vec<PathBuf>> {
+/// Archives with this prefix in the folder `dest`, oldest first (their names).
+fn archives(dest: &Dir, name: &str) -> std::io::Result<Vec<OsString>> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(dest)? {
-        let entry = entry?;
-        let file = entry.file_name().to_string_lossy().into_owned();
+    for entry in dest.entries()? {
+        let file = entry.to_string_lossy().into_owned();
         let Some(stamp) = file
             .strip_prefix(name)
             .and_then(|r| r.strip_prefix('-'))
@@ -179,46 +249,60 @@ fn archives(dest: &Path, name: &str) -> std::io::Result<Vec<PathBuf>> {
         if chrono::NaiveDateTime::parse_from_str(stamp, TIMESTAMP).is_err() {
             continue;
         }
-        if entry.file_type()?.is_file() {
-            found.push(entry.path());
+        if dest.stat(&entry)?.kind == Kind::File {
+            found.push(entry);
         }
     }
     found.sort();
     Ok(found)
 }
 
-fn write_archive(c: &Checked, out: &mut dyn Write) -> Result<PathBuf, RunError> {
+/// The destination folder, opened once (the checked path, no symlink on the way): the archive
+/// is created, renamed and pruned in it through its descriptor.
+fn open_dest(c: &Checked) -> Result<Dir, RunError> {
+    Dir::open_path(&c.dest).map_err(|e| RunError::io(format!("opening {}", c.dest.display()), e))
+}
+
+/// Write, verify and rename the archive in `dest`; its name there.
+fn write_archive(c: &Checked, dest: &Dir, out: &mut dyn Write) -> Result<OsString, RunError> {
+    write_archive_with(c, dest, out, &mut |_| {})
+}
+
+fn write_archive_with(
+    c: &Checked,
+    dest: &Dir,
+    out: &mut dyn Write,
+    before_open: &mut dyn FnMut(&Path),
+) -> Result<OsString, RunError> {
     let mut now = chrono::Utc::now();
-    let mut target = c
-        .dest
-        .join(format!("{}-{}.tar.gz", c.name, now.format(TIMESTAMP)));
+    let stamped = |now: chrono::DateTime<chrono::Utc>| {
+        OsString::from(format!("{}-{}.tar.gz", c.name, now.format(TIMESTAMP)))
+    };
+    let mut target = stamped(now);
     // Two runs in one second: wait for the next, so names stay unique and sortable.
-    while target.exists() {
+    while dest.open_node(&target).is_ok() {
         std::thread::sleep(Duration::from_millis(200));
         now = chrono::Utc::now();
-        target = c
-            .dest
-            .join(format!("{}-{}.tar.gz", c.name, now.format(TIMESTAMP)));
+        target = stamped(now);
     }
-    let tmp = c.dest.join(format!(
+    let tmp = OsString::from(format!(
         ".{}-{}.tar.gz.tmp{}",
         c.name,
         now.format(TIMESTAMP),
         std::process::id()
     ));
+    let tmp_path = c.dest.join(&tmp);
+    let target_path = c.dest.join(&target);
     let result = (|| -> Result<usize, RunError> {
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| RunError::io(format!("creating {}", tmp.display()), e))?;
+        let file = dest
+            .create_file(&tmp, 0o600)
+            .map_err(|e| RunError::io(format!("creating {}", tmp_path.display()), e))?;
         let mut tar = tar::Builder::new(GzEncoder::new(file, flate2::Compression::default()));
         tar.follow_symlinks(false);
         let mut count = 0;
         for (given, resolved) in &c.paths {
             let name = given.strip_prefix("/").unwrap_or(given);
-            count += append(&mut tar, resolved, name)
+            count += append_source(&mut tar, resolved, name, before_open)
                 .map_err(|e| RunError::io(format!("archiving {}", given.display()), e))?;
         }
         let gz = tar
@@ -229,7 +313,10 @@ fn write_archive(c: &Checked, out: &mut dyn Write) -> Result<PathBuf, RunError> 
             .map_err(|e| RunError::io("finishing the archive", e))?;
         file.sync_all()
             .map_err(|e| RunError::io("syncing the archive", e))?;
-        let read = verify(&tmp).map_err(|e| RunError::io("reading the archive back", e))?;
+        let read = dest
+            .open_file(&tmp)
+            .and_then(verify)
+            .map_err(|e| RunError::io("reading the archive back", e))?;
         if read != count {
             return Err(RunError::Failed(format!(
                 "the archive reads back {read} entries, {count} were written"
@@ -240,17 +327,17 @@ fn write_archive(c: &Checked, out: &mut dyn Write) -> Result<PathBuf, RunError> 
     let count = match result {
         Ok(n) => n,
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = dest.remove_file(&tmp);
             return Err(e);
         }
     };
-    std::fs::rename(&tmp, &target)
-        .map_err(|e| RunError::io(format!("renaming to {}", target.display()), e))?;
-    let size = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+    dest.rename(&tmp, &target)
+        .map_err(|e| RunError::io(format!("renaming to {}", target_path.display()), e))?;
+    let size = dest.stat(&target).map(|s| s.len).unwrap_or(0);
     writeln!(
         out,
         "wrote {} ({} entries, {}), verified",
-        target.display(),
+        target_path.display(),
         count,
         human_bytes(size)
     )
@@ -258,8 +345,16 @@ fn write_archive(c: &Checked, out: &mut dyn Write) -> Result<PathBuf, RunError> 
     Ok(target)
 }
 
-fn upload(c: &Checked, archive: &Path, url: &str, out: &mut dyn Write) -> Result<(), RunError> {
-    let file = File::open(archive).map_err(|e| RunError::io("opening the archive", e))?;
+fn upload(
+    c: &Checked,
+    dest: &Dir,
+    archive: &OsStr,
+    url: &str,
+    out: &mut dyn Write,
+) -> Result<(), RunError> {
+    let file = dest
+        .open_file(archive)
+        .map_err(|e| RunError::io("opening the archive", e))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut builder = ureq::http::Request::builder()
         .method("PUT")
@@ -319,18 +414,20 @@ impl Executor for Backup {
         out: &mut dyn Write,
     ) -> Result<(), RunError> {
         let c = checked(params, config)?;
-        let archive = write_archive(&c, out)?;
+        let dest = open_dest(&c)?;
+        let archive = write_archive(&c, &dest, out)?;
         if let Some(url) = &c.upload_url {
-            upload(&c, &archive, url, out)?;
+            upload(&c, &dest, &archive, url, out)?;
         }
         if let Some(keep) = c.keep {
-            let all = archives(&c.dest, &c.name)
+            let all = archives(&dest, &c.name)
                 .map_err(|e| RunError::io(format!("listing {}", c.dest.display()), e))?;
             let excess = all.len().saturating_sub(keep);
             for old in &all[..excess] {
-                std::fs::remove_file(old)
-                    .map_err(|e| RunError::io(format!("removing {}", old.display()), e))?;
-                writeln!(out, "removed old archive {}", old.display())
+                let path = c.dest.join(old);
+                dest.remove_file(old)
+                    .map_err(|e| RunError::io(format!("removing {}", path.display()), e))?;
+                writeln!(out, "removed old archive {}", path.display())
                     .map_err(|e| RunError::io("writing the report", e))?;
             }
         }
@@ -392,7 +489,12 @@ mod tests {
         let text = run(params.clone(), &c).unwrap();
         // app, app.toml, conf.d, conf.d/extra.toml, link
         assert!(text.contains("(5 entries"), "{text}");
-        let first = archives(&t.dest, "app").unwrap();
+        let dest = Dir::open_path(&t.dest).unwrap();
+        let first: Vec<PathBuf> = archives(&dest, "app")
+            .unwrap()
+            .iter()
+            .map(|n| t.dest.join(n))
+            .collect();
         assert_eq!(first.len(), 1);
         let mut names: Vec<String> =
             tar::Archive::new(GzDecoder::new(File::open(&first[0]).unwrap()))
@@ -409,12 +511,49 @@ mod tests {
         run(params.clone(), &c).unwrap();
         let text = run(params, &c).unwrap();
         assert!(text.contains("removed old archive"), "{text}");
-        let left = archives(&t.dest, "app").unwrap();
+        let left = archives(&dest, "app").unwrap();
         assert_eq!(left.len(), 2);
-        assert!(!left.contains(&first[0]));
+        assert!(!left.iter().any(|n| t.dest.join(n) == first[0]));
         assert!(t.dest.join("app-db-20200101T000000Z.tar.gz").exists());
         // No temporary files are left behind.
         assert_eq!(std::fs::read_dir(&t.dest).unwrap().count(), 3);
+    }
+
+    /// A source folder swapped for a symlink while the archive is written (between listing it and
+    /// reading a file in it) is not followed: the archive holds the file that was in the folder.
+    #[test]
+    fn a_folder_swapped_for_a_symlink_mid_run_is_not_followed() {
+        let t = tree();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("extra.toml"), "secret = 1\n").unwrap();
+        let params = json!({"paths": [t.src], "dest": t.dest, "name": "app"});
+        let c = checked(params.as_object().unwrap(), &config(&t)).unwrap();
+        let mut swapped = false;
+        let dest = open_dest(&c).unwrap();
+        let archive = write_archive_with(&c, &dest, &mut Vec::new(), &mut |name| {
+            if name.ends_with("conf.d/extra.toml") {
+                std::fs::rename(t.src.join("conf.d"), t.src.join("conf.d.old")).unwrap();
+                std::os::unix::fs::symlink(outside.path(), t.src.join("conf.d")).unwrap();
+                swapped = true;
+            }
+        })
+        .unwrap();
+        assert!(swapped, "the hook never saw conf.d/extra.toml");
+        let mut found = None;
+        let mut ar = tar::Archive::new(GzDecoder::new(dest.open_file(&archive).unwrap()));
+        for entry in ar.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.path().unwrap().ends_with("conf.d/extra.toml") {
+                let mut text = String::new();
+                entry.read_to_string(&mut text).unwrap();
+                found = Some(text);
+            }
+        }
+        assert_eq!(
+            found.as_deref(),
+            Some("b = 2\n"),
+            "the archive followed the swap"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! Symlinks are never followed and never deleted: a symlink (to a file or a folder, inside the
 //! root or out of it) is skipped and counted. Only regular files are removed.
 
-use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::common::{human_bytes, not_under, resolve_path, typed, under_any, Dur};
+use super::dirfd::{Dir, Kind};
 use super::{glob_match, Executor, ParamError, RunContext, RunError};
 use crate::config::Config;
 
@@ -112,59 +113,11 @@ fn path_matches(pattern: &[String], path: &[&str]) -> bool {
     }
 }
 
+/// A matching regular file in the folder being cleaned.
 struct Candidate {
-    path: PathBuf,
+    name: OsString,
     modified: SystemTime,
     len: u64,
-}
-
-#[derive(Default)]
-struct Walk {
-    /// Matching regular files, by folder.
-    by_dir: BTreeMap<PathBuf, Vec<Candidate>>,
-    symlinks: usize,
-    errors: Vec<String>,
-}
-
-/// Walk the root without following symlinks.
-fn walk(dir: &Path, rel: &mut Vec<String>, patterns: &[Vec<String>], acc: &mut Walk) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            acc.errors.push(format!("{}: {e}", dir.display()));
-            return;
-        }
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        let name = entry.file_name().to_string_lossy().into_owned();
-        rel.push(name);
-        let ft = meta.file_type();
-        if ft.is_symlink() {
-            let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
-            if patterns.iter().any(|p| path_matches(p, &parts)) {
-                acc.symlinks += 1;
-            }
-        } else if ft.is_dir() {
-            walk(&path, rel, patterns, acc);
-        } else if ft.is_file() {
-            let parts: Vec<&str> = rel.iter().map(String::as_str).collect();
-            if patterns.iter().any(|p| path_matches(p, &parts)) {
-                acc.by_dir
-                    .entry(dir.to_path_buf())
-                    .or_default()
-                    .push(Candidate {
-                        path,
-                        modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                        len: meta.len(),
-                    });
-            }
-        }
-        rel.pop();
-    }
 }
 
 /// What a cleanup did (or would do).
@@ -177,62 +130,138 @@ pub struct Outcome {
     pub errors: Vec<String>,
 }
 
+/// One run: the checked params, the age cutoff, what happened so far.
+struct Walk<'a> {
+    c: &'a Checked,
+    cutoff: Option<SystemTime>,
+    out: Outcome,
+    /// Called with a file's path relative to the root between "decided to delete it" and the
+    /// `unlinkat` (tests swap folders there).
+    before_unlink: &'a mut dyn FnMut(&Path),
+}
+
 fn clean(c: &Checked, now: SystemTime) -> Outcome {
-    let mut acc = Walk::default();
-    walk(&c.root, &mut Vec::new(), &c.patterns, &mut acc);
-    let cutoff = c.older_than.and_then(|d| now.checked_sub(d));
-    let mut out = Outcome {
-        symlinks: acc.symlinks,
-        errors: acc.errors,
-        ..Outcome::default()
+    clean_with(c, now, &mut |_| {})
+}
+
+/// Open the root once (the path that was checked, with no symlink on the way), then reach
+/// everything below it through folder descriptors only: a folder swapped for a symlink while
+/// the run goes on is never entered, and a deletion always happens in the folder that was read.
+fn clean_with(c: &Checked, now: SystemTime, before_unlink: &mut dyn FnMut(&Path)) -> Outcome {
+    let mut walk = Walk {
+        c,
+        cutoff: c.older_than.and_then(|d| now.checked_sub(d)),
+        out: Outcome::default(),
+        before_unlink,
     };
-    let mut touched = Vec::new();
-    for (dir, mut files) in acc.by_dir {
+    match Dir::open_path(&c.root) {
+        Ok(root) => {
+            walk.visit(&root, &mut PathBuf::new());
+        }
+        Err(e) => walk.out.errors.push(format!("{}: {e}", c.root.display())),
+    }
+    walk.out
+}
+
+impl Walk<'_> {
+    fn matches(&self, rel: &Path) -> bool {
+        let parts: Vec<_> = rel.iter().map(|p| p.to_string_lossy()).collect();
+        let parts: Vec<&str> = parts.iter().map(|p| p.as_ref()).collect();
+        self.c.patterns.iter().any(|p| path_matches(p, &parts))
+    }
+
+    /// Clean the folder `dir` (at `rel` under the root), then its subfolders in name order;
+    /// true when this run removed something in it (a file, or a subfolder it left empty).
+    fn visit(&mut self, dir: &Dir, rel: &mut PathBuf) -> bool {
+        let names = match dir.entries() {
+            Ok(n) => n,
+            Err(e) => {
+                self.out
+                    .errors
+                    .push(format!("{}: {e}", self.c.root.join(&*rel).display()));
+                return false;
+            }
+        };
+        let mut files = Vec::new();
+        let mut subdirs = Vec::new();
+        for name in names {
+            let Ok(st) = dir.stat(&name) else {
+                continue;
+            };
+            rel.push(&name);
+            match st.kind {
+                Kind::Symlink if self.matches(rel) => self.out.symlinks += 1,
+                Kind::Dir => subdirs.push(name),
+                Kind::File if self.matches(rel) => files.push(Candidate {
+                    name,
+                    modified: st.modified,
+                    len: st.len,
+                }),
+                _ => {}
+            }
+            rel.pop();
+        }
+        let mut changed = self.delete(dir, rel, files);
+        for name in subdirs {
+            rel.push(&name);
+            match dir.open_dir(&name) {
+                Ok(sub) => {
+                    let emptied = self.visit(&sub, rel);
+                    drop(sub);
+                    if emptied && self.c.remove_empty_dirs && !self.c.dry_run {
+                        // Fails unless empty; a folder swapped in meanwhile is not ours to judge.
+                        if dir.remove_dir(&name).is_ok() {
+                            self.out.dirs_removed.push(self.c.root.join(&*rel));
+                            changed = true;
+                        }
+                    }
+                }
+                // Listed as a folder a moment ago: it was swapped (for a symlink, say) since.
+                Err(e) => self
+                    .out
+                    .errors
+                    .push(format!("{}: {e}", self.c.root.join(&*rel).display())),
+            }
+            rel.pop();
+        }
+        changed
+    }
+
+    /// Apply the age and keep-newest rules to one folder's matching files; true when any went.
+    fn delete(&mut self, dir: &Dir, rel: &mut PathBuf, mut files: Vec<Candidate>) -> bool {
         // Newest first; ties by name so runs are repeatable.
-        files.sort_by(|a, b| b.modified.cmp(&a.modified).then(a.path.cmp(&b.path)));
-        let keep = c.keep_newest.unwrap_or(0);
+        files.sort_by(|a, b| b.modified.cmp(&a.modified).then(a.name.cmp(&b.name)));
+        let keep = self.c.keep_newest.unwrap_or(0);
+        let mut any = false;
         for (i, f) in files.into_iter().enumerate() {
-            let protected = c.keep_newest.is_some() && i < keep;
-            let old = cutoff.is_none_or(|t| f.modified < t);
+            let protected = self.c.keep_newest.is_some() && i < keep;
+            let old = self.cutoff.is_none_or(|t| f.modified < t);
             if protected || !old {
-                out.kept += 1;
+                self.out.kept += 1;
                 continue;
             }
-            if !c.dry_run {
-                // Re-check right before deleting: still a regular file, not swapped for a link.
-                match std::fs::symlink_metadata(&f.path) {
-                    Ok(m) if m.file_type().is_file() => {}
-                    _ => continue,
+            rel.push(&f.name);
+            let path = self.c.root.join(&*rel);
+            if !self.c.dry_run {
+                (self.before_unlink)(rel);
+                // Re-check right before deleting, in the same folder: still a regular file.
+                let still_file = dir.stat(&f.name).is_ok_and(|s| s.kind == Kind::File);
+                if !still_file {
+                    rel.pop();
+                    continue;
                 }
-                if let Err(e) = std::fs::remove_file(&f.path) {
-                    out.errors.push(format!("{}: {e}", f.path.display()));
+                if let Err(e) = dir.remove_file(&f.name) {
+                    self.out.errors.push(format!("{}: {e}", path.display()));
+                    rel.pop();
                     continue;
                 }
             }
-            out.removed.push((f.path, f.len));
-            touched.push(dir.clone());
+            rel.pop();
+            self.out.removed.push((path, f.len));
+            any = true;
         }
+        any
     }
-    if c.remove_empty_dirs && !c.dry_run {
-        touched.sort();
-        touched.dedup();
-        // Deepest first, then climb while folders become empty, never past the root.
-        touched.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-        for dir in touched {
-            let mut d = dir;
-            while d != c.root && d.starts_with(&c.root) {
-                if std::fs::remove_dir(&d).is_err() {
-                    break;
-                }
-                out.dirs_removed.push(d.clone());
-                match d.parent() {
-                    Some(p) => d = p.to_path_buf(),
-                    None => break,
-                }
-            }
-        }
-    }
-    out
 }
 
 fn report(c: &Checked, o: &Outcome) -> String {
@@ -432,6 +461,40 @@ mod tests {
         assert!(std::fs::symlink_metadata(root.join("link.log")).is_ok());
         assert!(!root.join("real.log").exists());
         assert!(text.contains("skipped 1 symlink"), "{text}");
+    }
+
+    /// The attack of issue #16: while the deletion runs, a user who owns the root swaps a folder
+    /// for a symlink to another folder. The hook runs between "decided to delete z/victim.log" and
+    /// the unlink, so the race is won every time.
+    #[test]
+    fn a_folder_swapped_for_a_symlink_mid_run_cannot_redirect_a_deletion() {
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim.log");
+        touch(&victim, 30 * DAY);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        for i in 0..20 {
+            touch(&root.join(format!("a/{i}.log")), 30 * DAY);
+        }
+        touch(&root.join("z/victim.log"), 30 * DAY);
+        let p = json!({"root": root, "patterns": ["**/*.log"], "older_than": "1d"});
+        let c = checked(p.as_object().unwrap(), &config(&root)).unwrap();
+        let mut swapped = false;
+        let o = clean_with(&c, SystemTime::now(), &mut |rel| {
+            if rel == Path::new("z/victim.log") {
+                std::fs::rename(root.join("z"), root.join("z.old")).unwrap();
+                std::os::unix::fs::symlink(outside.path(), root.join("z")).unwrap();
+                swapped = true;
+            }
+        });
+        assert!(swapped, "the hook never saw z/victim.log");
+        assert!(victim.exists(), "the file outside the root was deleted");
+        // What was decided is what goes: the file that was in z when it was chosen.
+        assert!(!root.join("z.old/victim.log").exists());
+        assert!(std::fs::symlink_metadata(root.join("z"))
+            .unwrap()
+            .is_symlink());
+        assert_eq!(o.removed.len(), 21, "{:?}", o.errors);
     }
 
     #[test]

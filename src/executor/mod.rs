@@ -12,6 +12,7 @@
 mod backup;
 mod cleanup;
 pub mod common;
+mod dirfd;
 pub mod env;
 mod healthcheck;
 mod http;

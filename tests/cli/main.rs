@@ -18,3 +18,4 @@ mod runfiles;
 mod runner;
 mod schedule;
 mod tables;
+mod treewalk;
