@@ -172,7 +172,7 @@ fn sqlite_add_refuses_the_statements_the_run_refuses() {
     let env = Env::new();
     let app = app(&env);
     let copy = real(env.dir.path()).join("copy.db");
-    env.ok(&["list"]);
+    env.create_db();
     let before = env.dump();
     for (sql, needle) in [
         (
@@ -217,7 +217,7 @@ fn sqlite_add_refuses_a_database_that_does_not_exist() {
         &env,
         &format!("[executors.sqlite]\ndatabases = [{:?}]\n", s(&missing)),
     );
-    env.ok(&["list"]);
+    env.create_db();
     let before = env.dump();
     let err = env.fails(2, &args(&add_sqlite("later", &missing, &["DELETE FROM t"])));
     assert!(err.contains("does not exist"), "{err}");
@@ -241,7 +241,7 @@ fn sqlite_add_refuses_a_symlinked_path_unless_the_config_names_the_real_file() {
             format!("{}/*.db", base.display())
         ),
     );
-    env.ok(&["list"]);
+    env.create_db();
     let before = env.dump();
     let err = env.fails(
         2,
