@@ -280,7 +280,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kill(args) => executions::kill(args, &ctx),
         Command::Prune(args) => executions::prune(args, &ctx),
         Command::Next(args) => next::next(args, &ctx),
-        Command::Validate(args) => next::validate(args),
+        Command::Validate(args) => next::validate(args, &ctx),
         Command::Generate(args) => generate::run(args, &ctx),
         Command::Exec(args) => exec::run(args, &ctx),
         Command::Apply(args) => apply::run(args, &ctx),
