@@ -8,6 +8,7 @@ mod hardening;
 mod harness;
 mod jobs;
 mod jobsd;
+mod limits;
 mod migrate;
 mod packaging;
 mod runner;
