@@ -27,7 +27,11 @@ pub struct Args {
 /// `--since`: a duration back from now, or an instant.
 pub fn parse_since(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(d) = crate::duration::parse(text) {
-        return Ok(now - chrono::Duration::from_std(d)?);
+        let back = chrono::Duration::from_std(d).ok();
+        return match back.and_then(|b| now.checked_sub_signed(b)) {
+            Some(t) => Ok(t),
+            None => crate::invalid!("--since {text} reaches back past the start of the calendar"),
+        };
     }
     parse_instant(text)
 }
@@ -124,5 +128,23 @@ fn truncate(s: &str, max: usize) -> String {
         line.to_string()
     } else {
         format!("{}…", line.chars().take(max - 1).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_since_is_refused_not_a_panic() {
+        let now = Utc::now();
+        assert_eq!(
+            parse_since("1h", now).unwrap(),
+            now - chrono::Duration::hours(1)
+        );
+        for huge in ["99999999d", "18446744073709551615"] {
+            let e = parse_since(huge, now).unwrap_err().to_string();
+            assert!(e.contains("--since"), "{huge}: {e}");
+        }
     }
 }
