@@ -4,17 +4,22 @@ use std::fmt;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid duration {input:?}: {reason} (use seconds or a number with s, m, h or d, e.g. 90, 30s, 5m, 2h, 1h30m)")]
-pub struct DurationError {
-    input: String,
-    reason: &'static str,
+pub enum DurationError {
+    #[error("invalid duration {input:?}: {reason} (use seconds or a number with s, m, h or d, e.g. 90, 30s, 5m, 2h, 1h30m)")]
+    Invalid { input: String, reason: &'static str },
+    /// More seconds than a u64 holds: a number, not a typo, so say so (and not "no unit").
+    #[error("duration {input:?} is too large")]
+    TooLarge { input: String },
 }
 
 /// Parse a duration. A bare number is seconds.
 pub fn parse(input: &str) -> Result<Duration, DurationError> {
-    let err = |reason| DurationError {
+    let err = |reason| DurationError::Invalid {
         input: input.to_string(),
         reason,
+    };
+    let too_large = || DurationError::TooLarge {
+        input: input.to_string(),
     };
     let s = input.trim();
     if s.is_empty() {
@@ -23,8 +28,11 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
     if s.starts_with('-') {
         return Err(err("it is negative"));
     }
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| too_large());
     }
     let mut total: u64 = 0;
     let mut digits = String::new();
@@ -44,11 +52,11 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
         if digits.is_empty() {
             return Err(err("a unit without a number"));
         }
-        let n: u64 = digits.parse().map_err(|_| err("number too large"))?;
+        let n: u64 = digits.parse().map_err(|_| too_large())?;
         total = n
             .checked_mul(unit)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| err("too large"))?;
+            .ok_or_else(too_large)?;
         digits.clear();
         seen_unit = true;
     }
@@ -110,6 +118,24 @@ mod tests {
         for bad in ["", "-5", "5x", "m", "1h30", "abc", "5 m"] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn too_large_is_said_as_such() {
+        for big in [
+            "99999999999999999999",
+            "99999999999999999999s",
+            "213503982334602d",
+        ] {
+            assert_eq!(
+                parse(big),
+                Err(DurationError::TooLarge { input: big.into() }),
+                "{big}"
+            );
+        }
+        let msg = parse("99999999999999999999").unwrap_err().to_string();
+        assert!(!msg.contains("without a unit"), "{msg}");
+        assert_eq!(parse("18446744073709551615").unwrap().as_secs(), u64::MAX);
     }
 
     #[test]

@@ -455,6 +455,8 @@ impl JobSpec {
             let argv = argv.iter().cloned().map(Json::String).collect();
             job.params.insert("argv".into(), Json::Array(argv));
         }
+        // Every number within its range (the keys are the fields' names).
+        crate::bounds::check_job(&job)?;
         Ok(job)
     }
 

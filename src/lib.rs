@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod alert;
+pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod crontab;

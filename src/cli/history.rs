@@ -27,14 +27,11 @@ pub struct Args {
 /// `--since`: a duration back from now, or an instant.
 pub fn parse_since(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(d) = crate::duration::parse(text) {
-        return chrono::Duration::from_std(d)
-            .ok()
-            .and_then(|d| now.checked_sub_signed(d))
-            .ok_or_else(|| {
-                anyhow::Error::new(crate::exit::Invalid(format!(
-                    "--since {text}: reaches back before any date cronmgr can represent"
-                )))
-            });
+        let back = chrono::Duration::from_std(d).ok();
+        return match back.and_then(|b| now.checked_sub_signed(b)) {
+            Some(t) => Ok(t),
+            None => crate::invalid!("--since {text} reaches back past the start of the calendar"),
+        };
     }
     parse_instant(text).map_err(|_| {
         anyhow::Error::new(crate::exit::Invalid(format!(
@@ -131,4 +128,22 @@ pub fn table(executions: &[Execution], tz: Tz, with_job: bool) -> String {
         row
     });
     output::table(&columns, rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_since_is_refused_not_a_panic() {
+        let now = Utc::now();
+        assert_eq!(
+            parse_since("1h", now).unwrap(),
+            now - chrono::Duration::hours(1)
+        );
+        for huge in ["99999999d", "18446744073709551615"] {
+            let e = parse_since(huge, now).unwrap_err().to_string();
+            assert!(e.contains("--since"), "{huge}: {e}");
+        }
+    }
 }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
+use crate::bounds::{self, Unit};
 use crate::config::Config;
 use crate::duration;
 use crate::executor;
@@ -128,11 +129,30 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 fn positive_secs(flag: &str, text: &str) -> anyhow::Result<u64> {
-    let secs = duration::parse_secs(text)?;
-    if secs == 0 {
+    if duration::parse_secs(text) == Ok(0) {
         invalid!("--{flag} must be more than zero, got {text:?}");
     }
-    Ok(secs)
+    secs_within(flag, text, 1)
+}
+
+/// A duration flag within `min` and [`bounds::MAX_DURATION`].
+fn secs_within(flag: &str, text: &str, min: u64) -> anyhow::Result<u64> {
+    bounds::parse_duration(&format!("--{flag}"), text, min)
+        .map_err(|e| anyhow::Error::new(crate::exit::Invalid(e.to_string())))
+}
+
+/// A limit already parsed by `limits`, checked against its ceiling.
+fn limit_within(
+    flag: &str,
+    value: Option<u64>,
+    max: u64,
+    unit: Unit,
+) -> anyhow::Result<Option<u64>> {
+    if let Some(n) = value {
+        bounds::check(flag, n, unit.show(n), (1, max), unit)
+            .map_err(|e| anyhow::Error::new(crate::exit::Invalid(e.to_string())))?;
+    }
+    Ok(value)
 }
 
 /// An optional duration; with `clearable`, `none`/`default` clears it.
@@ -203,10 +223,13 @@ impl JobArgs {
             job.timeout = opt_secs("timeout", t, editing)?;
         }
         if let Some(r) = self.retries {
+            let max = u64::from(bounds::MAX_RETRIES);
+            bounds::check("--retries", u64::from(r), r, (0, max), Unit::Count)
+                .map_err(|e| anyhow::Error::new(crate::exit::Invalid(e.to_string())))?;
             job.retries = r;
         }
         if let Some(d) = &self.retry_delay {
-            job.retry_delay = duration::parse_secs(d)?;
+            job.retry_delay = secs_within("retry-delay", d, 0)?;
         }
         if let Some(b) = &self.backoff {
             job.backoff = b.parse::<Backoff>().map_err(crate::exit::Invalid)?;
@@ -242,16 +265,24 @@ impl JobArgs {
             job.is_critical = c;
         }
         if let Some(v) = &self.memory_limit {
-            job.memory_limit = limits::parse_opt_bytes("--memory-limit", v.trim()).map_err(bad)?;
+            let flag = "--memory-limit";
+            let n = limits::parse_opt_bytes(flag, v.trim()).map_err(bad)?;
+            job.memory_limit = limit_within(flag, n, bounds::MAX_MEMORY, Unit::Bytes)?;
         }
         if let Some(v) = &self.cpu_limit {
-            job.cpu_limit = limits::parse_opt_cpu("--cpu-limit", v.trim()).map_err(bad)?;
+            let flag = "--cpu-limit";
+            let n = limits::parse_opt_cpu(flag, v.trim()).map_err(bad)?;
+            job.cpu_limit = limit_within(flag, n, bounds::MAX_DURATION, Unit::Seconds)?;
         }
         if let Some(v) = &self.nofile_limit {
-            job.nofile_limit = limits::parse_opt_count("--nofile-limit", v.trim()).map_err(bad)?;
+            let flag = "--nofile-limit";
+            let n = limits::parse_opt_count(flag, v.trim()).map_err(bad)?;
+            job.nofile_limit = limit_within(flag, n, bounds::MAX_NOFILE, Unit::Count)?;
         }
         if let Some(v) = &self.nproc_limit {
-            job.nproc_limit = limits::parse_opt_count("--nproc-limit", v.trim()).map_err(bad)?;
+            let flag = "--nproc-limit";
+            let n = limits::parse_opt_count(flag, v.trim()).map_err(bad)?;
+            job.nproc_limit = limit_within(flag, n, bounds::MAX_NPROC, Unit::Count)?;
         }
         let name = |v: &str| (!matches!(v.trim(), "" | "none")).then(|| v.trim().to_string());
         if let Some(u) = &self.user {
@@ -284,10 +315,11 @@ impl JobArgs {
             if editing && matches!(v, "none" | "default") {
                 return Ok(None);
             }
-            match v.trim().parse::<u32>() {
-                Ok(n) if n >= 1 => Ok(Some(n)),
-                _ => invalid!("--{flag} must be a whole number of 1 or more, got {v:?}"),
-            }
+            let range = (1, u64::from(bounds::MAX_FAILURES));
+            let n = bounds::parse_count(&format!("--{flag}"), v, range)
+                .map_err(|e| anyhow::Error::new(crate::exit::Invalid(e)))?;
+            // Within MAX_FAILURES, which a u32 holds.
+            Ok(Some(u32::try_from(n).unwrap_or(bounds::MAX_FAILURES)))
         };
         if let Some(v) = &self.escalate_after {
             job.escalate_after = count("escalate-after", v)?;
@@ -358,8 +390,11 @@ pub fn validate(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<DateTime<Utc>>> {
     check_name(&job.name)?;
+    bounds::check_job(job).map_err(|e| anyhow::Error::new(crate::exit::Invalid(e)))?;
     let schedule = Schedule::parse(&job.schedule)?;
     let tz = effective_tz(job, settings)?;
+    // A schedule that never fires in its zone is refused, disabled job or not.
+    schedule.first_fire(now, tz)?;
     executor::check(&job.command, &job.params, config)?;
     if job.catch_up == CatchUp::None && job.starting_deadline.is_some() {
         invalid!("--starting-deadline only applies with --catch-up latest");

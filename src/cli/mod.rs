@@ -378,7 +378,7 @@ pub fn dispatch(line: CommandLine) -> anyhow::Result<ExitCode> {
         Command::Kill(args) => executions::kill(args, &ctx),
         Command::Prune(args) => executions::prune(args, &ctx),
         Command::Next(args) => next::next(args, &ctx),
-        Command::Validate(args) => next::validate(args),
+        Command::Validate(args) => next::validate(args, &ctx),
         Command::Generate(args) => generate::run(args, &ctx),
         Command::Apply(args) => apply::run(args, &ctx),
         Command::Export(args) => export::run(args, &ctx),

@@ -1,6 +1,7 @@
 //! `cronmgr next EXPR` and `cronmgr validate EXPR`.
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::Ctx;
@@ -10,6 +11,11 @@ use crate::schedule::{self, Schedule};
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "With --json: {\"expression\", \"timezone\", \"description\", \"at_reboot\", \
+                  \"next\": [UTC times], \"fires\": [{\"utc\", \"local\", \"note\"}]}; \
+                  a note says what a DST change does to that fire time, else it is null."
+)]
 pub struct NextArgs {
     /// A cron expression (quote it: '0 3 * * *')
     pub expression: String,
@@ -25,9 +31,41 @@ pub struct NextArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "With --json: {\"expression\", \"valid\": true, \"description\", \"timezone\", \"at_reboot\", \
+                  \"next\": {\"utc\", \"local\", \"note\"} or null for @reboot}. \
+                  An invalid schedule (bad syntax, or one that never fires) exits 2 with the reason on stderr."
+)]
 pub struct ValidateArgs {
     /// A cron expression
     pub expression: String,
+    /// Time zone it must fire in [default: the system's]
+    #[arg(long, short = 'z', value_name = "ZONE")]
+    pub tz: Option<String>,
+    /// Look for its first fire after this instant (RFC 3339) [default: now]
+    #[arg(long, value_name = "INSTANT")]
+    pub after: Option<String>,
+}
+
+/// One fire time, as the table shows it.
+#[derive(Serialize)]
+struct Fire {
+    /// RFC 3339, UTC.
+    utc: String,
+    /// In the schedule's zone, with its abbreviation.
+    local: String,
+    /// What a DST change does to it (skipped time run after the change, repeated hour), or null.
+    note: Option<String>,
+}
+
+impl Fire {
+    fn of(schedule: &Schedule, t: DateTime<Utc>, tz: Tz) -> Fire {
+        Fire {
+            utc: output::utc(t),
+            local: output::local(t, tz),
+            note: schedule::dst_note(schedule, t, tz),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -35,7 +73,33 @@ struct Next {
     expression: String,
     timezone: String,
     description: String,
+    /// `@reboot`: fires each time the runner starts, never at a time.
+    at_reboot: bool,
+    /// The fire times, UTC (the same as `fires[].utc`).
     next: Vec<String>,
+    fires: Vec<Fire>,
+}
+
+#[derive(Serialize)]
+struct Validation {
+    expression: String,
+    valid: bool,
+    description: String,
+    timezone: String,
+    at_reboot: bool,
+    /// The first fire time; null for `@reboot`.
+    next: Option<Fire>,
+}
+
+/// The zone asked for, else the system's (when there is a database), else the host's.
+fn zone(tz: Option<&str>, ctx: &Ctx) -> anyhow::Result<Tz> {
+    Ok(match tz {
+        Some(name) => schedule::parse_timezone(name)?,
+        None if ctx.db_path().exists() => {
+            schedule::parse_timezone(&ctx.store()?.settings(ctx.system())?.timezone)?
+        }
+        None => schedule::host_timezone(),
+    })
 }
 
 /// Parse an instant given on the command line: RFC 3339, or a date and time taken as UTC.
@@ -56,13 +120,7 @@ pub fn parse_instant(text: &str) -> anyhow::Result<DateTime<Utc>> {
 
 pub fn next(args: NextArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let schedule = Schedule::parse(&args.expression)?;
-    let tz = match &args.tz {
-        Some(name) => schedule::parse_timezone(name)?,
-        None if ctx.db_path().exists() => {
-            schedule::parse_timezone(&ctx.store()?.settings(ctx.system())?.timezone)?
-        }
-        None => schedule::host_timezone(),
-    };
+    let tz = zone(args.tz.as_deref(), ctx)?;
     let mut at = match &args.after {
         Some(text) => parse_instant(text)?,
         None => ctx.now(),
@@ -80,12 +138,15 @@ pub fn next(args: NextArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             None => break,
         }
     }
+    let fires: Vec<Fire> = times.iter().map(|t| Fire::of(&schedule, *t, tz)).collect();
     if ctx.global.json {
         output::json(&Next {
             expression: schedule.as_str().to_string(),
             timezone: tz.name().to_string(),
             description: schedule.describe(),
+            at_reboot: schedule.is_reboot(),
             next: times.iter().map(|t| output::utc(*t)).collect(),
+            fires,
         })?;
         return Ok(ExitCode::Ok);
     }
@@ -95,17 +156,13 @@ pub fn next(args: NextArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         output::text(&text)?;
         return Ok(ExitCode::Ok);
     }
-    if times.is_empty() {
+    if fires.is_empty() {
         text.push_str("never fires\n");
     } else {
         let zone_header = format!("LOCAL ({})", tz.name());
-        let rows = times.iter().map(|t| {
-            vec![
-                output::local(*t, tz),
-                output::utc(*t),
-                schedule::dst_note(&schedule, *t, tz).unwrap_or_default(),
-            ]
-        });
+        let rows = fires
+            .into_iter()
+            .map(|f| vec![f.local, f.utc, f.note.unwrap_or_default()]);
         let columns = [
             Column::new(&zone_header),
             Column::new("UTC"),
@@ -117,8 +174,39 @@ pub fn next(args: NextArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+/// Valid: it parses, and fires in its zone (within the search bound; see `schedule`).
+pub fn validate(args: ValidateArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let schedule = Schedule::parse(&args.expression)?;
-    output::text(&format!("valid: {}", schedule.describe()))?;
+    let tz = zone(args.tz.as_deref(), ctx)?;
+    let after = match &args.after {
+        Some(text) => parse_instant(text)?,
+        None => ctx.now(),
+    };
+    let first = schedule
+        .first_fire(after, tz)?
+        .map(|t| Fire::of(&schedule, t, tz));
+    if ctx.global.json {
+        output::json(&Validation {
+            expression: schedule.as_str().to_string(),
+            valid: true,
+            description: schedule.describe(),
+            timezone: tz.name().to_string(),
+            at_reboot: schedule.is_reboot(),
+            next: first,
+        })?;
+        return Ok(ExitCode::Ok);
+    }
+    let next = match first {
+        None => "when the runner starts".to_string(),
+        Some(f) => match f.note {
+            Some(note) => format!("{} ({}): {note}", f.local, f.utc),
+            None => format!("{} ({})", f.local, f.utc),
+        },
+    };
+    output::text(&format!(
+        "valid: {}\ntimezone: {}\nnext run: {next}\n",
+        schedule.describe(),
+        tz.name()
+    ))?;
     Ok(ExitCode::Ok)
 }

@@ -38,6 +38,15 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let settings = store.settings(ctx.system())?;
     let config = ctx.config()?;
     ctx.require_admin(&store, "run-now", &job.name, &[&job])?;
+    // A row written behind cronmgr's back may hold numbers out of range: refused, as the runner
+    // refuses to schedule it, before anything is claimed.
+    if let Err(why) = crate::bounds::check_job(&job) {
+        invalid!(
+            "{} cannot run: {why}; fix the job (cronmgr edit {})",
+            job.name,
+            job.name
+        );
+    }
     if !args.force && !job.allow_concurrent {
         if let Some(e) = store.running(Some(job.id))?.first() {
             invalid!(
@@ -178,7 +187,10 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 crate::duration::Human(delay)
             );
         }
-        let until = std::time::Instant::now() + delay;
+        // At most bounds::MAX_DURATION (see retry_delay): far inside what an Instant holds.
+        let until = std::time::Instant::now()
+            .checked_add(delay)
+            .context("the retry delay is past what this system's clock can count")?;
         while std::time::Instant::now() < until && !interrupted.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(100).min(until - std::time::Instant::now()));
         }

@@ -143,11 +143,34 @@ fn conversion_refuses_what_add_would() {
             "argv = [\"/bin/true\"]\nparams = { argv = [\"/bin/false\"] }",
             "argv is given twice",
         ),
+        // Numbers past their ceilings, as integers and as text.
+        ("retry_delay = 9223372036854775807", "retry_delay"),
+        (
+            "retry_delay = \"401d\"",
+            "retry_delay 401d is too large (range 0s to 400d)",
+        ),
+        ("timeout = \"18446744073709551615s\"", "timeout"),
+        ("retries = 101", "retries 101 is too large (range 0 to 100)"),
+        ("max_runtime = 9223372036854775807", "max_runtime"),
+        (
+            "catch_up = \"latest\"\nstarting_deadline = \"500d\"",
+            "starting_deadline",
+        ),
+        ("max_silence = \"999d\"", "max_silence"),
+        ("cpu_limit = 9223372036854775807", "cpu_limit"),
+        ("escalate_after = 4294967295", "escalate_after"),
+        ("memory_limit = \"9999999T\"", "memory_limit"),
+        ("nofile_limit = 9223372036854775807", "nofile_limit"),
+        ("nproc_limit = 9223372036854775807", "nproc_limit"),
     ] {
         let err = spec(extra).unwrap_err();
         assert!(err.contains(needle), "{extra}: {err}");
     }
     assert_eq!(spec("retry_delay = 0").unwrap().retry_delay, 0);
+    assert_eq!(
+        spec("retry_delay = \"400d\"").unwrap().retry_delay,
+        400 * 86_400
+    );
     assert_eq!(spec("category = \"\"").unwrap().category, None);
 }
 

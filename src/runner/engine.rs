@@ -22,6 +22,7 @@ use super::process::{self, pid_alive, Cancel, Outcome};
 use super::recorder::{Recorder, Write};
 use crate::alert::monitor::RunEnd;
 use crate::alert::Monitor;
+use crate::bounds;
 use crate::config::Config;
 use crate::schedule::{self, Schedule};
 use crate::store::{
@@ -282,6 +283,9 @@ pub struct Engine<'c> {
     last_heartbeat: Instant,
     /// A claim found the fleet at a system's cap: try the queue again on the next tick.
     fleet_full: bool,
+    /// Jobs the runner cannot schedule, by id, with the version (`updated_at`) whose reason is
+    /// already in their history: one row per job version, not one per reload.
+    unschedulable: HashMap<i64, DateTime<Utc>>,
     /// Other runners took slots this runner tried to claim: pick again at once, not at the next
     /// event (this runner may have nothing running to wake it).
     claim_again: bool,
@@ -343,6 +347,7 @@ impl<'c> Engine<'c> {
             last_fleet_tick: Instant::now(),
             last_heartbeat: Instant::now(),
             fleet_full: false,
+            unschedulable: HashMap::new(),
             claim_again: false,
             opts,
         }
@@ -566,14 +571,15 @@ impl<'c> Engine<'c> {
                 .entry(job.schedule.clone())
                 .or_insert_with(|| Schedule::parse(&job.schedule).map(Arc::new))
                 .clone();
-            let (schedule, tz) = match (schedule, schedule::parse_timezone(zone)) {
-                (Ok(s), Ok(tz)) => (s, tz),
-                (Err(e), _) => {
-                    tracing::error!(job = %job.name, system = %job.system, error = %e, "not scheduling job");
-                    continue;
-                }
-                (_, Err(e)) => {
-                    tracing::error!(job = %job.name, system = %job.system, error = %e, "not scheduling job");
+            let checked = match (schedule, schedule::parse_timezone(zone)) {
+                (Ok(s), Ok(tz)) => bounds::check_job(&job).map(|()| (s, tz)),
+                (Err(e), _) => Err(e.to_string()),
+                (_, Err(e)) => Err(e.to_string()),
+            };
+            let (schedule, tz) = match checked {
+                Ok(ok) => ok,
+                Err(why) => {
+                    self.not_scheduled(&job, &why, now);
                     continue;
                 }
             };
@@ -635,6 +641,31 @@ impl<'c> Engine<'c> {
             }
             Err(e) => tracing::error!(error = %format!("{e:#}"), "keeping the old config"),
         }
+    }
+
+    /// A job read from the database that cannot be scheduled (a bad schedule or zone, a number
+    /// out of its range: written behind cronmgr's back): logged at each reload, and recorded once
+    /// per version of the job as a `skipped` row of its history with the reason.
+    fn not_scheduled(&mut self, job: &Job, why: &str, now: DateTime<Utc>) {
+        tracing::error!(job = %job.name, system = %job.system, error = %why, "not scheduling job");
+        if self.unschedulable.insert(job.id, job.updated_at) == Some(job.updated_at) {
+            return;
+        }
+        self.recorder.write(Write::Row(NewExecution {
+            job_id: job.id,
+            status: Status::Skipped,
+            scheduled_for: now,
+            started_at: None,
+            triggered_by: Trigger::Schedule,
+            attempt: 0,
+            error_message: Some(format!(
+                "not scheduled: {why}; fix the job (cronmgr edit {}, or its jobs.d file)",
+                job.name
+            )),
+            runner_pid: Some(std::process::id()),
+            runner_id: None,
+            fleet: None,
+        }));
     }
 
     fn settings_for(&self, system: &str) -> Settings {
@@ -752,7 +783,7 @@ impl<'c> Engine<'c> {
         let job = &entry.job;
         let within_deadline = job
             .starting_deadline
-            .is_none_or(|d| (now - latest).num_seconds() <= d as i64);
+            .is_none_or(|d| (now - latest).num_seconds() <= i64::try_from(d).unwrap_or(i64::MAX));
         let catch_up = job.catch_up == CatchUp::Latest && within_deadline;
         let run_latest = match gap {
             Gap::Late | Gap::Once => true,
@@ -1296,9 +1327,12 @@ impl<'c> Engine<'c> {
         }
         let next_attempt = slot.attempt + 1;
         let delay = execute::retry_delay(job, next_attempt);
-        let due = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        let Some(due) = execute::retry_at(job, next_attempt, now) else {
+            tracing::warn!(job = %job.name, "no retry: its start would be past the calendar's end");
+            return false;
+        };
         if let (Some(max), Some(first)) = (job.max_runtime, slot.first_started) {
-            if (due - first).num_seconds() >= max as i64 {
+            if (due - first).num_seconds() >= i64::try_from(max).unwrap_or(i64::MAX) {
                 tracing::warn!(job = %job.name, "no retry: it would start after max_runtime");
                 return false;
             }
@@ -1334,7 +1368,8 @@ impl<'c> Engine<'c> {
                     "stopping: no new starts, waiting for running executions"
                 );
                 self.notifier.send("STOPPING=1");
-                self.stop_deadline = Some(Instant::now() + Duration::from_secs(grace));
+                let grace = Duration::from_secs(grace.min(bounds::MAX_DURATION));
+                self.stop_deadline = Some(Instant::now() + grace);
                 self.queue.clear();
                 self.queued.clear();
                 self.retries.clear();
@@ -1724,8 +1759,10 @@ impl<'c> Engine<'c> {
         }
         let mut more = false;
         for (system, s) in &self.settings {
-            let older =
-                (s.cleanup_days > 0).then(|| now - chrono::Duration::days(s.cleanup_days as i64));
+            let days = i64::try_from(s.cleanup_days.min(bounds::MAX_DAYS)).unwrap_or(0);
+            let older = (days > 0)
+                .then(|| now.checked_sub_signed(chrono::Duration::days(days)))
+                .flatten();
             let quota = quotas.entry(system.clone()).or_default();
             match self
                 .store

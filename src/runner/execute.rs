@@ -41,7 +41,9 @@ pub fn attempt_timeout(
     }
 }
 
-/// How long to wait before attempt `next_attempt` (2, 3, …).
+/// How long to wait before attempt `next_attempt` (2, 3, …): at most
+/// [`bounds::MAX_DURATION`](crate::bounds::MAX_DURATION), however far the backoff grows (a
+/// delay of a day, doubled, passes it at the 10th attempt).
 pub fn retry_delay(job: &Job, next_attempt: u32) -> Duration {
     let failed = next_attempt.saturating_sub(1).max(1);
     let secs = match job.backoff {
@@ -50,7 +52,14 @@ pub fn retry_delay(job: &Job, next_attempt: u32) -> Duration {
             .retry_delay
             .saturating_mul(1u64.checked_shl(failed - 1).unwrap_or(u64::MAX)),
     };
-    Duration::from_secs(secs)
+    Duration::from_secs(secs.min(crate::bounds::MAX_DURATION))
+}
+
+/// When attempt `next_attempt` may start after a failure at `now`; None only when that instant
+/// is past the end of the calendar chrono can hold (never a panic).
+pub fn retry_at(job: &Job, next_attempt: u32, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let delay = chrono::Duration::from_std(retry_delay(job, next_attempt)).ok()?;
+    now.checked_add_signed(delay)
 }
 
 /// Where a running execution's output is streamed for `cronmgr logs --follow`.
@@ -362,6 +371,25 @@ mod tests {
         j.backoff = Backoff::Exponential;
         let delays: Vec<u64> = (2..=5).map(|a| retry_delay(&j, a).as_secs()).collect();
         assert_eq!(delays, vec![10, 20, 40, 80]);
+    }
+
+    #[test]
+    fn a_huge_delay_or_backoff_waits_at_most_the_ceiling_and_never_panics() {
+        let max = Duration::from_secs(crate::bounds::MAX_DURATION);
+        let mut j = Job::new("s", "j", "@daily", "shell");
+        j.retry_delay = u64::MAX;
+        for backoff in [Backoff::Linear, Backoff::Exponential] {
+            j.backoff = backoff;
+            for attempt in [2, 3, 64, 65, 100, u32::MAX] {
+                assert_eq!(retry_delay(&j, attempt), max, "{backoff} {attempt}");
+            }
+        }
+        j.retry_delay = 86_400;
+        assert_eq!(retry_delay(&j, 2), Duration::from_secs(86_400));
+        assert_eq!(retry_delay(&j, 11), max);
+        let now = Utc::now();
+        assert_eq!(retry_at(&j, 2, now), Some(now + chrono::Duration::days(1)));
+        assert_eq!(retry_at(&j, 2, DateTime::<Utc>::MAX_UTC), None);
     }
 
     #[test]

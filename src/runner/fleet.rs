@@ -38,6 +38,14 @@ pub fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
     if secs < 3 {
         return Err("--lease: at least 3s (heartbeats go every third of it)".into());
     }
+    crate::bounds::check(
+        "--lease",
+        secs,
+        text.trim(),
+        (3, crate::bounds::MAX_DURATION),
+        crate::bounds::Unit::Seconds,
+    )
+    .map_err(|e| e.to_string())?;
     Ok(std::time::Duration::from_secs(secs))
 }
 
@@ -132,6 +140,14 @@ impl Drop for Presence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_is_3s_to_the_ceiling() {
+        assert_eq!(parse_lease("30s"), Ok(std::time::Duration::from_secs(30)));
+        assert!(parse_lease("2s").is_err());
+        let e = parse_lease("9223372036854775807").unwrap_err();
+        assert!(e.contains("--lease") && e.contains("400d"), "{e}");
+    }
 
     #[test]
     fn labels_are_plain_names() {

@@ -16,9 +16,24 @@ use chrono_tz::Tz;
 
 use super::{Matcher, Schedule};
 
-/// How far ahead `next_after` looks before giving up. Eight years, so a Feb 29 schedule still
-/// finds its day across a skipped leap year (2096 → 2104).
-pub(crate) const HORIZON_DAYS: i64 = 8 * 366;
+/// How far ahead `next_after` looks before giving up: the longest wait between two fires of any
+/// schedule, so giving up means "never" and a schedule is valid iff it fires within it.
+///
+/// Fires are found by croner, whatever their distance; this bound only decides when a match
+/// comes too late to count, so it costs nothing in the common case. The longest wait is for a
+/// day restricted by both day fields (one starting with `*`, so both must match): a month-day on
+/// one weekday. Over the Gregorian calendar's 400-year cycle (146,097 days, a whole number of
+/// weeks, so the cycle repeats weekdays too) the longest gaps are (`schedule::tests`
+/// recomputes them day by day):
+/// - Feb 29 on a given weekday: 14,609 days (40 years less a day), across a skipped century
+///   leap year, e.g. a Sunday 2088-02-29 → 2128-02-29. Feb 29 alone: 2,921 days (2096 → 2104).
+/// - any other month-day (or `L`) on a given weekday: 4,382 days (12 years), across 2100.
+///
+/// Two days more cover the fires' time of day and a change of UTC offset between the two.
+pub(crate) const HORIZON_DAYS: i64 = LONGEST_GAP_DAYS + 2;
+
+/// The longest gap between two dates of the same (month, day or last day, weekday), in days.
+pub(crate) const LONGEST_GAP_DAYS: i64 = 14_609;
 
 /// Bound on loop turns in one search; each turn moves past at least one match or one offset
 /// change, so real schedules need a handful.

@@ -77,8 +77,6 @@ struct CronTimes {
     normalized: String,
     /// Croner's day rule: a day must match both day fields (cronie, when either starts with `*`).
     dom_and_dow: bool,
-    /// False when no day of any selected month can ever match (`0 0 30 2 *`).
-    satisfiable: bool,
 }
 
 impl Schedule {
@@ -158,10 +156,36 @@ impl Schedule {
     }
 
     /// First fire instant strictly after `after`, for a job in zone `tz`. `None` for `@reboot`,
-    /// and when nothing fires within [`dst::HORIZON_DAYS`] days.
+    /// and when nothing fires within [`dst::HORIZON_DAYS`] days: never, since a parsed schedule
+    /// fires within that bound from any instant (but in a zone whose clock always skips its
+    /// times, or after the year 4900).
     pub fn next_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         let cron = self.cron.as_ref()?;
         cron.next_after(&cron.matcher()?, after, tz)
+    }
+
+    /// The first fire after `after` (None for `@reboot`), or an error when the schedule never
+    /// fires in `tz`: the rule for a valid schedule at `add`, `validate` and the like.
+    pub fn first_fire(
+        &self,
+        after: DateTime<Utc>,
+        tz: Tz,
+    ) -> Result<Option<DateTime<Utc>>, ScheduleError> {
+        if self.is_reboot() {
+            return Ok(None);
+        }
+        match self.next_after(after, tz) {
+            Some(t) => Ok(Some(t)),
+            None => Err(ScheduleError::Invalid {
+                expr: self.source.clone(),
+                reason: format!(
+                    "it never fires in {} (no fire time within {} days after {})",
+                    tz.name(),
+                    dst::HORIZON_DAYS,
+                    after.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+            }),
+        }
     }
 
     /// Fire instants in `(from, to]`, at most `limit` of them, in order.
@@ -263,7 +287,14 @@ impl CronTimes {
         // Built here once so that a pattern croner refuses is refused now; searches build their own.
         Matcher::build(&normalized, dom_and_dow)
             .map_err(|e| invalid(format!("the cron engine refused {normalized:?}: {e}")))?;
-        let satisfiable = days_can_match(&day_of_month, &month, &day_of_week);
+        // A schedule is valid iff it fires within the search bound (dst::HORIZON_DAYS): in the
+        // calendar, iff some day can match at all, since a matching date recurs within the bound.
+        if !days_can_match(&day_of_month, &month, &day_of_week) {
+            return Err(invalid(format!(
+                "it never fires: no month of month field {:?} has a day of day-of-month field {:?}",
+                month.text, day_of_month.text
+            )));
+        }
         Ok(CronTimes {
             second,
             minute,
@@ -273,7 +304,6 @@ impl CronTimes {
             day_of_week,
             normalized,
             dom_and_dow,
-            satisfiable,
         })
     }
 
@@ -287,9 +317,6 @@ impl CronTimes {
     }
 
     fn next_after(&self, matcher: &Matcher, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-        if !self.satisfiable {
-            return None;
-        }
         if self.is_fixed_time() {
             dst::next_fixed(matcher, after, tz)
         } else {
@@ -354,7 +381,8 @@ impl Matcher {
     }
 }
 
-/// Whether any day can ever match, so croner is never sent searching to year 5000.
+/// Whether any day can ever match: if not, the schedule is refused (it would also send croner
+/// searching to year 5000).
 ///
 /// Day-of-month starting with `*` always holds the 1st; in OR mode a restricted day-of-week adds
 /// days of its own. Otherwise (day-of-week starts with `*`, AND mode) only day-of-month limits,

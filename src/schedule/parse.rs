@@ -311,10 +311,7 @@ fn unsupported(field: Field, token: &str) -> Option<FieldProblem> {
         "\"L\" (only accepted alone in the day-of-month field)"
     } else if field == Field::DayOfMonth && token.to_ascii_lowercase().ends_with('w') {
         "\"W\" (nearest weekday)"
-    } else if token.len() > 1
-        && token.to_ascii_lowercase().ends_with('l')
-        && token.as_bytes()[0].is_ascii_digit()
-    {
+    } else if is_nth_last(token) {
         "\"L\" (last weekday of the month)"
     } else {
         return None;
@@ -323,6 +320,15 @@ fn unsupported(field: Field, token: &str) -> Option<FieldProblem> {
         token: token.to_string(),
         what,
     })
+}
+
+/// Quartz's `nL` (the last weekday n of the month): digits and a final `L`, nothing else. By
+/// grammar, not by the last letter: `6-jul` ends in `l` and is a month range.
+fn is_nth_last(token: &str) -> bool {
+    match token.strip_suffix(['l', 'L']) {
+        Some(digits) => !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
+    }
 }
 
 fn parse_step(field: Field, token: &str, text: &str) -> Result<u32, FieldProblem> {
@@ -395,6 +401,57 @@ mod tests {
         assert_eq!(values(Field::Month, "jan-Mar"), vec![1, 2, 3]);
         assert_eq!(values(Field::Month, "DEC"), vec![12]);
         assert_eq!(values(Field::DayOfWeek, "sun"), vec![0]);
+    }
+
+    #[test]
+    fn every_name_works_at_either_end_of_a_range_and_in_a_list() {
+        for (i, name) in MONTH_NAMES.iter().enumerate() {
+            let n = i as u32 + 1;
+            let upper = name.to_ascii_uppercase();
+            assert_eq!(
+                values(Field::Month, &format!("1-{name}")),
+                (1..=n).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                values(Field::Month, &format!("1-{upper}")),
+                (1..=n).collect::<Vec<_>>()
+            );
+            assert_eq!(values(Field::Month, &format!("{n}-{name}")), vec![n]);
+            assert_eq!(
+                values(Field::Month, &format!("{name}-dec")),
+                (n..=12).collect::<Vec<_>>()
+            );
+            assert_eq!(values(Field::Month, &format!("{name}-{name}/1")), vec![n]);
+            let mut list = vec![1, n];
+            list.dedup();
+            assert_eq!(values(Field::Month, &format!("1,{name}")), list);
+            assert_eq!(values(Field::Month, &format!("jan,{n}-{name}")), list);
+        }
+        for (i, name) in WEEKDAY_NAMES.iter().enumerate() {
+            let n = i as u32;
+            // A range ending on Sunday by name ends at 7: `0-sun` is every day.
+            let upto = if n == 0 { 6 } else { n };
+            assert_eq!(
+                values(Field::DayOfWeek, &format!("0-{name}")),
+                (0..=upto).collect::<Vec<_>>()
+            );
+            if n > 0 {
+                assert_eq!(values(Field::DayOfWeek, &format!("{n}-{name}")), vec![n]);
+            }
+            assert_eq!(
+                values(Field::DayOfWeek, &format!("{name}-sat")),
+                (n..=6).collect::<Vec<_>>()
+            );
+            let mut list = vec![n, 6];
+            list.dedup();
+            assert_eq!(values(Field::DayOfWeek, &format!("{name},sat")), list);
+        }
+        // The cases, and Quartz's nL still refused.
+        assert_eq!(values(Field::Month, "6-jul"), vec![6, 7]);
+        assert_eq!(values(Field::Month, "5,6-jul"), vec![5, 6, 7]);
+        assert_eq!(values(Field::Month, "jun-jul"), vec![6, 7]);
+        assert!(problem(Field::DayOfWeek, "5l").contains("last weekday"));
+        assert!(problem(Field::DayOfWeek, "15L").contains("last weekday"));
     }
 
     #[test]

@@ -38,40 +38,66 @@ fn from_row(row: &Row<'_>) -> super::sql::Result<Job> {
         command: row.get(6)?,
         params,
         is_active: row.get(8)?,
-        timeout: row.get(9)?,
-        retries: row.get(10)?,
-        retry_delay: row.get(11)?,
+        timeout: opt_number(row, 9)?,
+        retries: number(row, 10)?,
+        retry_delay: number(row, 11)?,
         backoff: parse_enum(&row.get::<_, String>(12)?)?,
         category: row.get(13)?,
-        priority: row.get(14)?,
-        max_runtime: row.get(15)?,
+        priority: number(row, 14)?,
+        max_runtime: opt_number(row, 15)?,
         allow_concurrent: row.get(16)?,
         catch_up: parse_enum(&row.get::<_, String>(17)?)?,
-        starting_deadline: row.get(18)?,
+        starting_deadline: opt_number(row, 18)?,
         created_at: parse_time(&row.get::<_, String>(19)?)?,
         updated_at: parse_time(&row.get::<_, String>(20)?)?,
         last_run_at: parse_opt_time(row.get(21)?)?,
         next_run_at: parse_opt_time(row.get(22)?)?,
         alerts_enabled: row.get(23)?,
         alert_email: row.get(24)?,
-        escalate_after: row.get(25)?,
-        disable_after: row.get(26)?,
-        max_silence: row.get(27)?,
+        escalate_after: opt_number(row, 25)?,
+        disable_after: opt_number(row, 26)?,
+        max_silence: opt_number(row, 27)?,
         disabled_reason: row.get(28)?,
-        failure_streak: row.get(29)?,
+        failure_streak: number(row, 29)?,
         last_success_at: parse_opt_time(row.get(30)?)?,
         enabled_at: parse_opt_time(row.get(31)?)?,
         is_critical: row.get(32)?,
-        memory_limit: row.get(33)?,
-        cpu_limit: row.get(34)?,
-        nofile_limit: row.get(35)?,
-        nproc_limit: row.get(36)?,
+        memory_limit: opt_number(row, 33)?,
+        cpu_limit: opt_number(row, 34)?,
+        nofile_limit: opt_number(row, 35)?,
+        nproc_limit: opt_number(row, 36)?,
         run_user: row.get(37)?,
         run_group: row.get(38)?,
         runner_labels: serde_json::from_str(&row.get::<_, String>(39)?)
             .map_err(|e| super::sql::Error::conversion(39, e))?,
     })
 }
+
+/// A number column of a job. A value its field cannot hold (negative, too large, not an integer:
+/// only written behind cronmgr's back, past the CHECK constraints) reads as the field's largest,
+/// so the row still loads (`list`, `edit`, `rm` keep working on it) and the range check every
+/// job passes (`bounds::check_job`) refuses it: the runner skips that job with the reason
+/// instead of failing to load them all.
+fn number<T: TryFrom<i64> + Bounded>(row: &Row<'_>, i: usize) -> super::sql::Result<T> {
+    Ok(opt_number(row, i)?.unwrap_or(T::MAX))
+}
+
+/// The same for a column that may be NULL.
+fn opt_number<T: TryFrom<i64> + Bounded>(row: &Row<'_>, i: usize) -> super::sql::Result<Option<T>> {
+    Ok(match row.get::<_, Value>(i)? {
+        Value::Null => None,
+        Value::Int(n) => Some(T::try_from(n).unwrap_or(T::MAX)),
+        _ => Some(T::MAX),
+    })
+}
+
+trait Bounded {
+    const MAX: Self;
+}
+macro_rules! bounded {
+    ($($t:ty),*) => {$(impl Bounded for $t { const MAX: Self = <$t>::MAX; })*};
+}
+bounded!(u8, u32, u64);
 
 fn labels_text(job: &Job) -> String {
     serde_json::to_string(&job.runner_labels).expect("strings serialize")

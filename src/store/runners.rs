@@ -50,7 +50,11 @@ impl Runner {
     }
 
     fn past_lease(&self, now: DateTime<Utc>) -> bool {
-        now - self.heartbeat_at > chrono::Duration::seconds(self.lease as i64)
+        // A lease past chrono's range (a row written behind cronmgr's back) never runs out.
+        let lease = i64::try_from(self.lease)
+            .ok()
+            .and_then(chrono::Duration::try_seconds);
+        lease.is_some_and(|lease| now - self.heartbeat_at > lease)
     }
 }
 
@@ -237,6 +241,28 @@ mod tests {
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn a_lease_past_chronos_range_never_runs_out() {
+        let now = t0();
+        let r = Runner {
+            id: 1,
+            host: "h".into(),
+            pid: 1,
+            version: "v".into(),
+            labels: Vec::new(),
+            max_concurrent: None,
+            lease: u64::MAX,
+            started_at: now,
+            heartbeat_at: now,
+            stopped_at: None,
+            lost_at: None,
+            running: 0,
+        };
+        assert_eq!(r.state(now + chrono::Duration::days(3650)), "up");
+        let r = Runner { lease: 5, ..r };
+        assert_eq!(r.state(now + chrono::Duration::seconds(6)), "silent");
     }
 
     fn runner(host: &str, lease: u64) -> NewRunner {

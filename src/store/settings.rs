@@ -1,6 +1,10 @@
 //! Per-system settings: read (with defaults when never set), write, and the `settings get/set` keys.
 
-use super::sql::{params, Connection, Row};
+use super::sql::{params, Connection, Row, Value};
+use crate::bounds::{
+    self, Unit, MAX_ALERTS_PER_HOUR, MAX_CONCURRENT, MAX_DAYS, MAX_DURATION, MAX_FAILURES,
+    MAX_KEEP, MAX_MEMORY, MAX_NOFILE, MAX_NPROC,
+};
 use chrono::{DateTime, Utc};
 
 use super::audit::{self, By};
@@ -13,35 +17,60 @@ const COLUMNS: &str = "system, is_enabled, max_concurrent_jobs, default_timeout,
      default_memory_limit, default_cpu_limit, default_nofile_limit, default_nproc_limit, \
      audit_retention_days";
 
+/// A number setting, as the runner and every command use it: a value out of its range (only
+/// written behind cronmgr's back) reads as the nearest value in range, so one bad row can neither
+/// make the settings unreadable (and every runner stop) nor overflow what is computed from it.
+fn within<T: TryFrom<u64>>(row: &Row<'_>, i: usize, range: (u64, u64)) -> super::sql::Result<T> {
+    opt_within(row, i, range)?.ok_or_else(|| super::sql::Error::conversion(i, "NULL"))
+}
+
+fn opt_within<T: TryFrom<u64>>(
+    row: &Row<'_>,
+    i: usize,
+    (min, max): (u64, u64),
+) -> super::sql::Result<Option<T>> {
+    let n = match row.get::<_, Value>(i)? {
+        Value::Null => return Ok(None),
+        Value::Int(n) => u64::try_from(n).unwrap_or(0).clamp(min, max),
+        Value::Real(f) if f >= 0.0 => (f as u64).clamp(min, max),
+        Value::Real(_) => min,
+        other => return Err(super::sql::Error::conversion(i, format!("{other:?}"))),
+    };
+    // Every range here fits the field's type (u32 fields have u32 ceilings).
+    T::try_from(n)
+        .map(Some)
+        .map_err(|_| super::sql::Error::conversion(i, format!("{n} is out of range")))
+}
+
 fn from_row(row: &Row<'_>) -> super::sql::Result<Settings> {
     Ok(Settings {
         system: row.get(0)?,
         is_enabled: row.get(1)?,
-        max_concurrent_jobs: row.get(2)?,
-        default_timeout: row.get(3)?,
-        keep_executions: row.get(4)?,
-        cleanup_days: row.get(5)?,
+        max_concurrent_jobs: within(row, 2, (1, MAX_CONCURRENT.into()))?,
+        default_timeout: within(row, 3, (1, MAX_DURATION))?,
+        keep_executions: within(row, 4, (0, MAX_KEEP))?,
+        cleanup_days: within(row, 5, (0, MAX_DAYS))?,
         alert_on_failure: row.get(6)?,
         alert_email: row.get(7)?,
         slack_webhook: row.get(8)?,
         timezone: row.get(9)?,
-        shutdown_grace: row.get(10)?,
+        shutdown_grace: within(row, 10, (0, MAX_DURATION))?,
         alert_on_timeout: row.get(11)?,
         webhook_url: row.get(12)?,
         webhook_secret: row.get(13)?,
-        escalate_after: row.get(14)?,
+        escalate_after: opt_within(row, 14, (1, MAX_FAILURES.into()))?,
         escalate_to: row.get(15)?,
-        disable_after: row.get(16)?,
-        max_silence: row.get(17)?,
-        cpu_threshold: row.get(18)?,
-        cpu_window: row.get(19)?,
-        disk_min_free: row.get(20)?,
-        alert_rate_limit: row.get(21)?,
-        default_memory_limit: row.get(22)?,
-        default_cpu_limit: row.get(23)?,
-        default_nofile_limit: row.get(24)?,
-        default_nproc_limit: row.get(25)?,
-        audit_retention_days: row.get(26)?,
+        disable_after: opt_within(row, 16, (1, MAX_FAILURES.into()))?,
+        max_silence: opt_within(row, 17, (1, MAX_DURATION))?,
+        cpu_threshold: within(row, 18, (1, 100))?,
+        cpu_window: within(row, 19, (0, MAX_DURATION))?,
+        disk_min_free: within(row, 20, (0, 100))?,
+        alert_rate_limit: within(row, 21, (1, MAX_ALERTS_PER_HOUR.into()))?,
+        default_memory_limit: opt_within(row, 22, (1, MAX_MEMORY))?,
+        default_cpu_limit: opt_within(row, 23, (1, MAX_DURATION))?,
+        default_nofile_limit: opt_within(row, 24, (1, MAX_NOFILE))?,
+        default_nproc_limit: opt_within(row, 25, (1, MAX_NPROC))?,
+        audit_retention_days: within(row, 26, (0, MAX_DAYS))?,
     })
 }
 
@@ -236,24 +265,21 @@ impl Settings {
             "is_enabled" => self.is_enabled = parse_bool(key, v)?,
             "alert_on_failure" => self.alert_on_failure = parse_bool(key, v)?,
             "max_concurrent_jobs" => {
-                let n: u32 = parse_count(key, v)?
-                    .try_into()
-                    .map_err(|_| format!("{key} is too large"))?;
-                if n == 0 {
+                if v == "0" {
                     return Err(format!("{key} must be at least 1"));
                 }
-                self.max_concurrent_jobs = n;
+                self.max_concurrent_jobs = small(count(key, v, (1, MAX_CONCURRENT.into()))?);
             }
             "default_timeout" => {
-                let secs = parse_secs(key, v)?;
+                let secs = parse_secs(key, v, 0)?;
                 if secs == 0 {
                     return Err(format!("{key} must be more than zero (e.g. 30m, 1h)"));
                 }
                 self.default_timeout = secs;
             }
-            "shutdown_grace" => self.shutdown_grace = parse_secs(key, v)?,
-            "keep_executions" => self.keep_executions = parse_count(key, v)?,
-            "cleanup_days" => self.cleanup_days = parse_count(key, v)?,
+            "shutdown_grace" => self.shutdown_grace = parse_secs(key, v, 0)?,
+            "keep_executions" => self.keep_executions = count(key, v, (0, MAX_KEEP))?,
+            "cleanup_days" => self.cleanup_days = count(key, v, (0, MAX_DAYS))?,
             "alert_email" => {
                 if !v.is_empty() && !v.split(',').all(|a| looks_like_email(a.trim())) {
                     return Err(format!(
@@ -291,7 +317,7 @@ impl Settings {
             "max_silence" => {
                 self.max_silence = match v {
                     "" | "none" | "0" => None,
-                    _ => Some(parse_secs(key, v)?).filter(|s| *s > 0),
+                    _ => Some(parse_secs(key, v, 0)?).filter(|s| *s > 0),
                 }
             }
             "cpu_threshold" => {
@@ -301,7 +327,7 @@ impl Settings {
                 }
                 self.cpu_threshold = n as u32;
             }
-            "cpu_window" => self.cpu_window = parse_secs(key, v)?,
+            "cpu_window" => self.cpu_window = parse_secs(key, v, 0)?,
             "disk_min_free" => {
                 let n = parse_count(key, v)?;
                 if n > 100 {
@@ -310,25 +336,33 @@ impl Settings {
                 self.disk_min_free = n as u32;
             }
             "alert_rate_limit" => {
-                let n = parse_count(key, v)?;
-                if n == 0 || n > u64::from(u32::MAX) {
+                if v == "0" {
                     return Err(format!(
                         "{key} must be at least 1 (messages per channel per hour)"
                     ));
                 }
-                self.alert_rate_limit = n as u32;
+                let range = (1, MAX_ALERTS_PER_HOUR.into());
+                self.alert_rate_limit = small(count(key, v, range)?);
             }
             "default_memory_limit" => {
-                self.default_memory_limit = crate::limits::parse_opt_bytes(key, v)?
+                let n = crate::limits::parse_opt_bytes(key, v)?;
+                self.default_memory_limit = ceiling(key, n, MAX_MEMORY, Unit::Bytes)?;
             }
-            "default_cpu_limit" => self.default_cpu_limit = crate::limits::parse_opt_cpu(key, v)?,
+            "default_cpu_limit" => {
+                let n = crate::limits::parse_opt_cpu(key, v)?;
+                self.default_cpu_limit = ceiling(key, n, MAX_DURATION, Unit::Seconds)?;
+            }
             "default_nofile_limit" => {
-                self.default_nofile_limit = crate::limits::parse_opt_count(key, v)?
+                let n = crate::limits::parse_opt_count(key, v)?;
+                self.default_nofile_limit = ceiling(key, n, MAX_NOFILE, Unit::Count)?;
             }
             "default_nproc_limit" => {
-                self.default_nproc_limit = crate::limits::parse_opt_count(key, v)?
+                let n = crate::limits::parse_opt_count(key, v)?;
+                self.default_nproc_limit = ceiling(key, n, MAX_NPROC, Unit::Count)?;
             }
-            "audit_retention_days" => self.audit_retention_days = parse_count(key, v)?,
+            "audit_retention_days" => {
+                self.audit_retention_days = count(key, v, (0, MAX_DAYS))?;
+            }
             "timezone" => {
                 let tz = crate::schedule::parse_timezone(v).map_err(|e| e.to_string())?;
                 self.timezone = tz.name().to_string();
@@ -377,19 +411,40 @@ fn parse_count(key: &str, v: &str) -> std::result::Result<u64, String> {
         .map_err(|_| format!("{key} must be a whole number of 0 or more, got {v:?}"))
 }
 
-/// A positive count, or empty/`none`/`0` for unset.
-fn parse_opt_positive(key: &str, v: &str) -> std::result::Result<Option<u32>, String> {
-    if matches!(v, "" | "none") {
-        return Ok(None);
-    }
-    let n = parse_count(key, v)?;
-    u32::try_from(n)
-        .map(|n| (n > 0).then_some(n))
-        .map_err(|_| format!("{key} is too large"))
+/// A whole number within `range`.
+fn count(key: &str, v: &str, range: (u64, u64)) -> std::result::Result<u64, String> {
+    bounds::parse_count(key, v, range)
 }
 
-fn parse_secs(key: &str, v: &str) -> std::result::Result<u64, String> {
-    crate::duration::parse_secs(v).map_err(|e| format!("{key}: {e}"))
+/// A count whose range a u32 holds.
+fn small(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A positive count up to [`MAX_FAILURES`], or empty/`none`/`0` for unset.
+fn parse_opt_positive(key: &str, v: &str) -> std::result::Result<Option<u32>, String> {
+    if matches!(v, "" | "none" | "0") {
+        return Ok(None);
+    }
+    Ok(Some(small(count(key, v, (1, MAX_FAILURES.into()))?)))
+}
+
+/// A duration of at least `min` seconds and at most [`MAX_DURATION`].
+fn parse_secs(key: &str, v: &str, min: u64) -> std::result::Result<u64, String> {
+    bounds::parse_duration(key, v, min).map_err(|e| e.to_string())
+}
+
+/// A limit already parsed, checked against its ceiling.
+fn ceiling(
+    key: &str,
+    value: Option<u64>,
+    max: u64,
+    unit: Unit,
+) -> std::result::Result<Option<u64>, String> {
+    if let Some(n) = value {
+        bounds::check(key, n, unit.show(n), (1, max), unit).map_err(|e| e.to_string())?;
+    }
+    Ok(value)
 }
 
 pub(crate) fn looks_like_email(a: &str) -> bool {
@@ -431,9 +486,68 @@ mod tests {
             ("alert_email", "not-an-email"),
             ("slack_webhook", "ftp://x"),
             ("nonsense", "1"),
+            ("default_timeout", "9223372036854775807"),
+            ("default_timeout", "401d"),
+            ("shutdown_grace", "99999999999999999999"),
+            ("max_silence", "9223372036854775807"),
+            ("cpu_window", "9223372036854775807"),
+            ("default_cpu_limit", "9223372036854775807"),
+            ("keep_executions", "18446744073709551615"),
+            ("cleanup_days", "36501"),
+            ("audit_retention_days", "9223372036854775807"),
+            ("max_concurrent_jobs", "4294967295"),
+            ("alert_rate_limit", "4294967296"),
+            ("escalate_after", "4294967295"),
+            ("disable_after", "1000001"),
+            ("default_memory_limit", "9999999T"),
+            ("default_nofile_limit", "9223372036854775807"),
+            ("default_nproc_limit", "4194305"),
         ] {
-            assert!(s.set(k, v).is_err(), "{k}={v} should be refused");
+            let e = s
+                .set(k, v)
+                .expect_err(&format!("{k}={v} should be refused"));
+            assert!(k == "timezone" || e.contains(k), "{k}: {e}");
         }
         assert_eq!(s, Settings::defaults("x", "UTC"));
+        // The ceilings themselves are accepted.
+        for (k, v) in [
+            ("default_timeout", "400d"),
+            ("cleanup_days", "36500"),
+            ("max_concurrent_jobs", "10000"),
+            ("default_nproc_limit", "4194304"),
+        ] {
+            s.set(k, v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_row_out_of_range_reads_as_the_nearest_value_in_range() {
+        let store = Store::open_in_memory().unwrap();
+        if store.engine() != crate::store::Engine::Sqlite {
+            eprintln!("skipped: writes past the CHECK constraints, which only SQLite can skip");
+            return;
+        }
+        let s = Settings::defaults("app", "UTC");
+        store
+            .put_settings(&s, &[], chrono::Utc::now(), crate::store::test_by())
+            .unwrap();
+        store
+            .conn
+            .execute_batch(
+                "PRAGMA ignore_check_constraints = ON; \
+                 UPDATE settings SET max_concurrent_jobs = 9223372036854775807, \
+                 cleanup_days = -1, keep_executions = -9223372036854775808, \
+                 shutdown_grace = 9223372036854775807, default_timeout = 0, \
+                 escalate_after = -5, default_nofile_limit = 9223372036854775807",
+            )
+            .unwrap();
+        let back = store.settings("app").unwrap();
+        assert_eq!(back.max_concurrent_jobs, bounds::MAX_CONCURRENT);
+        assert_eq!(back.cleanup_days, 0);
+        assert_eq!(back.keep_executions, 0);
+        assert_eq!(back.shutdown_grace, MAX_DURATION);
+        assert_eq!(back.default_timeout, 1);
+        assert_eq!(back.escalate_after, Some(1));
+        assert_eq!(back.default_nofile_limit, Some(MAX_NOFILE));
     }
 }

@@ -11,6 +11,7 @@ mod hardening;
 mod harness;
 mod jobs;
 mod jobsd;
+mod limits;
 mod migrate;
 mod packaging;
 mod quickstart;

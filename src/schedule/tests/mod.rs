@@ -342,13 +342,100 @@ fn leap_days_and_month_ends() {
 }
 
 #[test]
-fn never_firing_schedules_end() {
-    assert_eq!(next("0 0 30 2 *", "2026-01-01T00:00:00Z", Tz::UTC), None);
+fn never_firing_schedules_are_refused() {
+    for expr in [
+        "0 0 30 2 *",
+        "0 0 31 4,6,9,11 *",
+        "* * 31 2 *",
+        "0 0 30-31 feb *",
+    ] {
+        let e = err(expr);
+        assert!(e.contains("never fires"), "{expr}: {e}");
+    }
+    // Rare is not never, and in OR mode a weekday always comes.
+    for expr in ["0 0 29 2 *", "0 0 29 2 */7", "0 0 30 2 1", "0 0 L 2 *"] {
+        sched(expr);
+    }
+}
+
+#[test]
+fn first_fire_says_never_in_a_zone() {
+    let after = utc("2026-01-01T00:00:00Z");
+    assert_eq!(sched("@reboot").first_fire(after, Tz::UTC), Ok(None));
     assert_eq!(
-        next("0 0 31 4,6,9,11 *", "2026-01-01T00:00:00Z", MADRID),
-        None
+        sched("0 0 29 2 *").first_fire(after, Tz::UTC),
+        Ok(Some(utc("2028-02-29T00:00:00Z")))
     );
-    assert_eq!(next("* * 31 2 *", "2026-01-01T00:00:00Z", MADRID), None);
+    // After the end of the searchable calendar nothing fires: said as such, not as valid.
+    let e = sched("0 0 * * *")
+        .first_fire(utc("4950-01-01T00:00:00Z"), Tz::UTC)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("never fires in UTC"), "{e}");
+}
+
+#[test]
+fn a_month_day_on_one_weekday_is_found_decades_away() {
+    // The case: the 13th of May on a Sunday, 11 years after 2046.
+    assert_eq!(
+        next("0 0 13 5 */7", "2046-05-14T00:00:00Z", Tz::UTC).as_deref(),
+        Some("2057-05-13T00:00:00Z")
+    );
+    // January 1st on a Saturday, across 2200 (not a leap year): 12 years.
+    assert_eq!(
+        next("0 0 */31 1 6", "2191-01-02T00:00:00Z", Tz::UTC).as_deref(),
+        Some("2203-01-01T00:00:00Z")
+    );
+    // The 29th of February on a Sunday: 40 years, the longest wait of all; and in a zone.
+    assert_eq!(
+        next("0 0 29 2 */7", "2088-03-01T00:00:00Z", Tz::UTC).as_deref(),
+        Some("2128-02-29T00:00:00Z")
+    );
+    assert_eq!(
+        next("30 2 29 2 */7", "2088-03-01T00:00:00Z", MADRID).as_deref(),
+        Some("2128-02-29T01:30:00Z")
+    );
+    assert_eq!(
+        next("* 2 29 2 */7", "2088-03-01T00:00:00Z", NEW_YORK).as_deref(),
+        Some("2128-02-29T07:00:00Z")
+    );
+}
+
+/// The bound of the search, recomputed: walk two 400-year cycles day by day and find the longest
+/// gap between two dates with the same (month, day of month or last day, weekday).
+#[test]
+fn the_horizon_is_the_calendars_longest_gap() {
+    use chrono::{Datelike, NaiveDate};
+    // (month 1-12, day 1-31 or 32 for the last day, weekday 0-6) -> last date seen.
+    let mut last = vec![None::<NaiveDate>; 13 * 33 * 7];
+    let mut longest = 0;
+    let mut longest_not_feb_29 = 0;
+    let mut day = NaiveDate::from_ymd_opt(2000, 1, 1).unwrap();
+    let end = NaiveDate::from_ymd_opt(2800, 12, 31).unwrap();
+    while day <= end {
+        let next = day.succ_opt().unwrap();
+        let w = day.weekday().num_days_from_sunday() as usize;
+        let mut days = vec![day.day() as usize];
+        if next.month() != day.month() {
+            days.push(32);
+        }
+        for d in days {
+            let key = (day.month() as usize * 33 + d) * 7 + w;
+            if let Some(prev) = last[key] {
+                let gap = (day - prev).num_days();
+                longest = longest.max(gap);
+                if !(day.month() == 2 && d == 29) {
+                    longest_not_feb_29 = longest_not_feb_29.max(gap);
+                }
+            }
+            last[key] = Some(day);
+        }
+        day = next;
+    }
+    assert_eq!(longest, crate::schedule::dst::LONGEST_GAP_DAYS);
+    assert_eq!(longest_not_feb_29, 4_382);
+    use crate::schedule::dst::{HORIZON_DAYS, LONGEST_GAP_DAYS};
+    assert_eq!(HORIZON_DAYS, LONGEST_GAP_DAYS + 2);
 }
 
 #[test]
@@ -410,4 +497,32 @@ fn zones_shift_fire_times() {
         next("0 3 * * *", "2026-01-10T00:00:00Z", NEW_YORK).as_deref(),
         Some("2026-01-10T08:00:00Z")
     );
+}
+
+/// The cost of one `next_after` (the runner's per-fire work), for the report:
+/// `cargo test --release --lib schedule::tests::next_after_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a timing to read, not a check: run it by name with --ignored --nocapture"]
+fn next_after_cost() {
+    let start = utc("2026-06-10T10:00:00Z");
+    for (expr, tz) in [
+        ("* * * * * *", Tz::UTC),
+        ("*/5 * * * *", MADRID),
+        ("0 3 * * *", MADRID),
+        ("30 2 * * *", MADRID),
+        ("0 0 1 * *", NEW_YORK),
+        ("0 0 29 2 *", Tz::UTC),
+        ("0 0 13 5 */7", Tz::UTC),
+        ("0 0 29 2 */7", Tz::UTC),
+    ] {
+        let s = sched(expr);
+        let n = 2000;
+        let mut cursor = start;
+        let t0 = std::time::Instant::now();
+        for _ in 0..n {
+            cursor = s.next_after(cursor, tz).unwrap_or(start);
+        }
+        let per = t0.elapsed() / n;
+        println!("{expr:>16} {tz:<16} {per:?} per next_after");
+    }
 }
