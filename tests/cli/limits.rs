@@ -120,7 +120,7 @@ fn a_huge_retry_delay_is_refused_at_every_entry_point() {
 #[test]
 fn out_of_range_numbers_name_the_field_and_its_range() {
     let env = Env::new();
-    env.ok(&["list"]);
+    env.create_db();
     let add = |flag: &str, value: &str, needles: &[&str]| {
         refused(
             &env,
@@ -200,7 +200,7 @@ fn out_of_range_numbers_name_the_field_and_its_range() {
 #[test]
 fn a_schedule_that_never_fires_is_refused() {
     let env = Env::new();
-    env.ok(&["list"]);
+    env.create_db();
     for expr in [
         "0 0 30 2 *",
         "0 0 31 4,6,9,11 *",
