@@ -316,6 +316,53 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Located>, Problem> {
         .collect())
 }
 
+/// Parse a job file, reporting every problem: when the file as a whole does not parse, each
+/// `[[job]]` table is parsed on its own, so a mistake in one job hides none of the others'.
+/// Returns the jobs that parsed and the problems found.
+pub fn parse_all(file: &str, text: &str) -> (Vec<Located>, Vec<Problem>) {
+    let whole = match parse(file, text) {
+        Ok(jobs) => return (jobs, Vec::new()),
+        Err(p) => p,
+    };
+    // Where each `[[job]]` header starts (the first piece is what comes before any).
+    let mut starts = vec![0];
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with("[[job]]") && offset > 0 {
+            starts.push(offset);
+        }
+        offset += line.len();
+    }
+    if starts.len() < 2 {
+        return (Vec::new(), vec![whole]);
+    }
+    starts.push(text.len());
+    let lines = Lines::of(text);
+    let (mut jobs, mut problems) = (Vec::new(), Vec::new());
+    for piece in starts.windows(2) {
+        let (from, to) = (piece[0], piece[1]);
+        // Lines before this piece, so its own line numbers become the file's.
+        let before = lines.line(from) - 1;
+        match parse(file, &text[from..to]) {
+            Ok(found) => jobs.extend(found.into_iter().map(|mut j| {
+                j.line += before;
+                j
+            })),
+            Err(mut p) => {
+                if p.line > 0 {
+                    p.line += before;
+                }
+                problems.push(p);
+            }
+        }
+    }
+    if problems.is_empty() {
+        // The pieces parse alone but not together (a name or table repeated across jobs).
+        problems.push(whole);
+    }
+    (jobs, problems)
+}
+
 /// Render jobs as a job file.
 pub fn render(specs: Vec<JobSpec>) -> Result<String, String> {
     toml::to_string(&JobFile { job: specs }).map_err(|e| e.to_string())
@@ -331,47 +378,71 @@ fn positive(field: &str, value: &Option<Secs>) -> Result<Option<u64>, String> {
     }
 }
 
+/// The value, or None after noting the problem.
+fn ok<T>(errs: &mut Vec<String>, r: Result<T, String>) -> Option<T> {
+    r.map_err(|e| errs.push(e)).ok()
+}
+
 impl JobSpec {
     /// The job this table describes, in `system`, with every field it omits at its default.
     /// Checks the fields' own form; the checks every job passes (name, schedule, executor
     /// parameters, the allowlist) are the caller's, the same as for `cronmgr add`.
     pub fn to_job(&self, system: &str) -> Result<Job, String> {
+        match self.to_job_all(system) {
+            (job, errs) if errs.is_empty() => Ok(job),
+            (_, errs) => Err(errs.join("; ")),
+        }
+    }
+
+    /// [`JobSpec::to_job`] with every problem of the table, not only the first: the job (a
+    /// field with a problem left at its default, so the checks every job passes can still run
+    /// on the rest) and the problems.
+    pub fn to_job_all(&self, system: &str) -> (Job, Vec<String>) {
+        let mut errs: Vec<String> = Vec::new();
         let mut job = Job::new(system, &self.name, self.schedule.trim(), "shell");
         job.description = self.description.clone().filter(|d| !d.is_empty());
         if let Some(z) = self.timezone.as_deref().filter(|z| !z.trim().is_empty()) {
-            job.timezone = schedule::parse_timezone(z)
-                .map_err(|e| e.to_string())?
-                .name()
-                .to_string();
+            if let Some(tz) = ok(
+                &mut errs,
+                schedule::parse_timezone(z).map_err(|e| e.to_string()),
+            ) {
+                job.timezone = tz.name().to_string();
+            }
         }
         if let Some(c) = &self.category {
             let c = c.trim();
-            if !c
-                .chars()
+            if c.chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch))
             {
-                return Err(format!(
+                job.category = (!c.is_empty()).then(|| c.to_ascii_uppercase());
+            } else {
+                errs.push(format!(
                     "invalid category {c:?}: use letters, digits, '_' or '-'"
                 ));
             }
-            job.category = (!c.is_empty()).then(|| c.to_ascii_uppercase());
         }
         if let Some(p) = self.priority {
-            job.priority = u8::try_from(p)
-                .ok()
-                .filter(|p| (1..=10).contains(p))
-                .ok_or_else(|| format!("priority must be 1 (most urgent) to 10, got {p}"))?;
+            match u8::try_from(p).ok().filter(|p| (1..=10).contains(p)) {
+                Some(p) => job.priority = p,
+                None => errs.push(format!("priority must be 1 (most urgent) to 10, got {p}")),
+            }
         }
-        job.timeout = positive("timeout", &self.timeout)?;
+        job.timeout = ok(&mut errs, positive("timeout", &self.timeout)).flatten();
         job.retries = self.retries.unwrap_or(0);
         if let Some(d) = &self.retry_delay {
-            job.retry_delay = d.secs()?;
+            if let Some(secs) = ok(&mut errs, d.secs()) {
+                job.retry_delay = secs;
+            }
         }
         job.backoff = self.backoff.unwrap_or(Backoff::Linear);
-        job.max_runtime = positive("max_runtime", &self.max_runtime)?;
+        job.max_runtime = ok(&mut errs, positive("max_runtime", &self.max_runtime)).flatten();
         job.allow_concurrent = self.allow_concurrent.unwrap_or(false);
         job.catch_up = self.catch_up.unwrap_or(CatchUp::None);
-        job.starting_deadline = positive("starting_deadline", &self.starting_deadline)?;
+        job.starting_deadline = ok(
+            &mut errs,
+            positive("starting_deadline", &self.starting_deadline),
+        )
+        .flatten();
         job.is_active = self.enabled.unwrap_or(true);
         job.alerts_enabled = self.alerts.unwrap_or(true);
         if let Some(e) = self
@@ -380,42 +451,42 @@ impl JobSpec {
             .map(str::trim)
             .filter(|e| !e.is_empty())
         {
-            if !e
-                .split(',')
+            if e.split(',')
                 .all(|a| crate::store::looks_like_email(a.trim()))
             {
-                return Err(format!(
+                job.alert_email = Some(e.to_string());
+            } else {
+                errs.push(format!(
                     "alert_email must be an email address or a comma-separated list of them, got {e:?}"
                 ));
             }
-            job.alert_email = Some(e.to_string());
         }
         for (key, value) in [
             ("escalate_after", self.escalate_after),
             ("disable_after", self.disable_after),
         ] {
             if value == Some(0) {
-                return Err(format!("{key} must be 1 or more"));
+                errs.push(format!("{key} must be 1 or more"));
             }
         }
         job.escalate_after = self.escalate_after;
         job.disable_after = self.disable_after;
-        job.max_silence = positive("max_silence", &self.max_silence)?;
+        job.max_silence = ok(&mut errs, positive("max_silence", &self.max_silence)).flatten();
         job.is_critical = self.critical.unwrap_or(false);
-        job.memory_limit = match &self.memory_limit {
-            None => None,
-            Some(m) => match m.bytes()? {
-                0 => return Err("memory_limit must be more than zero".into()),
-                n => Some(n),
-            },
-        };
-        job.cpu_limit = positive("cpu_limit", &self.cpu_limit)?;
+        if let Some(m) = &self.memory_limit {
+            match ok(&mut errs, m.bytes()) {
+                Some(0) => errs.push("memory_limit must be more than zero".into()),
+                Some(n) => job.memory_limit = Some(n),
+                None => {}
+            }
+        }
+        job.cpu_limit = ok(&mut errs, positive("cpu_limit", &self.cpu_limit)).flatten();
         for (key, value) in [
             ("nofile_limit", self.nofile_limit),
             ("nproc_limit", self.nproc_limit),
         ] {
             if value == Some(0) {
-                return Err(format!("{key} must be 1 or more"));
+                errs.push(format!("{key} must be 1 or more"));
             }
         }
         job.nofile_limit = self.nofile_limit;
@@ -428,12 +499,10 @@ impl JobSpec {
         };
         job.run_user = name(&self.user);
         job.run_group = name(&self.group);
-        job.runner_labels = match &self.runner_labels {
-            Some(l) => {
-                crate::runner::fleet::labels(l).map_err(|e| format!("runner_labels: {e}"))?
-            }
-            None => Vec::new(),
-        };
+        if let Some(l) = &self.runner_labels {
+            let labels = crate::runner::fleet::labels(l).map_err(|e| format!("runner_labels: {e}"));
+            job.runner_labels = ok(&mut errs, labels).unwrap_or_default();
+        }
         if let Some(command) = &self.command {
             job.command = command.trim().to_string();
         }
@@ -444,20 +513,23 @@ impl JobSpec {
         }
         if let Some(argv) = &self.argv {
             if job.command != "shell" {
-                return Err(format!(
+                errs.push(format!(
                     "argv is for the shell executor, not {:?}; give its parameters in [job.params]",
                     job.command
                 ));
+            } else if job.params.contains_key("argv") {
+                errs.push("argv is given twice: as argv and as params.argv".into());
+            } else {
+                let argv = argv.iter().cloned().map(Json::String).collect();
+                job.params.insert("argv".into(), Json::Array(argv));
             }
-            if job.params.contains_key("argv") {
-                return Err("argv is given twice: as argv and as params.argv".into());
-            }
-            let argv = argv.iter().cloned().map(Json::String).collect();
-            job.params.insert("argv".into(), Json::Array(argv));
         }
-        // Every number within its range (the keys are the fields' names).
-        crate::bounds::check_job(&job)?;
-        Ok(job)
+        // Every number within its range (the keys are the fields' names), once the fields
+        // themselves read.
+        if errs.is_empty() {
+            ok(&mut errs, crate::bounds::check_job(&job));
+        }
+        (job, errs)
     }
 
     /// The table for a job, leaving out every field at its default.

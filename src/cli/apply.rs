@@ -324,9 +324,11 @@ pub(super) fn check_all(
     for c in candidates.iter_mut() {
         bar.inc(1);
         let label = format!("job {:?}: ", c.job.name);
-        match job_args::validate(&c.job, settings, config, now) {
+        match job_args::problems(&c.job, settings, config, now) {
             Ok(next) => c.job.next_run_at = next,
-            Err(e) => problems.push(c.problem(format!("{label}{e:#}"))),
+            Err(all) => {
+                problems.extend(all.iter().map(|e| c.problem(format!("{label}{e:#}"))));
+            }
         }
         if let Some(first) = seen.get(&c.job.name) {
             problems.push(c.problem(format!(
@@ -404,21 +406,22 @@ fn load(files: &[PathBuf], system: &str, problems: &mut Vec<Problem>) -> Vec<Can
                 continue;
             }
         };
-        match jobfile::parse(&name, &text) {
-            Ok(jobs) => {
-                for located in jobs {
-                    match located.spec.to_job(system) {
-                        Ok(job) => out.push(Candidate {
-                            job,
-                            file: located.file,
-                            line: located.line,
-                        }),
-                        Err(e) => problems
-                            .push(located.problem(format!("job {:?}: {e}", located.spec.name))),
-                    }
-                }
-            }
-            Err(p) => problems.push(p),
+        let (jobs, found) = jobfile::parse_all(&name, &text);
+        problems.extend(found);
+        for located in jobs {
+            // A job with problems in its fields is still checked as `add` would (its other
+            // problems are reported too); the apply is refused either way.
+            let (job, found) = located.spec.to_job_all(system);
+            problems.extend(
+                found
+                    .iter()
+                    .map(|e| located.problem(format!("job {:?}: {e}", located.spec.name))),
+            );
+            out.push(Candidate {
+                job,
+                file: located.file,
+                line: located.line,
+            });
         }
     }
     out

@@ -382,27 +382,69 @@ pub fn effective_tz(job: &Job, settings: &Settings) -> anyhow::Result<Tz> {
     Ok(schedule::parse_timezone(name)?)
 }
 
-/// Check everything about a job before it is written; returns its next run.
+/// Check a job as `add` would, and its next run. The first problem, for `add` and `edit`;
+/// [`problems`] gives every one.
 pub fn validate(
     job: &Job,
     settings: &Settings,
     config: &Config,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<DateTime<Utc>>> {
-    check_name(&job.name)?;
-    bounds::check_job(job).map_err(|e| anyhow::Error::new(crate::exit::Invalid(e)))?;
-    let schedule = Schedule::parse(&job.schedule)?;
-    let tz = effective_tz(job, settings)?;
-    // A schedule that never fires in its zone is refused, disabled job or not.
-    schedule.first_fire(now, tz)?;
-    executor::check(&job.command, &job.params, config)?;
+    problems(job, settings, config, now).map_err(|all| {
+        all.into_iter()
+            .next()
+            .unwrap_or_else(|| anyhow::anyhow!("the job cannot be scheduled"))
+    })
+}
+
+/// Every problem of a job, each check independent of the others (`apply --check` reports them
+/// all), or its next run when there is none.
+pub fn problems(
+    job: &Job,
+    settings: &Settings,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, Vec<anyhow::Error>> {
+    let mut found: Vec<anyhow::Error> = Vec::new();
+    let mut keep = |r: anyhow::Result<()>| {
+        if let Err(e) = r {
+            found.push(e);
+        }
+    };
+    keep(check_name(&job.name));
+    keep(bounds::check_job(job).map_err(|e| anyhow::Error::new(crate::exit::Invalid(e))));
+    let schedule = Schedule::parse(&job.schedule)
+        .map_err(|e| keep(Err(e.into())))
+        .ok();
+    let tz = effective_tz(job, settings).map_err(|e| keep(Err(e))).ok();
+    let next = match (schedule, tz) {
+        // A schedule that never fires in its zone is refused, disabled job or not.
+        (Some(schedule), Some(tz)) => match schedule.first_fire(now, tz) {
+            Ok(_) => Some(next_run(job, &schedule, tz, now)),
+            Err(e) => {
+                keep(Err(e.into()));
+                None
+            }
+        },
+        _ => None,
+    };
+    keep(executor::check(&job.command, &job.params, config).map_err(anyhow::Error::from));
+    keep(other_rules(job, settings));
+    keep(check_run_as(job));
+    match (found.is_empty(), next) {
+        (true, Some(next)) => Ok(next),
+        _ => Err(found),
+    }
+}
+
+/// The rules between fields: deadlines, timeouts.
+fn other_rules(job: &Job, settings: &Settings) -> anyhow::Result<()> {
     if job.catch_up == CatchUp::None && job.starting_deadline.is_some() {
         invalid!("--starting-deadline only applies with --catch-up latest");
     }
     if job.timeout == Some(0) || settings.default_timeout == 0 {
         invalid!("every job needs a timeout of more than zero");
     }
-    check_run_as(job)?;
     if let (Some(t), Some(m)) = (job.timeout, job.max_runtime) {
         if t > m {
             invalid!(
@@ -412,7 +454,7 @@ pub fn validate(
             );
         }
     }
-    Ok(next_run(job, &schedule, tz, now))
+    Ok(())
 }
 
 /// `--runner-label` values: names of letters, digits, `.`, `_`, `-`; a lone `none` clears them.

@@ -315,3 +315,26 @@ fn a_line_is_the_count_of_newlines_before_the_offset_plus_one() {
         assert_eq!(lines.line(offset), naive, "offset {offset}");
     }
 }
+
+#[test]
+fn a_table_reports_every_field_problem_and_a_broken_table_hides_no_other() {
+    let text = "[[job]]\nname = \"a\"\nschedule = \"@daily\"\npriority = 11\ntimeout = 0\n\
+                alert_email = \"nobody\"\nnproc_limit = 0\n\n\
+                [[job]]\nname = \"b\"\nschedule = @daily\n\n\
+                [[job]]\nname = \"c\"\nschedule = \"@daily\"\nargv = [\"/bin/true\"]\n";
+    let (jobs, problems) = parse_all("x.toml", text);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].line, 11, "{problems:?}");
+    let names: Vec<&str> = jobs.iter().map(|j| j.spec.name.as_str()).collect();
+    assert_eq!(names, ["a", "c"]);
+    assert_eq!(jobs[1].line, 13);
+    let (_, errs) = jobs[0].spec.to_job_all("s");
+    assert_eq!(errs.len(), 4, "{errs:?}");
+    for needle in ["priority", "timeout", "alert_email", "nproc_limit"] {
+        assert!(
+            errs.iter().any(|e| e.contains(needle)),
+            "{needle}: {errs:?}"
+        );
+    }
+    assert!(jobs[1].spec.to_job_all("s").1.is_empty());
+}

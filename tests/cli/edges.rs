@@ -134,3 +134,32 @@ fn listing_limits_and_since_are_checked() {
     let err = env.fails(2, &["history", "--since", "99999999999d"]);
     assert!(err.contains("--since"), "{err}");
 }
+
+#[test]
+fn apply_check_reports_every_problem_of_every_job() {
+    let env = Env::new();
+    let file = env.dir.path().join("jobs.toml");
+    std::fs::write(
+        &file,
+        "[[job]]\nname = \"a\"\nschedule = \"61 * * * *\"\nargv = [\"/usr/bin/nonexistent\"]\n\n\
+         [[job]]\nname = \"b\"\nschedule = @daily\nargv = [\"/usr/bin/true\"]\n\n\
+         [[job]]\nname = \"c\"\nschedule = \"@daily\"\nargv = [\"/usr/bin/true\"]\nprioity = 3\n",
+    )
+    .unwrap();
+    let err = env.fails(2, &["apply", "--check", file.to_str().unwrap()]);
+    assert!(err.contains("4 problems"), "{err}");
+    // Job a: its schedule and its program, both; b's TOML mistake hides nothing of c's.
+    assert!(
+        err.contains("jobs.toml:1: job \"a\"") && err.contains("61"),
+        "{err}"
+    );
+    assert!(
+        err.contains("not allowlisted") || err.contains("nonexistent"),
+        "{err}"
+    );
+    assert!(err.contains("jobs.toml:8: "), "{err}");
+    assert!(
+        err.contains("jobs.toml:15: ") && err.contains("prioity"),
+        "{err}"
+    );
+}
