@@ -209,14 +209,7 @@ impl Store {
             Found::Empty => make_private(path)?,
             Found::Database => {}
         }
-        let conn = rusqlite::Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        let store = Store {
-            conn: Connection::Sqlite(conn),
-            path: path.to_path_buf(),
-        };
+        let store = Store::connect_sqlite(path)?;
         store.verify_identity()?;
         store.configure()?;
         store.migrate()?;
@@ -245,14 +238,7 @@ impl Store {
         }
         // Read-write, though it only reads: the last connection to close removes the `-wal` and
         // `-shm` files opening made, where a read-only one would leave them behind.
-        let conn = rusqlite::Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        let store = Store {
-            conn: Connection::Sqlite(conn),
-            path: path.to_path_buf(),
-        };
+        let store = Store::connect_sqlite(path)?;
         let damaged = |why: String| StoreError::Damaged {
             path: path.to_path_buf(),
             why,
@@ -336,16 +322,21 @@ impl Store {
         Store::reopen_sqlite(&self.path)
     }
 
-    /// [`Store::reopen`] of an SQLite file, from its path alone.
-    fn reopen_sqlite(path: &Path) -> Result<Store> {
+    /// A connection to an existing SQLite file, read-write, not yet configured or checked.
+    fn connect_sqlite(path: &Path) -> Result<Store> {
         let conn = rusqlite::Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        let store = Store {
+        Ok(Store {
             conn: Connection::Sqlite(conn),
             path: path.to_path_buf(),
-        };
+        })
+    }
+
+    /// [`Store::reopen`] of an SQLite file, from its path alone.
+    fn reopen_sqlite(path: &Path) -> Result<Store> {
+        let store = Store::connect_sqlite(path)?;
         store.configure()?;
         Ok(store)
     }
