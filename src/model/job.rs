@@ -1,47 +1,7 @@
-//! The domain types the store speaks in.
-
-use std::fmt;
-use std::str::FromStr;
+//! A job: what runs, when, and under which rules.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-
-macro_rules! closed_set {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "lowercase")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s.to_ascii_lowercase().as_str() {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(format!(
-                        "unknown {} {s:?} (expected one of: {})",
-                        stringify!($name).to_lowercase(),
-                        [$($text),+].join(", ")
-                    )),
-                }
-            }
-        }
-    };
-}
 
 closed_set!(
     /// How the delay between retries grows.
@@ -50,23 +10,6 @@ closed_set!(
 closed_set!(
     /// What the runner does about slots it missed while it was down.
     CatchUp { None => "none", Latest => "latest" }
-);
-closed_set!(
-    /// The state of one execution.
-    Status {
-        Running => "running",
-        Success => "success",
-        Failed => "failed",
-        Timeout => "timeout",
-        Skipped => "skipped",
-        Missed => "missed",
-        Interrupted => "interrupted",
-        Cancelled => "cancelled",
-    }
-);
-closed_set!(
-    /// Why an execution happened.
-    Trigger { Schedule => "schedule", Manual => "manual", Retry => "retry" }
 );
 
 /// A job as stored. `timezone` empty means the system's zone.
@@ -155,7 +98,7 @@ impl Job {
     /// A copy fit to print: every secret of its parameters redacted.
     pub fn redacted(&self) -> Job {
         Job {
-            params: crate::secrets::redact(&self.params),
+            params: super::secrets::redact(&self.params),
             ..self.clone()
         }
     }
@@ -213,151 +156,3 @@ impl Job {
         }
     }
 }
-
-/// Per-system settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
-    pub system: String,
-    pub is_enabled: bool,
-    pub max_concurrent_jobs: u32,
-    /// Seconds.
-    pub default_timeout: u64,
-    pub keep_executions: u64,
-    pub cleanup_days: u64,
-    pub alert_on_failure: bool,
-    pub alert_email: Option<String>,
-    pub slack_webhook: Option<String>,
-    pub timezone: String,
-    /// Seconds the runner waits for running executions on shutdown.
-    pub shutdown_grace: u64,
-    pub alert_on_timeout: bool,
-    /// Secret: a generic webhook receiving the JSON payload.
-    pub webhook_url: Option<String>,
-    /// Secret: the key of the HMAC-SHA256 signature of webhook payloads.
-    pub webhook_secret: Option<String>,
-    /// Consecutive failures before the escalation channels hear of it.
-    pub escalate_after: Option<u32>,
-    /// The escalation channels: email addresses and webhook URLs, comma-separated.
-    pub escalate_to: Option<String>,
-    /// Consecutive failures before a job is disabled.
-    pub disable_after: Option<u32>,
-    /// Seconds without a success before a missed-run alert.
-    pub max_silence: Option<u64>,
-    /// Percent of all CPUs busy that counts as overloaded.
-    pub cpu_threshold: u32,
-    /// Seconds the CPU must stay above the threshold.
-    pub cpu_window: u64,
-    /// Alert when less than this percent of the disk (database, logs) is free.
-    pub disk_min_free: u32,
-    /// Messages per channel per hour at most.
-    pub alert_rate_limit: u32,
-    /// Limits for jobs that set none (bytes, CPU seconds, open files, processes).
-    pub default_memory_limit: Option<u64>,
-    pub default_cpu_limit: Option<u64>,
-    pub default_nofile_limit: Option<u64>,
-    pub default_nproc_limit: Option<u64>,
-    /// Days the audit log is kept; 0 keeps it forever.
-    pub audit_retention_days: u64,
-}
-
-impl Settings {
-    pub fn defaults(system: &str, timezone: &str) -> Settings {
-        Settings {
-            system: system.to_string(),
-            is_enabled: true,
-            max_concurrent_jobs: 5,
-            default_timeout: 3600,
-            keep_executions: 1000,
-            cleanup_days: 30,
-            alert_on_failure: true,
-            alert_email: None,
-            slack_webhook: None,
-            timezone: timezone.to_string(),
-            shutdown_grace: 30,
-            alert_on_timeout: true,
-            webhook_url: None,
-            webhook_secret: None,
-            escalate_after: None,
-            escalate_to: None,
-            disable_after: None,
-            max_silence: None,
-            cpu_threshold: 80,
-            cpu_window: 300,
-            disk_min_free: 10,
-            alert_rate_limit: 30,
-            default_memory_limit: None,
-            default_cpu_limit: None,
-            default_nofile_limit: None,
-            default_nproc_limit: None,
-            audit_retention_days: 365,
-        }
-    }
-}
-
-/// One execution of a job (or a bookkeeping row: skipped, missed).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Execution {
-    pub id: i64,
-    pub job_id: i64,
-    pub job: String,
-    pub system: String,
-    pub status: Status,
-    pub scheduled_for: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub duration_ms: Option<i64>,
-    pub output: Option<String>,
-    pub error_message: Option<String>,
-    pub exit_code: Option<i32>,
-    pub triggered_by: Trigger,
-    pub attempt: u32,
-    pub memory_used_mb: Option<f64>,
-    pub cpu_used_percent: Option<f64>,
-    /// The process group of the execution's child.
-    pub pid: Option<u32>,
-    /// The runner (or `run-now`) process that started it.
-    pub runner_pid: Option<u32>,
-    /// Who asked for it to be cancelled (`cronmgr kill`): the audit log's actor, as `user` or
-    /// `user (sudo from other)`. Set while it is still running, before its process is signalled,
-    /// so whoever records its end (the runner, `run-now`, recovery) records it `cancelled`.
-    pub cancelled_by: Option<String>,
-}
-
-/// How an execution ended, as the runner reports it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finish {
-    pub status: Status,
-    pub finished_at: DateTime<Utc>,
-    pub duration_ms: i64,
-    pub output: String,
-    pub error_message: Option<String>,
-    pub exit_code: Option<i32>,
-    pub memory_used_mb: Option<f64>,
-    pub cpu_used_percent: Option<f64>,
-}
-
-closed_set!(
-    /// What an alert is about. `failed`, `timeout`, `escalated`, `disabled` and `silent` belong to
-    /// a job; `cpu` and `disk` to the host (as seen by one system's settings).
-    AlertKind {
-        Failed => "failed",
-        Timeout => "timeout",
-        Escalated => "escalated",
-        Disabled => "disabled",
-        Silent => "silent",
-        Cpu => "cpu",
-        Disk => "disk",
-    }
-);
-closed_set!(
-    /// A firing alert opens a condition; a resolved one says it cleared.
-    AlertState { Firing => "firing", Resolved => "resolved" }
-);
-closed_set!(
-    /// Where alerts go.
-    Channel { Email => "email", Slack => "slack", Webhook => "webhook" }
-);
-closed_set!(
-    /// How far one delivery got: still trying, done, or given up.
-    DeliveryState { Pending => "pending", Sent => "sent", Failed => "failed" }
-);
