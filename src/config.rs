@@ -133,7 +133,7 @@ pub struct Config {
     pub sqlite: SqliteRules,
     pub jobs_dir: PathBuf,
     /// `[smtp]`: the mail server for alerts (environment overrides apply at use).
-    pub smtp: crate::alert::email::SmtpConfig,
+    pub smtp: SmtpConfig,
     /// `[admins]`: who may touch critical jobs besides root.
     pub admins: Admins,
     /// The file is owned by root and writable by no one else: only then do its `[admins]` count.
@@ -195,7 +195,7 @@ struct File {
     #[serde(default)]
     executors: ExecutorsFile,
     #[serde(default)]
-    smtp: crate::alert::email::SmtpConfig,
+    smtp: SmtpConfig,
     #[serde(default)]
     admins: Admins,
     #[serde(default)]
@@ -468,14 +468,102 @@ impl Config {
     }
 }
 
-pub fn is_root() -> bool {
-    euid() == 0
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Tls {
+    /// Plain connection upgraded with STARTTLS (required), port 587 by default.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS), port 465 by default.
+    Tls,
+    /// No encryption (a local relay, tests), port 25 by default.
+    None,
 }
 
-/// The effective user id of this process.
-pub fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+/// The `[smtp]` section.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: Tls,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Send through this sendmail-compatible binary instead of SMTP.
+    pub sendmail: Option<PathBuf>,
+    /// The sender [default: cronmgr@<hostname>].
+    pub from: Option<String>,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &self.password.as_ref().map(|_| crate::model::redact::MARK),
+            )
+            .field("sendmail", &self.sendmail)
+            .field("from", &self.from)
+            .finish()
+    }
+}
+
+impl SmtpConfig {
+    /// This config with the `CRONMGR_SMTP_*` environment variables applied over it.
+    pub fn with_env(self) -> Result<SmtpConfig, String> {
+        self.with_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    fn with_vars(mut self, var: impl Fn(&str) -> Option<String>) -> Result<SmtpConfig, String> {
+        if let Some(v) = var("CRONMGR_SMTP_HOST") {
+            self.host = Some(v);
+        }
+        if let Some(v) = var("CRONMGR_SMTP_PORT") {
+            self.port = Some(
+                v.parse()
+                    .map_err(|_| format!("CRONMGR_SMTP_PORT: bad port {v:?}"))?,
+            );
+        }
+        if let Some(v) = var("CRONMGR_SMTP_TLS") {
+            self.tls = match v.as_str() {
+                "starttls" => Tls::Starttls,
+                "tls" => Tls::Tls,
+                "none" => Tls::None,
+                _ => {
+                    return Err(format!(
+                        "CRONMGR_SMTP_TLS must be starttls, tls or none, got {v:?}"
+                    ))
+                }
+            };
+        }
+        if let Some(v) = var("CRONMGR_SMTP_USERNAME") {
+            self.username = Some(v);
+        }
+        if let Some(v) = var("CRONMGR_SMTP_PASSWORD") {
+            self.password = Some(v);
+        }
+        if let Some(v) = var("CRONMGR_SMTP_FROM") {
+            self.from = Some(v);
+        }
+        if let Some(v) = var("CRONMGR_SMTP_SENDMAIL") {
+            self.sendmail = Some(PathBuf::from(v));
+        }
+        Ok(self)
+    }
+
+    pub fn is_configured(&self) -> bool {
+        self.host.is_some() || self.sendmail.is_some()
+    }
+}
+
+pub fn is_root() -> bool {
+    crate::host::euid() == 0
 }
 
 /// The default database: `/var/lib/cronmgr/cronmgr.db` for root, else under the XDG data folder.
@@ -501,6 +589,29 @@ fn default_db_path_for(root: bool, xdg: Option<PathBuf>, home: Option<PathBuf>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_overrides_the_file_and_debug_hides_the_password() {
+        let file: SmtpConfig = toml::from_str(
+            "host = \"mail.example.com\"\nusername = \"u\"\npassword = \"hunter2\"\n",
+        )
+        .unwrap();
+        assert_eq!(file.tls, Tls::Starttls);
+        let vars = |k: &str| match k {
+            "CRONMGR_SMTP_PASSWORD" => Some("from-env".to_string()),
+            "CRONMGR_SMTP_TLS" => Some("tls".to_string()),
+            "CRONMGR_SMTP_PORT" => Some("2465".to_string()),
+            _ => None,
+        };
+        let c = file.clone().with_vars(vars).unwrap();
+        assert_eq!(c.password.as_deref(), Some("from-env"));
+        assert_eq!(c.tls, Tls::Tls);
+        assert_eq!(c.port, Some(2465));
+        assert!(!format!("{file:?}").contains("hunter2"));
+        assert!(SmtpConfig::default()
+            .with_vars(|k| (k == "CRONMGR_SMTP_TLS").then(|| "maybe".into()))
+            .is_err());
+    }
 
     #[test]
     fn db_path_follows_xdg_then_home() {

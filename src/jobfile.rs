@@ -118,7 +118,7 @@ impl Size {
     fn bytes(&self) -> Result<u64, String> {
         match self {
             Size::Number(n) => Ok(*n),
-            Size::Text(t) => crate::limits::parse_bytes(t),
+            Size::Text(t) => crate::model::size::parse_bytes(t),
         }
     }
 }
@@ -149,7 +149,7 @@ impl<'de> Deserialize<'de> for Size {
                 Ok(Size::Number(v))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
-                crate::limits::parse_bytes(v).map_err(E::custom)?;
+                crate::model::size::parse_bytes(v).map_err(E::custom)?;
                 Ok(Size::Text(v.to_string()))
             }
         }
@@ -452,7 +452,7 @@ impl JobSpec {
             .filter(|e| !e.is_empty())
         {
             if e.split(',')
-                .all(|a| crate::store::looks_like_email(a.trim()))
+                .all(|a| crate::model::looks_like_email(a.trim()))
             {
                 job.alert_email = Some(e.to_string());
             } else {
@@ -527,7 +527,7 @@ impl JobSpec {
         // Every number within its range (the keys are the fields' names), once the fields
         // themselves read.
         if errs.is_empty() {
-            ok(&mut errs, crate::bounds::check_job(&job));
+            ok(&mut errs, crate::model::bounds::check_job(&job));
         }
         (job, errs)
     }
@@ -535,7 +535,7 @@ impl JobSpec {
     /// The table for a job, leaving out every field at its default.
     /// Secrets are written as the keep marker (`{ secret = "(stored)" }`), never their value.
     pub fn from_job(job: &Job) -> Result<JobSpec, String> {
-        let mut params = crate::secrets::keep_markers(&job.params);
+        let mut params = crate::model::secrets::keep_markers(&job.params);
         let mut argv = None;
         if job.command == "shell" {
             if let Some(Json::Array(items)) = params.get("argv") {
@@ -585,7 +585,7 @@ impl JobSpec {
             critical: job.is_critical.then_some(true),
             memory_limit: job
                 .memory_limit
-                .map(|m| Size::Text(crate::limits::compact_bytes(m))),
+                .map(|m| Size::Text(crate::model::size::compact_bytes(m))),
             cpu_limit: secs(job.cpu_limit),
             nofile_limit: job.nofile_limit,
             nproc_limit: job.nproc_limit,

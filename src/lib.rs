@@ -5,21 +5,21 @@
 
 pub mod access;
 pub mod alert;
-pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod crontab;
 pub mod duration;
 pub mod executor;
 pub mod exit;
+pub mod host;
 pub mod jobfile;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod output;
 pub mod runner;
 pub mod schedule;
-pub mod secrets;
 pub mod store;
 
 pub use exit::ExitCode;

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::email::SmtpConfig;
-use super::{payload, redact};
+use super::payload;
+use crate::config::SmtpConfig;
+use crate::model::redact;
 use crate::store::{Alert, Channel, Delivery, Settings, Store};
 
 /// Delay before the second attempt; it doubles after each failure.

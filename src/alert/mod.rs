@@ -1,5 +1,6 @@
 //! Alerts: the rules (failure, timeout, streaks, auto-disable, missed runs, overload, disk), the
-//! channels (email, Slack, signed webhook), the delivery thread and the redaction of secrets.
+//! channels (email, Slack, signed webhook), and the delivery thread. (Alert
+//! types, targets and the redaction of secrets are the model's: `crate::model`.)
 //!
 //! The runner decides what to say ([`Monitor`]) and records it in the store's outbox, in the same
 //! thread that records executions; a separate thread ([`delivery`]) with its own database
@@ -7,63 +8,15 @@
 
 pub mod delivery;
 pub mod email;
-pub mod host;
 pub mod monitor;
 pub mod payload;
-pub mod redact;
 pub mod rules;
 pub mod slack;
 pub mod webhook;
 
 pub use monitor::Monitor;
 
-use crate::store::{Channel, Job, Settings};
-
-/// One place an alert goes: a channel and its target (addresses or a URL).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub channel: Channel,
-    pub target: String,
-}
-
-impl Target {
-    /// An item of `escalate_to`: an email address, `slack:URL`, a Slack webhook URL, or another
-    /// http(s) URL (a generic webhook).
-    pub fn parse(item: &str) -> Option<Target> {
-        let item = item.trim();
-        let t = |channel, target: &str| {
-            Some(Target {
-                channel,
-                target: target.to_string(),
-            })
-        };
-        if let Some(url) = item.strip_prefix("slack:") {
-            return is_url(url).then(|| t(Channel::Slack, url)).flatten();
-        }
-        if let Some(url) = item.strip_prefix("webhook:") {
-            return is_url(url).then(|| t(Channel::Webhook, url)).flatten();
-        }
-        if is_url(item) {
-            let slack = item.starts_with("https://hooks.slack.com/");
-            return t(
-                if slack {
-                    Channel::Slack
-                } else {
-                    Channel::Webhook
-                },
-                item,
-            );
-        }
-        if crate::store::looks_like_email(item) {
-            return t(Channel::Email, item);
-        }
-        None
-    }
-}
-
-fn is_url(s: &str) -> bool {
-    (s.starts_with("https://") || s.starts_with("http://")) && s.len() > "https://".len()
-}
+use crate::model::{Channel, Job, Settings, Target};
 
 /// Where a job's alerts go: the job's email (else the system's), the system's Slack and webhook,
 /// and with `loud` the escalation list too. Email addresses are grouped into one message.
@@ -110,20 +63,6 @@ pub fn targets(job: Option<&Job>, settings: &Settings, loud: bool) -> Vec<(Chann
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escalation_items_parse_by_shape() {
-        let p = |s| Target::parse(s).map(|t| t.channel);
-        assert_eq!(p("ops@example.com"), Some(Channel::Email));
-        assert_eq!(
-            p("https://hooks.slack.com/services/X"),
-            Some(Channel::Slack)
-        );
-        assert_eq!(p("slack:http://127.0.0.1:9/x"), Some(Channel::Slack));
-        assert_eq!(p("https://pager.example.com/in"), Some(Channel::Webhook));
-        assert_eq!(p("ftp://x"), None);
-        assert_eq!(p("nobody"), None);
-    }
 
     #[test]
     fn targets_merge_job_system_and_escalation() {

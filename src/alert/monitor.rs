@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::delivery::Deliverer;
-use super::host::{self, CpuSampler};
 use super::rules::{self, Action, Overload, Policy};
 use crate::duration::human_secs;
+use crate::host::{self, CpuSampler};
 use crate::store::{AlertKind, Job, NewAlert, Settings, Status, Store};
 
 /// How often, at most, a success compares the database's change marker to see whether another
@@ -65,7 +65,7 @@ impl Monitor {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_path_buf()];
-        let logs = crate::runner::execute::live_log_path(db_path, 0);
+        let logs = crate::store::live_log_path(db_path, 0);
         if let Some(dir) = logs.parent() {
             paths.push(dir.to_path_buf());
         }
@@ -90,7 +90,7 @@ impl Monitor {
     }
 
     /// Tell the delivery thread about a reloaded config file.
-    pub fn smtp_changed(&self, smtp: &super::email::SmtpConfig) {
+    pub fn smtp_changed(&self, smtp: &crate::config::SmtpConfig) {
         if let Some(d) = &self.deliverer {
             let _ = d
                 .sender()

@@ -51,7 +51,7 @@ pub fn payload(alert: &Alert, now: DateTime<Utc>) -> Payload {
         summary: alert.summary.clone(),
         created_at: alert.created_at,
         sent_at: now,
-        host: hostname(),
+        host: crate::host::hostname(),
         details: alert.details.clone(),
     }
 }
@@ -118,7 +118,7 @@ pub fn slack(alert: &Alert) -> Value {
             "color": color,
             "fields": fields,
             "text": text,
-            "footer": format!("cronmgr on {} · alert {}", hostname(), alert.id),
+            "footer": format!("cronmgr on {} · alert {}", crate::host::hostname(), alert.id),
         }],
     })
 }
@@ -158,7 +158,7 @@ pub fn email_body(alert: &Alert) -> String {
     line("Exit code:", field(d, "exit_code"));
     line("Failures in a row:", field(d, "failure_streak"));
     line("Error:", field(d, "error"));
-    line("Host:", Some(hostname()));
+    line("Host:", Some(crate::host::hostname()));
     line("When:", Some(crate::output::utc(alert.created_at)));
     if let Some(out) = field(d, "output_tail") {
         body.push_str("\nOutput (tail):\n");
@@ -168,15 +168,6 @@ pub fn email_body(alert: &Alert) -> String {
         }
     }
     body
-}
-
-/// This machine's name, for messages.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::redact;
+use crate::model::redact;
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "X-Cronmgr-Signature";

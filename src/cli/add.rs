@@ -32,7 +32,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let mut job = Job::new(ctx.system(), &args.name, "", "shell");
     job.is_active = !args.disabled;
     args.job.apply(&mut job, false)?;
-    crate::secrets::resolve(&mut job.params, None).map_err(crate::exit::Invalid)?;
+    crate::model::secrets::resolve(&mut job.params, None).map_err(crate::exit::Invalid)?;
     let store = ctx.store()?;
     let settings = store.settings(ctx.system())?;
     let now = ctx.now();

@@ -4,8 +4,9 @@ use chrono::Utc;
 use clap::Subcommand;
 
 use super::Ctx;
-use crate::alert::{delivery, redact};
+use crate::alert::delivery;
 use crate::invalid;
+use crate::model::redact;
 use crate::output;
 use crate::store::{Alert, AlertKind, AlertState, Channel};
 use crate::ExitCode;

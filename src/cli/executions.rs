@@ -97,7 +97,7 @@ pub fn logs(args: LogsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::Ok);
     }
-    let path = execute::live_log_path(&ctx.db_path(), e.id);
+    let path = crate::store::live_log_path(&ctx.db_path(), e.id);
     if !args.follow {
         let text = super::follow::read_live(&path);
         if ctx.global.json {

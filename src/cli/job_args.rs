@@ -4,11 +4,11 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
-use crate::bounds::{self, Unit};
 use crate::config::Config;
 use crate::duration;
 use crate::executor;
 use crate::invalid;
+use crate::model::bounds::{self, Unit};
 use crate::schedule::{self, Schedule};
 use crate::store::{Backoff, CatchUp, Job, Settings};
 
@@ -259,7 +259,7 @@ impl JobArgs {
     }
 
     fn apply_limits(&self, job: &mut Job) -> anyhow::Result<()> {
-        use crate::limits;
+        use crate::model::size as limits;
         let bad = |e: String| anyhow::Error::new(crate::exit::Invalid(e));
         if let Some(c) = self.critical {
             job.is_critical = c;
@@ -304,7 +304,7 @@ impl JobArgs {
                 job.alert_email = None;
             } else if e
                 .split(',')
-                .all(|a| crate::store::looks_like_email(a.trim()))
+                .all(|a| crate::model::looks_like_email(a.trim()))
             {
                 job.alert_email = Some(e.to_string());
             } else {

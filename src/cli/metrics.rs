@@ -18,7 +18,7 @@ pub fn live_runner_pid(ctx: &Ctx, store: &crate::store::Store) -> anyhow::Result
     let Some(state) = store.runner_state()? else {
         return Ok(None);
     };
-    let host = crate::runner::fleet::host_name();
+    let host = crate::host::hostname();
     let now = ctx.now();
     Ok(store
         .runners(false)?

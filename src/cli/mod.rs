@@ -422,7 +422,7 @@ fn default_db_path() -> anyhow::Result<PathBuf> {
         return Ok(crate::config::default_db_path());
     }
     let var = |k: &str| std::env::var_os(k).map(PathBuf::from);
-    let uid = crate::config::euid();
+    let uid = crate::host::euid();
     let passwd_home = || crate::access::user_by_uid(uid).map(|u| PathBuf::from(u.home));
     match user_data_dir(var("XDG_DATA_HOME"), var("HOME"), passwd_home) {
         Some(dir) => Ok(dir.join("cronmgr").join("cronmgr.db")),

@@ -40,7 +40,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     ctx.require_admin(&store, "run-now", &job.name, &[&job])?;
     // A row written behind cronmgr's back may hold numbers out of range: refused, as the runner
     // refuses to schedule it, before anything is claimed.
-    if let Err(why) = crate::bounds::check_job(&job) {
+    if let Err(why) = crate::model::bounds::check_job(&job) {
         invalid!(
             "{} cannot run: {why}; fix the job (cronmgr edit {})",
             job.name,
@@ -115,7 +115,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 fleet: None,
             })?
             .context("this run's slot was taken by another process")?;
-        let live_log = execute::live_log_path(&ctx.db_path(), id);
+        let live_log = crate::store::live_log_path(&ctx.db_path(), id);
         let db_path = ctx.db_path();
         let spec = execute::spec(&execute::Context {
             job: &job,

@@ -74,7 +74,7 @@ pub fn collect(ctx: &Ctx, store: &Store, all: bool) -> anyhow::Result<Status> {
     let totals: StatusTotals = store.status_totals(system, now - chrono::Duration::hours(24))?;
     let pid = super::metrics::live_runner_pid(ctx, store)?;
     let state = store.runner_state()?.filter(|s| Some(s.pid) == pid);
-    let usage = pid.and_then(crate::alert::host::process_usage);
+    let usage = pid.and_then(crate::host::process_usage);
     Ok(Status {
         system: system.map(str::to_string),
         generated_at: now,

@@ -230,7 +230,7 @@ pub fn path_problem(value: &str) -> Option<String> {
 fn root_controlled(path: &Path) -> Result<(), String> {
     use std::collections::VecDeque;
     use std::path::Component;
-    let me = crate::config::euid();
+    let me = crate::host::euid();
     let safe = |p: &Path| -> Result<(), String> {
         let m = std::fs::metadata(p).map_err(|e| format!("cannot be checked ({e})"))?;
         if m.uid() != 0 && m.uid() != me {
@@ -339,7 +339,7 @@ pub fn read_secret(var: &str, name: &str, config: &Config) -> Result<String, Par
     if !meta.is_file() {
         return Err(fail("is not a regular file".into()));
     }
-    let me = crate::config::euid();
+    let me = crate::host::euid();
     if meta.uid() != 0 && meta.uid() != me {
         return Err(fail(format!(
             "is owned by uid {}, not by root or the runner's user (uid {me})",

@@ -17,8 +17,8 @@ use tabled::{Table, Tabled};
 use super::common::{check_url, human_bytes, typed, Amount, Dur};
 use super::http::{self as http_exec, Expect};
 use super::{Executor, ParamError, RunContext, RunError};
-use crate::alert::host::disk_space;
 use crate::config::Config;
+use crate::host::disk_space;
 
 pub struct Healthcheck;
 

@@ -1,7 +1,7 @@
 //! `shell`: run a program from the allowlist directly (no shell), with a clean environment.
 //!
 //! Params: `argv` (array of strings, required), `env` (object of strings, of `{"secret": "…"}`
-//! for values no listing shows: see `crate::secrets`, or of `{"secret_ref": "NAME"}` for values
+//! for values no listing shows: see `crate::model::secrets`, or of `{"secret_ref": "NAME"}` for values
 //! read from a root-owned file when the job starts: see [`super::env`]), `cwd` (absolute path).
 //!
 //! A job's environment may not choose code (`LD_PRELOAD`, `PATH`, …: [`super::env::UNSAFE`]),
@@ -39,7 +39,7 @@ fn env_value(name: &str, v: &Value) -> Result<EnvValue, ParamError> {
     if let Value::String(s) = v {
         return Ok(EnvValue::Text(s.clone()));
     }
-    if let Some(secret) = crate::secrets::value(v) {
+    if let Some(secret) = crate::model::secrets::value(v) {
         return Ok(EnvValue::Text(secret.to_string()));
     }
     match v {

@@ -18,12 +18,13 @@ use super::clock::Clock;
 use super::execute;
 use super::fleet;
 use super::notify::Notifier;
-use super::process::{self, pid_alive, Cancel, Outcome};
+use super::process::{self, Cancel, Outcome};
 use super::recorder::{Recorder, Write};
 use crate::alert::monitor::RunEnd;
 use crate::alert::Monitor;
-use crate::bounds;
 use crate::config::Config;
+use crate::host::pid_alive;
+use crate::model::bounds;
 use crate::schedule::{self, Schedule};
 use crate::store::{
     CatchUp, CommitProbe, Finish, FleetRules, Job, JobFilter, NewExecution, Settings, Status,

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use super::process::{Ending, Outcome, RunAs, Spec};
 use crate::config::Config;
 use crate::executor::{self, ParamError};
-use crate::limits::{human_bytes, Limits};
+use crate::limits::Limits;
+use crate::model::size::human_bytes;
 use crate::store::{Backoff, Finish, Job, Settings, Status};
 
 /// Combined output kept per execution.
@@ -42,7 +43,7 @@ pub fn attempt_timeout(
 }
 
 /// How long to wait before attempt `next_attempt` (2, 3, …): at most
-/// [`bounds::MAX_DURATION`](crate::bounds::MAX_DURATION), however far the backoff grows (a
+/// [`bounds::MAX_DURATION`](crate::model::bounds::MAX_DURATION), however far the backoff grows (a
 /// delay of a day, doubled, passes it at the 10th attempt).
 pub fn retry_delay(job: &Job, next_attempt: u32) -> Duration {
     let failed = next_attempt.saturating_sub(1).max(1);
@@ -52,7 +53,7 @@ pub fn retry_delay(job: &Job, next_attempt: u32) -> Duration {
             .retry_delay
             .saturating_mul(1u64.checked_shl(failed - 1).unwrap_or(u64::MAX)),
     };
-    Duration::from_secs(secs.min(crate::bounds::MAX_DURATION))
+    Duration::from_secs(secs.min(crate::model::bounds::MAX_DURATION))
 }
 
 /// When attempt `next_attempt` may start after a failure at `now`; None only when that instant
@@ -62,12 +63,8 @@ pub fn retry_at(job: &Job, next_attempt: u32, now: DateTime<Utc>) -> Option<Date
     now.checked_add_signed(delay)
 }
 
-/// Where a running execution's output is streamed for `cronmgr logs --follow`.
-pub fn live_log_path(db: &Path, execution_id: i64) -> PathBuf {
-    let mut dir = crate::store::local_base(db).into_os_string();
-    dir.push(".logs");
-    PathBuf::from(dir).join(format!("{execution_id}.log"))
-}
+// Moved to the store, beside `local_base`; kept here for the engine's callers.
+pub use crate::store::live_log_path;
 
 /// Everything the child needs, checked against the allowlist now (the database may have been edited).
 pub struct Context<'a> {
@@ -136,7 +133,7 @@ fn run_as(job: &Job) -> Result<Option<(crate::access::User, RunAs)>, ParamError>
     if job.run_user.is_none() && job.run_group.is_none() {
         return Ok(None);
     }
-    let me = crate::config::euid();
+    let me = crate::host::euid();
     let user = match &job.run_user {
         Some(name) => crate::access::user_by_name(name).ok_or_else(|| {
             ParamError(format!(
@@ -375,7 +372,7 @@ mod tests {
 
     #[test]
     fn a_huge_delay_or_backoff_waits_at_most_the_ceiling_and_never_panics() {
-        let max = Duration::from_secs(crate::bounds::MAX_DURATION);
+        let max = Duration::from_secs(crate::model::bounds::MAX_DURATION);
         let mut j = Job::new("s", "j", "@daily", "shell");
         j.retry_delay = u64::MAX;
         for backoff in [Backoff::Linear, Backoff::Exponential] {

@@ -38,12 +38,12 @@ pub fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
     if secs < 3 {
         return Err("--lease: at least 3s (heartbeats go every third of it)".into());
     }
-    crate::bounds::check(
+    crate::model::bounds::check(
         "--lease",
         secs,
         text.trim(),
-        (3, crate::bounds::MAX_DURATION),
-        crate::bounds::Unit::Seconds,
+        (3, crate::model::bounds::MAX_DURATION),
+        crate::model::bounds::Unit::Seconds,
     )
     .map_err(|e| e.to_string())?;
     Ok(std::time::Duration::from_secs(secs))
@@ -70,18 +70,8 @@ pub fn runs_here(need: &[String], have: &[String]) -> bool {
     need.iter().all(|l| have.contains(l))
 }
 
-/// This host's name, for the `runners` table.
-pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
-    // truncates, and we read up to the first NUL only.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
+// `fleet::host_name` is the one `crate::host::hostname` (kept under this name for its callers).
+pub use crate::host::hostname as host_name;
 
 /// The label a `run-now` on a shared database carries in `runners` (not a valid user label, so
 /// it names no runner a job can be pinned to).

@@ -26,7 +26,7 @@ pub fn check(what: &'static str, path: &Path) -> Result<(), UnsafeFile> {
     let Ok(meta) = std::fs::metadata(path) else {
         return Ok(()); // missing: created by us with safe modes, or built-in defaults
     };
-    check_meta(what, path, meta.mode(), meta.uid(), crate::config::euid())
+    check_meta(what, path, meta.mode(), meta.uid(), crate::host::euid())
 }
 
 /// [`check`] for a file the runner creates beside the database (its lock, claims journal, live
@@ -45,7 +45,7 @@ pub fn check_beside(what: &'static str, path: &Path) -> Result<(), UnsafeFile> {
             fix: format!("rm {shown}"),
         });
     }
-    check_meta(what, path, meta.mode(), meta.uid(), crate::config::euid())
+    check_meta(what, path, meta.mode(), meta.uid(), crate::host::euid())
 }
 
 /// Refuse the folders above `file`, up to `/`: its own folder as [`check`] does, the ones above
@@ -55,7 +55,7 @@ pub fn check_folders(what: &'static str, file: &Path) -> Result<(), UnsafeFile> 
     let Some(dir) = real_folder(file) else {
         return Ok(()); // no folder of it exists yet: created by us
     };
-    let me = crate::config::euid();
+    let me = crate::host::euid();
     let own = format!("{what} folder");
     let above = format!("folder above the {what}");
     for (i, d) in dir.ancestors().enumerate() {

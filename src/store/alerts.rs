@@ -8,59 +8,8 @@ use super::sql::{params, Connection, Row};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-pub use super::types::{AlertKind, AlertState, Channel, DeliveryState};
 use super::{fmt_time, parse_enum, parse_opt_time, parse_time, OptionalRow, Result, Store};
-
-/// An alert to record, with the channels it goes to.
-#[derive(Debug, Clone)]
-pub struct NewAlert {
-    pub system: String,
-    pub job_id: Option<i64>,
-    pub job: Option<String>,
-    pub kind: AlertKind,
-    pub summary: String,
-    pub details: serde_json::Value,
-    pub execution_id: Option<i64>,
-    pub targets: Vec<(Channel, String)>,
-}
-
-/// A recorded alert and how its deliveries are going.
-#[derive(Debug, Clone, Serialize)]
-pub struct Alert {
-    pub id: i64,
-    pub system: String,
-    pub job_id: Option<i64>,
-    pub job: Option<String>,
-    pub kind: AlertKind,
-    pub state: AlertState,
-    pub summary: String,
-    pub details: serde_json::Value,
-    pub execution_id: Option<i64>,
-    pub created_at: DateTime<Utc>,
-    /// For a firing alert: when its condition cleared (None: still open).
-    pub resolved_at: Option<DateTime<Utc>>,
-    pub deliveries: Vec<Delivery>,
-}
-
-/// One alert on one channel.
-#[derive(Debug, Clone, Serialize)]
-pub struct Delivery {
-    pub id: i64,
-    pub alert_id: i64,
-    pub channel: Channel,
-    /// Addresses or a URL; URLs are secrets and only ever serialized redacted.
-    #[serde(serialize_with = "redacted")]
-    pub target: String,
-    pub state: DeliveryState,
-    pub attempts: u32,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub sent_at: Option<DateTime<Utc>>,
-}
-
-fn redacted<S: serde::Serializer>(target: &str, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::alert::redact::list(target))
-}
+use crate::model::{Alert, AlertKind, AlertState, Channel, Delivery, NewAlert};
 
 /// The runner as it last described itself.
 #[derive(Debug, Clone, Serialize)]

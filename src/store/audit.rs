@@ -7,9 +7,9 @@
 use super::sql::{params, Connection, Row};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{fmt_time, parse_time, Job, Result, Settings, Store};
+use super::{fmt_time, job_diff, parse_time, Job, Result, Store};
 
 /// Who acts: a Unix user (uid and name, and who they were before `sudo`), or the runner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,7 +23,7 @@ impl Actor {
     /// The runner acting on its own (auto-disable).
     pub fn runner() -> Actor {
         Actor {
-            uid: crate::config::euid(),
+            uid: crate::host::euid(),
             user: "cronmgr runner".into(),
             sudo_user: None,
         }
@@ -89,90 +89,6 @@ pub struct AuditFilter {
     pub target: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub limit: Option<usize>,
-}
-
-/// Job fields the runner keeps, left out of diffs.
-const BOOKKEEPING: &[&str] = &[
-    "id",
-    "created_at",
-    "updated_at",
-    "last_run_at",
-    "next_run_at",
-    "failure_streak",
-    "last_success_at",
-    "enabled_at",
-];
-
-fn job_map(job: &Job, secrets_against: Option<&Job>) -> Map<String, Value> {
-    let mut shown = job.clone();
-    shown.params = match secrets_against {
-        Some(before) => crate::secrets::redact_against(&job.params, &before.params),
-        None => crate::secrets::redact(&job.params),
-    };
-    match serde_json::to_value(&shown) {
-        Ok(Value::Object(mut m)) => {
-            for k in BOOKKEEPING {
-                m.remove(*k);
-            }
-            m
-        }
-        _ => Map::new(),
-    }
-}
-
-/// The changed fields of two maps, with both values (null where a side is missing).
-fn diff_maps(before: &Map<String, Value>, after: &Map<String, Value>) -> Value {
-    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let mut out = Map::new();
-    for k in keys {
-        let (b, a) = (
-            before.get(k).unwrap_or(&Value::Null),
-            after.get(k).unwrap_or(&Value::Null),
-        );
-        if b != a {
-            out.insert(k.clone(), serde_json::json!({"before": b, "after": a}));
-        }
-    }
-    Value::Object(out)
-}
-
-/// A job's changed fields, secrets redacted (a changed secret says so, never its value).
-pub fn job_diff(before: Option<&Job>, after: Option<&Job>) -> Value {
-    let b = before.map(|j| job_map(j, None)).unwrap_or_default();
-    let a = after.map(|j| job_map(j, before)).unwrap_or_default();
-    // A changed secret redacts to the same text on both sides: compare the raw parameters too.
-    let mut diff = diff_maps(&b, &a);
-    if let (Some(old), Some(new), Value::Object(m)) = (before, after, &mut diff) {
-        if old.params != new.params && !m.contains_key("params") {
-            m.insert(
-                "params".into(),
-                serde_json::json!({"before": b.get("params"), "after": a.get("params")}),
-            );
-        }
-    }
-    diff
-}
-
-/// Settings' changed keys, secrets redacted.
-pub fn settings_diff(before: &Settings, after: &Settings) -> Value {
-    let as_map = |s: &Settings| match serde_json::to_value(s.redacted()) {
-        Ok(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
-    let mut diff = diff_maps(&as_map(before), &as_map(after));
-    if let Value::Object(m) = &mut diff {
-        for key in super::SECRET_KEYS {
-            if before.get(key) != after.get(key) && !m.contains_key(*key) {
-                m.insert(
-                    (*key).to_string(),
-                    serde_json::json!({"before": crate::secrets::MARK, "after": crate::secrets::CHANGED}),
-                );
-            }
-        }
-    }
-    diff
 }
 
 pub(crate) fn insert(
@@ -369,7 +285,7 @@ mod tests {
             target: Some("1"),
             refused: false,
             reason: None,
-            diff: Value::Object(Map::new()),
+            diff: Value::Object(serde_json::Map::new()),
         };
         store
             .record_audit(by, &event, now() - chrono::Duration::days(400))

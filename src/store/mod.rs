@@ -15,7 +15,6 @@ mod pg;
 mod runners;
 mod settings;
 pub mod sql;
-mod types;
 mod wal;
 
 use std::fs::OpenOptions;
@@ -29,12 +28,10 @@ use rusqlite::OpenFlags;
 pub use sql::Engine;
 use sql::{Connection, OptionalExtension};
 
-pub use alerts::{
-    Alert, AlertKind, AlertState, Channel, Delivery, DeliveryState, NewAlert, RunnerState,
-};
+pub use alerts::RunnerState;
 #[cfg(test)]
 pub(crate) use audit::test_by;
-pub use audit::{job_diff, settings_diff, Actor, AuditEntry, AuditFilter, By, Event as AuditEvent};
+pub use audit::{Actor, AuditEntry, AuditFilter, By, Event as AuditEvent};
 pub use checkpoint::Checkpointer;
 pub use executions::{
     cancelled_message, Batch, Cancelling, ExecutionFilter, FleetRules, NewExecution,
@@ -42,9 +39,12 @@ pub use executions::{
 pub use jobs::JobFilter;
 pub use metrics::{ExecutionBrief, JobCounts, JobStats, StatusTotals};
 pub use runners::{NewRunner, Runner};
-pub(crate) use settings::looks_like_email;
-pub use settings::{KEYS as SETTINGS_KEYS, SECRET_KEYS};
-pub use types::{Backoff, CatchUp, Execution, Finish, Job, Settings, Status, Trigger};
+// The domain types live in `model`; these re-exports keep the store's many callers' paths.
+pub use crate::model::{job_diff, settings_diff};
+pub use crate::model::{
+    Alert, AlertKind, AlertState, Backoff, CatchUp, Channel, Delivery, DeliveryState, Execution,
+    Finish, Job, NewAlert, Settings, Status, Trigger, SECRET_KEYS, SETTINGS_KEYS,
+};
 pub use wal::CommitProbe;
 
 /// `PRAGMA application_id` of a cronmgr database: "CRON".
@@ -192,6 +192,13 @@ pub fn local_base(db: &Path) -> PathBuf {
         .map(Path::to_path_buf)
         .unwrap_or_default();
     dir.join(format!("postgres-{hash:016x}"))
+}
+
+/// Where a running execution's output is streamed for `cronmgr logs --follow`.
+pub fn live_log_path(db: &Path, execution_id: i64) -> PathBuf {
+    let mut dir = local_base(db).into_os_string();
+    dir.push(".logs");
+    PathBuf::from(dir).join(format!("{execution_id}.log"))
 }
 
 impl Store {

@@ -1,9 +1,10 @@
-//! Per-system settings: read (with defaults when never set), write, and the `settings get/set` keys.
+//! Per-system settings: read (with defaults when never set) and write. The keys, their parsing
+//! and redaction are the model's (`crate::model::Settings`).
 
 use super::sql::{params, Connection, Row, Value};
-use crate::bounds::{
-    self, Unit, MAX_ALERTS_PER_HOUR, MAX_CONCURRENT, MAX_DAYS, MAX_DURATION, MAX_FAILURES,
-    MAX_KEEP, MAX_MEMORY, MAX_NOFILE, MAX_NPROC,
+use crate::model::bounds::{
+    MAX_ALERTS_PER_HOUR, MAX_CONCURRENT, MAX_DAYS, MAX_DURATION, MAX_FAILURES, MAX_KEEP,
+    MAX_MEMORY, MAX_NOFILE, MAX_NPROC,
 };
 use chrono::{DateTime, Utc};
 
@@ -91,7 +92,7 @@ impl Store {
     ) -> Result<()> {
         self.write(|conn| {
             let before = self::settings(conn, &settings.system)?;
-            let diff = audit::settings_diff(&before, settings);
+            let diff = super::settings_diff(&before, settings);
             let target = match &diff {
                 serde_json::Value::Object(m) => m.keys().cloned().collect::<Vec<_>>().join(","),
                 _ => String::new(),
@@ -174,284 +175,6 @@ pub(crate) fn settings(conn: &Connection, system: &str) -> Result<Settings> {
         .unwrap_or_else(|| Settings::defaults(system, crate::schedule::host_timezone().name())))
 }
 
-/// The keys `cronmgr settings get/set` accepts, in display order.
-pub const KEYS: &[&str] = &[
-    "is_enabled",
-    "max_concurrent_jobs",
-    "default_timeout",
-    "keep_executions",
-    "cleanup_days",
-    "alert_on_failure",
-    "alert_email",
-    "slack_webhook",
-    "timezone",
-    "shutdown_grace",
-    "alert_on_timeout",
-    "webhook_url",
-    "webhook_secret",
-    "escalate_after",
-    "escalate_to",
-    "disable_after",
-    "max_silence",
-    "cpu_threshold",
-    "cpu_window",
-    "disk_min_free",
-    "alert_rate_limit",
-    "default_memory_limit",
-    "default_cpu_limit",
-    "default_nofile_limit",
-    "default_nproc_limit",
-    "audit_retention_days",
-];
-
-/// Keys whose values are secrets: shown only redacted.
-pub const SECRET_KEYS: &[&str] = &[
-    "slack_webhook",
-    "webhook_url",
-    "webhook_secret",
-    "escalate_to",
-];
-
-impl Settings {
-    /// The value of a key as text; None for an unknown key.
-    pub fn get(&self, key: &str) -> Option<String> {
-        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-        let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
-        Some(match key {
-            "system" => self.system.clone(),
-            "is_enabled" => self.is_enabled.to_string(),
-            "max_concurrent_jobs" => self.max_concurrent_jobs.to_string(),
-            "default_timeout" => self.default_timeout.to_string(),
-            "keep_executions" => self.keep_executions.to_string(),
-            "cleanup_days" => self.cleanup_days.to_string(),
-            "alert_on_failure" => self.alert_on_failure.to_string(),
-            "alert_email" => opt(&self.alert_email),
-            "slack_webhook" => opt(&self.slack_webhook),
-            "timezone" => self.timezone.clone(),
-            "shutdown_grace" => self.shutdown_grace.to_string(),
-            "alert_on_timeout" => self.alert_on_timeout.to_string(),
-            "webhook_url" => opt(&self.webhook_url),
-            "webhook_secret" => opt(&self.webhook_secret),
-            "escalate_after" => num(self.escalate_after.map(u64::from)),
-            "escalate_to" => opt(&self.escalate_to),
-            "disable_after" => num(self.disable_after.map(u64::from)),
-            "max_silence" => self
-                .max_silence
-                .map(crate::duration::human_secs)
-                .unwrap_or_default(),
-            "cpu_threshold" => self.cpu_threshold.to_string(),
-            "cpu_window" => self.cpu_window.to_string(),
-            "disk_min_free" => self.disk_min_free.to_string(),
-            "alert_rate_limit" => self.alert_rate_limit.to_string(),
-            "default_memory_limit" => self
-                .default_memory_limit
-                .map(crate::limits::human_bytes)
-                .unwrap_or_default(),
-            "default_cpu_limit" => self
-                .default_cpu_limit
-                .map(crate::duration::human_secs)
-                .unwrap_or_default(),
-            "default_nofile_limit" => num(self.default_nofile_limit),
-            "default_nproc_limit" => num(self.default_nproc_limit),
-            "audit_retention_days" => self.audit_retention_days.to_string(),
-            _ => return None,
-        })
-    }
-
-    /// Set a key from text, validating it. The error says what would be accepted.
-    pub fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), String> {
-        let v = value.trim();
-        match key {
-            "is_enabled" => self.is_enabled = parse_bool(key, v)?,
-            "alert_on_failure" => self.alert_on_failure = parse_bool(key, v)?,
-            "max_concurrent_jobs" => {
-                if v == "0" {
-                    return Err(format!("{key} must be at least 1"));
-                }
-                self.max_concurrent_jobs = small(count(key, v, (1, MAX_CONCURRENT.into()))?);
-            }
-            "default_timeout" => {
-                let secs = parse_secs(key, v, 0)?;
-                if secs == 0 {
-                    return Err(format!("{key} must be more than zero (e.g. 30m, 1h)"));
-                }
-                self.default_timeout = secs;
-            }
-            "shutdown_grace" => self.shutdown_grace = parse_secs(key, v, 0)?,
-            "keep_executions" => self.keep_executions = count(key, v, (0, MAX_KEEP))?,
-            "cleanup_days" => self.cleanup_days = count(key, v, (0, MAX_DAYS))?,
-            "alert_email" => {
-                if !v.is_empty() && !v.split(',').all(|a| looks_like_email(a.trim())) {
-                    return Err(format!(
-                        "{key} must be an email address or a comma-separated list of them, got {v:?}"
-                    ));
-                }
-                self.alert_email = (!v.is_empty()).then(|| v.to_string());
-            }
-            "slack_webhook" => {
-                if !(v.is_empty() || v.starts_with("https://") || v.starts_with("http://")) {
-                    return Err(format!("{key} must be an http(s) URL"));
-                }
-                self.slack_webhook = (!v.is_empty()).then(|| v.to_string());
-            }
-            "alert_on_timeout" => self.alert_on_timeout = parse_bool(key, v)?,
-            "webhook_url" => {
-                if !(v.is_empty() || v.starts_with("https://") || v.starts_with("http://")) {
-                    return Err(format!("{key} must be an http(s) URL"));
-                }
-                self.webhook_url = (!v.is_empty()).then(|| v.to_string());
-            }
-            "webhook_secret" => self.webhook_secret = (!v.is_empty()).then(|| v.to_string()),
-            "escalate_after" => self.escalate_after = parse_opt_positive(key, v)?,
-            "disable_after" => self.disable_after = parse_opt_positive(key, v)?,
-            "escalate_to" => {
-                for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-                    if crate::alert::Target::parse(item).is_none() {
-                        return Err(format!(
-                            "{key}: each item must be an email address, an http(s) webhook URL, or slack:URL"
-                        ));
-                    }
-                }
-                self.escalate_to = (!v.is_empty()).then(|| v.to_string());
-            }
-            "max_silence" => {
-                self.max_silence = match v {
-                    "" | "none" | "0" => None,
-                    _ => Some(parse_secs(key, v, 0)?).filter(|s| *s > 0),
-                }
-            }
-            "cpu_threshold" => {
-                let n = parse_count(key, v)?;
-                if !(1..=100).contains(&n) {
-                    return Err(format!("{key} must be a percentage from 1 to 100"));
-                }
-                self.cpu_threshold = n as u32;
-            }
-            "cpu_window" => self.cpu_window = parse_secs(key, v, 0)?,
-            "disk_min_free" => {
-                let n = parse_count(key, v)?;
-                if n > 100 {
-                    return Err(format!("{key} must be a percentage from 0 to 100"));
-                }
-                self.disk_min_free = n as u32;
-            }
-            "alert_rate_limit" => {
-                if v == "0" {
-                    return Err(format!(
-                        "{key} must be at least 1 (messages per channel per hour)"
-                    ));
-                }
-                let range = (1, MAX_ALERTS_PER_HOUR.into());
-                self.alert_rate_limit = small(count(key, v, range)?);
-            }
-            "default_memory_limit" => {
-                let n = crate::limits::parse_opt_bytes(key, v)?;
-                self.default_memory_limit = ceiling(key, n, MAX_MEMORY, Unit::Bytes)?;
-            }
-            "default_cpu_limit" => {
-                let n = crate::limits::parse_opt_cpu(key, v)?;
-                self.default_cpu_limit = ceiling(key, n, MAX_DURATION, Unit::Seconds)?;
-            }
-            "default_nofile_limit" => {
-                let n = crate::limits::parse_opt_count(key, v)?;
-                self.default_nofile_limit = ceiling(key, n, MAX_NOFILE, Unit::Count)?;
-            }
-            "default_nproc_limit" => {
-                let n = crate::limits::parse_opt_count(key, v)?;
-                self.default_nproc_limit = ceiling(key, n, MAX_NPROC, Unit::Count)?;
-            }
-            "audit_retention_days" => {
-                self.audit_retention_days = count(key, v, (0, MAX_DAYS))?;
-            }
-            "timezone" => {
-                let tz = crate::schedule::parse_timezone(v).map_err(|e| e.to_string())?;
-                self.timezone = tz.name().to_string();
-            }
-            _ => {
-                return Err(format!(
-                    "unknown setting {key:?} (known: {})",
-                    KEYS.join(", ")
-                ))
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Settings {
-    /// A copy fit to print: every secret redacted.
-    pub fn redacted(&self) -> Settings {
-        use crate::alert::redact;
-        let r = |v: &Option<String>| v.as_deref().map(redact::secret);
-        Settings {
-            slack_webhook: r(&self.slack_webhook),
-            webhook_url: r(&self.webhook_url),
-            webhook_secret: r(&self.webhook_secret),
-            escalate_to: self.escalate_to.as_deref().map(redact::list),
-            ..self.clone()
-        }
-    }
-
-    /// The value of a key as it may be shown: secrets redacted.
-    pub fn get_shown(&self, key: &str) -> Option<String> {
-        self.redacted().get(key)
-    }
-}
-
-fn parse_bool(key: &str, v: &str) -> std::result::Result<bool, String> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "yes" | "on" | "1" => Ok(true),
-        "false" | "no" | "off" | "0" => Ok(false),
-        _ => Err(format!("{key} must be true or false, got {v:?}")),
-    }
-}
-
-fn parse_count(key: &str, v: &str) -> std::result::Result<u64, String> {
-    v.parse::<u64>()
-        .map_err(|_| format!("{key} must be a whole number of 0 or more, got {v:?}"))
-}
-
-/// A whole number within `range`.
-fn count(key: &str, v: &str, range: (u64, u64)) -> std::result::Result<u64, String> {
-    bounds::parse_count(key, v, range)
-}
-
-/// A count whose range a u32 holds.
-fn small(n: u64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-/// A positive count up to [`MAX_FAILURES`], or empty/`none`/`0` for unset.
-fn parse_opt_positive(key: &str, v: &str) -> std::result::Result<Option<u32>, String> {
-    if matches!(v, "" | "none" | "0") {
-        return Ok(None);
-    }
-    Ok(Some(small(count(key, v, (1, MAX_FAILURES.into()))?)))
-}
-
-/// A duration of at least `min` seconds and at most [`MAX_DURATION`].
-fn parse_secs(key: &str, v: &str, min: u64) -> std::result::Result<u64, String> {
-    bounds::parse_duration(key, v, min).map_err(|e| e.to_string())
-}
-
-/// A limit already parsed, checked against its ceiling.
-fn ceiling(
-    key: &str,
-    value: Option<u64>,
-    max: u64,
-    unit: Unit,
-) -> std::result::Result<Option<u64>, String> {
-    if let Some(n) = value {
-        bounds::check(key, n, unit.show(n), (1, max), unit).map_err(|e| e.to_string())?;
-    }
-    Ok(value)
-}
-
-pub(crate) fn looks_like_email(a: &str) -> bool {
-    let mut parts = a.split('@');
-    matches!((parts.next(), parts.next(), parts.next()), (Some(l), Some(d), None) if !l.is_empty() && d.contains('.') && !a.contains(' '))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,52 +195,6 @@ mod tests {
         assert_eq!(back.max_concurrent_jobs, 8);
         assert_eq!(back.timezone, "Europe/Madrid");
         assert_eq!(store.settings("other").unwrap().max_concurrent_jobs, 5);
-    }
-
-    #[test]
-    fn set_validates() {
-        let mut s = Settings::defaults("x", "UTC");
-        for (k, v) in [
-            ("max_concurrent_jobs", "0"),
-            ("max_concurrent_jobs", "-1"),
-            ("default_timeout", "0"),
-            ("timezone", "Mars/Base"),
-            ("is_enabled", "maybe"),
-            ("alert_email", "not-an-email"),
-            ("slack_webhook", "ftp://x"),
-            ("nonsense", "1"),
-            ("default_timeout", "9223372036854775807"),
-            ("default_timeout", "401d"),
-            ("shutdown_grace", "99999999999999999999"),
-            ("max_silence", "9223372036854775807"),
-            ("cpu_window", "9223372036854775807"),
-            ("default_cpu_limit", "9223372036854775807"),
-            ("keep_executions", "18446744073709551615"),
-            ("cleanup_days", "36501"),
-            ("audit_retention_days", "9223372036854775807"),
-            ("max_concurrent_jobs", "4294967295"),
-            ("alert_rate_limit", "4294967296"),
-            ("escalate_after", "4294967295"),
-            ("disable_after", "1000001"),
-            ("default_memory_limit", "9999999T"),
-            ("default_nofile_limit", "9223372036854775807"),
-            ("default_nproc_limit", "4194305"),
-        ] {
-            let e = s
-                .set(k, v)
-                .expect_err(&format!("{k}={v} should be refused"));
-            assert!(k == "timezone" || e.contains(k), "{k}: {e}");
-        }
-        assert_eq!(s, Settings::defaults("x", "UTC"));
-        // The ceilings themselves are accepted.
-        for (k, v) in [
-            ("default_timeout", "400d"),
-            ("cleanup_days", "36500"),
-            ("max_concurrent_jobs", "10000"),
-            ("default_nproc_limit", "4194304"),
-        ] {
-            s.set(k, v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
-        }
     }
 
     #[test]
@@ -542,7 +219,7 @@ mod tests {
             )
             .unwrap();
         let back = store.settings("app").unwrap();
-        assert_eq!(back.max_concurrent_jobs, bounds::MAX_CONCURRENT);
+        assert_eq!(back.max_concurrent_jobs, MAX_CONCURRENT);
         assert_eq!(back.cleanup_days, 0);
         assert_eq!(back.keep_executions, 0);
         assert_eq!(back.shutdown_grace, MAX_DURATION);

@@ -4,31 +4,10 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::host::process_start;
+
 /// A leader whose start is this close to the execution's start is the execution's.
 const START_SKEW_SECS: i64 = 10;
-
-/// When a process started, from /proc (boot time + start ticks); None if it is gone.
-pub fn process_start(pid: u32) -> Option<DateTime<Utc>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.get(stat.rfind(')')? + 2..)?;
-    let ticks: i64 = after.split_whitespace().nth(19)?.parse().ok()?;
-    let btime: i64 = std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
-    let ms = btime * 1000 + ticks * 1000 / hz;
-    DateTime::from_timestamp_millis(ms)
-}
-
-pub fn pid_alive(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
-}
 
 /// May the process group `pgid` be the one spawned for an execution that started at
 /// `started_at`? Its leader must have started then (within a few seconds); with the leader gone

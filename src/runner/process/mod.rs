@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 pub use crate::limits::Limits;
 pub use cancel::Cancel;
 pub use group::{group_alive, kill_group};
-pub use identity::{group_is_executions, pid_alive, process_start};
+pub use identity::group_is_executions;
 pub use pool::on_worker;
 
 use cancel::Wake;

@@ -14,7 +14,7 @@ pub const KEY: &str = "secret";
 /// Written by `export` in place of a secret's value: "keep the stored one".
 pub const KEEP: &str = "(stored)";
 /// Shown in place of a secret's value.
-pub const MARK: &str = crate::alert::redact::MARK;
+pub const MARK: &str = super::redact::MARK;
 /// Shown in an audit diff's `after` when the secret's value changed.
 pub const CHANGED: &str = "…(redacted, changed)";
 

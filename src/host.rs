@@ -1,8 +1,12 @@
-//! The host's load and disk, read the cheap way: `/proc/stat` deltas and `statvfs`.
+//! Facts about this host and its processes, read the cheap way: its name, our effective uid,
+//! whether a pid is alive and when it started, the load (`/proc/stat` deltas), a process's
+//! usage, and disk space (`statvfs`). A leaf: it imports nothing of ours.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use chrono::{DateTime, Utc};
 
 /// CPU time counters from the first (`cpu`) line of /proc/stat: (busy, total) in ticks.
 pub fn parse_proc_stat(text: &str) -> Option<(u64, u64)> {
@@ -125,6 +129,51 @@ pub fn process_usage(pid: u32) -> Option<(f64, f64)> {
     Some((cpu, rss_kb / 1024.0))
 }
 
+/// This host's name (the kernel's nodename, as `hostname` prints it), for messages, the sender
+/// of alert emails and the `runners` table; `localhost` if it cannot be read.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
+    // truncates, and we read up to the first NUL only.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+    if rc != 0 || name.is_empty() {
+        return "localhost".into();
+    }
+    name
+}
+
+/// The effective user id of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// When a process started, from /proc (boot time + start ticks); None if it is gone.
+pub fn process_start(pid: u32) -> Option<DateTime<Utc>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.get(stat.rfind(')')? + 2..)?;
+    let ticks: i64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    let btime: i64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    let ms = btime * 1000 + ticks * 1000 / hz;
+    DateTime::from_timestamp_millis(ms)
+}
+
+/// Whether a process `pid` exists (it may be another user's).
+pub fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +209,24 @@ mod tests {
             100.0
         );
         assert_eq!(DiskSpace::from_counts(0, 0, 0, 4096).free_percent(), 0.0);
+    }
+
+    #[test]
+    fn the_one_hostname_is_the_kernels_nodename() {
+        let name = hostname();
+        assert!(!name.is_empty() && !name.contains('\0'), "{name:?}");
+        match std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            Ok(proc_name) => assert_eq!(name, proc_name.trim()),
+            Err(e) => eprintln!("skipped: /proc/sys/kernel/hostname unreadable ({e})"),
+        }
+    }
+
+    #[test]
+    fn euid_and_pids_of_this_process() {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(euid(), unsafe { libc::geteuid() });
+        assert!(pid_alive(std::process::id()));
+        assert!(process_start(std::process::id()).is_some());
     }
 
     #[test]

@@ -8,8 +8,8 @@
 
 use std::fmt;
 
+use super::Job;
 use crate::duration::{self, DurationError};
-use crate::store::Job;
 
 const DAY: u64 = 86_400;
 /// Every duration of a job or a setting (timeout, max_runtime, retry_delay, starting_deadline,
@@ -49,7 +49,7 @@ impl Unit {
         match self {
             Unit::Seconds if n == 0 => "0s".to_string(),
             Unit::Seconds => duration::human_secs(n),
-            Unit::Bytes => crate::limits::compact_bytes(n),
+            Unit::Bytes => super::size::compact_bytes(n),
             Unit::Count => n.to_string(),
         }
     }

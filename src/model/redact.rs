@@ -25,7 +25,7 @@ pub fn list(s: &str) -> String {
     s.split(',')
         .map(|item| {
             let item = item.trim();
-            if crate::store::looks_like_email(item) {
+            if super::looks_like_email(item) {
                 item.to_string()
             } else if let Some((prefix, url)) = item
                 .split_once(':')

@@ -1,0 +1,89 @@
+//! Audit diffs: which fields of a job or of settings a write changed, secrets redacted.
+
+use serde_json::{Map, Value};
+
+use super::{Job, Settings};
+
+/// Job fields the runner keeps, left out of diffs.
+const BOOKKEEPING: &[&str] = &[
+    "id",
+    "created_at",
+    "updated_at",
+    "last_run_at",
+    "next_run_at",
+    "failure_streak",
+    "last_success_at",
+    "enabled_at",
+];
+
+fn job_map(job: &Job, secrets_against: Option<&Job>) -> Map<String, Value> {
+    let mut shown = job.clone();
+    shown.params = match secrets_against {
+        Some(before) => super::secrets::redact_against(&job.params, &before.params),
+        None => super::secrets::redact(&job.params),
+    };
+    match serde_json::to_value(&shown) {
+        Ok(Value::Object(mut m)) => {
+            for k in BOOKKEEPING {
+                m.remove(*k);
+            }
+            m
+        }
+        _ => Map::new(),
+    }
+}
+
+/// The changed fields of two maps, with both values (null where a side is missing).
+fn diff_maps(before: &Map<String, Value>, after: &Map<String, Value>) -> Value {
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = Map::new();
+    for k in keys {
+        let (b, a) = (
+            before.get(k).unwrap_or(&Value::Null),
+            after.get(k).unwrap_or(&Value::Null),
+        );
+        if b != a {
+            out.insert(k.clone(), serde_json::json!({"before": b, "after": a}));
+        }
+    }
+    Value::Object(out)
+}
+
+/// A job's changed fields, secrets redacted (a changed secret says so, never its value).
+pub fn job_diff(before: Option<&Job>, after: Option<&Job>) -> Value {
+    let b = before.map(|j| job_map(j, None)).unwrap_or_default();
+    let a = after.map(|j| job_map(j, before)).unwrap_or_default();
+    // A changed secret redacts to the same text on both sides: compare the raw parameters too.
+    let mut diff = diff_maps(&b, &a);
+    if let (Some(old), Some(new), Value::Object(m)) = (before, after, &mut diff) {
+        if old.params != new.params && !m.contains_key("params") {
+            m.insert(
+                "params".into(),
+                serde_json::json!({"before": b.get("params"), "after": a.get("params")}),
+            );
+        }
+    }
+    diff
+}
+
+/// Settings' changed keys, secrets redacted.
+pub fn settings_diff(before: &Settings, after: &Settings) -> Value {
+    let as_map = |s: &Settings| match serde_json::to_value(s.redacted()) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    let mut diff = diff_maps(&as_map(before), &as_map(after));
+    if let Value::Object(m) = &mut diff {
+        for key in super::SECRET_KEYS {
+            if before.get(key) != after.get(key) && !m.contains_key(*key) {
+                m.insert(
+                    (*key).to_string(),
+                    serde_json::json!({"before": super::secrets::MARK, "after": super::secrets::CHANGED}),
+                );
+            }
+        }
+    }
+    diff
+}
