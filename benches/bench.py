@@ -125,7 +125,9 @@ class Bench:
         d = os.path.join(self.work, name)
         os.makedirs(d, exist_ok=True)
         db = os.path.join(d, "cronmgr.db")
-        subprocess.run([self.bin, "--db", db, "list"], env=self.env, check=True,
+        # Created by a command that writes (read-only ones refuse a missing database): a runner
+        # with nothing to do, which registers, leaves and exits.
+        subprocess.run([self.bin, "--db", db, "run", "--once"], env=self.env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return db
 
@@ -434,11 +436,18 @@ class Bench:
             return fmt(theirs[key]) if theirs else cron.why
 
         self.rows += [
-            (f"idle, {IDLE_JOBS} jobs loaded ({mins:.1f} min)", "resident memory VmRSS (max over window)",
-             f"{ours['rss_max_kb'] / 1024:.2f} MB", "< 8 MB", "met" if ours["rss_max_kb"] < 8 * 1024 else "MISSED",
-             c("rss_max_kb", lambda v: f"{v / 1024:.2f} MB"), ""),
-            (f"idle, {IDLE_JOBS} jobs loaded ({mins:.1f} min)", "  of which locked: the idle loop's code (VmLck, at the end)",
-             f"{ours['locked_kb'] / 1024:.2f} MB", "", "", c("locked_kb", lambda v: f"{v / 1024:.2f} MB"), ""),
+            (f"idle, {IDLE_JOBS} jobs loaded ({mins:.1f} min)", "private memory Private_Dirty (smaps_rollup, max over window)",
+             f"{ours['private_dirty_max_kb'] / 1024:.2f} MB", "< 4 MB",
+             "met" if ours["private_dirty_max_kb"] < 4 * 1024 else "MISSED",
+             c("private_dirty_max_kb", lambda v: f"{v / 1024:.2f} MB"), ""),
+            (f"idle, {IDLE_JOBS} jobs loaded ({mins:.1f} min)", "private memory Pss_Anon (smaps_rollup, max over window)",
+             f"{ours['pss_anon_max_kb'] / 1024:.2f} MB", "< 4 MB",
+             "met" if ours["pss_anon_max_kb"] < 4 * 1024 else "MISSED",
+             c("pss_anon_max_kb", lambda v: f"{v / 1024:.2f} MB"), ""),
+            (f"idle, {IDLE_JOBS} jobs loaded ({mins:.1f} min)",
+             "  beside them: VmRSS (max over window; includes clean file pages, shared, free to drop)",
+             f"{ours['rss_max_kb'] / 1024:.2f} MB (of which Private_Clean {ours['private_clean_kb'] / 1024:.2f} MB at the end)",
+             "", "", c("rss_max_kb", lambda v: f"{v / 1024:.2f} MB"), ""),
             (f"idle, {IDLE_JOBS} jobs loaded ({mins:.1f} min)", "CPU per minute (schedstat, all threads)",
              f"{ours['cpu_ms_min']:.3f} ms (per-minute max {ours['cpu_ms_min_max']:.3f})", "< 1 ms",
              "met" if ours["cpu_ms_min"] < 1 else "MISSED", c("cpu_ms_min", lambda v: f"{v:.3f} ms"), ""),
@@ -1057,13 +1066,15 @@ def fd_growth(before, after):
 
 
 def proc_sample(pid):
-    """RSS, CPU, context switches and major page faults of a process, summed over its threads."""
+    """RSS, private memory, CPU, context switches and major page faults of a process, summed
+    over its threads."""
     s = {"t": time.time(), "vol": 0, "invol": 0, "sched_ns": 0, "threads": 0}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM", "VmLck"):
+            if k in ("VmRSS", "VmHWM"):
                 s[k] = int(v.split()[0])
+    s.update(private_memory(pid))
     s["ticks"] = proc_ticks(pid)
     with open(f"/proc/{pid}/stat") as f:
         s["majflt"] = int(f.read().rsplit(")", 1)[1].split()[9])
@@ -1081,6 +1092,25 @@ def proc_sample(pid):
         except FileNotFoundError:
             pass
     return s
+
+
+def private_memory(pid):
+    """The memory a process costs the machine, in kB, from /proc/PID/smaps_rollup: Private_Dirty
+    (pages only it has written: heap, stacks, written data; what it would free by exiting) and
+    Pss_Anon (its anonymous pages, each shared one divided among its sharers). Clean file pages
+    (the binary's code and read-only data) count in VmRSS but cost nothing: they are the page
+    cache's, shared, and dropped without a write when memory is short. Zeros if the file cannot be
+    read (a kernel before 4.14, or another user's process without root)."""
+    out = {"Private_Dirty": 0, "Pss_Anon": 0, "Private_Clean": 0}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in out:
+                    out[k] = int(v.split()[0])
+    except OSError:
+        pass
+    return out
 
 
 def proactive_reclaim():
@@ -1128,7 +1158,9 @@ def summarize_idle(samples):
         minutes=minutes,
         rss_max_kb=max(s["VmRSS"] for s in samples),
         hwm_kb=b["VmHWM"],
-        locked_kb=b.get("VmLck", 0),
+        private_dirty_max_kb=max(s["Private_Dirty"] for s in samples),
+        pss_anon_max_kb=max(s["Pss_Anon"] for s in samples),
+        private_clean_kb=b["Private_Clean"],
         cpu_ms_min=(b["sched_ns"] - a["sched_ns"]) / 1e6 / minutes,
         cpu_ms_min_max=max(per_min) if per_min else float("nan"),
         ticks_ms_min=(b["ticks"] - a["ticks"]) * 1000 / CLK_TCK / minutes,

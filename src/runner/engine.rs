@@ -41,11 +41,8 @@ const SMALL_JUMP: chrono::Duration = chrono::Duration::hours(3);
 /// The runner looks for changes made behind its back (and trims history) this often at most.
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
 /// A start due this soon after the minute's housekeeping goes first; the housekeeping runs right
-/// after it. Its work, and the code it pages back in after a minute unused, never delay a job.
+/// after it. Its work never delays a job.
 const HOUSEKEEPING_YIELD: Duration = Duration::from_millis(250);
-/// After an idle minute's housekeeping, the code it ran is released only if no start is due
-/// sooner than this: a job due in a moment would page the same code straight back in, late.
-const RELEASE_CODE_BEFORE: Duration = Duration::from_secs(30);
 /// Most slots counted for one missed-run record.
 const MISSED_CAP: usize = 100_000;
 /// A refusal to write lasting this long raises an alert once the database takes writes again.
@@ -254,9 +251,6 @@ pub struct Engine<'c> {
     last_wall: DateTime<Utc>,
     last_mono: Instant,
     last_housekeeping: Instant,
-    /// Loop turns and events since the binary's code was last released: 1 at an idle minute's
-    /// housekeeping means the minute ran nothing but the idle loop (see `memory`).
-    activity: u32,
     data_version: i64,
     prune_pending: bool,
     last_prune: Instant,
@@ -325,12 +319,11 @@ impl<'c> Engine<'c> {
             last_wall: now,
             last_mono: Instant::now(),
             // The first housekeeping comes half a minute after start-up, the others a minute
-            // apart: the first idle one learns the idle loop's code (see `memory`) while the pages
-            // start-up used are still in memory, not yet reclaimed.
+            // apart: the first look for changes made behind the runner's back and the first
+            // overload sample (covering those 30 s, see docs/alerts.md) come that soon.
             last_housekeeping: Instant::now()
                 .checked_sub(HOUSEKEEPING / 2)
                 .unwrap_or_else(Instant::now),
-            activity: 0,
             data_version: 0,
             prune_pending: true,
             last_prune: Instant::now(),
@@ -405,10 +398,9 @@ impl<'c> Engine<'c> {
             db = %crate::store::display_db(&self.opts.db_path),
             "runner ready"
         );
-        // Start-up's code and data pages are not needed again.
+        // What start-up read and parsed is not needed again.
         self.release_memory();
         loop {
-            self.activity = self.activity.saturating_add(1);
             let now = self.clock.now();
             self.check_clock(now)?;
             if self.stop_deadline.is_none() && !self.opts.once {
@@ -1175,7 +1167,6 @@ impl<'c> Engine<'c> {
     }
 
     fn handle(&mut self, event: Event) -> anyhow::Result<()> {
-        self.activity = self.activity.saturating_add(1);
         match event {
             Event::Spawned { execution, pid } => {
                 self.recorder.write(Write::Pid { execution, pid });
@@ -1638,28 +1629,12 @@ impl<'c> Engine<'c> {
             self.last_prune = Instant::now();
             self.prune_step()?;
         }
-        if self.running.is_empty()
-            && self.queue.is_empty()
-            && !self.prune_pending
-            && may_release_code(next_start)
-        {
-            // Idle: the code this minute ran is needed again only at the next wake-up. If the
-            // minute ran nothing else, it is the idle loop's: keep it resident (locked), or a
-            // reclaimer drops it and the next minute reads it back from disk.
-            if self.activity == 1 {
-                super::memory::keep_idle_code();
-            } else {
-                super::memory::release_code();
-            }
-            self.activity = 0;
-        }
         Ok(())
     }
 
-    /// Give back what loading or a retention cycle left behind (see `memory::release`).
-    fn release_memory(&mut self) {
-        super::memory::release(&self.store);
-        self.activity = 0;
+    /// Give back what loading or a retention cycle left behind (see `Store::shrink_memory`).
+    fn release_memory(&self) {
+        self.store.shrink_memory();
     }
 
     /// Open the `silent` condition of every job whose silence deadline has passed.
@@ -1735,7 +1710,6 @@ impl<'c> Engine<'c> {
 
     /// Delete one small batch of history beyond each system's retention.
     fn prune_step(&mut self) -> anyhow::Result<()> {
-        self.activity = self.activity.saturating_add(1); // not the idle loop's code
         let now = self.clock.now();
         let keep_of = |s: &Settings| {
             if s.keep_executions == 0 {
@@ -1781,7 +1755,7 @@ impl<'c> Engine<'c> {
         if !more && self.prune_quota.take().is_some() {
             // The cycle is done (the next one finds the quotas again). Check for changes now, so
             // the probe has seen this cycle's commits and the next minute needs no SQL; then
-            // give back the code and cache pages the cycle used: not needed for another hour.
+            // give back the cache pages and heap the cycle used: not needed for another hour.
             self.check_changes()?;
             self.release_memory();
         }
@@ -1883,11 +1857,6 @@ fn housekeeping_yields(next_start_in: Option<Duration>) -> bool {
     next_start_in.is_some_and(|start| start <= HOUSEKEEPING_YIELD)
 }
 
-/// Whether an idle runner releases the code it just ran: not when a start is due soon.
-fn may_release_code(next_start_in: Option<Duration>) -> bool {
-    next_start_in.is_none_or(|start| start >= RELEASE_CODE_BEFORE)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1916,13 +1885,5 @@ mod tests {
         assert!(!housekeeping_yields(None));
         // Right after a start, an every-second job's next start (~1 s) lets it run.
         assert!(!housekeeping_yields(Some(ms(999))));
-    }
-
-    #[test]
-    fn code_is_released_only_when_no_start_is_near() {
-        assert!(may_release_code(None));
-        assert!(may_release_code(Some(Duration::from_secs(3600))));
-        assert!(may_release_code(Some(RELEASE_CODE_BEFORE)));
-        assert!(!may_release_code(Some(Duration::from_secs(1))));
     }
 }

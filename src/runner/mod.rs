@@ -6,7 +6,6 @@ pub mod execute;
 pub mod fleet;
 pub mod lock;
 mod logfile;
-mod memory;
 mod modes;
 pub mod notify;
 pub mod process;

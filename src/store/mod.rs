@@ -479,6 +479,22 @@ impl Store {
         }
     }
 
+    /// Give back what loading left behind (the runner calls this after start-up, each reload and
+    /// each retention cycle): the page cache of this connection (SQLite) and the allocator's free
+    /// chunks. Nothing else: the binary's own code pages are clean file pages, shared with the
+    /// page cache, and cost no memory (see docs/design/memory.md).
+    pub fn shrink_memory(&self) {
+        if let Some(c) = self.sqlite() {
+            if let Err(e) = c.execute_batch("PRAGMA shrink_memory") {
+                tracing::debug!(error = %e, "PRAGMA shrink_memory failed");
+            }
+        }
+        // SAFETY: malloc_trim only returns free memory to the kernel; no live allocation moves.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+
     /// How long a write waits for another writer's lock before it fails (SQLite; PostgreSQL
     /// writers queue on their advisory lock).
     pub fn set_lock_wait(&self, wait: Duration) -> Result<()> {
@@ -748,5 +764,51 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
         assert!(!dir.path().join("c.db-wal").exists());
         assert!(Store::check_integrity(&dir.path().join("missing.db")).is_ok());
+    }
+
+    /// Bytes of page cache the SQLite connection holds.
+    fn cache_used(store: &Store) -> i32 {
+        let conn = store.sqlite().unwrap();
+        let (mut now, mut high) = (0, 0);
+        // SAFETY: the handle is this live connection's; sqlite3_db_status only reads counters.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_db_status(
+                conn.handle(),
+                rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED,
+                &mut now,
+                &mut high,
+                0,
+            )
+        };
+        assert_eq!(rc, rusqlite::ffi::SQLITE_OK);
+        now
+    }
+
+    #[test]
+    fn shrink_memory_gives_back_the_page_cache_loading_filled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.db")).unwrap();
+        let conn = store.sqlite().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE filler (x BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+             INSERT INTO filler SELECT randomblob(400) FROM n;",
+        )
+        .unwrap();
+        let sum: i64 = conn
+            .query_row("SELECT sum(length(x)) FROM filler", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sum, 800_000);
+        let loaded = cache_used(&store);
+        assert!(
+            loaded > 200_000,
+            "the read filled the cache: {loaded} bytes"
+        );
+        store.shrink_memory();
+        let after = cache_used(&store);
+        assert!(
+            after < loaded / 4,
+            "page cache {loaded} -> {after} bytes after shrink_memory"
+        );
     }
 }

@@ -12,6 +12,7 @@ mod harness;
 mod jobs;
 mod jobsd;
 mod limits;
+mod memory;
 mod migrate;
 mod packaging;
 mod quickstart;
