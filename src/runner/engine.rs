@@ -493,7 +493,7 @@ impl<'c> Engine<'c> {
     /// Executions left running by a runner (or run-now) that died: stop their process groups
     /// and mark them interrupted.
     fn recover(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
-        let host = fleet::host_name();
+        let host = crate::host::hostname();
         for e in self.store.running(None)? {
             if self.fleet {
                 // Only executions of this host's dead runners are ours to recover; other
@@ -1053,7 +1053,7 @@ impl<'c> Engine<'c> {
             e.job.last_run_at = Some(now);
         }
         self.summary.started += 1;
-        let live_log = execute::live_log_path(&self.opts.db_path, execution);
+        let live_log = crate::store::live_log_path(&self.opts.db_path, execution);
         let settings = self.settings_for(&job.system);
         let spec = execute::spec(&execute::Context {
             job: &job,

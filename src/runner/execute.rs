@@ -63,9 +63,6 @@ pub fn retry_at(job: &Job, next_attempt: u32, now: DateTime<Utc>) -> Option<Date
     now.checked_add_signed(delay)
 }
 
-// Moved to the store, beside `local_base`; kept here for the engine's callers.
-pub use crate::store::live_log_path;
-
 /// Everything the child needs, checked against the allowlist now (the database may have been edited).
 pub struct Context<'a> {
     pub job: &'a Job,

@@ -56,7 +56,7 @@ pub fn this_runner(
     lease: std::time::Duration,
 ) -> crate::store::NewRunner {
     crate::store::NewRunner {
-        host: host_name(),
+        host: crate::host::hostname(),
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         labels,
@@ -69,9 +69,6 @@ pub fn this_runner(
 pub fn runs_here(need: &[String], have: &[String]) -> bool {
     need.iter().all(|l| have.contains(l))
 }
-
-// `fleet::host_name` is the one `crate::host::hostname` (kept under this name for its callers).
-pub use crate::host::hostname as host_name;
 
 /// The label a `run-now` on a shared database carries in `runners` (not a valid user label, so
 /// it names no runner a job can be pinned to).
