@@ -18,5 +18,6 @@ mod quickstart;
 mod runfiles;
 mod runner;
 mod schedule;
+mod skips;
 mod tables;
 mod treewalk;

@@ -380,8 +380,8 @@ fn sigterm_past_the_grace_period_kills_and_records() {
 #[test]
 fn a_second_runner_refuses_and_forced_runners_never_run_a_slot_twice() {
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     let log = env.dir.path().join("ran");
     let script = format!("echo $CRONMGR_SCHEDULED_FOR >> {}", log.display());
@@ -420,8 +420,8 @@ fn a_second_runner_refuses_and_forced_runners_never_run_a_slot_twice() {
 #[test]
 fn a_program_that_is_not_allowlisted_never_runs() {
     let env = Env::with_allow(&["/usr/bin/echo"]);
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     let marker = env.dir.path().join("pwned");
     // Refused at add time…
@@ -571,8 +571,8 @@ fn run_once_fires_what_is_due_and_reports_failure() {
 #[test]
 fn slots_missed_while_down_are_recorded_and_caught_up_per_policy() {
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     env.ok(&[
         "add",
@@ -952,8 +952,8 @@ fn logs_follow_streams_a_running_execution() {
 fn the_runner_refuses_a_config_or_database_others_can_write() {
     use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     env.create_db();
     std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o666)).unwrap();
