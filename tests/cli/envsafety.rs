@@ -184,15 +184,12 @@ fn a_code_loading_variable_edited_into_the_database_is_never_spawned() {
         "j",
         &json!({"argv": argv, "env": {"PYTHONPATH": "/tmp"}}),
     );
-    let mut runner = env.spawn_runner(&[]);
-    let row = env.wait_for(Duration::from_secs(15), || {
-        env.history("j").into_iter().find(|r| {
+    let row = env.run_until("j", Duration::from_secs(15), |rows| {
+        rows.into_iter().find(|r| {
             r["triggered_by"] == "schedule"
                 && ["failed", "success"].contains(&r["status"].as_str().unwrap_or(""))
         })
     });
-    harness::stop(&mut runner);
-    let row = row.expect("the runner recorded no execution");
     assert_eq!(row["status"], "failed", "{row}");
     assert!(
         row["error_message"]

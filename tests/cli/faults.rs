@@ -32,14 +32,7 @@ fn a_job_ignoring_sigterm_is_killed_with_its_group_after_the_grace_period() {
         "-c",
         "trap '' TERM; (trap '' TERM; sleep 60) & sleep 60",
     ]);
-    let mut runner = env.spawn_runner(&[]);
-    let row = env.wait_for(Duration::from_secs(25), || {
-        env.history("stubborn")
-            .into_iter()
-            .find(|r| r["status"] == "timeout")
-    });
-    stop(&mut runner);
-    let row = row.unwrap_or_else(|| panic!("no timeout; log:\n{}", env.runner_log()));
+    let row = env.run_until_first("stubborn", "timeout", Duration::from_secs(25));
     // TERM was ignored, so KILL ended it, 5 s after the 1 s timeout.
     let ms = row["duration_ms"].as_i64().unwrap();
     assert!((5_500..20_000).contains(&ms), "took {ms} ms");
@@ -121,14 +114,7 @@ fn shell_metacharacters_in_a_row_edited_behind_our_back_never_execute() {
     )
     .unwrap();
     drop(conn);
-    let mut runner = env.spawn_runner(&[]);
-    let row = env.wait_for(Duration::from_secs(15), || {
-        env.history("meta")
-            .into_iter()
-            .find(|r| r["status"] == "failed")
-    });
-    stop(&mut runner);
-    let row = row.unwrap_or_else(|| panic!("not refused; log:\n{}", env.runner_log()));
+    let row = env.run_until_first("meta", "failed", Duration::from_secs(15));
     assert!(
         row["error_message"].as_str().unwrap().contains("refused"),
         "{row}"

@@ -487,3 +487,41 @@ pub fn program(path: &'static str) -> Option<&'static str> {
     skip(&format!("{path} is missing"));
     None
 }
+
+// ---- add → run → wait → stop --------------------------------------------------------------
+
+impl Env {
+    /// Start a runner, poll `job`'s history (oldest first) until `done` returns Some or `limit`
+    /// passes, stop the runner (SIGTERM, exit 0 checked) and return what `done` returned; panics
+    /// with the history and the runner's log when `limit` passed first.
+    pub fn run_until<T>(
+        &self,
+        job: &str,
+        limit: Duration,
+        mut done: impl FnMut(Vec<Value>) -> Option<T>,
+    ) -> T {
+        let mut runner = self.spawn_runner(&[]);
+        let got = self.wait_for(limit, || done(self.history(job)));
+        stop(&mut runner);
+        got.unwrap_or_else(|| {
+            panic!(
+                "{job}: not there within {limit:?}; history: {:?}\nrunner log:\n{}",
+                statuses(&self.history(job)),
+                self.runner_log()
+            )
+        })
+    }
+
+    /// [`Env::run_until`] `job` has `n` executions with status `status`: those, oldest first.
+    pub fn run_until_n(&self, job: &str, status: &str, n: usize, limit: Duration) -> Vec<Value> {
+        self.run_until(job, limit, |rows| {
+            let rows: Vec<Value> = rows.into_iter().filter(|r| r["status"] == status).collect();
+            (rows.len() >= n).then_some(rows)
+        })
+    }
+
+    /// [`Env::run_until`] `job` has an execution with status `status`: the first one.
+    pub fn run_until_first(&self, job: &str, status: &str, limit: Duration) -> Value {
+        self.run_until_n(job, status, 1, limit).remove(0)
+    }
+}
