@@ -656,6 +656,7 @@ fn clock_jumps_run_the_gap_once_and_rerun_nothing() {
     std::thread::sleep(Duration::from_millis(800));
     // Forward 2 h: the fixed-time job's slot is in the gap and runs once; the minutely job does
     // not run 120 times.
+    // The runner reads the offset file at start and on SIGUSR1 only, never on its own.
     std::fs::write(&offset, "7200").unwrap();
     signal(&runner, libc::SIGUSR1);
     let ran = env.wait_for(Duration::from_secs(10), || {
