@@ -77,9 +77,12 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<Summary> {
         },
     };
     let store = Store::open(&db).with_context(|| format!("opening database {shown}"))?;
-    let clock: Box<dyn Clock> = match std::env::var_os("CRONMGR_CLOCK_OFFSET_FILE") {
-        Some(path) => Box::new(OffsetFileClock(path.into())),
-        None => Box::new(SystemClock),
+    // The tests' clock hook, chosen once: without the variable, the plain system clock.
+    let offset_clock = std::env::var_os("CRONMGR_CLOCK_OFFSET_FILE")
+        .map(|path| std::sync::Arc::new(OffsetFileClock::new(path.into())));
+    let clock: std::sync::Arc<dyn Clock> = match &offset_clock {
+        Some(c) => c.clone(),
+        None => std::sync::Arc::new(SystemClock),
     };
     let engine = Engine::new(
         store,
@@ -122,6 +125,10 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<Summary> {
         .name("signals".into())
         .spawn(move || {
             for sig in signals.forever() {
+                // Before the engine wakes to it: the tests move the clock, then nudge.
+                if let (libc::SIGUSR1, Some(c)) = (sig, &offset_clock) {
+                    c.reload();
+                }
                 if events.send(Event::Signal(sig)).is_err() {
                     break;
                 }

@@ -318,8 +318,8 @@ mod tests {
     #[test]
     fn the_last_day_is_read_through_the_started_at_index() {
         let store = Store::open_in_memory().unwrap();
-        if store.engine() != crate::store::Engine::Sqlite {
-            return; // SQLite's query plan
+        if store.sqlite_only("reads SQLite's query plan") {
+            return;
         }
         let plan: Vec<String> = store
             .conn

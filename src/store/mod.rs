@@ -365,6 +365,21 @@ impl Store {
         Ok(store)
     }
 
+    /// For a unit test of SQLite itself (a query plan, a write past a CHECK rule): true, after
+    /// saying so on stderr, when the store's tests run on PostgreSQL
+    /// (`CRONMGR_TEST_STORE_POSTGRES`); the caller returns. Not a skip of something missing: the
+    /// test runs in the SQLite pass, so `CRONMGR_TEST_NO_SKIP` does not fail it.
+    #[cfg(test)]
+    pub(crate) fn sqlite_only(&self, why: &str) -> bool {
+        if self.engine() == Engine::Sqlite {
+            return false;
+        }
+        let thread = std::thread::current();
+        let test = thread.name().unwrap_or("(unnamed test)");
+        eprintln!("sqlite only: {test}: not run on PostgreSQL: {why}");
+        true
+    }
+
     /// The file, or the PostgreSQL URL.
     pub fn path(&self) -> &Path {
         &self.path

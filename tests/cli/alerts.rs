@@ -52,6 +52,16 @@ impl<T: Clone> Server<T> {
     fn seen(&self) -> Vec<T> {
         self.seen.lock().unwrap().clone()
     }
+
+    /// What it saw, once it saw at least `n` (or after 10 s): a message counts when its
+    /// conversation ends, which may be just after the client already took the reply as sent.
+    fn seen_at_least(&self, n: usize) -> Vec<T> {
+        let until = Instant::now() + Duration::from_secs(10);
+        while self.seen.lock().unwrap().len() < n && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.seen()
+    }
 }
 
 fn serve<T: Send + 'static>(
@@ -285,7 +295,7 @@ fn a_failing_job_alerts_by_email_slack_and_signed_webhook_then_is_disabled() {
     assert!(env.ok(&["show", "flaky"]).contains("consecutive failures"));
 
     // Email: two messages over a real SMTP conversation.
-    let mails = smtp.seen();
+    let mails = smtp.seen_at_least(2);
     assert_eq!(mails.len(), 2, "{mails:?}");
     assert!(
         mails[0].contains("Subject: [cronmgr] FIRING: flaky failed"),
@@ -514,7 +524,7 @@ fn alert_test_reports_delivery_and_failure() {
     let smtp = smtp_server();
     with_smtp(&env, smtp.port);
     env.ok(&["alert", "test", "email", "--to", "someone@example.com"]);
-    let mails = smtp.seen();
+    let mails = smtp.seen_at_least(1);
     assert_eq!(mails.len(), 1);
     assert!(mails[0].contains("test alert from cronmgr"));
 }

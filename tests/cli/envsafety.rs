@@ -184,15 +184,12 @@ fn a_code_loading_variable_edited_into_the_database_is_never_spawned() {
         "j",
         &json!({"argv": argv, "env": {"PYTHONPATH": "/tmp"}}),
     );
-    let mut runner = env.spawn_runner(&[]);
-    let row = env.wait_for(Duration::from_secs(15), || {
-        env.history("j").into_iter().find(|r| {
+    let row = env.run_until("j", Duration::from_secs(15), |rows| {
+        rows.into_iter().find(|r| {
             r["triggered_by"] == "schedule"
                 && ["failed", "success"].contains(&r["status"].as_str().unwrap_or(""))
         })
     });
-    harness::stop(&mut runner);
-    let row = row.expect("the runner recorded no execution");
     assert_eq!(row["status"], "failed", "{row}");
     assert!(
         row["error_message"]
@@ -207,9 +204,7 @@ fn a_code_loading_variable_edited_into_the_database_is_never_spawned() {
 #[test]
 fn an_operator_may_allow_a_variable_by_name_in_a_root_owned_config() {
     let env = Env::new();
-    let uid = unsafe { libc::geteuid() };
-    if uid != 0 {
-        eprintln!("skipped: a root-owned config needs the tests to run as root");
+    if !harness::root_for("a root-owned config") {
         return;
     }
     configure(&env, "allow_env = [\"LD_LIBRARY_PATH\"]", "");
@@ -247,8 +242,9 @@ fn nul_bytes_and_bad_names_are_refused_without_showing_the_value() {
     assert_eq!(env.dump(), before);
 
     // Edited in behind cronmgr's back: refused before the spawn, the value in no message.
-    if harness::on_postgres() {
-        eprintln!("skipped: PostgreSQL's jsonb cannot hold a NUL byte, so no row can carry one");
+    if crate::harness::sqlite_only(
+        "PostgreSQL's jsonb cannot hold a NUL byte, so no row can carry one",
+    ) {
         return;
     }
     env.ok(&args(&add_env("n", r#"{"PGPASSWORD": {"secret": "ok"}}"#)));

@@ -193,8 +193,8 @@ fn http_records_status_and_body_and_fails_on_a_wrong_status() {
 #[test]
 fn http_refuses_hosts_off_the_allowlist_at_add_and_at_run() {
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     let (port, hits) = serve(200, "ok");
     let (other, other_hits) = serve(200, "should not be called");
@@ -256,8 +256,8 @@ fn http_refuses_hosts_off_the_allowlist_at_add_and_at_run() {
 #[test]
 fn cleanup_deletes_old_files_keeps_the_newest_and_never_follows_symlinks() {
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     let base = real(env.dir.path());
     let root = base.join("data");
@@ -362,8 +362,8 @@ fn cleanup_deletes_old_files_keeps_the_newest_and_never_follows_symlinks() {
 #[test]
 fn backup_writes_an_archive_tar_can_list_and_keeps_the_newest() {
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     let base = real(env.dir.path());
     let src = base.join("etc/app");
@@ -462,8 +462,8 @@ fn backup_writes_an_archive_tar_can_list_and_keeps_the_newest() {
 #[test]
 fn sqlite_expires_sessions_in_one_transaction() {
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     let base = real(env.dir.path());
     let app = base.join("app.db");

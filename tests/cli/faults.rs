@@ -32,14 +32,7 @@ fn a_job_ignoring_sigterm_is_killed_with_its_group_after_the_grace_period() {
         "-c",
         "trap '' TERM; (trap '' TERM; sleep 60) & sleep 60",
     ]);
-    let mut runner = env.spawn_runner(&[]);
-    let row = env.wait_for(Duration::from_secs(25), || {
-        env.history("stubborn")
-            .into_iter()
-            .find(|r| r["status"] == "timeout")
-    });
-    stop(&mut runner);
-    let row = row.unwrap_or_else(|| panic!("no timeout; log:\n{}", env.runner_log()));
+    let row = env.run_until_first("stubborn", "timeout", Duration::from_secs(25));
     // TERM was ignored, so KILL ended it, 5 s after the 1 s timeout.
     let ms = row["duration_ms"].as_i64().unwrap();
     assert!((5_500..20_000).contains(&ms), "took {ms} ms");
@@ -101,8 +94,8 @@ fn huge_and_invalid_output_is_capped_stored_and_the_runner_stays_small() {
 #[test]
 fn shell_metacharacters_in_a_row_edited_behind_our_back_never_execute() {
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     let marker = env.dir.path().join("pwned");
     env.ok(&[
@@ -121,14 +114,7 @@ fn shell_metacharacters_in_a_row_edited_behind_our_back_never_execute() {
     )
     .unwrap();
     drop(conn);
-    let mut runner = env.spawn_runner(&[]);
-    let row = env.wait_for(Duration::from_secs(15), || {
-        env.history("meta")
-            .into_iter()
-            .find(|r| r["status"] == "failed")
-    });
-    stop(&mut runner);
-    let row = row.unwrap_or_else(|| panic!("not refused; log:\n{}", env.runner_log()));
+    let row = env.run_until_first("meta", "failed", Duration::from_secs(15));
     assert!(
         row["error_message"].as_str().unwrap().contains("refused"),
         "{row}"
@@ -141,8 +127,8 @@ fn shell_metacharacters_in_a_row_edited_behind_our_back_never_execute() {
 fn corrupt_inputs_give_clear_errors_and_damage_nothing() {
     // A truncated database file.
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     env.ok(&["add", "a", "--schedule", "@daily", "--", "/bin/true"]);
     let bytes = std::fs::read(&env.db).unwrap();
@@ -187,8 +173,8 @@ fn corrupt_inputs_give_clear_errors_and_damage_nothing() {
 #[test]
 fn a_hundred_due_jobs_with_four_workers_never_exceed_four_and_start_by_priority() {
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     let t = soon(3);
     let conn = rusqlite::Connection::open(&env.db);
@@ -252,8 +238,8 @@ fn a_hundred_due_jobs_with_four_workers_never_exceed_four_and_start_by_priority(
 #[test]
 fn a_write_lock_held_for_10_s_delays_no_start_and_loses_no_record() {
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     env.ignore_host_disk();
     let log = env.dir.path().join("starts");
@@ -341,9 +327,14 @@ fn a_write_lock_held_for_10_s_delays_no_start_and_loses_no_record() {
 struct SmallDisk(std::path::PathBuf);
 
 impl SmallDisk {
+    /// None after a skip when this machine may not mount one (not root, or a container
+    /// without CAP_SYS_ADMIN).
     fn mount(at: std::path::PathBuf, size: &str) -> Option<SmallDisk> {
+        if !crate::harness::root_for("mounting a tmpfs") {
+            return None;
+        }
         std::fs::create_dir_all(&at).unwrap();
-        let ok = std::process::Command::new("mount")
+        let out = std::process::Command::new("mount")
             .args([
                 "-t",
                 "tmpfs",
@@ -352,9 +343,21 @@ impl SmallDisk {
                 "tmpfs",
             ])
             .arg(&at)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(SmallDisk(at))
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(SmallDisk(at)),
+            Ok(out) => {
+                crate::harness::skip(&format!(
+                    "mount -t tmpfs failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+                None
+            }
+            Err(e) => {
+                crate::harness::skip(&format!("cannot run mount: {e}"));
+                None
+            }
+        }
     }
 }
 
@@ -371,7 +374,6 @@ impl Drop for SmallDisk {
 fn a_full_disk_loses_no_committed_row_and_recording_resumes_with_an_alert() {
     let base = Env::new();
     let Some(disk) = SmallDisk::mount(base.dir.path().join("small"), "8m") else {
-        eprintln!("skipped: mounting a tmpfs needs root");
         return;
     };
     let env = Env {

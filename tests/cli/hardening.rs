@@ -1,8 +1,8 @@
 //! Audit, permissions, resource limits, run-as users and secrets, with a real unprivileged user.
 //!
 //! Tests that need another user run only as root (they create `cronmgr-test` with `useradd` if
-//! missing) or when that user exists and the tests may switch to it; otherwise they say why and
-//! return early.
+//! missing); otherwise they skip through `harness::skip`, which fails under
+//! `CRONMGR_TEST_NO_SKIP=1`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -11,48 +11,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Env, ALLOW};
+use crate::harness::{Env, ALLOW, TEST_USER};
 
-const TEST_USER: &str = "cronmgr-test";
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// (uid, gid) of the unprivileged test user, created if missing and we are root; None (with the
-/// reason printed) when the test cannot act as it.
-fn test_user(test: &str) -> Option<(u32, u32)> {
-    if !is_root() {
-        eprintln!("{test}: skipped: switching to {TEST_USER} needs root (run the tests as root, as CI does)");
-        return None;
-    }
-    let lookup = || {
-        let out = StdCommand::new("id").arg(TEST_USER).output().ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let num = |key: &str| -> Option<u32> {
-            let rest = &text[text.find(key)? + key.len()..];
-            rest[..rest.find('(')?].parse().ok()
-        };
-        Some((num("uid=")?, num("gid=")?))
-    };
-    if let Some(ids) = lookup() {
-        return Some(ids);
-    }
-    let created = StdCommand::new("useradd")
-        .args(["--system", "--no-create-home", TEST_USER])
-        .status();
-    // Another test may have created it meanwhile: look again either way.
-    match (created, lookup()) {
-        (_, Some(ids)) => Some(ids),
-        (r, None) => {
-            eprintln!("{test}: skipped: cannot create {TEST_USER}: {r:?}");
-            None
-        }
-    }
+/// (uid, gid) of the unprivileged test user; None after a skip when the tests cannot act as it.
+fn test_user() -> Option<(u32, u32)> {
+    crate::harness::test_user().map(|u| (u.uid, u.gid))
 }
 
 /// Make the env's folder and database writable by the test user's group (root stays owner), as
@@ -91,12 +54,11 @@ fn audit(env: &Env) -> Vec<Value> {
 
 #[test]
 fn sudo_user_from_a_caller_that_is_not_root_is_marked_unverified() {
-    let Some((uid, gid)) = test_user("sudo_user") else {
+    let Some((uid, gid)) = test_user() else {
         return;
     };
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        eprintln!("sudo_user: skipped on PostgreSQL: shares the SQLite file with another user");
+    if crate::harness::sqlite_only("shares the SQLite file with another user") {
         return;
     }
     share(&env, gid);
@@ -130,14 +92,11 @@ fn sudo_user_from_a_caller_that_is_not_root_is_marked_unverified() {
 
 #[test]
 fn settings_of_a_system_holding_a_critical_job_need_an_admin() {
-    let Some(user) = test_user("critical settings") else {
+    let Some(user) = test_user() else {
         return;
     };
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        eprintln!(
-            "critical settings: skipped on PostgreSQL: shares the SQLite file with another user"
-        );
+    if crate::harness::sqlite_only("shares the SQLite file with another user") {
         return;
     }
     env.ok(&[
@@ -212,12 +171,12 @@ fn settings_of_a_system_holding_a_critical_job_need_an_admin() {
 
 #[test]
 fn a_non_admin_is_refused_on_a_critical_job_and_an_admin_is_not() {
-    let Some(user) = test_user("critical jobs") else {
+    let Some(user) = test_user() else {
         return;
     };
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     env.ok(&[
         "add",
@@ -457,11 +416,9 @@ fn last_run(env: &Env, job: &str) -> Value {
 
 #[test]
 fn a_job_past_its_memory_limit_is_recorded_naming_it() {
-    let python = "/usr/bin/python3";
-    if !std::path::Path::new(python).exists() {
-        eprintln!("memory limit: skipped: {python} is missing");
+    let Some(python) = crate::harness::program("/usr/bin/python3") else {
         return;
-    }
+    };
     let mut allow = ALLOW.to_vec();
     allow.push(python);
     let env = Env::with_allow(&allow);
@@ -514,7 +471,7 @@ fn a_job_past_its_cpu_limit_is_recorded_naming_it() {
 
 #[test]
 fn a_fork_loop_as_an_unprivileged_user_stops_at_its_process_limit() {
-    let Some(_) = test_user("process limit") else {
+    let Some(_) = test_user() else {
         return;
     };
     let env = Env::new();
@@ -544,7 +501,7 @@ fn a_fork_loop_as_an_unprivileged_user_stops_at_its_process_limit() {
 
 #[test]
 fn a_job_runs_as_its_user_with_that_users_environment() {
-    let Some((uid, _)) = test_user("run as user") else {
+    let Some((uid, _)) = test_user() else {
         return;
     };
     let env = Env::new();
@@ -584,12 +541,12 @@ fn a_job_runs_as_its_user_with_that_users_environment() {
 
 #[test]
 fn a_cli_that_is_not_root_may_not_set_a_run_as_user() {
-    let Some(user) = test_user("run as user, not root") else {
+    let Some(user) = test_user() else {
         return;
     };
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     share(&env, user.1);
     let out = as_user(
@@ -643,8 +600,8 @@ fn a_zero_timeout_is_refused_everywhere() {
 #[test]
 fn the_runner_refuses_a_database_folder_others_can_write() {
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     env.create_db();
     std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o775)).unwrap();

@@ -211,7 +211,8 @@ pub fn on_postgres() -> bool {
     std::env::var("CRONMGR_E2E_ON_POSTGRES").is_ok_and(|v| !v.is_empty())
 }
 
-/// The PostgreSQL server for the fleet tests, or None (with a note on stderr) when unset.
+/// The PostgreSQL server for the fleet tests, or None (after [`skip`]) when
+/// `CRONMGR_TEST_POSTGRES` is unset.
 pub fn postgres_url() -> Option<String> {
     match std::env::var("CRONMGR_TEST_POSTGRES") {
         Ok(url) if !url.is_empty() => Some(url),
@@ -220,9 +221,7 @@ pub fn postgres_url() -> Option<String> {
                 std::env::var_os("CRONMGR_REQUIRE_POSTGRES").is_none(),
                 "CRONMGR_REQUIRE_POSTGRES is set but CRONMGR_TEST_POSTGRES is not"
             );
-            eprintln!(
-                "skipped: set CRONMGR_TEST_POSTGRES=postgres://… to run the PostgreSQL tests"
-            );
+            skip("no PostgreSQL: set CRONMGR_TEST_POSTGRES=postgres://… to run it");
             None
         }
     }
@@ -371,5 +370,158 @@ impl Env {
     /// only read refuse a missing one.
     pub fn create_db(&self) {
         cronmgr::store::Store::open(&self.db).expect("create the database");
+    }
+}
+
+// ---- skips --------------------------------------------------------------------------------
+
+/// The switch under which any skip fails: `.ci/run` sets it, so a CI machine that lacks what a
+/// test needs (root, the test user, python3, a tmpfs, PostgreSQL) fails loudly instead of
+/// passing a test that never ran.
+pub const NO_SKIP: &str = "CRONMGR_TEST_NO_SKIP";
+
+/// The running test's name (libtest names each test's thread after it).
+pub fn current_test() -> String {
+    std::thread::current()
+        .name()
+        .filter(|n| *n != "main")
+        .unwrap_or("(unnamed test)")
+        .to_string()
+}
+
+/// The one way a test gives up for want of something this machine lacks: prints
+/// `skipped: TEST: WHY` to stderr, or, when `CRONMGR_TEST_NO_SKIP=1`, panics (the caller then
+/// `return`s; `return skip(…)` reads well).
+pub fn skip(why: &str) {
+    let required = std::env::var(NO_SKIP).is_ok_and(|v| v == "1");
+    skip_or_fail(&current_test(), why, required);
+}
+
+/// [`skip`]'s decision, apart from the environment (unit-tested below).
+pub fn skip_or_fail(test: &str, why: &str, required: bool) {
+    if required {
+        panic!("{test}: would be skipped: {why}; this run requires every test ({NO_SKIP}=1)");
+    }
+    eprintln!("skipped: {test}: {why}");
+}
+
+/// True (after saying so) when the suite runs against PostgreSQL (`CRONMGR_E2E_ON_POSTGRES`)
+/// and this test is about the SQLite file itself (its lock, journal, modes, edits behind
+/// cronmgr's back): the caller returns. Not a [`skip`]: nothing is missing, the test has no
+/// meaning on that engine and runs in the main (SQLite) pass, so `CRONMGR_TEST_NO_SKIP` does
+/// not make it fail.
+pub fn sqlite_only(why: &str) -> bool {
+    if !on_postgres() {
+        return false;
+    }
+    eprintln!(
+        "sqlite only: {}: not run on PostgreSQL: {why}",
+        current_test()
+    );
+    true
+}
+
+/// True when the tests run as root; otherwise false after [`skip`] (`why`: what needs root).
+pub fn root_for(why: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        skip(&format!(
+            "{why} needs root (run the tests as root, as CI does)"
+        ));
+    }
+    root
+}
+
+/// The unprivileged user the permission and limit tests act as (`.ci/run` creates it).
+pub const TEST_USER: &str = "cronmgr-test";
+
+/// The test user as `getent passwd` has it.
+pub struct TestUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+}
+
+/// The test user, created with `useradd` if missing; None after [`skip`] when the tests are
+/// not root (they could not switch to it) or it cannot be had.
+pub fn test_user() -> Option<TestUser> {
+    if !root_for(&format!("acting as {TEST_USER}")) {
+        return None;
+    }
+    let lookup = || {
+        let out = StdCommand::new("getent")
+            .args(["passwd", TEST_USER])
+            .output()
+            .ok()?;
+        let line = String::from_utf8_lossy(&out.stdout).into_owned();
+        let f: Vec<&str> = line.trim().split(':').collect();
+        (f.len() >= 6).then_some(())?;
+        Some(TestUser {
+            uid: f[2].parse().ok()?,
+            gid: f[3].parse().ok()?,
+            home: f[5].to_string(),
+        })
+    };
+    if let Some(user) = lookup() {
+        return Some(user);
+    }
+    let created = StdCommand::new("useradd")
+        .args(["--system", "--no-create-home", TEST_USER])
+        .output();
+    // Another test may have created it meanwhile: look again either way.
+    let user = lookup();
+    if user.is_none() {
+        skip(&format!(
+            "no user {TEST_USER} and useradd could not create it: {created:?}"
+        ));
+    }
+    user
+}
+
+/// `path` when that program exists; None after [`skip`] otherwise.
+pub fn program(path: &'static str) -> Option<&'static str> {
+    if Path::new(path).exists() {
+        return Some(path);
+    }
+    skip(&format!("{path} is missing"));
+    None
+}
+
+// ---- add → run → wait → stop --------------------------------------------------------------
+
+impl Env {
+    /// Start a runner, poll `job`'s history (oldest first) until `done` returns Some or `limit`
+    /// passes, stop the runner (SIGTERM, exit 0 checked) and return what `done` returned; panics
+    /// with the history and the runner's log when `limit` passed first.
+    pub fn run_until<T>(
+        &self,
+        job: &str,
+        limit: Duration,
+        mut done: impl FnMut(Vec<Value>) -> Option<T>,
+    ) -> T {
+        let mut runner = self.spawn_runner(&[]);
+        let got = self.wait_for(limit, || done(self.history(job)));
+        stop(&mut runner);
+        got.unwrap_or_else(|| {
+            panic!(
+                "{job}: not there within {limit:?}; history: {:?}\nrunner log:\n{}",
+                statuses(&self.history(job)),
+                self.runner_log()
+            )
+        })
+    }
+
+    /// [`Env::run_until`] `job` has `n` executions with status `status`: those, oldest first.
+    pub fn run_until_n(&self, job: &str, status: &str, n: usize, limit: Duration) -> Vec<Value> {
+        self.run_until(job, limit, |rows| {
+            let rows: Vec<Value> = rows.into_iter().filter(|r| r["status"] == status).collect();
+            (rows.len() >= n).then_some(rows)
+        })
+    }
+
+    /// [`Env::run_until`] `job` has an execution with status `status`: the first one.
+    pub fn run_until_first(&self, job: &str, status: &str, limit: Duration) -> Value {
+        self.run_until_n(job, status, 1, limit).remove(0)
     }
 }

@@ -19,5 +19,6 @@ mod quickstart;
 mod runfiles;
 mod runner;
 mod schedule;
+mod skips;
 mod tables;
 mod treewalk;

@@ -8,7 +8,6 @@ use std::process::Command;
 
 const README: &str = include_str!("../../README.md");
 const CONFIG: &str = include_str!("../../packaging/config.toml");
-const TEST_USER: &str = "cronmgr-test";
 
 /// The first ```sh block under "## Quick start".
 fn quick_start() -> Vec<String> {
@@ -20,21 +19,6 @@ fn quick_start() -> Vec<String> {
     block.lines().map(str::to_string).collect()
 }
 
-fn user_ids() -> Option<(u32, u32)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return None;
-    }
-    let _ = Command::new("useradd")
-        .args(["--system", "--no-create-home", TEST_USER])
-        .output();
-    let id = |flag: &str| -> Option<u32> {
-        let out = Command::new("id").args([flag, TEST_USER]).output().ok()?;
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-    };
-    Some((id("-u")?, id("-g")?))
-}
-
 #[test]
 fn the_readme_quick_start_works_for_a_new_user() {
     let lines = quick_start();
@@ -44,14 +28,10 @@ fn the_readme_quick_start_works_for_a_new_user() {
         "the quick start no longer starts by building: update this test: {}",
         lines[0]
     );
-    let Some((uid, gid)) = user_ids() else {
-        eprintln!("quick start: skipped: acting as {TEST_USER} with a fresh HOME needs root (CI runs as root)");
+    let Some(crate::harness::TestUser { uid, gid, .. }) = crate::harness::test_user() else {
         return;
     };
-    if crate::harness::on_postgres() {
-        eprintln!(
-            "quick start: skipped on PostgreSQL: the quick start uses the default SQLite database"
-        );
+    if crate::harness::sqlite_only("the quick start uses the default SQLite database") {
         return;
     }
     // A checkout as the README assumes it: the binary where `cargo build --release` puts it, the

@@ -191,8 +191,10 @@ fn sighup_keeps_the_old_config_when_the_new_one_does_not_parse_or_sits_in_an_ope
 #[test]
 fn a_live_log_planted_as_a_symlink_is_not_followed() {
     let env = Env::new();
-    if on_postgres() {
-        return; // the live logs of a PostgreSQL database live elsewhere; same code path
+    if crate::harness::sqlite_only(
+        "the live logs of a PostgreSQL database live elsewhere; same code path",
+    ) {
+        return;
     }
     let victim = env.dir.path().join("victim");
     std::fs::write(&victim, "root's secret\n").unwrap();
@@ -238,8 +240,8 @@ fn a_live_log_planted_as_a_symlink_is_not_followed() {
 #[test]
 fn live_logs_are_0640_in_a_0750_folder_whatever_the_umask() {
     let env = Env::new();
-    if on_postgres() {
-        return; // reads the files beside the SQLite database
+    if crate::harness::sqlite_only("reads the files beside the SQLite database") {
+        return;
     }
     let t = soon(3);
     env.ok(&[
@@ -276,8 +278,8 @@ fn live_logs_are_0640_in_a_0750_folder_whatever_the_umask() {
 #[test]
 fn logs_do_not_read_through_a_planted_symlink() {
     let env = Env::new();
-    if on_postgres() {
-        return; // reads the files beside the SQLite database
+    if crate::harness::sqlite_only("reads the files beside the SQLite database") {
+        return;
     }
     let t = soon(3);
     env.ok(&[
@@ -325,8 +327,8 @@ fn logs_do_not_read_through_a_planted_symlink() {
 #[test]
 fn the_runner_refuses_files_beside_the_database_that_others_can_write() {
     let env = Env::new();
-    if on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     add_echo(&env, "j", "0 0 1 1 *");
     let before = env.dump();
@@ -366,8 +368,8 @@ fn the_runner_refuses_files_beside_the_database_that_others_can_write() {
 #[test]
 fn a_lock_file_planted_as_a_symlink_is_refused_and_its_target_untouched() {
     let env = Env::new();
-    if on_postgres() {
-        return; // no lock file on a shared database
+    if crate::harness::sqlite_only("no lock file on a shared database") {
+        return;
     }
     add_echo(&env, "j", "0 0 1 1 *");
     let victim = env.dir.path().join("victim");
@@ -386,8 +388,8 @@ fn a_lock_file_planted_as_a_symlink_is_refused_and_its_target_untouched() {
 #[test]
 fn the_runner_refuses_a_folder_above_the_database_that_others_can_write() {
     let env = Env::new();
-    if on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     let open = env.dir.path().join("open");
     let db = open.join("inner").join("cronmgr.db");
@@ -444,8 +446,8 @@ fn the_runner_refuses_a_config_in_a_folder_others_can_write() {
 #[test]
 fn a_corrupt_database_is_refused_before_anything_is_written() {
     let env = Env::new();
-    if on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     add_echo(&env, "j", "0 0 1 1 *");
     // Make sure everything is in the main file, then wreck the jobs table's root page.
@@ -491,8 +493,8 @@ fn a_corrupt_database_is_refused_before_anything_is_written() {
 #[test]
 fn an_empty_file_becomes_a_database_readable_only_by_its_group() {
     let env = Env::new();
-    if on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     std::fs::write(&env.db, "").unwrap();
     chmod(&env.db, 0o644);
@@ -503,8 +505,8 @@ fn an_empty_file_becomes_a_database_readable_only_by_its_group() {
 #[test]
 fn a_new_database_is_0640_in_a_0750_folder_whatever_the_umask() {
     let env = Env::new();
-    if on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     let db = env.dir.path().join("new").join("cronmgr.db");
     let mut c = cmd_umask0(&env, &db);
@@ -526,8 +528,8 @@ fn a_new_database_is_0640_in_a_0750_folder_whatever_the_umask() {
 #[test]
 fn read_only_commands_on_a_missing_database_say_so_and_create_nothing() {
     let env = Env::new();
-    if on_postgres() {
-        return; // a PostgreSQL database is never missing in this sense
+    if crate::harness::sqlite_only("a PostgreSQL database is never missing in this sense") {
+        return;
     }
     let db = env.dir.path().join("nonexistent").join("dir").join("x.db");
     let jobs = env.dir.path().join("jobs.toml");
@@ -587,33 +589,9 @@ fn read_only_commands_on_a_missing_database_say_so_and_create_nothing() {
     assert_eq!(list.as_array().map(Vec::len), Some(1));
 }
 
-/// uid and gid of `cronmgr-test`, the unprivileged test user (see hardening.rs), if it exists
-/// and this process may switch to it.
-fn test_user() -> Option<(u32, u32, String)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: switching to cronmgr-test needs root");
-        return None;
-    }
-    let _ = StdCommand::new("useradd")
-        .args(["--system", "--no-create-home", "cronmgr-test"])
-        .output();
-    let out = StdCommand::new("getent")
-        .args(["passwd", "cronmgr-test"])
-        .output()
-        .ok()?;
-    let line = String::from_utf8_lossy(&out.stdout).into_owned();
-    let f: Vec<&str> = line.trim().split(':').collect();
-    if f.len() < 6 {
-        eprintln!("skipped: no user cronmgr-test");
-        return None;
-    }
-    Some((f[2].parse().ok()?, f[3].parse().ok()?, f[5].to_string()))
-}
-
 #[test]
 fn without_home_the_database_is_not_put_in_the_current_folder() {
-    let Some((uid, gid, home)) = test_user() else {
+    let Some(crate::harness::TestUser { uid, gid, home }) = crate::harness::test_user() else {
         return;
     };
     let env = Env::new();

@@ -19,17 +19,7 @@ fn a_seconds_job_fires_on_schedule_and_records_its_output() {
         "/bin/echo",
         "hello from tick",
     ]);
-    let mut runner = env.spawn_runner(&[]);
-    let rows = env.wait_for(Duration::from_secs(15), || {
-        let rows: Vec<Value> = env
-            .history("tick")
-            .into_iter()
-            .filter(|r| r["status"] == "success")
-            .collect();
-        (rows.len() >= 2).then_some(rows)
-    });
-    stop(&mut runner);
-    let rows = rows.unwrap_or_else(|| panic!("no runs; log:\n{}", env.runner_log()));
+    let rows = env.run_until_n("tick", "success", 2, Duration::from_secs(15));
     for r in &rows {
         assert_eq!(r["output"], "hello from tick\n");
         assert_eq!(r["exit_code"], 0);
@@ -119,14 +109,7 @@ fn the_runner_times_out_jobs_too() {
         "-c",
         "sleep 30 & sleep 30",
     ]);
-    let mut runner = env.spawn_runner(&[]);
-    let row = env.wait_for(Duration::from_secs(20), || {
-        env.history("slow")
-            .into_iter()
-            .find(|r| r["status"] == "timeout")
-    });
-    stop(&mut runner);
-    let row = row.unwrap_or_else(|| panic!("no timeout row; log:\n{}", env.runner_log()));
+    let row = env.run_until_first("slow", "timeout", Duration::from_secs(20));
     let pgid = row["pid"].as_i64().unwrap() as i32;
     // SAFETY: signal 0 only probes.
     let alive = env.wait_for(Duration::from_secs(10), || {
@@ -161,15 +144,11 @@ fn retries_leave_one_row_per_attempt_with_growing_delays() {
         "-c",
         &script,
     ]);
-    let mut runner = env.spawn_runner(&[]);
-    let rows = env.wait_for(Duration::from_secs(20), || {
-        let rows = env.history("flaky");
+    let rows = env.run_until("flaky", Duration::from_secs(20), |rows| {
         rows.iter()
             .any(|r| r["status"] == "success")
             .then_some(rows)
     });
-    stop(&mut runner);
-    let rows = rows.unwrap_or_else(|| panic!("never succeeded; log:\n{}", env.runner_log()));
     assert_eq!(statuses(&rows), ["failed", "failed", "success"]);
     let attempts: Vec<i64> = rows
         .iter()
@@ -259,15 +238,11 @@ fn an_overlapping_slot_is_skipped() {
         "/bin/sleep",
         "2.5",
     ]);
-    let mut runner = env.spawn_runner(&[]);
-    let rows = env.wait_for(Duration::from_secs(20), || {
-        let rows = env.history("long");
+    let rows = env.run_until("long", Duration::from_secs(20), |rows| {
         (rows.iter().any(|r| r["status"] == "success")
             && rows.iter().filter(|r| r["status"] == "skipped").count() >= 2)
             .then_some(rows)
     });
-    stop(&mut runner);
-    let rows = rows.unwrap_or_else(|| panic!("no skips; log:\n{}", env.runner_log()));
     let skipped = rows.iter().find(|r| r["status"] == "skipped").unwrap();
     assert!(skipped["error_message"]
         .as_str()
@@ -310,14 +285,7 @@ fn kill_9_of_the_runner_leaves_an_interrupted_row_after_restart() {
         0,
         "orphan group should still exist"
     );
-    let mut runner = env.spawn_runner(&[]);
-    let after = env.wait_for(Duration::from_secs(15), || {
-        env.history("victim")
-            .into_iter()
-            .find(|r| r["status"] == "interrupted")
-    });
-    stop(&mut runner);
-    let after = after.unwrap_or_else(|| panic!("not interrupted; log:\n{}", env.runner_log()));
+    let after = env.run_until_first("victim", "interrupted", Duration::from_secs(15));
     assert_eq!(after["id"], row["id"]);
     let gone = env.wait_for(Duration::from_secs(10), || {
         (unsafe { libc::kill(-pgid, 0) } != 0).then_some(())
@@ -339,14 +307,7 @@ fn sigterm_drains_running_executions_then_exits_0() {
         "/bin/sleep",
         "2",
     ]);
-    let mut runner = env.spawn_runner(&[]);
-    env.wait_for(Duration::from_secs(15), || {
-        env.history("drain")
-            .into_iter()
-            .find(|r| r["status"] == "running")
-    })
-    .unwrap_or_else(|| panic!("never started; log:\n{}", env.runner_log()));
-    stop(&mut runner);
+    env.run_until_first("drain", "running", Duration::from_secs(15));
     assert_eq!(statuses(&env.history("drain")), ["success"]);
 }
 
@@ -364,14 +325,7 @@ fn sigterm_past_the_grace_period_kills_and_records() {
         "/bin/sleep",
         "60",
     ]);
-    let mut runner = env.spawn_runner(&[]);
-    env.wait_for(Duration::from_secs(15), || {
-        env.history("stuck")
-            .into_iter()
-            .find(|r| r["status"] == "running")
-    })
-    .unwrap_or_else(|| panic!("never started; log:\n{}", env.runner_log()));
-    stop(&mut runner);
+    env.run_until_first("stuck", "running", Duration::from_secs(15));
     let rows = env.history("stuck");
     assert_eq!(statuses(&rows), ["interrupted"]);
     assert!(rows[0]["error_message"].as_str().unwrap().contains("grace"));
@@ -380,8 +334,8 @@ fn sigterm_past_the_grace_period_kills_and_records() {
 #[test]
 fn a_second_runner_refuses_and_forced_runners_never_run_a_slot_twice() {
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     let log = env.dir.path().join("ran");
     let script = format!("echo $CRONMGR_SCHEDULED_FOR >> {}", log.display());
@@ -420,8 +374,8 @@ fn a_second_runner_refuses_and_forced_runners_never_run_a_slot_twice() {
 #[test]
 fn a_program_that_is_not_allowlisted_never_runs() {
     let env = Env::with_allow(&["/usr/bin/echo"]);
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     let marker = env.dir.path().join("pwned");
     // Refused at add time…
@@ -455,14 +409,7 @@ fn a_program_that_is_not_allowlisted_never_runs() {
     )
     .unwrap();
     drop(conn);
-    let mut runner = env.spawn_runner(&[]);
-    let row = env.wait_for(Duration::from_secs(15), || {
-        env.history("sneaky")
-            .into_iter()
-            .find(|r| r["status"] == "failed")
-    });
-    stop(&mut runner);
-    let row = row.unwrap_or_else(|| panic!("not refused; log:\n{}", env.runner_log()));
+    let row = env.run_until_first("sneaky", "failed", Duration::from_secs(15));
     assert!(
         row["error_message"]
             .as_str()
@@ -571,8 +518,8 @@ fn run_once_fires_what_is_due_and_reports_failure() {
 #[test]
 fn slots_missed_while_down_are_recorded_and_caught_up_per_policy() {
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     env.ok(&[
         "add",
@@ -709,6 +656,7 @@ fn clock_jumps_run_the_gap_once_and_rerun_nothing() {
     std::thread::sleep(Duration::from_millis(800));
     // Forward 2 h: the fixed-time job's slot is in the gap and runs once; the minutely job does
     // not run 120 times.
+    // The runner reads the offset file at start and on SIGUSR1 only, never on its own.
     std::fs::write(&offset, "7200").unwrap();
     signal(&runner, libc::SIGUSR1);
     let ran = env.wait_for(Duration::from_secs(10), || {
@@ -952,8 +900,8 @@ fn logs_follow_streams_a_running_execution() {
 fn the_runner_refuses_a_config_or_database_others_can_write() {
     use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
-    if crate::harness::on_postgres() {
-        return; // reads or changes the SQLite file itself
+    if crate::harness::sqlite_only("reads or changes the SQLite file itself") {
+        return;
     }
     env.create_db();
     std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o666)).unwrap();

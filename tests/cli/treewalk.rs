@@ -274,36 +274,13 @@ fn sqlite_add_refuses_a_symlinked_path_unless_the_config_names_the_real_file() {
     assert_eq!(sessions(&app), 0);
 }
 
-/// (uid, gid) of the unprivileged `cronmgr-test` user, when we are root and it exists.
-fn test_user(test: &str) -> Option<(u32, u32)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("{test}: skipped: acting as cronmgr-test needs root (run the tests as root, as CI does)");
-        return None;
-    }
-    let id = |flag: &str| -> Option<u32> {
-        let out = std::process::Command::new("id")
-            .args([flag, "cronmgr-test"])
-            .output()
-            .ok()?;
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-    };
-    match (id("-u"), id("-g")) {
-        (Some(u), Some(g)) => Some((u, g)),
-        _ => {
-            eprintln!("{test}: skipped: no user cronmgr-test (useradd --system cronmgr-test)");
-            None
-        }
-    }
-}
-
 /// Opening the root through descriptors needs no more than a path did: an unprivileged user
 /// whose root lies under a folder it may only search (mode 0711) still cleans it.
 #[test]
 fn cleanup_as_a_user_that_may_only_search_the_folders_above_its_root() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    let Some((uid, gid)) = test_user("cleanup_as_a_user_that_may_only_search") else {
+    let Some(crate::harness::TestUser { uid, gid, .. }) = crate::harness::test_user() else {
         return;
     };
     let env = Env::new();
