@@ -12,7 +12,6 @@ mod harness;
 mod jobs;
 mod jobsd;
 mod limits;
-mod memory;
 mod migrate;
 mod packaging;
 mod quickstart;
