@@ -14,6 +14,7 @@ mod jobsd;
 mod limits;
 mod memory;
 mod migrate;
+mod misc;
 mod packaging;
 mod quickstart;
 mod runfiles;
