@@ -556,10 +556,6 @@ impl SmtpConfig {
         }
         Ok(self)
     }
-
-    pub fn is_configured(&self) -> bool {
-        self.host.is_some() || self.sendmail.is_some()
-    }
 }
 
 pub fn is_root() -> bool {

@@ -31,7 +31,8 @@ const EXTRA: &str = r#".SH "EXIT STATUS"
 Success.
 .TP
 \fB1\fR
-A runtime error: I/O, the database, the system.
+A runtime error: I/O, the database, the system; \fBrun\fR when another runner already holds
+the database's lock (the message names its pid).
 .TP
 \fB2\fR
 Bad usage or bad input; nothing was changed.

@@ -5,7 +5,7 @@ use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Fire what is due now (and catch-up per policy), wait for it, and exit: 3 if any failed or timed out, else 130 if any was interrupted (a stop signal); cancelled ones (`kill`) do not count
+    /// Fire what is due now (and catch-up per policy), wait for it, and exit: 3 if any failed or timed out, else 130 if any was interrupted (a stop signal); cancelled ones (`kill`) do not count. Prints a one-line summary on stdout; with --json the object {started, succeeded, failed, interrupted, cancelled, skipped, missed}
     #[arg(long)]
     pub once: bool,
     /// At most this many executions at once, overriding every system's max_concurrent_jobs
@@ -53,31 +53,63 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         stop_after,
     })?;
     if args.once {
-        if ctx.global.json {
-            crate::output::json(&serde_json::json!({
-                "started": summary.started,
-                "succeeded": summary.succeeded,
-                "failed": summary.failed,
-                "interrupted": summary.interrupted,
-                "cancelled": summary.cancelled,
-                "skipped": summary.skipped,
-                "missed": summary.missed,
-            }))?;
-        } else {
-            eprintln!(
-                "ran {} (succeeded {}, failed {}, interrupted {}, cancelled {}), skipped {}, missed {}",
-                summary.started,
-                summary.succeeded,
-                summary.failed,
-                summary.interrupted,
-                summary.cancelled,
-                summary.skipped,
-                summary.missed
-            );
+        let once = OnceSummary::from(&summary);
+        let printed = match ctx.global.json {
+            true => crate::output::json(&once),
+            false => crate::output::text(&once.to_string()),
+        };
+        // A closed stdout pipe loses the summary, not the exit status the jobs earned.
+        match printed {
+            Err(e) if !crate::exit::is_broken_pipe(&e) => return Err(e),
+            _ => {}
         }
         return Ok(once_exit_code(&summary));
     }
     Ok(ExitCode::Ok)
+}
+
+/// What `run --once` did: data, so on stdout (`--json`: this object, with these field names).
+/// Every started execution that ended is counted once in succeeded, failed (failed or timed
+/// out), interrupted (by the runner's own stop) or cancelled (`cronmgr kill`).
+#[derive(Debug, serde::Serialize)]
+struct OnceSummary {
+    started: usize,
+    succeeded: usize,
+    failed: usize,
+    interrupted: usize,
+    cancelled: usize,
+    skipped: usize,
+    missed: usize,
+}
+
+impl From<&crate::runner::Summary> for OnceSummary {
+    fn from(s: &crate::runner::Summary) -> Self {
+        OnceSummary {
+            started: s.started,
+            succeeded: s.succeeded,
+            failed: s.failed,
+            interrupted: s.interrupted,
+            cancelled: s.cancelled,
+            skipped: s.skipped,
+            missed: s.missed,
+        }
+    }
+}
+
+impl std::fmt::Display for OnceSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ran {} (succeeded {}, failed {}, interrupted {}, cancelled {}), skipped {}, missed {}",
+            self.started,
+            self.succeeded,
+            self.failed,
+            self.interrupted,
+            self.cancelled,
+            self.skipped,
+            self.missed
+        )
+    }
 }
 
 /// `run --once`: a failure (or timeout) is the job's; with none, an execution the runner's stop

@@ -19,7 +19,7 @@ use super::execute;
 use super::fleet;
 use super::notify::Notifier;
 use super::process::{self, Cancel, Outcome};
-use super::recorder::{Recorder, Write};
+use super::recorder::{Record, Recorder};
 use crate::alert::monitor::RunEnd;
 use crate::alert::Monitor;
 use crate::config::Config;
@@ -644,7 +644,7 @@ impl<'c> Engine<'c> {
         if self.unschedulable.insert(job.id, job.updated_at) == Some(job.updated_at) {
             return;
         }
-        self.recorder.write(Write::Row(NewExecution {
+        self.recorder.write(Record::Row(NewExecution {
             job_id: job.id,
             status: Status::Skipped,
             scheduled_for: now,
@@ -822,7 +822,7 @@ impl<'c> Engine<'c> {
                 crate::output::utc(late[late.len() - 1]),
             );
             tracing::warn!(job = %job.name, system = %job.system, "{message}");
-            self.recorder.write(Write::Row(NewExecution {
+            self.recorder.write(Record::Row(NewExecution {
                 job_id: id,
                 status: Status::Missed,
                 scheduled_for: late[0],
@@ -879,7 +879,7 @@ impl<'c> Engine<'c> {
     }
 
     fn record_skipped(&mut self, slot: &Slot, why: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
-        self.recorder.write(Write::Row(NewExecution {
+        self.recorder.write(Record::Row(NewExecution {
             job_id: slot.job_id,
             status: Status::Skipped,
             scheduled_for: slot.scheduled_for,
@@ -916,7 +916,7 @@ impl<'c> Engine<'c> {
             .map(|(id, e)| (*id, e.next))
             .collect();
         if !updates.is_empty() {
-            self.recorder.write(Write::NextRuns(updates.clone()));
+            self.recorder.write(Record::NextRuns(updates.clone()));
             for (id, next) in updates {
                 if let Some(e) = self.jobs.get_mut(&id) {
                     e.job.next_run_at = next;
@@ -1098,7 +1098,7 @@ impl<'c> Engine<'c> {
         let started = if self.queue.is_empty() {
             match process::start(&spec) {
                 Ok(started) => {
-                    self.recorder.write(Write::Pid {
+                    self.recorder.write(Record::Pid {
                         execution,
                         pid: started.pid(),
                     });
@@ -1169,7 +1169,7 @@ impl<'c> Engine<'c> {
     fn handle(&mut self, event: Event) -> anyhow::Result<()> {
         match event {
             Event::Spawned { execution, pid } => {
-                self.recorder.write(Write::Pid { execution, pid });
+                self.recorder.write(Record::Pid { execution, pid });
             }
             Event::Finished { execution, result } => self.finished(execution, result)?,
             Event::Signal(sig) => self.signal(sig)?,
@@ -1220,7 +1220,7 @@ impl<'c> Engine<'c> {
             exit_code = finish.exit_code,
             "finished"
         );
-        self.recorder.write(Write::Finish {
+        self.recorder.write(Record::Finish {
             execution,
             finish: finish.clone(),
             pid: None,

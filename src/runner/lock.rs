@@ -12,13 +12,21 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("another runner (pid {pid}) is already running on {db}; stop it first, or pass --force to run anyway (slots are still claimed only once)")]
+    /// Exit 1 (a runtime condition): `pid` is empty when the holder had not written it yet.
+    #[error("another runner ({}) is already running on {}; stop it first, or pass --force to run anyway (slots are still claimed only once)", holder(pid), db.display())]
     Held { pid: String, db: PathBuf },
     #[error("lock file {path}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+fn holder(pid: &str) -> String {
+    match pid {
+        "" => "pid not written yet".into(),
+        pid => format!("pid {pid}"),
+    }
 }
 
 /// Held while the runner runs; released when dropped (or when the process dies).
@@ -129,6 +137,26 @@ mod tests {
         drop(lock);
         assert_eq!(runner_pid(&db), None);
         RunnerLock::acquire(&db).unwrap();
+    }
+
+    #[test]
+    fn a_held_lock_names_its_holder_even_before_the_pid_is_written() {
+        let held = |pid: &str| LockError::Held {
+            pid: pid.into(),
+            db: "/var/lib/cronmgr/cronmgr.db".into(),
+        };
+        let msg = held("4242").to_string();
+        assert!(
+            msg.starts_with(
+                "another runner (pid 4242) is already running on /var/lib/cronmgr/cronmgr.db;"
+            ),
+            "{msg}"
+        );
+        let msg = held("").to_string();
+        assert!(
+            msg.starts_with("another runner (pid not written yet) is"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -73,7 +73,8 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<Summary> {
                 tracing::warn!("another runner holds the lock; running anyway (--force)");
                 None
             }
-            Err(e) => return Err(crate::exit::Invalid(e.to_string()).into()),
+            // Another runner up is a runtime condition, not bad input: exit 1.
+            Err(e) => return Err(e.into()),
         },
     };
     let store = Store::open(&db).with_context(|| format!("opening database {shown}"))?;

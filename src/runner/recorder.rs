@@ -22,9 +22,9 @@ use chrono::{DateTime, Utc};
 
 use crate::store::{Finish, NewExecution, Status, Store, StoreError, Trigger};
 
-/// One write the runner needs to make.
+/// One write the runner needs to make (named `Record` so it does not shadow `io::Write`).
 #[derive(Debug, Clone)]
-pub enum Write {
+pub enum Record {
     /// A claim made in the journal, to insert as the execution's row.
     Claim {
         provisional: i64,
@@ -57,7 +57,7 @@ pub fn transient(e: &StoreError) -> bool {
 }
 
 pub struct Recorder {
-    pending: VecDeque<Write>,
+    pending: VecDeque<Record>,
     /// Provisional id -> row id, once the claim has landed.
     ids: HashMap<i64, i64>,
     next_provisional: i64,
@@ -123,7 +123,7 @@ impl Recorder {
                 tracing::error!(error = %e, job_id = new.job_id, "cannot claim the slot anywhere; not running it");
                 self.failing
                     .get_or_insert_with(|| (Instant::now(), e.to_string()));
-                self.pending.push_back(Write::Row(NewExecution {
+                self.pending.push_back(Record::Row(NewExecution {
                     status: Status::Skipped,
                     error_message: Some(format!(
                         "skipped: the slot could not be claimed (database refused the write, claim journal: {e})"
@@ -140,7 +140,7 @@ impl Recorder {
             "the database is not taking writes: slot claimed in {} and started on time",
             self.journal.path.display()
         );
-        self.pending.push_back(Write::Claim {
+        self.pending.push_back(Record::Claim {
             provisional,
             new: new.clone(),
             next_run_at,
@@ -149,14 +149,14 @@ impl Recorder {
     }
 
     /// Queue a write; [`Recorder::flush`] makes the queued writes in one transaction.
-    pub fn write(&mut self, mut write: Write) {
-        if let Write::Finish { execution, pid, .. } = &mut write {
+    pub fn write(&mut self, mut write: Record) {
+        if let Record::Finish { execution, pid, .. } = &mut write {
             // A quick job ends before its pid landed (in a burst, most do).
             let queued = self
                 .pending
                 .iter()
-                .rposition(|w| matches!(w, Write::Pid { execution: e, .. } if e == execution));
-            if let Some(Write::Pid { pid: queued, .. }) =
+                .rposition(|w| matches!(w, Record::Pid { execution: e, .. } if e == execution));
+            if let Some(Record::Pid { pid: queued, .. }) =
                 queued.and_then(|i| self.pending.remove(i))
             {
                 *pid = Some(queued);
@@ -233,7 +233,7 @@ impl Recorder {
             .pending
             .drain(..)
             .filter_map(|w| match w {
-                Write::Claim { new, .. } => Some(new),
+                Record::Claim { new, .. } => Some(new),
                 _ => None,
             })
             .collect();
@@ -262,7 +262,7 @@ impl Recorder {
         while let Some(write) = self.pending.front().cloned() {
             match self.apply(store, &write) {
                 Ok(()) => {
-                    if let Write::Claim { new, .. } = &write {
+                    if let Record::Claim { new, .. } = &write {
                         landed_claims.push(new.clone());
                     }
                     self.pending.pop_front();
@@ -281,7 +281,7 @@ impl Recorder {
         self.pending.is_empty()
     }
 
-    fn apply(&mut self, store: &Store, write: &Write) -> Result<(), StoreError> {
+    fn apply(&mut self, store: &Store, write: &Record) -> Result<(), StoreError> {
         let mut ids = Vec::new();
         store.batch(|b| self.apply_in(b, write, &mut ids))?;
         self.ids.extend(ids);
@@ -292,11 +292,11 @@ impl Recorder {
     fn apply_in(
         &self,
         b: &crate::store::Batch<'_>,
-        write: &Write,
+        write: &Record,
         ids: &mut Vec<(i64, i64)>,
     ) -> Result<(), StoreError> {
         match write {
-            Write::Claim {
+            Record::Claim {
                 provisional,
                 new,
                 next_run_at,
@@ -314,12 +314,12 @@ impl Recorder {
                 }
                 Ok(())
             }
-            Write::Row(new) => b.claim(new).map(|_| ()),
-            Write::Pid { execution, pid } => match self.resolve(*execution, ids) {
+            Record::Row(new) => b.claim(new).map(|_| ()),
+            Record::Pid { execution, pid } => match self.resolve(*execution, ids) {
                 Some(id) => b.set_pid(id, *pid),
                 None => Ok(()),
             },
-            Write::Finish {
+            Record::Finish {
                 execution,
                 finish,
                 pid,
@@ -330,7 +330,7 @@ impl Recorder {
                 },
                 None => Ok(()),
             },
-            Write::NextRuns(updates) => b.set_next_runs(updates),
+            Record::NextRuns(updates) => b.set_next_runs(updates),
         }
     }
 
@@ -608,11 +608,11 @@ mod tests {
         assert!(rec.is_failing());
         // The same slot cannot be claimed twice, journal or not.
         assert_eq!(rec.claim(&store, &new(job.id, 0), None).unwrap(), None);
-        rec.write(Write::Pid {
+        rec.write(Record::Pid {
             execution: id,
             pid: 4242,
         });
-        rec.write(Write::Finish {
+        rec.write(Record::Finish {
             execution: id,
             finish: success("done"),
             pid: None,
@@ -652,11 +652,11 @@ mod tests {
         let (_dir, db, store, job) = store_with_job();
         let mut rec = Recorder::new(&db);
         let first = rec.claim(&store, &new(job.id, 0), None).unwrap().unwrap();
-        rec.write(Write::Pid {
+        rec.write(Record::Pid {
             execution: first,
             pid: 4242,
         });
-        rec.write(Write::Finish {
+        rec.write(Record::Finish {
             execution: first,
             finish: success("one"),
             pid: None,
@@ -683,7 +683,7 @@ mod tests {
 
         // A queued end whose execution is gone (its job was removed) changes nothing, and does
         // not keep the claims from landing.
-        rec.write(Write::Finish {
+        rec.write(Record::Finish {
             execution: 999_999,
             finish: success("lost"),
             pid: None,

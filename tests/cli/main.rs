@@ -13,6 +13,7 @@ mod jobs;
 mod jobsd;
 mod limits;
 mod migrate;
+mod misc;
 mod packaging;
 mod quickstart;
 mod runfiles;

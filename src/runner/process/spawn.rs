@@ -6,10 +6,7 @@
 //! of its own, the working directory, SIGPIPE back to its default (the runner ignores it, as every
 //! Rust program does), an empty signal mask, then `execve`. Nothing else.
 //!
-//! What glibc's `posix_spawn` (which `std::process::Command` uses) does on top, per spawn: it maps
-//! and unmaps a stack for the child, and the unmap flushes the TLB of every core another runner
-//! thread ran on; and the child asks about all 64 signals' handlers, one `sigaction` each. Over a
-//! 10,000-job burst that is about 65 µs of CPU per child (`benches/README.md`).
+//! Why not glibc's `posix_spawn` (what it costs a burst): docs/design/benchmarks.md, "Burst".
 //!
 //! Jobs that need code between fork and exec (resource limits, another user) are still started
 //! through `Command`, by a real fork.
