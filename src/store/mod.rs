@@ -439,7 +439,7 @@ impl Store {
         }
         // NORMAL in WAL mode: a commit survives a crash of cronmgr, and a power loss can take
         // back only the last transactions since the previous checkpoint, never corrupt the
-        // file. FULL (CRONMGR_SYNCHRONOUS=full) fsyncs every commit (see benches/README.md).
+        // file. FULL (CRONMGR_SYNCHRONOUS=full) fsyncs every commit (see docs/design/benchmarks.md, "Durability").
         let sync = match std::env::var("CRONMGR_SYNCHRONOUS") {
             Ok(v) if v.eq_ignore_ascii_case("full") => "FULL",
             _ => "NORMAL",
