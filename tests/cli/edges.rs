@@ -15,17 +15,6 @@ fn with_builtins(env: &Env) {
     .unwrap();
 }
 
-fn run_now(env: &Env, name: &str) -> Value {
-    let out = env
-        .cmd()
-        .args(["--json", "run-now", name])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
-    })
-}
-
 fn ms_between(e: &Value) -> i64 {
     let started: DateTime<Utc> = time(e, "started_at");
     let finished: DateTime<Utc> = time(e, "finished_at");
@@ -46,7 +35,7 @@ fn duration_is_finished_minus_started_and_short_runs_have_no_cpu_share() {
         "/usr/bin/sleep",
         "1.2",
     ]);
-    let quick = run_now(&env, "f");
+    let quick = env.run_now_json("f").0;
     assert_eq!(quick["status"], "failed", "{quick}");
     assert_eq!(
         quick["duration_ms"].as_i64().unwrap(),
@@ -54,7 +43,7 @@ fn duration_is_finished_minus_started_and_short_runs_have_no_cpu_share() {
         "{quick}"
     );
     assert!(quick["cpu_used_percent"].is_null(), "{quick}");
-    let slow = run_now(&env, "s");
+    let slow = env.run_now_json("s").0;
     assert_eq!(slow["status"], "success", "{slow}");
     assert_eq!(
         slow["duration_ms"].as_i64().unwrap(),
@@ -79,7 +68,7 @@ fn a_failed_builtin_says_why_in_its_error_message() {
         "--param",
         "disks=[{\"path\": \"/\", \"min_free\": \"100%\"}]",
     ]);
-    let e = run_now(&env, "full");
+    let e = env.run_now_json("full").0;
     let message = e["error_message"].as_str().unwrap();
     assert!(
         message.starts_with("exited with status 1: ") && message.contains("1 of 1 check(s) failed"),

@@ -44,23 +44,6 @@ fn set_params(env: &Env, job: &str, params: &Value) {
     assert_eq!(n, 1);
 }
 
-/// `run-now NAME --json`: the execution, and the exit code.
-fn run_now(env: &Env, name: &str) -> (Value, i32) {
-    let out = env
-        .cmd()
-        .args(["--json", "run-now", name])
-        .output()
-        .unwrap();
-    let e: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-        panic!(
-            "run-now {name} printed no JSON ({err}): {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (e, out.status.code().unwrap())
-}
-
 fn add_env(name: &str, env_json: &str) -> Vec<String> {
     [
         "add",
@@ -164,7 +147,7 @@ fn a_code_loading_variable_edited_into_the_database_is_never_spawned() {
         "j",
         &json!({"argv": argv, "env": {"LD_PRELOAD": "/nonexistent/evil.so"}}),
     );
-    let (e, code) = run_now(&env, "j");
+    let (e, code) = env.run_now_json("j");
     assert_eq!(code, 3, "{e}");
     assert_eq!(e["status"], "failed");
     assert!(
@@ -253,7 +236,7 @@ fn nul_bytes_and_bad_names_are_refused_without_showing_the_value() {
         "n",
         &json!({"argv": ["/usr/bin/echo"], "env": {"PGPASSWORD": {"secret": "SeCrEt\u{0}B"}}}),
     );
-    let (e, code) = run_now(&env, "n");
+    let (e, code) = env.run_now_json("n");
     assert_eq!(code, 3, "{e}");
     assert!(e["pid"].is_null());
     let text = e.to_string();
@@ -291,7 +274,7 @@ fn edit_with_a_new_program_keeps_env_and_cwd() {
     assert_eq!(shown["params"]["cwd"], "/tmp", "{shown}");
     assert_eq!(shown["params"]["env"]["PLAIN"], "p", "{shown}");
     assert_eq!(shown["params"]["argv"][0], "/usr/bin/sh", "{shown}");
-    let (e, code) = run_now(&env, "keep");
+    let (e, code) = env.run_now_json("keep");
     assert_eq!(code, 0, "{e}");
 }
 
@@ -395,7 +378,7 @@ fn an_allowlist_entry_may_pin_the_arguments() {
         "d",
         &json!({"argv": ["/usr/bin/date", "-f", "/etc/shadow"]}),
     );
-    let (e, code) = run_now(&env, "d");
+    let (e, code) = env.run_now_json("d");
     assert_eq!(code, 3, "{e}");
     assert!(e["pid"].is_null());
 }
@@ -520,7 +503,7 @@ fn secret_references_resolve_at_spawn_from_credentials_or_the_secrets_dir() {
         "test \"$PGPASSWORD\" = from-dir-$0",
         "value",
     ]);
-    let (e, code) = run_now(&env, "s");
+    let (e, code) = env.run_now_json("s");
     assert_eq!(code, 0, "{e}");
     // Listings show the reference, never a value.
     let shown = env.ok(&["--json", "show", "s"]) + &env.ok(&["export"]);
@@ -531,7 +514,7 @@ fn secret_references_resolve_at_spawn_from_credentials_or_the_secrets_dir() {
 
     // Unsafe files are refused, naming the secret and the path, never the value.
     secret_file(&secrets, "db-pass", "from-dir-value\n", 0o640);
-    let (e, code) = run_now(&env, "s");
+    let (e, code) = env.run_now_json("s");
     assert_eq!(code, 3, "{e}");
     let msg = e["error_message"].as_str().unwrap_or_default();
     assert!(
@@ -541,15 +524,15 @@ fn secret_references_resolve_at_spawn_from_credentials_or_the_secrets_dir() {
     assert!(!e.to_string().contains("from-dir-value"));
     assert!(e["pid"].is_null());
     secret_file(&secrets, "db-pass", "from-dir\0value\n", 0o600);
-    let (e, code) = run_now(&env, "s");
+    let (e, code) = env.run_now_json("s");
     assert_eq!(code, 3, "{e}");
     assert!(!e.to_string().contains("from-dir"), "{e}");
     std::fs::remove_file(secrets.join("db-pass")).unwrap();
     std::os::unix::fs::symlink("/etc/hostname", secrets.join("db-pass")).unwrap();
-    let (e, code) = run_now(&env, "s");
+    let (e, code) = env.run_now_json("s");
     assert_eq!(code, 3, "a symlink was followed: {e}");
     std::fs::remove_file(secrets.join("db-pass")).unwrap();
-    let (e, code) = run_now(&env, "s");
+    let (e, code) = env.run_now_json("s");
     assert_eq!(code, 3, "{e}");
     assert!(
         e["error_message"].as_str().unwrap().contains("db-pass"),

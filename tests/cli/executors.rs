@@ -62,23 +62,6 @@ fn serve(status: u16, body: &'static str) -> (u16, Arc<AtomicUsize>) {
     (port, hits)
 }
 
-/// `run-now NAME --json`: the execution, and the exit code.
-fn run_now(env: &Env, name: &str) -> (Value, i32) {
-    let out = env
-        .cmd()
-        .args(["--json", "run-now", name])
-        .output()
-        .unwrap();
-    let e: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-        panic!(
-            "run-now {name} printed no JSON ({err}): {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (e, out.status.code().unwrap())
-}
-
 fn output(e: &Value) -> String {
     e["output"].as_str().unwrap_or_default().to_string()
 }
@@ -159,7 +142,7 @@ fn http_records_status_and_body_and_fails_on_a_wrong_status() {
         "--param",
         "headers={\"Authorization\": \"Bearer secret\"}",
     ]);
-    let (e, code) = run_now(&env, "sync");
+    let (e, code) = env.run_now_json("sync");
     assert_eq!(code, 0, "{e}");
     assert_eq!(e["status"], "success");
     assert_eq!(e["exit_code"], 0);
@@ -181,7 +164,7 @@ fn http_records_status_and_body_and_fails_on_a_wrong_status() {
         "--param",
         &format!("url=http://127.0.0.1:{bad_port}/"),
     ]);
-    let (e, code) = run_now(&env, "broken");
+    let (e, code) = env.run_now_json("broken");
     assert_eq!(code, 3, "{e}");
     assert_eq!(e["status"], "failed");
     assert_eq!(e["exit_code"], 1);
@@ -238,7 +221,7 @@ fn http_refuses_hosts_off_the_allowlist_at_add_and_at_run() {
         "ping",
         &serde_json::json!({"url": format!("http://127.0.0.1:{other}/")}),
     );
-    let (e, code) = run_now(&env, "ping");
+    let (e, code) = env.run_now_json("ping");
     assert_eq!(code, 3, "{e}");
     assert_eq!(e["status"], "failed");
     assert!(
@@ -300,7 +283,7 @@ fn cleanup_deletes_old_files_keeps_the_newest_and_never_follows_symlinks() {
     };
     // Files are 3, 6, 9 and 12 days old in each folder.
     add("dry", &["older_than=7d", "dry_run=true"]);
-    let (e, code) = run_now(&env, "dry");
+    let (e, code) = env.run_now_json("dry");
     assert_eq!(code, 0, "{e}");
     let out = output(&e);
     assert!(out.contains("would remove 4 file(s)"), "{out}");
@@ -310,7 +293,7 @@ fn cleanup_deletes_old_files_keeps_the_newest_and_never_follows_symlinks() {
     );
 
     add("trim", &["older_than=5d", "keep_newest=3"]);
-    let (e, code) = run_now(&env, "trim");
+    let (e, code) = env.run_now_json("trim");
     assert_eq!(code, 0, "{e}");
     let out = output(&e);
     assert!(out.contains("removed 2 file(s), 20 B"), "{out}");
@@ -350,7 +333,7 @@ fn cleanup_deletes_old_files_keeps_the_newest_and_never_follows_symlinks() {
         "trim",
         &serde_json::json!({"root": base.join("outside"), "patterns": ["*"], "older_than": "1d"}),
     );
-    let (e, code) = run_now(&env, "trim");
+    let (e, code) = env.run_now_json("trim");
     assert_eq!(code, 3, "{e}");
     assert!(
         e["error_message"].as_str().unwrap().contains("roots"),
@@ -397,7 +380,7 @@ fn backup_writes_an_archive_tar_can_list_and_keeps_the_newest() {
         "keep=2",
     ]);
     for _ in 0..3 {
-        let (e, code) = run_now(&env, "conf");
+        let (e, code) = env.run_now_json("conf");
         assert_eq!(code, 0, "{e}");
         assert!(output(&e).contains("verified"), "{e}");
     }
@@ -448,7 +431,7 @@ fn backup_writes_an_archive_tar_can_list_and_keeps_the_newest() {
         "conf",
         &serde_json::json!({"paths": [src], "dest": base, "name": "app-config"}),
     );
-    let (e, code) = run_now(&env, "conf");
+    let (e, code) = env.run_now_json("conf");
     assert_eq!(code, 3, "{e}");
     assert!(
         e["error_message"]
@@ -501,7 +484,7 @@ fn sqlite_expires_sessions_in_one_transaction() {
         "--param",
         "statements=[\"DELETE FROM sessions WHERE expires_at < datetime('now')\"]",
     ]);
-    let (e, code) = run_now(&env, "expire");
+    let (e, code) = env.run_now_json("expire");
     assert_eq!(code, 0, "{e}");
     assert!(output(&e).contains("2 row(s) changed in total"), "{e}");
     assert_eq!(count(), 1);
@@ -519,7 +502,7 @@ fn sqlite_expires_sessions_in_one_transaction() {
         "--param",
         "statements=[\"DELETE FROM sessions\", \"INSERT INTO seen VALUES (1)\"]",
     ]);
-    let (e, code) = run_now(&env, "bad");
+    let (e, code) = env.run_now_json("bad");
     assert_eq!(code, 3, "{e}");
     assert!(output(&e).contains("rolled back"), "{e}");
     assert_eq!(count(), 1);
@@ -568,7 +551,7 @@ fn sqlite_expires_sessions_in_one_transaction() {
         "expire",
         &serde_json::json!({"database": other, "statements": ["DELETE FROM t"]}),
     );
-    let (e, code) = run_now(&env, "expire");
+    let (e, code) = env.run_now_json("expire");
     assert_eq!(code, 3, "{e}");
     assert!(
         e["error_message"].as_str().unwrap().contains("databases"),
@@ -600,7 +583,7 @@ fn healthcheck_passes_and_fails_on_its_thresholds() {
         "--param",
         &format!("http=[{{\"url\": \"http://127.0.0.1:{port}/health\"}}]"),
     ]);
-    let (e, code) = run_now(&env, "fine");
+    let (e, code) = env.run_now_json("fine");
     assert_eq!(code, 0, "{e}");
     let out = output(&e);
     assert!(
@@ -621,7 +604,7 @@ fn healthcheck_passes_and_fails_on_its_thresholds() {
         "--param",
         "min_available_memory=1000TiB",
     ]);
-    let (e, code) = run_now(&env, "full");
+    let (e, code) = env.run_now_json("full");
     assert_eq!(code, 3, "{e}");
     let out = output(&e);
     assert!(
@@ -675,7 +658,7 @@ fn report_summarises_executions_of_jobs_that_ran() {
         "--param",
         "format=json",
     ]);
-    let (e, code) = run_now(&env, "weekly");
+    let (e, code) = env.run_now_json("weekly");
     assert_eq!(code, 0, "{e}");
     let report: Value =
         serde_json::from_str(&output(&e)).unwrap_or_else(|err| panic!("{err}: {e}"));
@@ -698,7 +681,7 @@ fn report_summarises_executions_of_jobs_that_ran() {
     assert_eq!(bad["latest_errors"][0]["message"], "exited with status 1");
 
     env.ok(&["add", "text", "--schedule", "@daily", "--command", "report"]);
-    let (e, code) = run_now(&env, "text");
+    let (e, code) = env.run_now_json("text");
     assert_eq!(code, 0, "{e}");
     let out = output(&e);
     assert!(out.contains("good") && out.contains("100.0%"), "{out}");

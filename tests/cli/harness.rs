@@ -111,6 +111,23 @@ impl Env {
         })
     }
 
+    /// `run-now NAME --json`: the execution, and the exit code.
+    pub fn run_now_json(&self, name: &str) -> (Value, i32) {
+        let out = self
+            .cmd()
+            .args(["--json", "run-now", name])
+            .output()
+            .expect("run");
+        let e: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+            panic!(
+                "run-now {name} printed no JSON ({err}): {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (e, out.status.code().expect("an exit code"))
+    }
+
     /// Run and expect success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.cmd().args(args).output().expect("run");

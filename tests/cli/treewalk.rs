@@ -5,8 +5,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::Value;
-
 use crate::harness::Env;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -33,23 +31,6 @@ fn touch(path: &Path, modified: SystemTime) {
         .unwrap()
         .set_modified(modified)
         .unwrap();
-}
-
-/// `run-now NAME --json`: the execution, and the exit code.
-fn run_now(env: &Env, name: &str) -> (Value, i32) {
-    let out = env
-        .cmd()
-        .args(["--json", "run-now", name])
-        .output()
-        .unwrap();
-    let e: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-        panic!(
-            "run-now {name} printed no JSON ({err}): {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (e, out.status.code().unwrap())
 }
 
 /// The attacker's run: 20,000 old files under `a/` and an old `z/victim.log`; once the deletion
@@ -103,7 +84,7 @@ fn cleanup_a_folder_swapped_for_a_symlink_during_the_run_is_not_followed() {
         std::os::unix::fs::symlink(&target, &z).unwrap();
         true
     });
-    let (e, code) = run_now(&env, "logs");
+    let (e, code) = env.run_now_json("logs");
     assert!(swapper.join().unwrap(), "the run never started deleting");
     assert!(
         outside.join("victim.log").exists(),
@@ -204,7 +185,7 @@ fn sqlite_add_refuses_the_statements_the_run_refuses() {
             "PRAGMA optimize",
         ],
     )));
-    let (e, code) = run_now(&env, "expire");
+    let (e, code) = env.run_now_json("expire");
     assert_eq!(code, 0, "{e}");
     assert_eq!(sessions(&app), 0);
 }
@@ -269,7 +250,7 @@ fn sqlite_add_refuses_a_symlinked_path_unless_the_config_names_the_real_file() {
         &via_link,
         &["DELETE FROM sessions"],
     )));
-    let (e, code) = run_now(&env, "linked");
+    let (e, code) = env.run_now_json("linked");
     assert_eq!(code, 0, "{e}");
     assert_eq!(sessions(&app), 0);
 }
