@@ -116,9 +116,9 @@ impl Store {
             |r| r.get(0),
         )?;
         // `+e.status` is SQLite's way to keep an index out; PostgreSQL has no unary + on text.
-        let sql = match self.engine() {
-            super::Engine::Sqlite => RECENT_BY_STATUS.to_string(),
-            super::Engine::Postgres => {
+        let sql = match self.backend() {
+            super::Backend::Sqlite => RECENT_BY_STATUS.to_string(),
+            super::Backend::Postgres => {
                 RECENT_BY_STATUS.replace("GROUP BY +e.status", "GROUP BY e.status")
             }
         };
@@ -318,7 +318,7 @@ mod tests {
     #[test]
     fn the_last_day_is_read_through_the_started_at_index() {
         let store = Store::open_in_memory().unwrap();
-        if store.engine() != crate::store::Engine::Sqlite {
+        if store.backend() != crate::store::Backend::Sqlite {
             return; // SQLite's query plan
         }
         let plan: Vec<String> = store

@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn a_row_out_of_range_reads_as_the_nearest_value_in_range() {
         let store = Store::open_in_memory().unwrap();
-        if store.engine() != crate::store::Engine::Sqlite {
+        if store.backend() != crate::store::Backend::Sqlite {
             eprintln!("skipped: writes past the CHECK constraints, which only SQLite can skip");
             return;
         }

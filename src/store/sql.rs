@@ -323,9 +323,10 @@ impl<T> OptionalExtension<T> for Result<T> {
     }
 }
 
-/// Which engine a connection talks to.
+/// Which backend (database engine) a connection talks to: `store::Backend`, not to be confused
+/// with the runner's `runner::Engine`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
+pub enum Backend {
     Sqlite,
     Postgres,
 }
@@ -412,11 +413,11 @@ impl PgConnection {
 }
 
 impl Connection {
-    pub fn engine(&self) -> Engine {
+    pub fn backend(&self) -> Backend {
         match self {
-            Connection::Sqlite(_) => Engine::Sqlite,
+            Connection::Sqlite(_) => Backend::Sqlite,
             #[cfg(feature = "postgres")]
-            Connection::Postgres(_) => Engine::Postgres,
+            Connection::Postgres(_) => Backend::Postgres,
         }
     }
 
