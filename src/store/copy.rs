@@ -220,7 +220,7 @@ fn pause_counting(dst: &Connection) -> Result<bool> {
 }
 
 /// The columns of `table`, in order.
-fn columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
+pub(crate) fn columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
     let sql = match conn.backend() {
         Backend::Sqlite => "SELECT name FROM pragma_table_info(?1) ORDER BY cid",
         Backend::Postgres => {

@@ -12,6 +12,7 @@ mod jobs;
 mod metrics;
 #[cfg(feature = "postgres")]
 mod pg;
+mod record;
 mod runners;
 mod settings;
 pub mod sql;

@@ -29,6 +29,8 @@ pub enum Value {
 pub enum Error {
     #[error("query returned no rows")]
     NoRows,
+    #[error("no column named {0:?} in the result")]
+    NoColumn(String),
     #[error("column {column}: {message}")]
     Conversion { column: usize, message: String },
     #[error(transparent)]
@@ -272,13 +274,18 @@ impl<T: FromValue> FromValue for Option<T> {
     }
 }
 
-/// A column index (columns are read by position).
+/// A column of a row: its position, or its name (as the SELECT list spells it).
 pub trait RowIndex {
-    fn index(&self) -> usize;
+    fn index(&self, row: &Row<'_>) -> Result<usize>;
 }
 impl RowIndex for usize {
-    fn index(&self) -> usize {
-        *self
+    fn index(&self, _: &Row<'_>) -> Result<usize> {
+        Ok(*self)
+    }
+}
+impl RowIndex for &str {
+    fn index(&self, row: &Row<'_>) -> Result<usize> {
+        row.column_index(self)
     }
 }
 
@@ -290,8 +297,18 @@ pub enum Row<'a> {
 }
 
 impl Row<'_> {
+    /// The position of the column named `name`.
+    pub fn column_index(&self, name: &str) -> Result<usize> {
+        let found = match self {
+            Row::Sqlite(r) => r.as_ref().column_index(name).ok(),
+            #[cfg(feature = "postgres")]
+            Row::Postgres(r) => r.columns().iter().position(|c| c.name() == name),
+        };
+        found.ok_or_else(|| Error::NoColumn(name.to_string()))
+    }
+
     pub fn get<I: RowIndex, T: FromValue>(&self, idx: I) -> Result<T> {
-        let i = idx.index();
+        let i = idx.index(self)?;
         let v = match self {
             Row::Sqlite(r) => match r.get_ref(i)? {
                 rusqlite::types::ValueRef::Null => Value::Null,
@@ -771,5 +788,17 @@ mod tests {
         assert_eq!(missing.optional().unwrap(), None);
         let bad = c.query_row("SELECT s FROM t WHERE i = 7", (), |r| r.get::<_, i64>(0));
         assert!(bad.unwrap_err().to_string().contains("column 0"));
+        let by_name = c.query_row("SELECT s, i FROM t WHERE i = 7", (), |r| {
+            Ok((r.get::<_, i64>("i")?, r.get::<_, String>("s")?))
+        });
+        assert_eq!(by_name.unwrap(), (7, "x".to_string()));
+        let bad = c.query_row("SELECT s, i FROM t WHERE i = 7", (), |r| {
+            r.get::<_, i64>("s")
+        });
+        assert!(bad.unwrap_err().to_string().contains("column 0"));
+        let none = c.query_row("SELECT s FROM t WHERE i = 7", (), |r| {
+            r.get::<_, i64>("nope")
+        });
+        assert!(matches!(none, Err(Error::NoColumn(n)) if n == "nope"));
     }
 }
