@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::sql::{self, FromValue, Row, ToValue, Value};
+use super::sql::{self, FromValue, Named, Row, RowIndex, ToValue, Value};
 use super::{fmt_time, parse_enum, parse_time};
 
 /// One column of a record's table.
@@ -200,8 +200,14 @@ macro_rules! record {
             fn from_row(
                 row: &$crate::store::sql::Row<'_>,
             ) -> $crate::store::sql::Result<Self> {
+                // The SELECT lists the fields in this order: where each is expected.
+                let mut at = 0..;
                 Ok(Self {
-                    $($field: $crate::store::record::Codec::read(&$codec, row, stringify!($field))?,)*
+                    $($field: $crate::store::record::Codec::read(
+                        &$codec,
+                        row,
+                        $crate::store::sql::Named(stringify!($field), at.next().unwrap_or_default()),
+                    )?,)*
                 })
             }
 
@@ -218,7 +224,7 @@ pub(crate) use record;
 /// How a field of type `T` crosses to SQL and back.
 pub(crate) trait Codec<T> {
     fn write(&self, v: &T) -> Value;
-    fn read(&self, row: &Row<'_>, column: &str) -> sql::Result<T>;
+    fn read(&self, row: &Row<'_>, column: Named<'_>) -> sql::Result<T>;
 }
 
 /// As is: the [`ToValue`] and [`FromValue`] of the type.
@@ -228,7 +234,7 @@ impl<T: ToValue + FromValue> Codec<T> for Plain {
     fn write(&self, v: &T) -> Value {
         v.to_value()
     }
-    fn read(&self, row: &Row<'_>, column: &str) -> sql::Result<T> {
+    fn read(&self, row: &Row<'_>, column: Named<'_>) -> sql::Result<T> {
         row.get(column)
     }
 }
@@ -240,7 +246,7 @@ impl<T: std::fmt::Display + std::str::FromStr<Err = String>> Codec<T> for Enum {
     fn write(&self, v: &T) -> Value {
         Value::Text(v.to_string())
     }
-    fn read(&self, row: &Row<'_>, column: &str) -> sql::Result<T> {
+    fn read(&self, row: &Row<'_>, column: Named<'_>) -> sql::Result<T> {
         parse_enum(&row.get::<_, String>(column)?)
     }
 }
@@ -252,7 +258,7 @@ impl Codec<DateTime<Utc>> for Time {
     fn write(&self, v: &DateTime<Utc>) -> Value {
         Value::Text(fmt_time(*v))
     }
-    fn read(&self, row: &Row<'_>, column: &str) -> sql::Result<DateTime<Utc>> {
+    fn read(&self, row: &Row<'_>, column: Named<'_>) -> sql::Result<DateTime<Utc>> {
         parse_time(&row.get::<_, String>(column)?)
     }
 }
@@ -261,7 +267,7 @@ impl Codec<Option<DateTime<Utc>>> for Time {
     fn write(&self, v: &Option<DateTime<Utc>>) -> Value {
         v.map(fmt_time).to_value()
     }
-    fn read(&self, row: &Row<'_>, column: &str) -> sql::Result<Option<DateTime<Utc>>> {
+    fn read(&self, row: &Row<'_>, column: Named<'_>) -> sql::Result<Option<DateTime<Utc>>> {
         row.get::<_, Option<String>>(column)?
             .as_deref()
             .map(parse_time)
@@ -279,7 +285,7 @@ impl Codec<serde_json::Map<String, serde_json::Value>> for Json {
     fn read(
         &self,
         row: &Row<'_>,
-        column: &str,
+        column: Named<'_>,
     ) -> sql::Result<serde_json::Map<String, serde_json::Value>> {
         json(row, column)
     }
@@ -289,13 +295,13 @@ impl Codec<Vec<String>> for Json {
     fn write(&self, v: &Vec<String>) -> Value {
         Value::Text(serde_json::Value::from(v.clone()).to_string())
     }
-    fn read(&self, row: &Row<'_>, column: &str) -> sql::Result<Vec<String>> {
+    fn read(&self, row: &Row<'_>, column: Named<'_>) -> sql::Result<Vec<String>> {
         json(row, column)
     }
 }
 
-fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, column: &str) -> sql::Result<T> {
-    let i = row.column_index(column)?;
+fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, column: Named<'_>) -> sql::Result<T> {
+    let i = column.index(row)?;
     serde_json::from_str(&row.get::<_, String>(i)?).map_err(|e| sql::Error::conversion(i, e))
 }
 
@@ -319,7 +325,7 @@ impl<T: Unsigned> Codec<Option<T>> for Number {
     fn write(&self, v: &Option<T>) -> Value {
         v.to_value()
     }
-    fn read(&self, row: &Row<'_>, column: &str) -> sql::Result<Option<T>> {
+    fn read(&self, row: &Row<'_>, column: Named<'_>) -> sql::Result<Option<T>> {
         Ok(match row.get::<_, Value>(column)? {
             Value::Null => None,
             Value::Int(n) => Some(T::try_from(n).unwrap_or(T::MAX)),
@@ -332,7 +338,7 @@ impl<T: Unsigned> Codec<T> for Number {
     fn write(&self, v: &T) -> Value {
         v.to_value()
     }
-    fn read(&self, row: &Row<'_>, column: &str) -> sql::Result<T> {
+    fn read(&self, row: &Row<'_>, column: Named<'_>) -> sql::Result<T> {
         Ok(Codec::<Option<T>>::read(self, row, column)?.unwrap_or(T::MAX))
     }
 }
@@ -346,9 +352,9 @@ impl<T: Unsigned> Codec<Option<T>> for Within {
     fn write(&self, v: &Option<T>) -> Value {
         v.to_value()
     }
-    fn read(&self, row: &Row<'_>, column: &str) -> sql::Result<Option<T>> {
+    fn read(&self, row: &Row<'_>, column: Named<'_>) -> sql::Result<Option<T>> {
         let Within(min, max) = *self;
-        let i = row.column_index(column)?;
+        let i = column.index(row)?;
         let n = match row.get::<_, Value>(i)? {
             Value::Null => return Ok(None),
             Value::Int(n) => u64::try_from(n).unwrap_or(0).clamp(min, max),
@@ -367,10 +373,9 @@ impl<T: Unsigned> Codec<T> for Within {
     fn write(&self, v: &T) -> Value {
         v.to_value()
     }
-    fn read(&self, row: &Row<'_>, column: &str) -> sql::Result<T> {
-        Codec::<Option<T>>::read(self, row, column)?.ok_or_else(|| {
-            sql::Error::conversion(row.column_index(column).unwrap_or_default(), "NULL")
-        })
+    fn read(&self, row: &Row<'_>, column: Named<'_>) -> sql::Result<T> {
+        Codec::<Option<T>>::read(self, row, column)?
+            .ok_or_else(|| sql::Error::conversion(column.index(row).unwrap_or(column.1), "NULL"))
     }
 }
 

@@ -289,6 +289,27 @@ impl RowIndex for &str {
     }
 }
 
+/// A column by name, with the position it is expected at: checked first, so reading a row of
+/// many columns by name costs one comparison per column, not a search.
+#[derive(Debug, Clone, Copy)]
+pub struct Named<'a>(pub &'a str, pub usize);
+
+impl RowIndex for Named<'_> {
+    fn index(&self, row: &Row<'_>) -> Result<usize> {
+        let Named(name, at) = *self;
+        let there = match row {
+            Row::Sqlite(r) => r.as_ref().column_name(at).ok() == Some(name),
+            #[cfg(feature = "postgres")]
+            Row::Postgres(r) => r.columns().get(at).map(|c| c.name()) == Some(name),
+        };
+        if there {
+            Ok(at)
+        } else {
+            row.column_index(name)
+        }
+    }
+}
+
 /// One row of a result.
 pub enum Row<'a> {
     Sqlite(&'a rusqlite::Row<'a>),
@@ -800,5 +821,12 @@ mod tests {
             r.get::<_, i64>("nope")
         });
         assert!(matches!(none, Err(Error::NoColumn(n)) if n == "nope"));
+        let hinted = c.query_row("SELECT s, i FROM t WHERE i = 7", (), |r| {
+            Ok((
+                r.get::<_, i64>(Named("i", 1))?,
+                r.get::<_, i64>(Named("i", 0))?,
+            ))
+        });
+        assert_eq!(hinted.unwrap(), (7, 7));
     }
 }
