@@ -2,9 +2,9 @@
 //! and PostgreSQL (a shared database for a fleet of runners, behind the `postgres` feature).
 //!
 //! It mirrors the part of rusqlite's API the store uses (`prepare_cached`, `execute`,
-//! `query_row`, `query_map`, `params!`, `Row::get`), so the store's SQL and row mapping are
-//! written once. The SQL is the common subset of both dialects, with `?N` placeholders, which
-//! become `$N` for PostgreSQL. Values cross as one of five kinds ([`Value`]); instants are RFC 3339
+//! `query_row`, `query_map`, `params!`, `Row::get` by position or by name), so the store's SQL
+//! and row mapping are written once. The SQL is the common subset of both dialects, with `?N`
+//! placeholders, which become `$N` for PostgreSQL. Values cross as one of five kinds ([`Value`]); instants are RFC 3339
 //! text in both engines, so the two answer identically.
 
 use std::fmt;
