@@ -225,7 +225,7 @@ impl Monitor {
     /// connection's are seen within [`OPEN_JOBS_RECHECK`] (SQLite's `data_version` covers every
     /// table). On PostgreSQL, whose change counter covers only jobs and settings, always true.
     fn may_have_open(&mut self, store: &Store, job_id: i64) -> crate::store::Result<bool> {
-        if store.engine() != crate::store::Engine::Sqlite {
+        if store.backend() != crate::store::Backend::Sqlite {
             return Ok(true);
         }
         if self

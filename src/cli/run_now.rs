@@ -84,7 +84,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     )?;
     // On a shared database, be a (short-lived) member of the fleet: if this process dies, the
     // runners declare it lost after the lease and interrupt its execution.
-    let presence = if store.engine() == crate::store::Engine::Postgres {
+    let presence = if store.backend() == crate::store::Backend::Postgres {
         Some(crate::runner::fleet::Presence::start(&store, lease)?)
     } else {
         None

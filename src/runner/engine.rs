@@ -369,7 +369,7 @@ impl<'c> Engine<'c> {
                 tracing::error!(error = %e, "cannot start the alert delivery thread; alerts stay queued")
             }
         }
-        self.fleet = self.store.engine() == crate::store::Engine::Postgres;
+        self.fleet = self.store.backend() == crate::store::Backend::Postgres;
         self.register(now)?;
         self.recover(now)?;
         self.recorder.recover(&self.store, now)?;

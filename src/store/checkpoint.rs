@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 #[cfg(doc)]
 use super::CommitProbe;
-use super::{Connection, Engine, Result, Store};
+use super::{Backend, Connection, Result, Store};
 
 /// Frames in the WAL past which a checkpoint is due: SQLite's own default.
 pub const DUE_FRAMES: u32 = 1000;
@@ -49,7 +49,7 @@ impl Store {
     /// and in-memory databases, which have no WAL). The connection stops checkpointing by itself
     /// only once the thread is running.
     pub fn checkpoint_in_background(&self) -> Result<Option<Checkpointer>> {
-        if self.engine() != Engine::Sqlite || self.path == std::path::Path::new(":memory:") {
+        if self.backend() != Backend::Sqlite || self.path == std::path::Path::new(":memory:") {
             return Ok(None);
         }
         let path = self.path.clone();

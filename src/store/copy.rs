@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::sql::{Connection, Engine, Value};
+use super::sql::{Backend, Connection, Value};
 use super::{Result, Store, StoreError};
 
 /// The tables copied, in an order that inserts every row after the rows it refers to.
@@ -131,9 +131,9 @@ pub fn copy(
     on: &mut dyn FnMut(Step<'_>),
 ) -> Result<Vec<TableCount>, CopyError> {
     let src = source.connection();
-    src.execute_batch(match src.engine() {
-        Engine::Sqlite => "BEGIN",
-        Engine::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    src.execute_batch(match src.backend() {
+        Backend::Sqlite => "BEGIN",
+        Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     })?;
     let copied = copy_snapshot(src, target, on);
     let _ = src.execute_batch("ROLLBACK");
@@ -163,7 +163,7 @@ fn copy_snapshot(
         }
         // The count of every inserted execution is replaced by the source's below; on
         // PostgreSQL, counting them row by row would also take ten times the whole copy.
-        let paused = dst.engine() == Engine::Postgres && pause_counting(dst)?;
+        let paused = dst.backend() == Backend::Postgres && pause_counting(dst)?;
         for &table in TABLES {
             on(Step::Table(table));
             if let Err(e) = copy_table(src, dst, table, on) {
@@ -173,7 +173,7 @@ fn copy_snapshot(
         if paused {
             dst.execute_batch("ALTER TABLE executions ENABLE TRIGGER executions_count_insert")?;
         }
-        if dst.engine() == Engine::Postgres {
+        if dst.backend() == Backend::Postgres {
             for t in ID_TABLES {
                 dst.execute_batch(&format!(
                     "SELECT setval(pg_get_serial_sequence('{t}', 'id'), \
@@ -220,10 +220,10 @@ fn pause_counting(dst: &Connection) -> Result<bool> {
 }
 
 /// The columns of `table`, in order.
-fn columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
-    let sql = match conn.engine() {
-        Engine::Sqlite => "SELECT name FROM pragma_table_info(?1) ORDER BY cid",
-        Engine::Postgres => {
+pub(crate) fn columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
+    let sql = match conn.backend() {
+        Backend::Sqlite => "SELECT name FROM pragma_table_info(?1) ORDER BY cid",
+        Backend::Postgres => {
             "SELECT column_name::text FROM information_schema.columns \
              WHERE table_schema = current_schema() AND table_name = ?1 ORDER BY ordinal_position"
         }

@@ -311,9 +311,9 @@ impl Store {
         let mut ids: Vec<i64> = Vec::new();
         if let Some(cutoff) = older_than {
             // SQLite is told which index reads the range; PostgreSQL's planner finds it.
-            let hint = match self.engine() {
-                super::Engine::Sqlite => "INDEXED BY executions_at",
-                super::Engine::Postgres => "",
+            let hint = match self.backend() {
+                super::Backend::Sqlite => "INDEXED BY executions_at",
+                super::Backend::Postgres => "",
             };
             let mut stmt = self.conn.prepare_cached(&format!(
                 "SELECT id FROM executions {hint} \
@@ -419,7 +419,7 @@ impl Batch<'_> {
         new: &NewExecution,
         next_run_at: Option<DateTime<Utc>>,
     ) -> Result<Option<i64>> {
-        if self.conn.engine() == super::Engine::Postgres && new.fleet.is_some() {
+        if self.conn.backend() == super::Backend::Postgres && new.fleet.is_some() {
             return claim_fleet(self.conn, new, Some(next_run_at));
         }
         let id = claim(self.conn, new)?;
@@ -630,7 +630,7 @@ fn claim(conn: &Connection, new: &NewExecution) -> Result<Option<i64>> {
     // SQLite database has one runner, which enforces them itself.
     if new.fleet.is_some()
         && new.status == Status::Running
-        && conn.engine() == super::Engine::Postgres
+        && conn.backend() == super::Backend::Postgres
     {
         return claim_fleet(conn, new, None);
     }

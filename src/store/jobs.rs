@@ -1,20 +1,62 @@
 //! Jobs: create, read, update, delete.
 
+use std::sync::OnceLock;
+
+use super::record::{record, Enum, Json, Number, Plain, Record, Time};
 use super::sql::{params, Connection, Row, ToValue, Value};
 use chrono::{DateTime, Utc};
 
 use super::audit::{self, By};
-use super::{
-    fmt_time, parse_enum, parse_opt_time, parse_time, Job, OptionalRow, Result, Store, StoreError,
-};
+use super::{Job, OptionalRow, Result, Store, StoreError};
 
-const COLUMNS: &str =
-    "id, system, name, description, schedule, timezone, command, params, is_active, \
-     timeout, retries, retry_delay, backoff, category, priority, max_runtime, allow_concurrent, \
-     catch_up, starting_deadline, created_at, updated_at, last_run_at, next_run_at, \
-     alerts_enabled, alert_email, escalate_after, disable_after, max_silence, disabled_reason, \
-     failure_streak, last_success_at, enabled_at, is_critical, memory_limit, cpu_limit, \
-     nofile_limit, nproc_limit, run_user, run_group, runner_labels";
+// The jobs table, described once: each column (named as `Job`'s field), how it is read and
+// written, and which writes set it. The SELECT, INSERT and UPDATE below are generated from it.
+record! {
+    Job in "jobs" {
+        id: Plain;
+        system: Plain => insert update;
+        name: Plain => insert update;
+        description: Plain => insert update;
+        schedule: Plain => insert update;
+        timezone: Plain => insert update;
+        command: Plain => insert update;
+        params: Json => insert update;
+        is_active: Plain => insert update;
+        timeout: Number => insert update;
+        retries: Number => insert update;
+        retry_delay: Number => insert update;
+        backoff: Enum => insert update;
+        category: Plain => insert update;
+        priority: Number => insert update;
+        max_runtime: Number => insert update;
+        allow_concurrent: Plain => insert update;
+        catch_up: Enum => insert update;
+        starting_deadline: Number => insert update;
+        created_at: Time => insert;
+        updated_at: Time => insert update;
+        last_run_at: Time => insert;
+        next_run_at: Time => insert update;
+        alerts_enabled: Plain => insert update;
+        alert_email: Plain => insert update;
+        escalate_after: Number => insert update;
+        disable_after: Number => insert update;
+        max_silence: Number => insert update;
+        disabled_reason: Plain => insert update;
+        // Kept by the runner (and by enabling: see `update_sql`), never written from the model.
+        failure_streak: Number;
+        last_success_at: Time;
+        enabled_at: Time;
+        is_critical: Plain => insert update;
+        memory_limit: Number => insert update;
+        cpu_limit: Number => insert update;
+        nofile_limit: Number => insert update;
+        nproc_limit: Number => insert update;
+        run_user: Plain => insert update;
+        run_group: Plain => insert update;
+        runner_labels: Json => insert update;
+    }
+    stamps {}
+}
 
 /// Which jobs `list` shows.
 #[derive(Debug, Clone, Default)]
@@ -26,85 +68,11 @@ pub struct JobFilter {
 }
 
 fn from_row(row: &Row<'_>) -> super::sql::Result<Job> {
-    let params: String = row.get(7)?;
-    let params = serde_json::from_str(&params).map_err(|e| super::sql::Error::conversion(7, e))?;
-    Ok(Job {
-        id: row.get(0)?,
-        system: row.get(1)?,
-        name: row.get(2)?,
-        description: row.get(3)?,
-        schedule: row.get(4)?,
-        timezone: row.get(5)?,
-        command: row.get(6)?,
-        params,
-        is_active: row.get(8)?,
-        timeout: opt_number(row, 9)?,
-        retries: number(row, 10)?,
-        retry_delay: number(row, 11)?,
-        backoff: parse_enum(&row.get::<_, String>(12)?)?,
-        category: row.get(13)?,
-        priority: number(row, 14)?,
-        max_runtime: opt_number(row, 15)?,
-        allow_concurrent: row.get(16)?,
-        catch_up: parse_enum(&row.get::<_, String>(17)?)?,
-        starting_deadline: opt_number(row, 18)?,
-        created_at: parse_time(&row.get::<_, String>(19)?)?,
-        updated_at: parse_time(&row.get::<_, String>(20)?)?,
-        last_run_at: parse_opt_time(row.get(21)?)?,
-        next_run_at: parse_opt_time(row.get(22)?)?,
-        alerts_enabled: row.get(23)?,
-        alert_email: row.get(24)?,
-        escalate_after: opt_number(row, 25)?,
-        disable_after: opt_number(row, 26)?,
-        max_silence: opt_number(row, 27)?,
-        disabled_reason: row.get(28)?,
-        failure_streak: number(row, 29)?,
-        last_success_at: parse_opt_time(row.get(30)?)?,
-        enabled_at: parse_opt_time(row.get(31)?)?,
-        is_critical: row.get(32)?,
-        memory_limit: opt_number(row, 33)?,
-        cpu_limit: opt_number(row, 34)?,
-        nofile_limit: opt_number(row, 35)?,
-        nproc_limit: opt_number(row, 36)?,
-        run_user: row.get(37)?,
-        run_group: row.get(38)?,
-        runner_labels: serde_json::from_str(&row.get::<_, String>(39)?)
-            .map_err(|e| super::sql::Error::conversion(39, e))?,
-    })
+    Job::from_row(row)
 }
 
-/// A number column of a job. A value its field cannot hold (negative, too large, not an integer:
-/// only written behind cronmgr's back, past the CHECK constraints) reads as the field's largest,
-/// so the row still loads (`list`, `edit`, `rm` keep working on it) and the range check every
-/// job passes (`bounds::check_job`) refuses it: the runner skips that job with the reason
-/// instead of failing to load them all.
-fn number<T: TryFrom<i64> + Bounded>(row: &Row<'_>, i: usize) -> super::sql::Result<T> {
-    Ok(opt_number(row, i)?.unwrap_or(T::MAX))
-}
-
-/// The same for a column that may be NULL.
-fn opt_number<T: TryFrom<i64> + Bounded>(row: &Row<'_>, i: usize) -> super::sql::Result<Option<T>> {
-    Ok(match row.get::<_, Value>(i)? {
-        Value::Null => None,
-        Value::Int(n) => Some(T::try_from(n).unwrap_or(T::MAX)),
-        _ => Some(T::MAX),
-    })
-}
-
-trait Bounded {
-    const MAX: Self;
-}
-macro_rules! bounded {
-    ($($t:ty),*) => {$(impl Bounded for $t { const MAX: Self = <$t>::MAX; })*};
-}
-bounded!(u8, u32, u64);
-
-fn labels_text(job: &Job) -> String {
-    serde_json::to_string(&job.runner_labels).expect("strings serialize")
-}
-
-fn params_text(job: &Job) -> String {
-    serde_json::Value::Object(job.params.clone()).to_string()
+fn columns() -> &'static str {
+    &Job::sql().columns
 }
 
 impl Store {
@@ -148,7 +116,7 @@ impl Store {
     }
 
     pub fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        let mut sql = format!("SELECT {COLUMNS} FROM jobs WHERE 1=1");
+        let mut sql = format!("SELECT {} FROM jobs WHERE 1=1", columns());
         let mut args: Vec<Value> = Vec::new();
         if let Some(system) = &filter.system {
             args.push(system.clone().to_value());
@@ -206,7 +174,7 @@ impl Store {
 }
 
 pub(crate) fn job_by_id(conn: &Connection, id: i64) -> Result<Option<Job>> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))?
+    conn.prepare_cached(&format!("SELECT {} FROM jobs WHERE id = ?1", columns()))?
         .query_row([id], from_row)
         .opt()
 }
@@ -221,7 +189,8 @@ fn audited_update(conn: &Connection, job: &Job, now: DateTime<Utc>, by: By<'_>) 
 
 pub(crate) fn job_by_name(conn: &Connection, system: &str, name: &str) -> Result<Job> {
     conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM jobs WHERE system = ?1 AND name = ?2"
+        "SELECT {} FROM jobs WHERE system = ?1 AND name = ?2",
+        columns()
     ))?
     .query_row([system, name], from_row)
     .opt()?
@@ -241,58 +210,16 @@ fn insert_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
             name: job.name.clone(),
         });
     }
-    let id: i64 = conn.prepare_cached(
-        "INSERT INTO jobs (system, name, description, schedule, timezone, command, params, is_active, \
-         timeout, retries, retry_delay, backoff, category, priority, max_runtime, allow_concurrent, \
-         catch_up, starting_deadline, created_at, updated_at, last_run_at, next_run_at, \
-         alerts_enabled, alert_email, escalate_after, disable_after, max_silence, disabled_reason, \
-         is_critical, memory_limit, cpu_limit, nofile_limit, nproc_limit, run_user, run_group, runner_labels) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19, ?20, ?21, \
-                 ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35) RETURNING id",
-    )?
-    .query_row(params![
-        job.system,
-        job.name,
-        job.description,
-        job.schedule,
-        job.timezone,
-        job.command,
-        params_text(job),
-        job.is_active,
-        job.timeout,
-        job.retries,
-        job.retry_delay,
-        job.backoff.as_str(),
-        job.category,
-        job.priority,
-        job.max_runtime,
-        job.allow_concurrent,
-        job.catch_up.as_str(),
-        job.starting_deadline,
-        fmt_time(now),
-        job.last_run_at.map(fmt_time),
-        job.next_run_at.map(fmt_time),
-        job.alerts_enabled,
-        job.alert_email,
-        job.escalate_after,
-        job.disable_after,
-        job.max_silence,
-        job.disabled_reason,
-        job.is_critical,
-        job.memory_limit,
-        job.cpu_limit,
-        job.nofile_limit,
-        job.nproc_limit,
-        job.run_user,
-        job.run_group,
-        labels_text(job),
-    ], |r| r.get(0))?;
-    Ok(Job {
-        id,
+    // The row as written: created and updated now.
+    let new = Job {
         created_at: now,
         updated_at: now,
         ..job.clone()
-    })
+    };
+    let id: i64 = conn
+        .prepare_cached(&format!("{} RETURNING id", Job::sql().insert))?
+        .query_row(new.insert_values(now), |r| r.get(0))?;
+    Ok(Job { id, ..new })
 }
 
 fn update_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
@@ -306,57 +233,16 @@ fn update_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
             name: job.name.clone(),
         });
     }
-    let changed = conn
-        .prepare_cached(
-            "UPDATE jobs SET system = ?2, name = ?3, description = ?4, schedule = ?5, timezone = ?6, \
-             command = ?7, params = ?8, is_active = ?9, timeout = ?10, retries = ?11, retry_delay = ?12, \
-             backoff = ?13, category = ?14, priority = ?15, max_runtime = ?16, allow_concurrent = ?17, \
-             catch_up = ?18, starting_deadline = ?19, updated_at = ?20, next_run_at = ?21, \
-             alerts_enabled = ?22, alert_email = ?23, escalate_after = ?24, disable_after = ?25, \
-             max_silence = ?26, disabled_reason = ?27, is_critical = ?28, memory_limit = ?29, \
-             cpu_limit = ?30, nofile_limit = ?31, nproc_limit = ?32, run_user = ?33, run_group = ?34, \
-             runner_labels = ?35, \
-             failure_streak = CASE WHEN is_active = 0 AND ?9 = 1 THEN 0 ELSE failure_streak END, \
-             enabled_at = CASE WHEN is_active = 0 AND ?9 = 1 THEN ?20 ELSE enabled_at END \
-             WHERE id = ?1",
-        )?
-        .execute(params![
-            job.id,
-            job.system,
-            job.name,
-            job.description,
-            job.schedule,
-            job.timezone,
-            job.command,
-            params_text(job),
-            job.is_active,
-            job.timeout,
-            job.retries,
-            job.retry_delay,
-            job.backoff.as_str(),
-            job.category,
-            job.priority,
-            job.max_runtime,
-            job.allow_concurrent,
-            job.catch_up.as_str(),
-            job.starting_deadline,
-            fmt_time(now),
-            job.next_run_at.map(fmt_time),
-            job.alerts_enabled,
-            job.alert_email,
-            job.escalate_after,
-            job.disable_after,
-            job.max_silence,
-            job.disabled_reason,
-            job.is_critical,
-            job.memory_limit,
-            job.cpu_limit,
-            job.nofile_limit,
-            job.nproc_limit,
-            job.run_user,
-            job.run_group,
-            labels_text(job),
-        ])?;
+    let changed = conn.prepare_cached(update_sql())?.execute(
+        Job {
+            updated_at: now,
+            ..job.clone()
+        }
+        .update_values(now)
+        .into_iter()
+        .chain([job.id.to_value()])
+        .collect::<Vec<_>>(),
+    )?;
     if changed == 0 {
         return Err(StoreError::JobNotFound {
             system: job.system.clone(),
@@ -365,6 +251,25 @@ fn update_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<Job> {
     }
     // Enabling resets the streak (in SQL, above): read back what was stored.
     job_by_name(conn, &job.system, &job.name)
+}
+
+/// The UPDATE of every editable field; enabling (`is_active` from 0 to 1) also resets the
+/// failure streak and sets `enabled_at`. Its last placeholder is the job's id.
+fn update_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let sql = Job::sql();
+        // Invariant: both are `update` columns of the record above (a test reads this SQL).
+        let param = |c| Job::update_param(c).expect("an updated column of the jobs record");
+        let (active, now) = (param("is_active"), param("updated_at"));
+        format!(
+            "{}, \
+             failure_streak = CASE WHEN is_active = 0 AND {active} = 1 THEN 0 ELSE failure_streak END, \
+             enabled_at = CASE WHEN is_active = 0 AND {active} = 1 THEN {now} ELSE enabled_at END \
+             WHERE id = ?{}",
+            sql.update, sql.update_next
+        )
+    })
 }
 
 #[cfg(test)]
@@ -469,6 +374,95 @@ mod tests {
         assert_eq!(jobs[0].priority, 1);
         assert_eq!(jobs[0].id, a.id);
         assert_eq!(jobs[1].schedule, "@hourly");
+    }
+
+    #[test]
+    fn a_job_is_read_by_column_name_not_position() {
+        let store = Store::open_in_memory().unwrap();
+        let mut job = Job::new("s", "by-name", "@daily", "shell");
+        job.description = Some("d".into());
+        job.retries = 3;
+        job.runner_labels = vec!["gpu".into()];
+        let job = store
+            .insert_job(&job, now(), crate::store::test_by())
+            .unwrap();
+        let mut names: Vec<&str> = columns().split(", ").collect();
+        names.reverse();
+        let reversed = names.join(", ");
+        let got = store
+            .conn
+            .query_row(
+                &format!("SELECT {reversed} FROM jobs WHERE id = ?1"),
+                [job.id],
+                from_row,
+            )
+            .unwrap();
+        assert_eq!(got, job);
+    }
+
+    #[test]
+    fn the_record_describes_every_column_of_the_table() {
+        let store = Store::open_in_memory().unwrap();
+        let mut table = crate::store::copy::columns(&store.conn, "jobs").unwrap();
+        let mut described: Vec<String> = Job::COLUMNS.iter().map(|c| c.name.to_string()).collect();
+        table.sort();
+        described.sort();
+        assert_eq!(described, table);
+        assert!(Job::COLUMNS.iter().all(|c| c.read));
+    }
+
+    #[test]
+    fn an_update_leaves_what_only_inserts_and_the_runner_write() {
+        let store = Store::open_in_memory().unwrap();
+        let mut job = Job::new("s", "kept", "@daily", "shell");
+        job.last_run_at = Some(now());
+        let job = store
+            .insert_job(&job, now(), crate::store::test_by())
+            .unwrap();
+        assert_eq!(job.created_at, now());
+        let later = now() + chrono::Duration::hours(1);
+        let mut edited = job.clone();
+        edited.created_at = later;
+        edited.last_run_at = None;
+        edited.failure_streak = 7;
+        edited.timeout = Some(30);
+        let back = store
+            .update_job(&edited, later, crate::store::test_by())
+            .unwrap();
+        assert_eq!(back.created_at, now());
+        assert_eq!(back.updated_at, later);
+        assert_eq!(back.last_run_at, Some(now()));
+        assert_eq!(back.failure_streak, 0);
+        assert_eq!(back.timeout, Some(30));
+    }
+
+    #[test]
+    fn a_number_out_of_its_field_reads_as_the_largest() {
+        let store = Store::open_in_memory().unwrap();
+        if store.sqlite_only("writes past the CHECK constraints, which only SQLite can skip") {
+            return;
+        }
+        store
+            .insert_job(
+                &Job::new("s", "odd", "@daily", "shell"),
+                now(),
+                crate::store::test_by(),
+            )
+            .unwrap();
+        store
+            .conn
+            .execute_batch(
+                "PRAGMA ignore_check_constraints = ON; \
+                 UPDATE jobs SET retries = -1, priority = 999, timeout = 1.5, \
+                 memory_limit = 'lots', max_silence = NULL",
+            )
+            .unwrap();
+        let job = store.job("s", "odd").unwrap();
+        assert_eq!(job.retries, u32::MAX);
+        assert_eq!(job.priority, u8::MAX);
+        assert_eq!(job.timeout, Some(u64::MAX));
+        assert_eq!(job.memory_limit, Some(u64::MAX));
+        assert_eq!(job.max_silence, None);
     }
 
     #[test]

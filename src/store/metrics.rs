@@ -116,9 +116,9 @@ impl Store {
             |r| r.get(0),
         )?;
         // `+e.status` is SQLite's way to keep an index out; PostgreSQL has no unary + on text.
-        let sql = match self.engine() {
-            super::Engine::Sqlite => RECENT_BY_STATUS.to_string(),
-            super::Engine::Postgres => {
+        let sql = match self.backend() {
+            super::Backend::Sqlite => RECENT_BY_STATUS.to_string(),
+            super::Backend::Postgres => {
                 RECENT_BY_STATUS.replace("GROUP BY +e.status", "GROUP BY e.status")
             }
         };

@@ -12,6 +12,7 @@ mod jobs;
 mod metrics;
 #[cfg(feature = "postgres")]
 mod pg;
+mod record;
 mod runners;
 mod settings;
 pub mod sql;
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::OpenFlags;
-pub use sql::Engine;
+pub use sql::Backend;
 use sql::{Connection, OptionalExtension};
 
 pub use alerts::RunnerState;
@@ -371,7 +372,7 @@ impl Store {
     /// test runs in the SQLite pass, so `CRONMGR_TEST_NO_SKIP` does not fail it.
     #[cfg(test)]
     pub(crate) fn sqlite_only(&self, why: &str) -> bool {
-        if self.engine() == Engine::Sqlite {
+        if self.backend() == Backend::Sqlite {
             return false;
         }
         let thread = std::thread::current();
@@ -385,8 +386,8 @@ impl Store {
         &self.path
     }
 
-    pub fn engine(&self) -> Engine {
-        self.conn.engine()
+    pub fn backend(&self) -> Backend {
+        self.conn.backend()
     }
 
     /// The raw connection, for callers that need SQL the store does not offer (benchmarks, tests).
@@ -473,9 +474,9 @@ impl Store {
     /// SQLite's `BEGIN IMMEDIATE`, and on PostgreSQL a transaction-scoped advisory lock, so a
     /// write that reads before it changes sees what the previous writer committed.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        match self.conn.engine() {
-            Engine::Sqlite => self.conn.execute_batch("BEGIN IMMEDIATE")?,
-            Engine::Postgres => self.conn.execute_batch(&format!(
+        match self.conn.backend() {
+            Backend::Sqlite => self.conn.execute_batch("BEGIN IMMEDIATE")?,
+            Backend::Postgres => self.conn.execute_batch(&format!(
                 "BEGIN; SELECT pg_advisory_xact_lock({APPLICATION_ID})"
             ))?,
         }
@@ -522,14 +523,14 @@ impl Store {
     /// A number that changes when another connection changed jobs or settings: SQLite's
     /// `data_version`, a counter kept by triggers on PostgreSQL.
     pub fn change_marker(&self) -> Result<i64> {
-        Ok(match self.engine() {
+        Ok(match self.backend() {
             // Prepared once: an idle runner asks every minute, and parsing would page the SQL
             // parser's code back in each time.
-            Engine::Sqlite => self
+            Backend::Sqlite => self
                 .conn
                 .prepare_cached("PRAGMA data_version")?
                 .query_row((), |r| r.get(0))?,
-            Engine::Postgres => self
+            Backend::Postgres => self
                 .conn
                 .prepare_cached("SELECT changes FROM cronmgr_schema")?
                 .query_row((), |r| r.get(0))?,

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::sql::{params, Connection, Row};
-use super::{fmt_time, parse_opt_time, parse_time, Engine, Execution, Result, Store};
+use super::{fmt_time, parse_opt_time, parse_time, Backend, Execution, Result, Store};
 
 /// A runner as it registers itself.
 #[derive(Debug, Clone)]
@@ -83,9 +83,9 @@ fn from_row(row: &Row<'_>) -> super::sql::Result<Runner> {
 /// The database's own clock on PostgreSQL (one clock for every host's heartbeats and lease
 /// checks, whatever their clocks say); `now` on SQLite, where every runner shares the host's.
 fn db_now(conn: &Connection, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
-    Ok(match conn.engine() {
-        Engine::Sqlite => now,
-        Engine::Postgres => {
+    Ok(match conn.backend() {
+        Backend::Sqlite => now,
+        Backend::Postgres => {
             let text: String = conn.query_row(
                 "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', \
                  'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
@@ -306,7 +306,7 @@ mod tests {
         assert_eq!(store.runners(false).unwrap().len(), 2);
         assert_eq!(store.runner_of(id).unwrap().unwrap().host, "a");
         // Within the lease (PostgreSQL reads its own clock: wait it out there).
-        if store.engine() == Engine::Postgres {
+        if store.backend() == Backend::Postgres {
             std::thread::sleep(std::time::Duration::from_millis(2100));
         }
         let later = t0() + chrono::Duration::seconds(5);

@@ -1,7 +1,8 @@
 //! Per-system settings: read (with defaults when never set) and write. The keys, their parsing
 //! and redaction are the model's (`crate::model::Settings`).
 
-use super::sql::{params, Connection, Row, Value};
+use super::record::{record, Plain, Record, Within};
+use super::sql::{params, Connection, Row};
 use crate::model::bounds::{
     MAX_ALERTS_PER_HOUR, MAX_CONCURRENT, MAX_DAYS, MAX_DURATION, MAX_FAILURES, MAX_KEEP,
     MAX_MEMORY, MAX_NOFILE, MAX_NPROC,
@@ -11,68 +12,51 @@ use chrono::{DateTime, Utc};
 use super::audit::{self, By};
 use super::{fmt_time, OptionalRow, Result, Settings, Store};
 
-const COLUMNS: &str = "system, is_enabled, max_concurrent_jobs, default_timeout, keep_executions, \
-     cleanup_days, alert_on_failure, alert_email, slack_webhook, timezone, shutdown_grace, \
-     alert_on_timeout, webhook_url, webhook_secret, escalate_after, escalate_to, disable_after, \
-     max_silence, cpu_threshold, cpu_window, disk_min_free, alert_rate_limit, \
-     default_memory_limit, default_cpu_limit, default_nofile_limit, default_nproc_limit, \
-     audit_retention_days";
-
-/// A number setting, as the runner and every command use it: a value out of its range (only
-/// written behind cronmgr's back) reads as the nearest value in range, so one bad row can neither
-/// make the settings unreadable (and every runner stop) nor overflow what is computed from it.
-fn within<T: TryFrom<u64>>(row: &Row<'_>, i: usize, range: (u64, u64)) -> super::sql::Result<T> {
-    opt_within(row, i, range)?.ok_or_else(|| super::sql::Error::conversion(i, "NULL"))
-}
-
-fn opt_within<T: TryFrom<u64>>(
-    row: &Row<'_>,
-    i: usize,
-    (min, max): (u64, u64),
-) -> super::sql::Result<Option<T>> {
-    let n = match row.get::<_, Value>(i)? {
-        Value::Null => return Ok(None),
-        Value::Int(n) => u64::try_from(n).unwrap_or(0).clamp(min, max),
-        Value::Real(f) if f >= 0.0 => (f as u64).clamp(min, max),
-        Value::Real(_) => min,
-        other => return Err(super::sql::Error::conversion(i, format!("{other:?}"))),
-    };
-    // Every range here fits the field's type (u32 fields have u32 ceilings).
-    T::try_from(n)
-        .map(Some)
-        .map_err(|_| super::sql::Error::conversion(i, format!("{n} is out of range")))
+// The settings table, described once: each column (named as `Settings`' field), how it is read
+// (numbers clamped into their range: see `Within`) and which writes set it; `put_settings`'s
+// upsert and the SELECT below are generated from it.
+record! {
+    Settings in "settings" {
+        system: Plain => insert;
+        is_enabled: Plain => insert update;
+        max_concurrent_jobs: Within(1, MAX_CONCURRENT.into()) => insert update;
+        default_timeout: Within(1, MAX_DURATION) => insert update;
+        keep_executions: Within(0, MAX_KEEP) => insert update;
+        cleanup_days: Within(0, MAX_DAYS) => insert update;
+        alert_on_failure: Plain => insert update;
+        alert_email: Plain => insert update;
+        slack_webhook: Plain => insert update;
+        timezone: Plain => insert update;
+        shutdown_grace: Within(0, MAX_DURATION) => insert update;
+        alert_on_timeout: Plain => insert update;
+        webhook_url: Plain => insert update;
+        webhook_secret: Plain => insert update;
+        escalate_after: Within(1, MAX_FAILURES.into()) => insert update;
+        escalate_to: Plain => insert update;
+        disable_after: Within(1, MAX_FAILURES.into()) => insert update;
+        max_silence: Within(1, MAX_DURATION) => insert update;
+        cpu_threshold: Within(1, 100) => insert update;
+        cpu_window: Within(0, MAX_DURATION) => insert update;
+        disk_min_free: Within(0, 100) => insert update;
+        alert_rate_limit: Within(1, MAX_ALERTS_PER_HOUR.into()) => insert update;
+        default_memory_limit: Within(1, MAX_MEMORY) => insert update;
+        default_cpu_limit: Within(1, MAX_DURATION) => insert update;
+        default_nofile_limit: Within(1, MAX_NOFILE) => insert update;
+        default_nproc_limit: Within(1, MAX_NPROC) => insert update;
+        audit_retention_days: Within(0, MAX_DAYS) => insert update;
+    }
+    stamps {
+        created_at => insert;
+        updated_at => insert update;
+    }
 }
 
 fn from_row(row: &Row<'_>) -> super::sql::Result<Settings> {
-    Ok(Settings {
-        system: row.get(0)?,
-        is_enabled: row.get(1)?,
-        max_concurrent_jobs: within(row, 2, (1, MAX_CONCURRENT.into()))?,
-        default_timeout: within(row, 3, (1, MAX_DURATION))?,
-        keep_executions: within(row, 4, (0, MAX_KEEP))?,
-        cleanup_days: within(row, 5, (0, MAX_DAYS))?,
-        alert_on_failure: row.get(6)?,
-        alert_email: row.get(7)?,
-        slack_webhook: row.get(8)?,
-        timezone: row.get(9)?,
-        shutdown_grace: within(row, 10, (0, MAX_DURATION))?,
-        alert_on_timeout: row.get(11)?,
-        webhook_url: row.get(12)?,
-        webhook_secret: row.get(13)?,
-        escalate_after: opt_within(row, 14, (1, MAX_FAILURES.into()))?,
-        escalate_to: row.get(15)?,
-        disable_after: opt_within(row, 16, (1, MAX_FAILURES.into()))?,
-        max_silence: opt_within(row, 17, (1, MAX_DURATION))?,
-        cpu_threshold: within(row, 18, (1, 100))?,
-        cpu_window: within(row, 19, (0, MAX_DURATION))?,
-        disk_min_free: within(row, 20, (0, 100))?,
-        alert_rate_limit: within(row, 21, (1, MAX_ALERTS_PER_HOUR.into()))?,
-        default_memory_limit: opt_within(row, 22, (1, MAX_MEMORY))?,
-        default_cpu_limit: opt_within(row, 23, (1, MAX_DURATION))?,
-        default_nofile_limit: opt_within(row, 24, (1, MAX_NOFILE))?,
-        default_nproc_limit: opt_within(row, 25, (1, MAX_NPROC))?,
-        audit_retention_days: within(row, 26, (0, MAX_DAYS))?,
-    })
+    Settings::from_row(row)
+}
+
+fn columns() -> &'static str {
+    &Settings::sql().columns
 }
 
 impl Store {
@@ -109,54 +93,12 @@ impl Store {
                 },
                 now,
             )?;
-            conn.prepare_cached(
-                "INSERT INTO settings (system, is_enabled, max_concurrent_jobs, default_timeout, \
-                 keep_executions, cleanup_days, alert_on_failure, alert_email, slack_webhook, timezone, \
-                 shutdown_grace, created_at, updated_at, alert_on_timeout, webhook_url, webhook_secret, \
-                 escalate_after, escalate_to, disable_after, max_silence, cpu_threshold, cpu_window, \
-                 disk_min_free, alert_rate_limit, default_memory_limit, default_cpu_limit, \
-                 default_nofile_limit, default_nproc_limit, audit_retention_days) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, \
-                         ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28) \
-                 ON CONFLICT (system) DO UPDATE SET is_enabled = ?2, max_concurrent_jobs = ?3, \
-                 default_timeout = ?4, keep_executions = ?5, cleanup_days = ?6, alert_on_failure = ?7, \
-                 alert_email = ?8, slack_webhook = ?9, timezone = ?10, shutdown_grace = ?11, updated_at = ?12, \
-                 alert_on_timeout = ?13, webhook_url = ?14, webhook_secret = ?15, escalate_after = ?16, \
-                 escalate_to = ?17, disable_after = ?18, max_silence = ?19, cpu_threshold = ?20, \
-                 cpu_window = ?21, disk_min_free = ?22, alert_rate_limit = ?23, \
-                 default_memory_limit = ?24, default_cpu_limit = ?25, default_nofile_limit = ?26, \
-                 default_nproc_limit = ?27, audit_retention_days = ?28",
-            )?
-            .execute(params![
-                settings.system,
-                settings.is_enabled,
-                settings.max_concurrent_jobs,
-                settings.default_timeout,
-                settings.keep_executions,
-                settings.cleanup_days,
-                settings.alert_on_failure,
-                settings.alert_email,
-                settings.slack_webhook,
-                settings.timezone,
-                settings.shutdown_grace,
-                fmt_time(now),
-                settings.alert_on_timeout,
-                settings.webhook_url,
-                settings.webhook_secret,
-                settings.escalate_after,
-                settings.escalate_to,
-                settings.disable_after,
-                settings.max_silence,
-                settings.cpu_threshold,
-                settings.cpu_window,
-                settings.disk_min_free,
-                settings.alert_rate_limit,
-                settings.default_memory_limit,
-                settings.default_cpu_limit,
-                settings.default_nofile_limit,
-                settings.default_nproc_limit,
-                settings.audit_retention_days,
-            ])?;
+            let sql = Settings::sql();
+            conn.prepare_cached(&format!(
+                "{} ON CONFLICT (system) DO UPDATE SET {}",
+                sql.insert, sql.upsert_set
+            ))?
+            .execute(settings.insert_values(now))?;
             let mut stmt = conn.prepare_cached("UPDATE jobs SET next_run_at = ?2 WHERE id = ?1")?;
             for (id, next) in next_runs {
                 stmt.execute(params![id, next.map(fmt_time)])?;
@@ -168,7 +110,10 @@ impl Store {
 
 pub(crate) fn settings(conn: &Connection, system: &str) -> Result<Settings> {
     let stored = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM settings WHERE system = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {} FROM settings WHERE system = ?1",
+            columns()
+        ))?
         .query_row([system], from_row)
         .opt()?;
     Ok(stored
@@ -195,6 +140,72 @@ mod tests {
         assert_eq!(back.max_concurrent_jobs, 8);
         assert_eq!(back.timezone, "Europe/Madrid");
         assert_eq!(store.settings("other").unwrap().max_concurrent_jobs, 5);
+    }
+
+    #[test]
+    fn settings_are_read_by_column_name_not_position() {
+        let store = Store::open_in_memory().unwrap();
+        let mut s = Settings::defaults("app", "UTC");
+        s.set("max_concurrent_jobs", "8").unwrap();
+        s.set("alert_email", "ops@example.com").unwrap();
+        store
+            .put_settings(&s, &[], chrono::Utc::now(), crate::store::test_by())
+            .unwrap();
+        let mut names: Vec<&str> = columns().split(", ").collect();
+        names.reverse();
+        let got = store
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {} FROM settings WHERE system = ?1",
+                    names.join(", ")
+                ),
+                ["app"],
+                from_row,
+            )
+            .unwrap();
+        assert_eq!(got, s);
+    }
+
+    #[test]
+    fn the_record_describes_every_column_of_the_table() {
+        let store = Store::open_in_memory().unwrap();
+        let mut table = crate::store::copy::columns(&store.conn, "settings").unwrap();
+        let mut described: Vec<String> = Settings::COLUMNS
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect();
+        table.sort();
+        described.sort();
+        assert_eq!(described, table);
+    }
+
+    #[test]
+    fn a_second_put_updates_in_place_and_keeps_created_at() {
+        let store = Store::open_in_memory().unwrap();
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut s = Settings::defaults("app", "UTC");
+        store
+            .put_settings(&s, &[], t0, crate::store::test_by())
+            .unwrap();
+        s.set("webhook_secret", "k").unwrap();
+        s.set("disable_after", "4").unwrap();
+        let t1 = t0 + chrono::Duration::hours(1);
+        store
+            .put_settings(&s, &[], t1, crate::store::test_by())
+            .unwrap();
+        assert_eq!(store.settings("app").unwrap(), s);
+        let stamps = store
+            .conn
+            .query_row(
+                "SELECT created_at, updated_at FROM settings WHERE system = ?1",
+                ["app"],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .unwrap();
+        assert_eq!(stamps, (fmt_time(t0), fmt_time(t1)));
     }
 
     #[test]

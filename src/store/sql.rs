@@ -2,9 +2,9 @@
 //! and PostgreSQL (a shared database for a fleet of runners, behind the `postgres` feature).
 //!
 //! It mirrors the part of rusqlite's API the store uses (`prepare_cached`, `execute`,
-//! `query_row`, `query_map`, `params!`, `Row::get`), so the store's SQL and row mapping are
-//! written once. The SQL is the common subset of both dialects, with `?N` placeholders, which
-//! become `$N` for PostgreSQL. Values cross as one of five kinds ([`Value`]); instants are RFC 3339
+//! `query_row`, `query_map`, `params!`, `Row::get` by position or by name), so the store's SQL
+//! and row mapping are written once. The SQL is the common subset of both dialects, with `?N`
+//! placeholders, which become `$N` for PostgreSQL. Values cross as one of five kinds ([`Value`]); instants are RFC 3339
 //! text in both engines, so the two answer identically.
 
 use std::fmt;
@@ -29,6 +29,8 @@ pub enum Value {
 pub enum Error {
     #[error("query returned no rows")]
     NoRows,
+    #[error("no column named {0:?} in the result")]
+    NoColumn(String),
     #[error("column {column}: {message}")]
     Conversion { column: usize, message: String },
     #[error(transparent)]
@@ -272,13 +274,39 @@ impl<T: FromValue> FromValue for Option<T> {
     }
 }
 
-/// A column index (columns are read by position).
+/// A column of a row: its position, or its name (as the SELECT list spells it).
 pub trait RowIndex {
-    fn index(&self) -> usize;
+    fn index(&self, row: &Row<'_>) -> Result<usize>;
 }
 impl RowIndex for usize {
-    fn index(&self) -> usize {
-        *self
+    fn index(&self, _: &Row<'_>) -> Result<usize> {
+        Ok(*self)
+    }
+}
+impl RowIndex for &str {
+    fn index(&self, row: &Row<'_>) -> Result<usize> {
+        row.column_index(self)
+    }
+}
+
+/// A column by name, with the position it is expected at: checked first, so reading a row of
+/// many columns by name costs one comparison per column, not a search.
+#[derive(Debug, Clone, Copy)]
+pub struct Named<'a>(pub &'a str, pub usize);
+
+impl RowIndex for Named<'_> {
+    fn index(&self, row: &Row<'_>) -> Result<usize> {
+        let Named(name, at) = *self;
+        let there = match row {
+            Row::Sqlite(r) => r.as_ref().column_name(at).ok() == Some(name),
+            #[cfg(feature = "postgres")]
+            Row::Postgres(r) => r.columns().get(at).map(|c| c.name()) == Some(name),
+        };
+        if there {
+            Ok(at)
+        } else {
+            row.column_index(name)
+        }
     }
 }
 
@@ -290,8 +318,18 @@ pub enum Row<'a> {
 }
 
 impl Row<'_> {
+    /// The position of the column named `name`.
+    pub fn column_index(&self, name: &str) -> Result<usize> {
+        let found = match self {
+            Row::Sqlite(r) => r.as_ref().column_index(name).ok(),
+            #[cfg(feature = "postgres")]
+            Row::Postgres(r) => r.columns().iter().position(|c| c.name() == name),
+        };
+        found.ok_or_else(|| Error::NoColumn(name.to_string()))
+    }
+
     pub fn get<I: RowIndex, T: FromValue>(&self, idx: I) -> Result<T> {
-        let i = idx.index();
+        let i = idx.index(self)?;
         let v = match self {
             Row::Sqlite(r) => match r.get_ref(i)? {
                 rusqlite::types::ValueRef::Null => Value::Null,
@@ -323,9 +361,10 @@ impl<T> OptionalExtension<T> for Result<T> {
     }
 }
 
-/// Which engine a connection talks to.
+/// Which backend (database engine) a connection talks to: `store::Backend`, not to be confused
+/// with the runner's `runner::Engine`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
+pub enum Backend {
     Sqlite,
     Postgres,
 }
@@ -412,11 +451,11 @@ impl PgConnection {
 }
 
 impl Connection {
-    pub fn engine(&self) -> Engine {
+    pub fn backend(&self) -> Backend {
         match self {
-            Connection::Sqlite(_) => Engine::Sqlite,
+            Connection::Sqlite(_) => Backend::Sqlite,
             #[cfg(feature = "postgres")]
-            Connection::Postgres(_) => Engine::Postgres,
+            Connection::Postgres(_) => Backend::Postgres,
         }
     }
 
@@ -770,5 +809,24 @@ mod tests {
         assert_eq!(missing.optional().unwrap(), None);
         let bad = c.query_row("SELECT s FROM t WHERE i = 7", (), |r| r.get::<_, i64>(0));
         assert!(bad.unwrap_err().to_string().contains("column 0"));
+        let by_name = c.query_row("SELECT s, i FROM t WHERE i = 7", (), |r| {
+            Ok((r.get::<_, i64>("i")?, r.get::<_, String>("s")?))
+        });
+        assert_eq!(by_name.unwrap(), (7, "x".to_string()));
+        let bad = c.query_row("SELECT s, i FROM t WHERE i = 7", (), |r| {
+            r.get::<_, i64>("s")
+        });
+        assert!(bad.unwrap_err().to_string().contains("column 0"));
+        let none = c.query_row("SELECT s FROM t WHERE i = 7", (), |r| {
+            r.get::<_, i64>("nope")
+        });
+        assert!(matches!(none, Err(Error::NoColumn(n)) if n == "nope"));
+        let hinted = c.query_row("SELECT s, i FROM t WHERE i = 7", (), |r| {
+            Ok((
+                r.get::<_, i64>(Named("i", 1))?,
+                r.get::<_, i64>(Named("i", 0))?,
+            ))
+        });
+        assert_eq!(hinted.unwrap(), (7, 7));
     }
 }

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::{Engine, Store};
+use super::{Backend, Store};
 
 /// `<db>-shm`, opened at the first read (SQLite makes it with the first transaction) and again
 /// if it was removed and made anew (by hand: SQLite keeps it while we are connected), since an
@@ -62,7 +62,7 @@ pub struct CommitProbe {
 impl CommitProbe {
     pub(super) fn new(store: &Store) -> CommitProbe {
         CommitProbe {
-            index: (store.engine() == Engine::Sqlite).then(|| WalIndex::of(&store.path)),
+            index: (store.backend() == Backend::Sqlite).then(|| WalIndex::of(&store.path)),
             last: None,
         }
     }
