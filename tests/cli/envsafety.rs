@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::harness::{self, Env, ALLOW};
 
@@ -21,27 +21,6 @@ fn configure(env: &Env, shell_extra: &str, sections: &str) {
         ),
     )
     .unwrap();
-}
-
-/// Change a job's params behind cronmgr's back (SQLite file or PostgreSQL schema).
-fn set_params(env: &Env, job: &str, params: &Value) {
-    let db = env.db.to_string_lossy().into_owned();
-    if db.starts_with("postgres://") {
-        let text = params.to_string().replace('\'', "''");
-        harness::psql(
-            &db,
-            &format!("UPDATE jobs SET params = '{text}' WHERE name = '{job}'"),
-        );
-        return;
-    }
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
-    let n = conn
-        .execute(
-            "UPDATE jobs SET params = ?1 WHERE name = ?2",
-            [params.to_string(), job.to_string()],
-        )
-        .unwrap();
-    assert_eq!(n, 1);
 }
 
 fn add_env(name: &str, env_json: &str) -> Vec<String> {
@@ -142,8 +121,7 @@ fn a_code_loading_variable_edited_into_the_database_is_never_spawned() {
         "-c",
         format!("echo spawned > {}", marker.display())
     ]);
-    set_params(
-        &env,
+    env.set_params(
         "j",
         &json!({"argv": argv, "env": {"LD_PRELOAD": "/nonexistent/evil.so"}}),
     );
@@ -162,11 +140,7 @@ fn a_code_loading_variable_edited_into_the_database_is_never_spawned() {
     assert!(!marker.exists());
 
     // The runner refuses it the same way.
-    set_params(
-        &env,
-        "j",
-        &json!({"argv": argv, "env": {"PYTHONPATH": "/tmp"}}),
-    );
+    env.set_params("j", &json!({"argv": argv, "env": {"PYTHONPATH": "/tmp"}}));
     let row = env.run_until("j", Duration::from_secs(15), |rows| {
         rows.into_iter().find(|r| {
             r["triggered_by"] == "schedule"
@@ -231,8 +205,7 @@ fn nul_bytes_and_bad_names_are_refused_without_showing_the_value() {
         return;
     }
     env.ok(&args(&add_env("n", r#"{"PGPASSWORD": {"secret": "ok"}}"#)));
-    set_params(
-        &env,
+    env.set_params(
         "n",
         &json!({"argv": ["/usr/bin/echo"], "env": {"PGPASSWORD": {"secret": "SeCrEt\u{0}B"}}}),
     );
@@ -373,8 +346,7 @@ fn an_allowlist_entry_may_pin_the_arguments() {
     );
     assert_eq!(env.dump(), before);
     // Checked again before the run.
-    set_params(
-        &env,
+    env.set_params(
         "d",
         &json!({"argv": ["/usr/bin/date", "-f", "/etc/shadow"]}),
     );

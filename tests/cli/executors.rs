@@ -66,18 +66,6 @@ fn output(e: &Value) -> String {
     e["output"].as_str().unwrap_or_default().to_string()
 }
 
-/// Change a job's params behind cronmgr's back.
-fn set_params(env: &Env, job: &str, params: &Value) {
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
-    let n = conn
-        .execute(
-            "UPDATE jobs SET params = ?1 WHERE name = ?2",
-            [params.to_string(), job.to_string()],
-        )
-        .unwrap();
-    assert_eq!(n, 1);
-}
-
 fn touch(path: &Path, age: Duration) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, b"0123456789").unwrap();
@@ -216,8 +204,7 @@ fn http_refuses_hosts_off_the_allowlist_at_add_and_at_run() {
         "--param",
         &format!("url=http://127.0.0.1:{port}/"),
     ]);
-    set_params(
-        &env,
+    env.set_params(
         "ping",
         &serde_json::json!({"url": format!("http://127.0.0.1:{other}/")}),
     );
@@ -328,8 +315,7 @@ fn cleanup_deletes_old_files_keeps_the_newest_and_never_follows_symlinks() {
     );
     assert!(err.contains("[executors.cleanup] roots"), "{err}");
     // …and at run time when the row is edited.
-    set_params(
-        &env,
+    env.set_params(
         "trim",
         &serde_json::json!({"root": base.join("outside"), "patterns": ["*"], "older_than": "1d"}),
     );
@@ -426,8 +412,7 @@ fn backup_writes_an_archive_tar_can_list_and_keeps_the_newest() {
     );
     assert!(err.contains("[executors.backup] sources"), "{err}");
     // …and a destination edited in behind cronmgr's back at run time.
-    set_params(
-        &env,
+    env.set_params(
         "conf",
         &serde_json::json!({"paths": [src], "dest": base, "name": "app-config"}),
     );
@@ -546,8 +531,7 @@ fn sqlite_expires_sessions_in_one_transaction() {
     );
     assert!(err.contains("[executors.sqlite] databases"), "{err}");
     // Refused at run time when edited in.
-    set_params(
-        &env,
+    env.set_params(
         "expire",
         &serde_json::json!({"database": other, "statements": ["DELETE FROM t"]}),
     );

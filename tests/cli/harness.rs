@@ -111,6 +111,27 @@ impl Env {
         })
     }
 
+    /// Change a job's params behind cronmgr's back (the SQLite file or the PostgreSQL schema).
+    pub fn set_params(&self, job: &str, params: &Value) {
+        let db = self.db.to_string_lossy().into_owned();
+        if db.starts_with("postgres://") {
+            let text = params.to_string().replace('\'', "''");
+            psql(
+                &db,
+                &format!("UPDATE jobs SET params = '{text}' WHERE name = '{job}'"),
+            );
+            return;
+        }
+        let conn = rusqlite::Connection::open(&self.db).unwrap();
+        let n = conn
+            .execute(
+                "UPDATE jobs SET params = ?1 WHERE name = ?2",
+                [params.to_string(), job.to_string()],
+            )
+            .unwrap();
+        assert_eq!(n, 1, "no job {job}");
+    }
+
     /// `run-now NAME --json`: the execution, and the exit code.
     pub fn run_now_json(&self, name: &str) -> (Value, i32) {
         let out = self
