@@ -4,8 +4,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
 
+/// The wall clock (`now`: slots, rows) and the monotonic clock (`mono`: timers, grace periods,
+/// and the reference that tells a clock change from time passing).
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
+    fn mono(&self) -> std::time::Instant {
+        std::time::Instant::now()
+    }
 }
 
 /// The system's wall clock.

@@ -124,6 +124,100 @@ impl Drop for Presence {
     }
 }
 
+/// How often a runner on a shared database looks for changes made elsewhere.
+pub const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// This runner's part in a fleet sharing a database (PostgreSQL): each [`TICK`] it looks for
+/// changes made elsewhere; every third of its lease it heartbeats and reaps runners whose lease
+/// ran out. The database enforces overlap and caps across the fleet.
+pub struct FleetMember {
+    /// This runner's row in `runners`.
+    pub id: i64,
+    lease: std::time::Duration,
+    last_tick: std::time::Instant,
+    last_heartbeat: std::time::Instant,
+    /// Other runners took slots this runner tried to claim: pick again at once, not at the next
+    /// event (this runner may have nothing running to wake it).
+    pub claim_again: bool,
+}
+
+impl FleetMember {
+    pub fn new(id: i64, lease: std::time::Duration, mono: std::time::Instant) -> FleetMember {
+        FleetMember {
+            id,
+            lease,
+            last_tick: mono,
+            last_heartbeat: mono,
+            claim_again: false,
+        }
+    }
+
+    /// Whether the tick is due; taken as done when true.
+    pub fn tick_due(&mut self, mono: std::time::Instant) -> bool {
+        if mono.saturating_duration_since(self.last_tick) < TICK {
+            return false;
+        }
+        self.last_tick = mono;
+        true
+    }
+
+    /// Whether this tick heartbeats; taken as done when true.
+    pub fn heartbeat_due(&mut self, mono: std::time::Instant) -> bool {
+        if mono.saturating_duration_since(self.last_heartbeat) < self.lease / 3 {
+            return false;
+        }
+        self.last_heartbeat = mono;
+        true
+    }
+
+    /// How long the loop may sleep: until the next tick, or not at all to claim again.
+    pub fn next_wake(&self, mono: std::time::Instant) -> std::time::Duration {
+        if self.claim_again {
+            return std::time::Duration::ZERO;
+        }
+        TICK.saturating_sub(mono.saturating_duration_since(self.last_tick))
+    }
+}
+
+/// The fleet's tick for runner `me`: heartbeat (when `heartbeat`), and declare lost the runners
+/// whose lease ran out. Returns their executions that were interrupted, for the caller to retry
+/// per each job's policy. Failures are logged; the next tick tries again.
+pub fn tick(
+    store: &crate::store::Store,
+    me: i64,
+    heartbeat: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<crate::store::Execution> {
+    if heartbeat {
+        match store.heartbeat(me, now) {
+            Ok(true) => {}
+            Ok(false) => tracing::error!(
+                "another runner had declared this one lost (no heartbeat within the lease) and interrupted its executions"
+            ),
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+    }
+    let lost = match store.reap_lost_runners(me, now) {
+        Ok(lost) => lost,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check the other runners' leases");
+            return Vec::new();
+        }
+    };
+    let mut interrupted = Vec::new();
+    for (runner, executions) in lost {
+        tracing::warn!(
+            runner = runner.id,
+            host = %runner.host,
+            pid = runner.pid,
+            interrupted = executions.len(),
+            "runner lost: no heartbeat within its lease"
+        );
+        interrupted.extend(executions);
+    }
+    interrupted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

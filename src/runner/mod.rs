@@ -1,15 +1,20 @@
 //! The runner: due selection, claiming, worker threads, timeouts, retries, signals, sd_notify.
 
+mod calendar;
 pub mod clock;
+mod dispatch;
 mod engine;
 pub mod execute;
 pub mod fleet;
+mod housekeeping;
+mod lifecycle;
 pub mod lock;
 mod logfile;
 mod modes;
 pub mod notify;
 pub mod process;
 mod recorder;
+mod spawn;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -87,12 +92,13 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<Summary> {
     };
     let engine = Engine::new(
         store,
-        config,
         clock.as_ref(),
+        Box::new(spawn::Processes),
         Options {
             once,
             max_concurrent,
             db_path: db,
+            config,
             config_path,
             metrics_file,
             labels,

@@ -64,6 +64,8 @@ pub struct Recorder {
     journal: Journal,
     /// Since when writes have been failing, and why (for logs and alerts).
     failing: Option<(Instant, String)>,
+    /// Whether the connection's lock wait is cut to zero because writes are waiting.
+    lock_wait_short: bool,
 }
 
 impl Recorder {
@@ -74,6 +76,25 @@ impl Recorder {
             next_provisional: -1,
             journal: Journal::new(db),
             failing: None,
+            lock_wait_short: false,
+        }
+    }
+
+    /// While writes wait, every other write fails at once instead of stalling the loop on the
+    /// lock (the alert bookkeeping of a run ending then is lost, the execution records are
+    /// not); else a write waits up to `wait` for the lock.
+    pub fn sync_lock_wait(&mut self, store: &Store, wait: std::time::Duration) {
+        let failing = self.is_failing();
+        if failing != self.lock_wait_short {
+            let wait = if failing {
+                std::time::Duration::ZERO
+            } else {
+                wait
+            };
+            if let Err(e) = store.set_lock_wait(wait) {
+                tracing::warn!(error = %e, "could not set the lock wait");
+            }
+            self.lock_wait_short = failing;
         }
     }
 

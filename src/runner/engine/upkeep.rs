@@ -1,0 +1,181 @@
+//! The engine's upkeep between turns: changes made elsewhere, the fleet's tick, retention,
+//! silence deadlines, and reporting (runner state, metrics, systemd status, storage alerts).
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::{Engine, WRITE_WAIT};
+use crate::runner::fleet;
+use crate::runner::housekeeping::{self, Load};
+use crate::store::Status;
+
+/// A refusal to write lasting this long raises an alert once the database takes writes again.
+const STORAGE_ALERT: Duration = Duration::from_secs(2);
+
+impl Engine<'_> {
+    /// Reload if another connection changed jobs or settings since the last look.
+    pub(super) fn check_changes(&mut self) {
+        match self.housekeeping.changed(&self.store) {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::debug!("jobs or settings changed: reloading");
+                self.reload_in_loop();
+            }
+            Err(e) => tracing::warn!(error = %e, "could not check for changes; trying later"),
+        }
+    }
+
+    /// What is due of: the fleet's tick, the watchdog, retention, a put-off report, a failed
+    /// reload, and once a minute changes nobody nudged us about and the host checks.
+    pub(super) fn housekeeping(&mut self) {
+        let mono = self.clock.mono();
+        if let Some(f) = &mut self.fleet {
+            if f.tick_due(mono) {
+                self.check_changes();
+                self.fleet_tick(mono);
+            }
+        }
+        if self.life.notifier.watchdog.is_some() {
+            self.life.notifier.send("WATCHDOG=1");
+        }
+        let writable = !self.life.stop.stopping() && !self.recorder.is_failing();
+        if self.housekeeping.prune_pending() && writable {
+            self.prune_step();
+        }
+        if self.housekeeping.report_late(mono) {
+            self.report(self.clock.now());
+        }
+        if self.housekeeping.reload_failed {
+            self.reload_in_loop();
+        }
+        let now = self.clock.now();
+        let next_start = self.next_start_in(now);
+        if !self.housekeeping.minute_due(mono, next_start) {
+            return;
+        }
+        self.check_changes();
+        self.monitor
+            .host_checks(&self.store, self.calendar.settings(), now);
+        if self.housekeeping.load_changed(self.load()) {
+            let load = self.load();
+            (self.housekeeping).write_state(&self.store, load, self.life.started_at, now);
+        }
+        // Retention, hourly: the first batch in this wake-up, more only if it came back full.
+        if self.housekeeping.retention_due(mono) && writable {
+            self.prune_step();
+        }
+    }
+
+    /// On a shared database: heartbeat every third of the lease, and retry (per each job's
+    /// policy) the executions of runners declared lost.
+    pub(super) fn fleet_tick(&mut self, mono: Instant) {
+        let Some(f) = &mut self.fleet else {
+            return;
+        };
+        let now = self.clock.now();
+        let heartbeat = f.heartbeat_due(mono);
+        let lost = fleet::tick(&self.store, f.id, heartbeat, now);
+        for e in lost {
+            // A cancelled one stays stopped: a person asked for it (see `cronmgr kill`).
+            if self.calendar.get(e.job_id).is_none() || e.status == Status::Cancelled {
+                continue;
+            }
+            let mut slot = self.slot(e.job_id, e.scheduled_for);
+            slot.attempt = e.attempt;
+            slot.trigger = e.triggered_by;
+            slot.first_started = e.started_at;
+            self.retry(slot, now);
+        }
+    }
+
+    pub(super) fn prune_step(&mut self) {
+        let now = self.clock.now();
+        if self
+            .housekeeping
+            .prune_step(&self.store, self.calendar.systems(), now)
+        {
+            // Check for changes now, so the probe has seen this cycle's commits and the next
+            // minute needs no SQL; then give back the cache pages and heap the cycle used.
+            self.check_changes();
+            self.store.shrink_memory();
+        }
+    }
+
+    /// Open the `silent` condition of every job whose silence deadline has passed.
+    pub(super) fn check_silence(&mut self, now: DateTime<Utc>) {
+        for id in self.monitor.due(now) {
+            if let Some(entry) = self.calendar.get(id) {
+                let settings = self.calendar.settings_for(&entry.job.system);
+                self.monitor.silent(&self.store, &entry.job, &settings, now);
+            }
+        }
+    }
+
+    /// (running, queued, capacity), as `runner_state` shows them.
+    pub(super) fn load(&self) -> Load {
+        let capacity = self.opts.max_concurrent.unwrap_or_else(|| {
+            (self.calendar.settings())
+                .filter(|s| s.is_enabled)
+                .map(|s| s.max_concurrent_jobs as usize)
+                .sum()
+        });
+        Load {
+            running: self.dispatch.running_count() as u32,
+            queued: self.dispatch.queued_count() as u32,
+            capacity: capacity as u32,
+        }
+    }
+
+    /// The runner state, the metrics file and (once it is ready) systemd's status line.
+    pub(super) fn report(&mut self, now: DateTime<Utc>) {
+        let load = self.load();
+        (self.housekeeping).write_state(&self.store, load, self.life.started_at, now);
+        let (store, path) = (&self.store, self.opts.metrics_file.as_deref());
+        housekeeping::write_metrics(store, path, true, load, self.life.started_at);
+        if self.life.notifier.is_active() && self.life.ready {
+            self.life
+                .notifier
+                .send(&format!("STATUS={}", self.status_line()));
+        }
+    }
+
+    /// Write what waits for the database, in one transaction; when a long refusal ends, raise an
+    /// alert about it. While failing, attempts fail at once (no lock wait): the loop keeps
+    /// starting jobs on time.
+    pub(super) fn flush_records(&mut self) {
+        if self.recorder.backlog() == 0 {
+            return;
+        }
+        let failing = self.recorder.failing().cloned();
+        let backlog = self.recorder.backlog();
+        let landed = self.recorder.flush(&self.store);
+        self.recorder.sync_lock_wait(&self.store, WRITE_WAIT);
+        let Some((since, why)) = failing.filter(|(since, _)| since.elapsed() >= STORAGE_ALERT)
+        else {
+            return;
+        };
+        if landed {
+            let summary = format!(
+                "cronmgr could not write to its database for {} ({why}); {backlog} records waited and have all landed",
+                crate::duration::Human(Duration::from_secs(since.elapsed().as_secs().max(1)))
+            );
+            let now = self.clock.now();
+            self.monitor
+                .storage_blocked(&self.store, self.calendar.settings(), &summary, now);
+        }
+    }
+
+    pub(super) fn status_line(&self) -> String {
+        let mut line = format!(
+            "{} jobs, {} running, {} queued",
+            self.calendar.len(),
+            self.dispatch.running_count(),
+            self.dispatch.queued_count()
+        );
+        if let Some((name, at)) = self.calendar.earliest() {
+            line.push_str(&format!("; next: {name} at {}", crate::output::utc(at)));
+        }
+        line
+    }
+}
