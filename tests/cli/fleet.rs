@@ -68,7 +68,7 @@ fn three_runners_fire_every_slot_of_a_seconds_job_exactly_once() {
         .collect();
     runners_up(&env, 3);
     let from = Utc::now();
-    sleep(Duration::from_secs(30));
+    sleep(Duration::from_secs(10));
     let to = Utc::now();
     let listed = env.json(&["runners"]);
     for r in &mut runners {
@@ -78,7 +78,7 @@ fn three_runners_fire_every_slot_of_a_seconds_job_exactly_once() {
     let slots = by_slot(&rows);
     let log = logs(&env, &["a", "b", "c"]);
     let expected = seconds_between(from, to);
-    assert!(expected.len() >= 29, "{}", expected.len());
+    assert!(expected.len() >= 9, "{}", expected.len());
     for second in &expected {
         let row = slots
             .get(second)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{at, on_postgres, signal, soon, stop, Env};
+use crate::harness::{at, signal, soon, stop, Env};
 
 fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -623,32 +623,3 @@ fn without_home_the_database_is_not_put_in_the_current_folder() {
     assert_eq!(out.status.code(), Some(1), "{err}");
 }
 
-#[test]
-fn a_schedule_edited_in_the_database_is_picked_up_even_if_updated_at_is_not() {
-    let env = Env::new();
-    // Never, as far as this test is concerned.
-    add_echo(&env, "edited", "0 0 1 1 *");
-    let mut runner = env.spawn_runner(&[]);
-    assert!(
-        wait_log(&env, "runner ready", Duration::from_secs(20)),
-        "{}",
-        env.runner_log()
-    );
-    let sql = "UPDATE jobs SET schedule = '* * * * * *' WHERE name = 'edited'";
-    if on_postgres() {
-        crate::harness::psql(&env.db.to_string_lossy(), sql);
-    } else {
-        let conn = rusqlite::Connection::open(&env.db).unwrap();
-        conn.busy_timeout(Duration::from_secs(10)).unwrap();
-        conn.execute(sql, []).unwrap();
-    }
-    // The first look for unannounced changes is half a minute after start-up.
-    let row = env.wait_for(Duration::from_secs(50), || {
-        env.history("edited")
-            .into_iter()
-            .find(|r| r["status"] == "success")
-    });
-    stop(&mut runner);
-    let row = row.unwrap_or_else(|| panic!("the edit was not noticed; log:\n{}", env.runner_log()));
-    assert_eq!(row["output"], "edited\n", "{row}");
-}

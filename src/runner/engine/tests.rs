@@ -492,3 +492,19 @@ fn the_engine_sleeps_until_the_earliest_thing_it_waits_for() {
     let wait = rig.engine.next_wake(rig.clock.now());
     assert_eq!(wait, Duration::from_secs(29));
 }
+
+#[test]
+fn a_schedule_edited_behind_the_runners_back_is_picked_up_at_its_first_look() {
+    let mut j = job("edited", "0 0 1 1 *");
+    j.next_run_at = Some(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
+    let mut rig = Rig::new(&[j], at(1, 0, 0), None).start();
+    // Written by hand: no nudge, and updated_at untouched.
+    let conn = rusqlite::Connection::open(&rig.db).unwrap();
+    let sql = "UPDATE jobs SET schedule = '* * * * * *' WHERE name = 'edited'";
+    assert_eq!(conn.execute(sql, []).unwrap(), 1);
+    // The first look for unannounced changes comes half a minute after start-up.
+    rig.advance(29);
+    assert!(rig.launched().is_empty());
+    rig.advance(2);
+    assert_eq!(rig.launched_names(), ["edited"]);
+}
