@@ -16,6 +16,7 @@ mod migrate;
 mod misc;
 mod packaging;
 mod quickstart;
+mod run_now_alerts;
 mod runfiles;
 mod runner;
 mod schedule;
