@@ -9,6 +9,7 @@ mod faults;
 mod fleet;
 mod hardening;
 mod harness;
+mod history_csv;
 mod jobs;
 mod jobsd;
 mod limits;
