@@ -42,8 +42,14 @@ const DEFAULT_SHELL: &str = "/bin/sh";
 
 #[derive(Debug, Serialize)]
 struct Imported {
+    /// The file it came from (a system-wide import's many).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
     line: usize,
     name: String,
+    /// Who it runs as, when not cronmgr's own user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
     schedule: String,
     timezone: String,
     /// The command as cron would run it (after `%` handling).
@@ -53,6 +59,9 @@ struct Imported {
     argv: Vec<String>,
     env: serde_json::Map<String, Value>,
     needs_shell: bool,
+    /// From `MAILTO=`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alert_email: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     notes: Vec<String>,
 }
@@ -96,6 +105,77 @@ fn argv_for(entry: &Entry) -> (Vec<String>, bool) {
         }
     };
     (vec![shell, "-c".into(), script], true)
+}
+
+/// One crontab line as a `shell` job (named, described, with its env, zone and MAILTO), and what
+/// the report says of it. A bad `CRON_TZ` is a problem; a MAILTO cronmgr cannot send to, a note.
+/// The run-as user is the caller's to set.
+fn convert(
+    entry: &Entry,
+    source: &str,
+    ctx: &Ctx,
+    taken: &mut HashSet<String>,
+    problems: &mut Vec<Problem>,
+    notes: &mut Vec<Note>,
+) -> (Job, Imported) {
+    let (argv, needs_shell) = argv_for(entry);
+    let name = crontab::unique_name(&crontab::name_for(&entry.command), taken);
+    let mut job = Job::new(ctx.system(), &name, &entry.schedule, "shell");
+    job.description = Some(short(
+        &format!("from {source} line {}: {}", entry.line, entry.command),
+        200,
+    ));
+    job.params.insert("argv".into(), json!(argv));
+    let env: serde_json::Map<String, Value> = entry
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    if !env.is_empty() {
+        job.params.insert("env".into(), Value::Object(env.clone()));
+    }
+    if let Some(zone) = &entry.timezone {
+        match schedule::parse_timezone(zone) {
+            Ok(tz) => job.timezone = tz.name().to_string(),
+            Err(e) => problems.push(Problem {
+                file: source.to_string(),
+                line: entry.line,
+                message: format!("CRON_TZ: {e}"),
+            }),
+        }
+    }
+    match crontab::alert_email(entry.mailto.as_deref()) {
+        Ok(email) => job.alert_email = email,
+        Err(why) => notes.push(Note {
+            line: entry.line,
+            text: why,
+        }),
+    }
+    let mut job_notes = Vec::new();
+    if needs_shell {
+        // The import is refused unless the shell is allowlisted (checked with the rest), so
+        // this says what the job does, not what it would need.
+        job_notes.push(format!(
+            "runs through {} -c: the shell reads the whole line, as cron's did",
+            argv[0]
+        ));
+    }
+    let item = Imported {
+        source: None,
+        line: entry.line,
+        name,
+        user: None,
+        schedule: entry.schedule.clone(),
+        timezone: job.timezone.clone(),
+        command: entry.command.clone(),
+        stdin: entry.stdin.clone(),
+        argv,
+        env,
+        needs_shell,
+        alert_email: job.alert_email.clone(),
+        notes: job_notes,
+    };
+    (job, item)
 }
 
 /// The name of the user cronmgr runs as.
@@ -167,42 +247,14 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let mut candidates = Vec::new();
     let mut imported = Vec::new();
     for entry in &tab.entries {
-        let (argv, needs_shell) = argv_for(entry);
-        let name = crontab::unique_name(&crontab::name_for(&entry.command), &mut taken);
-        let mut job = Job::new(ctx.system(), &name, &entry.schedule, "shell");
-        job.description = Some(short(
-            &format!("from {source} line {}: {}", entry.line, entry.command),
-            200,
-        ));
-        job.params.insert("argv".into(), json!(argv));
-        let env: serde_json::Map<String, Value> = entry
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        if !env.is_empty() {
-            job.params.insert("env".into(), Value::Object(env.clone()));
-        }
-        if let Some(zone) = &entry.timezone {
-            match schedule::parse_timezone(zone) {
-                Ok(tz) => job.timezone = tz.name().to_string(),
-                Err(e) => problems.push(problem(entry.line, format!("CRON_TZ: {e}"))),
-            }
-        }
-        let mut job_notes = Vec::new();
-        if needs_shell {
-            // The import is refused unless the shell is allowlisted (checked with the rest
-            // below), so this says what the job does, not what it would need.
-            job_notes.push(format!(
-                "runs through {} -c: the shell reads the whole line, as cron's did",
-                argv[0]
-            ));
-        }
+        let (mut job, mut item) =
+            convert(entry, &source, ctx, &mut taken, &mut problems, &mut notes);
         if let Some(user) = &entry.user {
             if me.as_deref() != Some(user.as_str()) {
                 if crate::config::is_root() {
                     // Checked with the rest below: an unknown user is a problem line.
                     job.run_user = Some(user.clone());
+                    item.user = Some(user.clone());
                 } else {
                     notes.push(Note {
                         line: entry.line,
@@ -214,18 +266,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        imported.push(Imported {
-            line: entry.line,
-            name,
-            schedule: entry.schedule.clone(),
-            timezone: job.timezone.clone(),
-            command: entry.command.clone(),
-            stdin: entry.stdin.clone(),
-            argv,
-            env,
-            needs_shell,
-            notes: job_notes,
-        });
+        imported.push(item);
         candidates.push(Candidate {
             job,
             file: source.clone(),
