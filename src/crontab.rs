@@ -1,7 +1,10 @@
 //! Crontab files as cron reads them: comments, environment lines, schedules (with `@` macros),
-//! an optional user column (system crontabs), and `%` in commands. Pure: text in, entries out.
+//! an optional user column (system crontabs), and `%` in commands. Pure: text in, entries out;
+//! finding a host's crontabs on disk is [`host`]'s.
 //!
 //! What cronmgr cannot carry over is reported as a [`Note`] with its line, never dropped.
+
+pub mod host;
 
 use crate::schedule::Schedule;
 

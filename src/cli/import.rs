@@ -1,12 +1,15 @@
-//! `cronmgr import-crontab [FILE|-]`: turn a crontab's lines into `shell` jobs, all or nothing.
+//! `cronmgr import-crontab [FILE|-]`: turn a crontab's lines into `shell` jobs, all or nothing;
+//! with `--system-wide`, every crontab and run-parts script of the host ([`host`]).
 //!
 //! Simple commands run as plain argv; commands that need a shell (pipes, redirections, `&&`, `$`,
 //! quotes, globs, `%` input) run as `SHELL -c COMMAND`. Whatever cronmgr cannot carry over is
 //! listed with its line.
 
+mod host;
+
 use std::collections::HashSet;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -23,7 +26,9 @@ use crate::ExitCode;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  crontab -l | cronmgr import-crontab --dry-run\n  \
-                  cronmgr import-crontab /etc/cron.d/app     # a system crontab: user column"
+                  cronmgr import-crontab /etc/cron.d/app     # a system crontab: user column\n  \
+                  cronmgr import-crontab --system-wide --dry-run    # the whole host: the plan\n  \
+                  cronmgr import-crontab --system-wide --disable-sources"
 )]
 pub struct Args {
     /// The crontab file, or - for standard input
@@ -35,6 +40,19 @@ pub struct Args {
     /// Show the jobs and the job file it would apply; change nothing
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// The whole host: /etc/crontab, /etc/cron.d/*, every user's crontab in the spool
+    /// (/var/spool/cron/crontabs/*, /var/spool/cron/*) and one job per script in
+    /// /etc/cron.{hourly,daily,weekly,monthly}, each run as its owner
+    #[arg(long, conflicts_with_all = ["file", "user_column"])]
+    pub system_wide: bool,
+    /// With --system-wide: read the host's files under DIR instead of / (another host's copy, a
+    /// test's); run-parts scripts are imported at their path under DIR
+    #[arg(long, value_name = "DIR", requires = "system_wide")]
+    pub root: Option<PathBuf>,
+    /// With --system-wide, after the import: comment out the imported lines where cron (and
+    /// anacron) read them, keeping each file as FILE.cronmgr-bak, so nothing runs twice
+    #[arg(long, requires = "system_wide")]
+    pub disable_sources: bool,
 }
 
 /// The shell that runs commands cron would hand to one.
@@ -218,6 +236,9 @@ fn short(s: &str, max: usize) -> String {
 }
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    if args.system_wide {
+        return host::run(&args, ctx);
+    }
     let (source, text) = read_input(&args.file)?;
     let user_column =
         args.user_column || (args.file != "-" && crontab::is_system_crontab(Path::new(&args.file)));

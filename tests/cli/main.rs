@@ -10,6 +10,7 @@ mod fleet;
 mod hardening;
 mod harness;
 mod history_csv;
+mod hostimport;
 mod jobs;
 mod jobsd;
 mod limits;
