@@ -180,10 +180,20 @@ fn untrusted(meta: &Metadata, owners: &[u32]) -> Option<String> {
 }
 
 /// The entries of a folder, sorted by name as run-parts and cron go through them (byte order);
-/// an absent folder is empty.
-fn entries(dir: &Path) -> Vec<(String, PathBuf)> {
-    let Ok(read) = fs::read_dir(dir) else {
-        return Vec::new();
+/// an absent folder is empty, an unreadable one is listed as skipped (not silently empty).
+fn entries(dir: &Path, root: &Path, skipped: &mut Vec<Skipped>) -> Vec<(String, PathBuf)> {
+    let read = match fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                skipped.push(Skipped {
+                    source: shown(root, dir),
+                    line: None,
+                    why: format!("cannot list it: {e}"),
+                });
+            }
+            return Vec::new();
+        }
     };
     let mut out: Vec<(String, PathBuf)> = read
         .filter_map(Result::ok)
@@ -208,7 +218,7 @@ pub fn discover(root: &Path) -> Host {
     // /etc/crontab, then /etc/cron.d/* (cron reads the folder's files whatever the order; ours
     // is by name).
     let mut system = vec![at("/etc/crontab")];
-    for (name, path) in entries(&at("/etc/cron.d")) {
+    for (name, path) in entries(&at("/etc/cron.d"), root, &mut host.skipped) {
         if run_parts_name(&name) {
             system.push(path);
         } else if !name.starts_with('.') {
@@ -246,7 +256,7 @@ pub fn discover(root: &Path) -> Host {
 
     // The spool: each file named after its user.
     for spool in SPOOLS {
-        for (name, path) in entries(&at(spool)) {
+        for (name, path) in entries(&at(spool), root, &mut host.skipped) {
             if name.starts_with('.') {
                 continue;
             }
@@ -286,7 +296,7 @@ pub fn discover(root: &Path) -> Host {
 
     // The run-parts folders: one job per script.
     for period in Period::ALL {
-        for (name, path) in entries(&at(&period.folder())) {
+        for (name, path) in entries(&at(&period.folder()), root, &mut host.skipped) {
             if name.starts_with('.') {
                 continue;
             }
@@ -446,6 +456,20 @@ mod tests {
         );
         assert_eq!(run_parts_target("ls /etc/cron.daily"), None);
         assert_eq!(run_parts_target("run-parts /opt/jobs"), None);
+    }
+
+    #[test]
+    fn an_unreadable_folder_is_reported_not_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut skipped = Vec::new();
+        let file = dir.path().join("etc");
+        fs::write(&file, "").unwrap();
+        assert!(entries(&dir.path().join("absent"), dir.path(), &mut skipped).is_empty());
+        assert!(skipped.is_empty());
+        assert!(entries(&file, dir.path(), &mut skipped).is_empty());
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].source, "/etc");
+        assert!(skipped[0].why.contains("cannot list it"), "{skipped:?}");
     }
 
     #[test]
