@@ -11,6 +11,18 @@ use crate::store::{Execution, ExecutionFilter, Status};
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  cronmgr history backup --since 2026-11-01 --until 2026-12-01 --format csv > november.csv\n  \
+                  cronmgr history --status failed --since 7d\n\n\
+                  --format csv: RFC 4180 (CRLF line ends, fields with commas, quotes or line breaks quoted), \
+                  a header row, then one execution per row, newest first, in these columns: id, system, job, \
+                  status, triggered_by, attempt, scheduled_for, started_at, finished_at, duration_ms, \
+                  exit_code, memory_used_mb, cpu_used_percent, error_message. Times are RFC 3339 UTC, an \
+                  absent value is empty, and text starting with = + - @ gets a leading ' so that \
+                  spreadsheets show it rather than run it.\n\n\
+                  --since and --until select by when each execution began (its start, else its slot): \
+                  since included, until excluded."
+)]
 pub struct Args {
     /// Only this job's executions
     pub name: Option<String>,
@@ -240,6 +252,16 @@ pub fn table(executions: &[Execution], tz: Tz, with_job: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_help_lists_the_csv_columns_in_order() {
+        use clap::CommandFactory;
+        let cli = super::super::Cli::command();
+        let history = cli.find_subcommand("history").unwrap();
+        let help = history.get_after_help().unwrap().to_string();
+        let listed = CSV_COLUMNS.join(", ");
+        assert!(help.contains(&listed), "{help}");
+    }
 
     #[test]
     fn a_huge_since_is_refused_not_a_panic() {
