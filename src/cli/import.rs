@@ -6,6 +6,7 @@
 //! listed with its line.
 
 mod host;
+mod report;
 
 use std::collections::HashSet;
 use std::io::Read;

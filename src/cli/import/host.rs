@@ -18,17 +18,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::report::{allowlist, print, Disable, Report, SourceRow};
 use super::{convert, current_user, Args, Imported};
 use crate::cli::apply::{self, Candidate, Plan};
 use crate::cli::Ctx;
-use crate::config::{Allow, Config};
 use crate::crontab::host::{self, Kind, Period, Skipped};
 use crate::crontab::{self, Entry, Note};
 use crate::jobfile::Problem;
-use crate::output::{self, Column};
+use crate::output;
 use crate::store::{Job, JobFilter, Settings};
 use crate::ExitCode;
 
@@ -37,49 +36,6 @@ struct Runner {
     entry: Entry,
     user: Option<String>,
     source: String,
-}
-
-/// One file cronmgr read, for the report.
-#[derive(Serialize)]
-struct SourceRow {
-    path: String,
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<String>,
-    jobs: usize,
-}
-
-/// Lines to comment out in one file.
-#[derive(Serialize)]
-struct Disable {
-    file: String,
-    lines: Vec<usize>,
-    /// Where the original was kept (once done).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    backup: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-/// `import-crontab --system-wide --json`.
-#[derive(Serialize)]
-struct Report<'a> {
-    dry_run: bool,
-    root: String,
-    sources: Vec<SourceRow>,
-    jobs: &'a [Imported],
-    not_imported: &'a [Skipped],
-    not_carried_over: &'a [Skipped],
-    /// `[executors.shell] allow` entries the jobs need and the config lacks (TOML, one each).
-    allowlist: Vec<String>,
-    /// With --disable-sources: what is (or, on a dry run, would be) commented out.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    disable_sources: Vec<Disable>,
-    /// Why nothing was imported (the command then exits 2).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    problems: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    toml: Option<String>,
 }
 
 /// Everything the import gathers before it checks and writes.
@@ -93,6 +49,12 @@ struct Gathered {
     sources: Vec<SourceRow>,
     /// By the path read: (the path shown, the lines to comment out).
     migrated: BTreeMap<PathBuf, (String, BTreeSet<usize>)>,
+    /// Job names in use.
+    taken: HashSet<String>,
+    /// What already runs (an earlier import): (argv, user) → the job.
+    known: HashMap<(Value, Option<String>), String>,
+    /// The user cronmgr runs as.
+    me: Option<String>,
 }
 
 impl Gathered {
@@ -119,30 +81,261 @@ impl Gathered {
             why,
         });
     }
-}
 
-/// Who a job runs as: Some(user) as root (always explicit: the runner may one day run as
-/// someone else); None for cronmgr's own user otherwise; a problem for anyone else.
-fn run_as(
-    user: &str,
-    me: Option<&str>,
-    source: &str,
-    line: usize,
-    g: &mut Gathered,
-) -> Option<String> {
-    if crate::config::is_root() {
-        return Some(user.to_string());
+    /// The crontabs' lines, as jobs; returns the lines that run a run-parts folder, by folder.
+    fn crontabs(&mut self, found: &host::Host, ctx: &Ctx) -> BTreeMap<Period, Runner> {
+        // The crontabs; the lines that run a run-parts folder are kept for its scripts.
+        let mut runners: BTreeMap<Period, Runner> = BTreeMap::new();
+        for tab in &found.crontabs {
+            let text = match std::fs::read_to_string(&tab.path) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.skip(&tab.shown, None, format!("cannot read it: {e}"));
+                    continue;
+                }
+            };
+            let parsed = crontab::parse(&text, tab.kind == Kind::System);
+            let before = self.items.len();
+            self.problems.extend(parsed.errors.iter().map(|e| Problem {
+                file: tab.shown.clone(),
+                line: e.line,
+                message: e.message.clone(),
+            }));
+            for n in &parsed.notes {
+                self.note(&tab.shown, Some(n.line), n.text.clone());
+            }
+            for entry in &parsed.entries {
+                let user = match &tab.kind {
+                    Kind::System => entry.user.clone(),
+                    Kind::User(u) => Some(u.clone()),
+                };
+                if let Some(period) = host::run_parts_target(&entry.command) {
+                    self.skip(
+                        &tab.shown,
+                        Some(entry.line),
+                        format!(
+                            "runs {}: imported as one job per script there (this line's time, user and MAILTO)",
+                            period.folder()
+                        ),
+                    );
+                    self.migrate(&tab.path, &tab.shown, entry.line);
+                    runners.entry(period).or_insert(Runner {
+                        entry: entry.clone(),
+                        user,
+                        source: tab.shown.clone(),
+                    });
+                    continue;
+                }
+                if let Some(u) = &user {
+                    if crate::access::user_by_name(u).is_none() {
+                        self.skip(
+                            &tab.shown,
+                            Some(entry.line),
+                            format!("no user named {u:?}: cron cannot run it either"),
+                        );
+                        continue;
+                    }
+                }
+                let mut notes: Vec<Note> = Vec::new();
+                let (mut job, mut item) = convert(
+                    entry,
+                    &tab.shown,
+                    ctx,
+                    &mut self.taken,
+                    &mut self.problems,
+                    &mut notes,
+                );
+                for n in notes {
+                    self.note(&tab.shown, Some(n.line), n.text);
+                }
+                if let Some(u) = &user {
+                    job.run_user = self.run_as(u, &tab.shown, entry.line);
+                }
+                item.source = Some(tab.shown.clone());
+                item.user = user;
+                self.migrate(&tab.path, &tab.shown, entry.line);
+                if let Some(name) = self.already(&job) {
+                    self.taken.remove(&job.name);
+                    self.skip(
+                        &tab.shown,
+                        Some(entry.line),
+                        format!("already imported: job {name} runs it"),
+                    );
+                    continue;
+                }
+                self.items.push(item);
+                self.candidates.push(Candidate {
+                    job,
+                    file: tab.shown.clone(),
+                    line: entry.line,
+                });
+            }
+            self.sources.push(SourceRow {
+                path: tab.shown.clone(),
+                kind: match tab.kind {
+                    Kind::System => "system",
+                    Kind::User(_) => "user",
+                },
+                user: match &tab.kind {
+                    Kind::System => None,
+                    Kind::User(u) => Some(u.clone()),
+                },
+                jobs: self.items.len() - before,
+            });
+        }
+        runners
     }
-    if me != Some(user) {
-        g.problems.push(Problem {
-            file: source.to_string(),
-            line,
-            message: format!(
-                "runs as {user}: only root can import jobs that run as another user (run the import as root)"
-            ),
-        });
+
+    /// The run-parts scripts, one job each, run as `runners` say; returns the folders that had any.
+    fn scripts(
+        &mut self,
+        found: &host::Host,
+        runners: &BTreeMap<Period, Runner>,
+        ctx: &Ctx,
+    ) -> BTreeSet<Period> {
+        // The run-parts scripts.
+        let mut periods: BTreeSet<Period> = BTreeSet::new();
+        for period in Period::ALL {
+            let scripts: Vec<&host::Script> = found
+                .scripts
+                .iter()
+                .filter(|s| s.period == period)
+                .collect();
+            if scripts.is_empty() {
+                continue;
+            }
+            periods.insert(period);
+            let before = self.items.len();
+            let runner = runners.get(&period);
+            let folder = period.folder();
+            if runner.is_none() {
+                self.note(
+                    &folder,
+                    None,
+                    format!(
+                        "no crontab line runs {folder} (anacron does, if installed): its scripts run at Debian's time, {}, as root",
+                        period.default_schedule()
+                    ),
+                );
+            }
+            for script in scripts {
+                let entry = Entry {
+                    line: 0,
+                    schedule: runner
+                        .map(|r| r.entry.schedule.clone())
+                        .unwrap_or_else(|| period.default_schedule().to_string()),
+                    user: None,
+                    command: script.path.display().to_string(),
+                    stdin: None,
+                    env: runner.map(|r| r.entry.env.clone()).unwrap_or_default(),
+                    shell: None,
+                    timezone: runner.and_then(|r| r.entry.timezone.clone()),
+                    mailto: runner.and_then(|r| r.entry.mailto.clone()),
+                };
+                let name = crontab::unique_name(
+                    &format!("{}-{}", period.as_str(), script.name.to_ascii_lowercase()),
+                    &mut self.taken,
+                );
+                let mut notes: Vec<Note> = Vec::new();
+                let (mut job, mut item) = convert(
+                    &entry,
+                    &script.shown,
+                    ctx,
+                    &mut self.taken,
+                    &mut self.problems,
+                    &mut notes,
+                );
+                self.taken.remove(&job.name);
+                job.name = name.clone();
+                item.name = name;
+                // Exactly the file, whatever its name holds: no shell, no PATH search.
+                let argv = vec![script.path.display().to_string()];
+                job.params.insert("argv".into(), json!(argv));
+                job.params.insert("cwd".into(), json!("/"));
+                item.argv = argv;
+                item.needs_shell = false;
+                item.notes.clear();
+                job.description = Some(format!(
+                    "from {folder} (run-parts, {}): {}",
+                    period.as_str(),
+                    script.shown
+                ));
+                for n in notes {
+                    self.note(&script.shown, None, n.text);
+                }
+                let user = runner
+                    .and_then(|r| r.user.clone())
+                    .unwrap_or_else(|| "root".to_string());
+                let source = runner.map_or(folder.clone(), |r| r.source.clone());
+                job.run_user = self.run_as(&user, &source, runner.map_or(0, |r| r.entry.line));
+                item.user = Some(user);
+                item.source = Some(script.shown.clone());
+                if let Some(name) = self.already(&job) {
+                    self.taken.remove(&job.name);
+                    self.skip(
+                        &script.shown,
+                        None,
+                        format!("already imported: job {name} runs it"),
+                    );
+                    continue;
+                }
+                self.items.push(item);
+                self.candidates.push(Candidate {
+                    job,
+                    file: script.shown.clone(),
+                    line: 0,
+                });
+            }
+            self.sources.push(SourceRow {
+                path: folder,
+                kind: "run-parts",
+                user: None,
+                jobs: self.items.len() - before,
+            });
+        }
+        periods
     }
-    None
+
+    /// anacron runs the folders on most hosts: its lines for the imported ones are disabled too.
+    fn anacron(&mut self, found: &host::Host, periods: &BTreeSet<Period>) {
+        if let (Some(tab), false) = (&found.anacrontab, periods.is_empty()) {
+            if let Ok(text) = std::fs::read_to_string(&tab.path) {
+                for line in host::anacron_lines(&text, periods) {
+                    self.skip(
+                        &tab.shown,
+                        Some(line),
+                        "anacron runs a run-parts folder whose scripts are imported one by one"
+                            .into(),
+                    );
+                    self.migrate(&tab.path, &tab.shown, line);
+                }
+            }
+        }
+    }
+
+    /// Who a job runs as: Some(user) as root (always explicit: the runner may one day run as
+    /// someone else); None for cronmgr's own user otherwise; a problem for anyone else.
+    fn run_as(&mut self, user: &str, source: &str, line: usize) -> Option<String> {
+        if crate::config::is_root() {
+            return Some(user.to_string());
+        }
+        if self.me.as_deref() != Some(user) {
+            self.problems.push(Problem {
+                file: source.to_string(),
+                line,
+                message: format!(
+                    "runs as {user}: only root can import jobs that run as another user (run the import as root)"
+                ),
+            });
+        }
+        None
+    }
+
+    /// The job of an earlier import that runs the same argv as the same user, if there is one.
+    fn already(&self, job: &Job) -> Option<String> {
+        let argv = job.params.get("argv")?.clone();
+        self.known.get(&(argv, job.run_user.clone())).cloned()
+    }
 }
 
 pub(super) fn run(args: &Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
@@ -180,7 +373,6 @@ pub(super) fn run(args: &Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             Vec::new(),
         ),
     };
-    // What already runs (an earlier import): (argv, user) → the job.
     let known: HashMap<(Value, Option<String>), String> = existing
         .iter()
         .filter(|j| j.command == "shell")
@@ -189,232 +381,17 @@ pub(super) fn run(args: &Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             Some(((argv, j.run_user.clone()), j.name.clone()))
         })
         .collect();
-    let mut taken: HashSet<String> = existing.into_iter().map(|j| j.name).collect();
-    let me = current_user();
     let mut g = Gathered {
         not_imported: found.skipped.clone(),
+        known,
+        taken: existing.into_iter().map(|j| j.name).collect(),
+        me: current_user(),
         ..Default::default()
     };
 
-    // The crontabs; the lines that run a run-parts folder are kept for its scripts.
-    let mut runners: BTreeMap<Period, Runner> = BTreeMap::new();
-    for tab in &found.crontabs {
-        let text = match std::fs::read_to_string(&tab.path) {
-            Ok(t) => t,
-            Err(e) => {
-                g.skip(&tab.shown, None, format!("cannot read it: {e}"));
-                continue;
-            }
-        };
-        let parsed = crontab::parse(&text, tab.kind == Kind::System);
-        let before = g.items.len();
-        g.problems.extend(parsed.errors.iter().map(|e| Problem {
-            file: tab.shown.clone(),
-            line: e.line,
-            message: e.message.clone(),
-        }));
-        for n in &parsed.notes {
-            g.note(&tab.shown, Some(n.line), n.text.clone());
-        }
-        for entry in &parsed.entries {
-            let user = match &tab.kind {
-                Kind::System => entry.user.clone(),
-                Kind::User(u) => Some(u.clone()),
-            };
-            if let Some(period) = host::run_parts_target(&entry.command) {
-                g.skip(
-                    &tab.shown,
-                    Some(entry.line),
-                    format!(
-                        "runs {}: imported as one job per script there (this line's time, user and MAILTO)",
-                        period.folder()
-                    ),
-                );
-                g.migrate(&tab.path, &tab.shown, entry.line);
-                runners.entry(period).or_insert(Runner {
-                    entry: entry.clone(),
-                    user,
-                    source: tab.shown.clone(),
-                });
-                continue;
-            }
-            if let Some(u) = &user {
-                if crate::access::user_by_name(u).is_none() {
-                    g.skip(
-                        &tab.shown,
-                        Some(entry.line),
-                        format!("no user named {u:?}: cron cannot run it either"),
-                    );
-                    continue;
-                }
-            }
-            let mut notes: Vec<Note> = Vec::new();
-            let (mut job, mut item) = convert(
-                entry,
-                &tab.shown,
-                ctx,
-                &mut taken,
-                &mut g.problems,
-                &mut notes,
-            );
-            for n in notes {
-                g.note(&tab.shown, Some(n.line), n.text);
-            }
-            if let Some(u) = &user {
-                job.run_user = run_as(u, me.as_deref(), &tab.shown, entry.line, &mut g);
-            }
-            item.source = Some(tab.shown.clone());
-            item.user = user;
-            g.migrate(&tab.path, &tab.shown, entry.line);
-            if let Some(name) = already(&known, &job) {
-                taken.remove(&job.name);
-                g.skip(
-                    &tab.shown,
-                    Some(entry.line),
-                    format!("already imported: job {name} runs it"),
-                );
-                continue;
-            }
-            g.items.push(item);
-            g.candidates.push(Candidate {
-                job,
-                file: tab.shown.clone(),
-                line: entry.line,
-            });
-        }
-        g.sources.push(SourceRow {
-            path: tab.shown.clone(),
-            kind: match tab.kind {
-                Kind::System => "system",
-                Kind::User(_) => "user",
-            },
-            user: match &tab.kind {
-                Kind::System => None,
-                Kind::User(u) => Some(u.clone()),
-            },
-            jobs: g.items.len() - before,
-        });
-    }
-
-    // The run-parts scripts.
-    let mut periods: BTreeSet<Period> = BTreeSet::new();
-    for period in Period::ALL {
-        let scripts: Vec<&host::Script> = found
-            .scripts
-            .iter()
-            .filter(|s| s.period == period)
-            .collect();
-        if scripts.is_empty() {
-            continue;
-        }
-        periods.insert(period);
-        let before = g.items.len();
-        let runner = runners.get(&period);
-        let folder = period.folder();
-        if runner.is_none() {
-            g.note(
-                &folder,
-                None,
-                format!(
-                    "no crontab line runs {folder} (anacron does, if installed): its scripts run at Debian's time, {}, as root",
-                    period.default_schedule()
-                ),
-            );
-        }
-        for script in scripts {
-            let entry = Entry {
-                line: 0,
-                schedule: runner
-                    .map(|r| r.entry.schedule.clone())
-                    .unwrap_or_else(|| period.default_schedule().to_string()),
-                user: None,
-                command: script.path.display().to_string(),
-                stdin: None,
-                env: runner.map(|r| r.entry.env.clone()).unwrap_or_default(),
-                shell: None,
-                timezone: runner.and_then(|r| r.entry.timezone.clone()),
-                mailto: runner.and_then(|r| r.entry.mailto.clone()),
-            };
-            let name = crontab::unique_name(
-                &format!("{}-{}", period.as_str(), script.name.to_ascii_lowercase()),
-                &mut taken,
-            );
-            let mut notes: Vec<Note> = Vec::new();
-            let (mut job, mut item) = convert(
-                &entry,
-                &script.shown,
-                ctx,
-                &mut taken,
-                &mut g.problems,
-                &mut notes,
-            );
-            taken.remove(&job.name);
-            job.name = name.clone();
-            item.name = name;
-            // Exactly the file, whatever its name holds: no shell, no PATH search.
-            let argv = vec![script.path.display().to_string()];
-            job.params.insert("argv".into(), json!(argv));
-            job.params.insert("cwd".into(), json!("/"));
-            item.argv = argv;
-            item.needs_shell = false;
-            item.notes.clear();
-            job.description = Some(format!(
-                "from {folder} (run-parts, {}): {}",
-                period.as_str(),
-                script.shown
-            ));
-            for n in notes {
-                g.note(&script.shown, None, n.text);
-            }
-            let user = runner
-                .and_then(|r| r.user.clone())
-                .unwrap_or_else(|| "root".to_string());
-            let source = runner.map_or(folder.clone(), |r| r.source.clone());
-            job.run_user = run_as(
-                &user,
-                me.as_deref(),
-                &source,
-                runner.map_or(0, |r| r.entry.line),
-                &mut g,
-            );
-            item.user = Some(user);
-            item.source = Some(script.shown.clone());
-            if let Some(name) = already(&known, &job) {
-                taken.remove(&job.name);
-                g.skip(
-                    &script.shown,
-                    None,
-                    format!("already imported: job {name} runs it"),
-                );
-                continue;
-            }
-            g.items.push(item);
-            g.candidates.push(Candidate {
-                job,
-                file: script.shown.clone(),
-                line: 0,
-            });
-        }
-        g.sources.push(SourceRow {
-            path: folder,
-            kind: "run-parts",
-            user: None,
-            jobs: g.items.len() - before,
-        });
-    }
-    // anacron runs the folders on most hosts: its lines for the imported ones go too.
-    if let (Some(tab), false) = (&found.anacrontab, periods.is_empty()) {
-        if let Ok(text) = std::fs::read_to_string(&tab.path) {
-            for line in host::anacron_lines(&text, &periods) {
-                g.skip(
-                    &tab.shown,
-                    Some(line),
-                    "anacron runs a run-parts folder whose scripts are imported one by one".into(),
-                );
-                g.migrate(&tab.path, &tab.shown, line);
-            }
-        }
-    }
+    let runners = g.crontabs(&found, ctx);
+    let periods = g.scripts(&found, &runners, ctx);
+    g.anacron(&found, &periods);
 
     let now = ctx.now();
     apply::check_all(&mut g.candidates, &settings, config, now, &mut g.problems);
@@ -486,191 +463,10 @@ pub(super) fn run(args: &Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-/// The job of an earlier import that runs the same argv as the same user, if there is one.
-fn already<'a>(known: &'a HashMap<(Value, Option<String>), String>, job: &Job) -> Option<&'a str> {
-    let argv = job.params.get("argv")?.clone();
-    known.get(&(argv, job.run_user.clone())).map(String::as_str)
-}
-
 /// A path under the root, as the host knows it.
 fn host_path(root: &Path, path: &Path) -> String {
     match path.strip_prefix(root) {
         Ok(rel) => format!("/{}", rel.display()),
         Err(_) => path.display().to_string(),
     }
-}
-
-/// The `[executors.shell] allow` entries the jobs need and `config` lacks: each program with the
-/// exact arguments its job gives it (least privilege; loosen by hand to a plain path if wanted).
-fn allowlist(candidates: &[Candidate], config: &Config) -> Vec<String> {
-    let mut open = config.clone();
-    open.shell_allow = Allow::Any;
-    let mut out: Vec<String> = Vec::new();
-    for c in candidates {
-        let params = &c.job.params;
-        if crate::executor::check(&c.job.command, params, config).is_ok()
-            || crate::executor::check(&c.job.command, params, &open).is_err()
-        {
-            continue;
-        }
-        let argv: Vec<String> = params
-            .get("argv")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let Some((program, args)) = argv.split_first() else {
-            continue;
-        };
-        let path_var = params
-            .get("env")
-            .and_then(|e| e.get("PATH"))
-            .and_then(Value::as_str)
-            .unwrap_or(crate::executor::DEFAULT_PATH);
-        let program = locate(program, path_var);
-        let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
-        let entry = format!(
-            "{{ program = {}, args = [{}] }},",
-            quote(&program),
-            args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(", ")
-        );
-        if !out.contains(&entry) {
-            out.push(entry);
-        }
-    }
-    out
-}
-
-/// A program as the `shell` executor finds it: an absolute path as is, a bare name on PATH.
-fn locate(program: &str, path_var: &str) -> String {
-    if program.contains('/') {
-        return program.to_string();
-    }
-    path_var
-        .split(':')
-        .filter(|d| d.starts_with('/'))
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.is_file())
-        .map_or_else(|| program.to_string(), |p| p.display().to_string())
-}
-
-fn print(r: &Report<'_>, config: &Config) -> anyhow::Result<()> {
-    output::text(&format!("sources under {}:", r.root))?;
-    output::text(&output::table_in(
-        2,
-        &[
-            Column::new("SOURCE").fill(16),
-            Column::new("KIND"),
-            Column::new("USER"),
-            Column::new("JOBS"),
-        ],
-        r.sources.iter().map(|s| {
-            [
-                s.path.clone(),
-                s.kind.to_string(),
-                s.user.clone().unwrap_or_else(|| "-".into()),
-                s.jobs.to_string(),
-            ]
-        }),
-    ))?;
-    if !r.jobs.is_empty() {
-        output::text("\njobs:")?;
-        output::text(&output::table_in(
-            2,
-            &[
-                Column::new("SOURCE").shrink(16),
-                Column::new("LINE"),
-                Column::new("NAME").shrink(12),
-                Column::new("USER").shrink(8),
-                Column::new("SCHEDULE"),
-                Column::new("COMMAND").fill(16),
-                Column::new("ALERTS TO").shrink(10).drop(1),
-            ],
-            r.jobs.iter().map(|i| {
-                [
-                    i.source.clone().unwrap_or_default(),
-                    if i.line == 0 {
-                        "-".into()
-                    } else {
-                        i.line.to_string()
-                    },
-                    i.name.clone(),
-                    i.user.clone().unwrap_or_else(|| "-".into()),
-                    i.schedule.clone(),
-                    i.command.clone(),
-                    i.alert_email.clone().unwrap_or_else(|| "-".into()),
-                ]
-            }),
-        ))?;
-    }
-    for (title, rows) in [
-        ("not imported", r.not_imported),
-        ("not carried over", r.not_carried_over),
-    ] {
-        if rows.is_empty() {
-            continue;
-        }
-        output::text(&format!("\n{title}:"))?;
-        output::text(&output::table_in(
-            2,
-            &[
-                Column::new("SOURCE").shrink(16),
-                Column::new("LINE"),
-                Column::new("WHY").fill(20),
-            ],
-            rows.iter().map(|s| {
-                [
-                    s.source.clone(),
-                    s.line.map_or_else(|| "-".into(), |l| l.to_string()),
-                    s.why.clone(),
-                ]
-            }),
-        ))?;
-    }
-    if !r.allowlist.is_empty() {
-        output::text(&format!(
-            "\nthe jobs need these [executors.shell] allow entries (paste them into the list in {}):",
-            config.path.display()
-        ))?;
-        for e in &r.allowlist {
-            output::text(&format!("  {e}"))?;
-        }
-    }
-    if !r.disable_sources.is_empty() {
-        output::text(if r.dry_run || !r.problems.is_empty() {
-            "\nwould comment out (--disable-sources), keeping FILE.cronmgr-bak:"
-        } else {
-            "\ncommented out (--disable-sources):"
-        })?;
-        for d in &r.disable_sources {
-            let lines: Vec<String> = d.lines.iter().map(ToString::to_string).collect();
-            let how = match (&d.backup, &d.error) {
-                (_, Some(e)) => format!(": FAILED: {e}"),
-                (Some(b), None) => format!(" (backup {b})"),
-                (None, None) => String::new(),
-            };
-            let word = if lines.len() == 1 { "line" } else { "lines" };
-            output::text(&format!("  {} {word} {}{how}", d.file, lines.join(",")))?;
-        }
-    }
-    if !r.problems.is_empty() {
-        output::text(&format!(
-            "\nnothing imported: {} problem(s), listed on stderr",
-            r.problems.len()
-        ))?;
-    } else if r.dry_run {
-        output::text(&format!(
-            "\ndry run, nothing changed: would import {} job(s), as this job file:\n",
-            r.jobs.len()
-        ))?;
-        if let Some(t) = &r.toml {
-            output::text(t)?;
-        }
-    } else {
-        output::text(&format!("\nimported {} job(s)", r.jobs.len()))?;
-    }
-    Ok(())
 }
