@@ -1,7 +1,10 @@
 //! Crontab files as cron reads them: comments, environment lines, schedules (with `@` macros),
-//! an optional user column (system crontabs), and `%` in commands. Pure: text in, entries out.
+//! an optional user column (system crontabs), and `%` in commands. Pure: text in, entries out;
+//! finding a host's crontabs on disk is [`host`]'s.
 //!
 //! What cronmgr cannot carry over is reported as a [`Note`] with its line, never dropped.
+
+pub mod host;
 
 use crate::schedule::Schedule;
 
@@ -25,6 +28,8 @@ pub struct Entry {
     pub shell: Option<String>,
     /// `CRON_TZ=` in force.
     pub timezone: Option<String>,
+    /// `MAILTO=` in force, as written (empty: cron mails nothing).
+    pub mailto: Option<String>,
 }
 
 /// Something on a line that cronmgr does not carry over.
@@ -59,6 +64,7 @@ pub fn parse(text: &str, user_column: bool) -> Crontab {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut shell = None;
     let mut timezone = None;
+    let mut mailto = None;
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let trimmed = raw.trim_start();
@@ -70,8 +76,10 @@ pub fn parse(text: &str, user_column: bool) -> Crontab {
             match name.as_str() {
                 "SHELL" => shell = Some(value),
                 "CRON_TZ" => timezone = (!value.is_empty()).then_some(value),
-                "MAILTO" | "MAILFROM" => tab.notes.push(note(format!(
-                    "{name}={value}: not carried over: set alert_email (cronmgr settings set alert_email ADDRESS); each run's output is kept in its history"
+                // Carried over by the import (see `alert_email`), or noted there.
+                "MAILTO" => mailto = Some(value),
+                "MAILFROM" => tab.notes.push(note(format!(
+                    "{name}={value}: not carried over: alerts come from [smtp] from in cronmgr's config"
                 ))),
                 "RANDOM_DELAY" | "START_HOURS_RANGE" | "CRON_CORRECT_ALARM" => tab.notes.push(
                     note(format!("{name}={value}: not carried over: cronmgr has no such option")),
@@ -88,6 +96,7 @@ pub fn parse(text: &str, user_column: bool) -> Crontab {
                 e.env = env.clone();
                 e.shell = shell.clone();
                 e.timezone = timezone.clone();
+                e.mailto = mailto.clone();
                 tab.entries.push(e);
             }
             Err(message) => tab.errors.push(LineError { line, message }),
@@ -167,7 +176,29 @@ fn entry(text: &str, line: usize, user_column: bool) -> Result<Entry, String> {
         env: Vec::new(),
         shell: None,
         timezone: None,
+        mailto: None,
     })
+}
+
+/// Where cron would mail a line's output (`MAILTO=`), as a job's `alert_email`: Ok(None) when
+/// it mails nothing (empty or unset), Err(why) when it names what cronmgr cannot send to (a
+/// local mailbox such as `root`).
+pub fn alert_email(mailto: Option<&str>) -> Result<Option<String>, String> {
+    let Some(value) = mailto.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let addresses: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    if addresses.iter().all(|a| crate::model::looks_like_email(a)) {
+        return Ok(Some(addresses.join(",")));
+    }
+    Err(format!(
+        "MAILTO={value}: not carried over: cronmgr alerts by SMTP and needs full addresses \
+         (user@host), not a local mailbox; set one with cronmgr edit NAME --alert-email ADDRESS"
+    ))
 }
 
 /// Cron's `%`: the first unescaped one ends the command, the rest is stdin with `%` as newlines;

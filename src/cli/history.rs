@@ -1,4 +1,5 @@
-//! `cronmgr history [NAME] [--status S] [--since DURATION|INSTANT] [--limit N]`
+//! `cronmgr history [NAME] [--status S] [--since DURATION|INSTANT] [--until DURATION|INSTANT]
+//! [--limit N] [--format table|csv|json]`
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -10,32 +11,83 @@ use crate::store::{Execution, ExecutionFilter, Status};
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  cronmgr history backup --since 2026-11-01 --until 2026-12-01 --format csv > november.csv\n  \
+                  cronmgr history --status failed --since 7d\n\n\
+                  --format csv: RFC 4180 (CRLF line ends, fields with commas, quotes or line breaks quoted), \
+                  a header row, then one execution per row, newest first, in these columns: id, system, job, \
+                  status, triggered_by, attempt, scheduled_for, started_at, finished_at, duration_ms, \
+                  exit_code, memory_used_mb, cpu_used_percent, error_message. Times are RFC 3339 UTC, an \
+                  absent value is empty, and text starting with = + - @ gets a leading ' so that \
+                  spreadsheets show it rather than run it.\n\n\
+                  --since and --until select by when each execution began (its start, else its slot): \
+                  since included, until excluded."
+)]
 pub struct Args {
     /// Only this job's executions
     pub name: Option<String>,
     /// Only executions with this status (running, success, failed, timeout, skipped, missed, interrupted, cancelled)
     #[arg(long)]
     pub status: Option<String>,
-    /// Only executions since this long ago (30m, 2h, 7d) or this instant (RFC 3339)
+    /// Only executions that began at or after this instant (RFC 3339, or YYYY-MM-DD [HH:MM[:SS]]
+    /// in UTC), or this long ago (30m, 2h, 7d)
     #[arg(long, value_name = "DURATION|INSTANT")]
     pub since: Option<String>,
+    /// Only executions that began before this instant, or this long ago (same forms as --since)
+    #[arg(long, value_name = "DURATION|INSTANT")]
+    pub until: Option<String>,
     /// At most this many, newest first
     #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub limit: usize,
+    /// table (the default), csv (RFC 4180 with a header row, for spreadsheets), or json (as --json)
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
 }
+
+/// How `history` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+/// The columns of `history --format csv`, in order. Stable: scripts and spreadsheets read them
+/// by position; add new ones at the end.
+pub const CSV_COLUMNS: &[&str] = &[
+    "id",
+    "system",
+    "job",
+    "status",
+    "triggered_by",
+    "attempt",
+    "scheduled_for",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "exit_code",
+    "memory_used_mb",
+    "cpu_used_percent",
+    "error_message",
+];
 
 /// `--since`: a duration back from now, or an instant.
 pub fn parse_since(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    parse_time_arg("--since", text, now)
+}
+
+/// The value of a time flag (`--since`, `--until`): a duration back from now, or an instant.
+pub fn parse_time_arg(flag: &str, text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(d) = crate::duration::parse(text) {
         let back = chrono::Duration::from_std(d).ok();
         return match back.and_then(|b| now.checked_sub_signed(b)) {
             Some(t) => Ok(t),
-            None => crate::invalid!("--since {text} reaches back past the start of the calendar"),
+            None => crate::invalid!("{flag} {text} reaches back past the start of the calendar"),
         };
     }
     parse_instant(text).map_err(|_| {
         anyhow::Error::new(crate::exit::Invalid(format!(
-            "invalid --since {text:?}: use a duration back from now (30m, 2h, 7d, 1h30m) or an \
+            "invalid {flag} {text:?}: use a duration back from now (30m, 2h, 7d, 1h30m) or an \
              instant (RFC 3339 such as 2027-03-28T00:00:00Z, or YYYY-MM-DD [HH:MM[:SS]] in UTC)"
         )))
     })
@@ -47,25 +99,64 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|s| s.parse::<Status>().map_err(crate::exit::Invalid))
         .transpose()?;
+    let now = ctx.now();
     let since = args
         .since
         .as_deref()
-        .map(|s| parse_since(s, ctx.now()))
+        .map(|s| parse_since(s, now))
         .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|s| parse_time_arg("--until", s, now))
+        .transpose()?;
+    if let (Some(since), Some(until)) = (since, until) {
+        if since >= until {
+            crate::invalid!(
+                "--since {} is not before --until {}: the window is empty",
+                output::utc(since),
+                output::utc(until)
+            );
+        }
+    }
+    let format = match (args.format, ctx.global.json) {
+        (Some(Format::Csv | Format::Table), true) => crate::invalid!(
+            "--format {} and --json ask for two formats; give one",
+            if args.format == Some(Format::Csv) {
+                "csv"
+            } else {
+                "table"
+            }
+        ),
+        (_, true) => Format::Json,
+        (Some(f), false) => f,
+        (None, false) => Format::Table,
+    };
     let store = ctx.store()?;
     if let Some(name) = &args.name {
         store.job(ctx.system(), name)?;
     }
-    let executions = store.executions(&ExecutionFilter {
+    let filter = ExecutionFilter {
         system: Some(ctx.system().to_string()),
         job: args.name.clone(),
         status,
         since,
         limit: Some(args.limit),
-    })?;
-    if ctx.global.json {
-        output::json(&executions)?;
-        return Ok(ExitCode::Ok);
+    };
+    let executions = match until {
+        Some(until) => store.executions_until(&filter, until)?,
+        None => store.executions(&filter)?,
+    };
+    match format {
+        Format::Json => {
+            output::json(&executions)?;
+            return Ok(ExitCode::Ok);
+        }
+        Format::Csv => {
+            output::text(&csv(&executions))?;
+            return Ok(ExitCode::Ok);
+        }
+        Format::Table => {}
     }
     if executions.is_empty() {
         eprintln!("no executions");
@@ -75,6 +166,34 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         crate::schedule::parse_timezone(&store.settings(ctx.system())?.timezone).unwrap_or(Tz::UTC);
     output::text(&table(&executions, tz, args.name.is_none()))?;
     Ok(ExitCode::Ok)
+}
+
+/// `history --format csv`: a header row ([`CSV_COLUMNS`]), then one record per execution; times
+/// in RFC 3339 UTC with milliseconds (as `--json`), durations in milliseconds, an absent value as an empty field.
+pub fn csv(executions: &[Execution]) -> String {
+    use crate::output::csv::{record, text};
+    use crate::store::fmt_time;
+    let mut out = record(CSV_COLUMNS);
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    for e in executions {
+        out.push_str(&record(&[
+            e.id.to_string(),
+            text(&e.system).into_owned(),
+            text(&e.job).into_owned(),
+            e.status.to_string(),
+            e.triggered_by.to_string(),
+            e.attempt.to_string(),
+            fmt_time(e.scheduled_for),
+            opt(e.started_at.map(fmt_time)),
+            opt(e.finished_at.map(fmt_time)),
+            opt(e.duration_ms.map(|v| v.to_string())),
+            opt(e.exit_code.map(|v| v.to_string())),
+            opt(e.memory_used_mb.map(|v| v.to_string())),
+            opt(e.cpu_used_percent.map(|v| v.to_string())),
+            text(e.error_message.as_deref().unwrap_or_default()).into_owned(),
+        ]));
+    }
+    out
 }
 
 /// The history table (also under `show`).
@@ -133,6 +252,16 @@ pub fn table(executions: &[Execution], tz: Tz, with_job: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_help_lists_the_csv_columns_in_order() {
+        use clap::CommandFactory;
+        let cli = super::super::Cli::command();
+        let history = cli.find_subcommand("history").unwrap();
+        let help = history.get_after_help().unwrap().to_string();
+        let listed = CSV_COLUMNS.join(", ");
+        assert!(help.contains(&listed), "{help}");
+    }
 
     #[test]
     fn a_huge_since_is_refused_not_a_panic() {

@@ -1,12 +1,16 @@
-//! `cronmgr import-crontab [FILE|-]`: turn a crontab's lines into `shell` jobs, all or nothing.
+//! `cronmgr import-crontab [FILE|-]`: turn a crontab's lines into `shell` jobs, all or nothing;
+//! with `--system-wide`, every crontab and run-parts script of the host ([`host`]).
 //!
 //! Simple commands run as plain argv; commands that need a shell (pipes, redirections, `&&`, `$`,
 //! quotes, globs, `%` input) run as `SHELL -c COMMAND`. Whatever cronmgr cannot carry over is
 //! listed with its line.
 
+mod host;
+mod report;
+
 use std::collections::HashSet;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -23,7 +27,9 @@ use crate::ExitCode;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  crontab -l | cronmgr import-crontab --dry-run\n  \
-                  cronmgr import-crontab /etc/cron.d/app     # a system crontab: user column"
+                  cronmgr import-crontab /etc/cron.d/app     # a system crontab: user column\n  \
+                  cronmgr import-crontab --system-wide --dry-run    # the whole host: the plan\n  \
+                  cronmgr import-crontab --system-wide --disable-sources"
 )]
 pub struct Args {
     /// The crontab file, or - for standard input
@@ -35,6 +41,19 @@ pub struct Args {
     /// Show the jobs and the job file it would apply; change nothing
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// The whole host: /etc/crontab, /etc/cron.d/*, every user's crontab in the spool
+    /// (/var/spool/cron/crontabs/*, /var/spool/cron/*) and one job per script in
+    /// /etc/cron.{hourly,daily,weekly,monthly}, each run as its owner
+    #[arg(long, conflicts_with_all = ["file", "user_column"])]
+    pub system_wide: bool,
+    /// With --system-wide: read the host's files under DIR instead of / (another host's copy, a
+    /// test's); run-parts scripts are imported at their path under DIR
+    #[arg(long, value_name = "DIR", requires = "system_wide")]
+    pub root: Option<PathBuf>,
+    /// With --system-wide, after the import: comment out the imported lines where cron (and
+    /// anacron) read them, keeping each file as FILE.cronmgr-bak, so nothing runs twice
+    #[arg(long, requires = "system_wide")]
+    pub disable_sources: bool,
 }
 
 /// The shell that runs commands cron would hand to one.
@@ -42,8 +61,14 @@ const DEFAULT_SHELL: &str = "/bin/sh";
 
 #[derive(Debug, Serialize)]
 struct Imported {
+    /// The file it came from (a system-wide import's many).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
     line: usize,
     name: String,
+    /// Who it runs as, when not cronmgr's own user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
     schedule: String,
     timezone: String,
     /// The command as cron would run it (after `%` handling).
@@ -53,6 +78,9 @@ struct Imported {
     argv: Vec<String>,
     env: serde_json::Map<String, Value>,
     needs_shell: bool,
+    /// From `MAILTO=`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alert_email: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     notes: Vec<String>,
 }
@@ -98,6 +126,77 @@ fn argv_for(entry: &Entry) -> (Vec<String>, bool) {
     (vec![shell, "-c".into(), script], true)
 }
 
+/// One crontab line as a `shell` job (named, described, with its env, zone and MAILTO), and what
+/// the report says of it. A bad `CRON_TZ` is a problem; a MAILTO cronmgr cannot send to, a note.
+/// The run-as user is the caller's to set.
+fn convert(
+    entry: &Entry,
+    source: &str,
+    ctx: &Ctx,
+    taken: &mut HashSet<String>,
+    problems: &mut Vec<Problem>,
+    notes: &mut Vec<Note>,
+) -> (Job, Imported) {
+    let (argv, needs_shell) = argv_for(entry);
+    let name = crontab::unique_name(&crontab::name_for(&entry.command), taken);
+    let mut job = Job::new(ctx.system(), &name, &entry.schedule, "shell");
+    job.description = Some(short(
+        &format!("from {source} line {}: {}", entry.line, entry.command),
+        200,
+    ));
+    job.params.insert("argv".into(), json!(argv));
+    let env: serde_json::Map<String, Value> = entry
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    if !env.is_empty() {
+        job.params.insert("env".into(), Value::Object(env.clone()));
+    }
+    if let Some(zone) = &entry.timezone {
+        match schedule::parse_timezone(zone) {
+            Ok(tz) => job.timezone = tz.name().to_string(),
+            Err(e) => problems.push(Problem {
+                file: source.to_string(),
+                line: entry.line,
+                message: format!("CRON_TZ: {e}"),
+            }),
+        }
+    }
+    match crontab::alert_email(entry.mailto.as_deref()) {
+        Ok(email) => job.alert_email = email,
+        Err(why) => notes.push(Note {
+            line: entry.line,
+            text: why,
+        }),
+    }
+    let mut job_notes = Vec::new();
+    if needs_shell {
+        // The import is refused unless the shell is allowlisted (checked with the rest), so
+        // this says what the job does, not what it would need.
+        job_notes.push(format!(
+            "runs through {} -c: the shell reads the whole line, as cron's did",
+            argv[0]
+        ));
+    }
+    let item = Imported {
+        source: None,
+        line: entry.line,
+        name,
+        user: None,
+        schedule: entry.schedule.clone(),
+        timezone: job.timezone.clone(),
+        command: entry.command.clone(),
+        stdin: entry.stdin.clone(),
+        argv,
+        env,
+        needs_shell,
+        alert_email: job.alert_email.clone(),
+        notes: job_notes,
+    };
+    (job, item)
+}
+
 /// The name of the user cronmgr runs as.
 fn current_user() -> Option<String> {
     // SAFETY: getpwuid returns null or a pointer to a static record valid until the next call;
@@ -138,6 +237,9 @@ fn short(s: &str, max: usize) -> String {
 }
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    if args.system_wide {
+        return host::run(&args, ctx);
+    }
     let (source, text) = read_input(&args.file)?;
     let user_column =
         args.user_column || (args.file != "-" && crontab::is_system_crontab(Path::new(&args.file)));
@@ -167,42 +269,14 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let mut candidates = Vec::new();
     let mut imported = Vec::new();
     for entry in &tab.entries {
-        let (argv, needs_shell) = argv_for(entry);
-        let name = crontab::unique_name(&crontab::name_for(&entry.command), &mut taken);
-        let mut job = Job::new(ctx.system(), &name, &entry.schedule, "shell");
-        job.description = Some(short(
-            &format!("from {source} line {}: {}", entry.line, entry.command),
-            200,
-        ));
-        job.params.insert("argv".into(), json!(argv));
-        let env: serde_json::Map<String, Value> = entry
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        if !env.is_empty() {
-            job.params.insert("env".into(), Value::Object(env.clone()));
-        }
-        if let Some(zone) = &entry.timezone {
-            match schedule::parse_timezone(zone) {
-                Ok(tz) => job.timezone = tz.name().to_string(),
-                Err(e) => problems.push(problem(entry.line, format!("CRON_TZ: {e}"))),
-            }
-        }
-        let mut job_notes = Vec::new();
-        if needs_shell {
-            // The import is refused unless the shell is allowlisted (checked with the rest
-            // below), so this says what the job does, not what it would need.
-            job_notes.push(format!(
-                "runs through {} -c: the shell reads the whole line, as cron's did",
-                argv[0]
-            ));
-        }
+        let (mut job, mut item) =
+            convert(entry, &source, ctx, &mut taken, &mut problems, &mut notes);
         if let Some(user) = &entry.user {
             if me.as_deref() != Some(user.as_str()) {
                 if crate::config::is_root() {
                     // Checked with the rest below: an unknown user is a problem line.
                     job.run_user = Some(user.clone());
+                    item.user = Some(user.clone());
                 } else {
                     notes.push(Note {
                         line: entry.line,
@@ -214,18 +288,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        imported.push(Imported {
-            line: entry.line,
-            name,
-            schedule: entry.schedule.clone(),
-            timezone: job.timezone.clone(),
-            command: entry.command.clone(),
-            stdin: entry.stdin.clone(),
-            argv,
-            env,
-            needs_shell,
-            notes: job_notes,
-        });
+        imported.push(item);
         candidates.push(Candidate {
             job,
             file: source.clone(),

@@ -1,4 +1,7 @@
-//! `cronmgr run-now NAME [--no-retry] [--force]`: run a job in the foreground, streaming its output.
+//! `cronmgr run-now NAME [--no-retry] [--force] [--no-alert]`: run a job in the foreground,
+//! streaming its output. Its final end goes through the same alert rules as a scheduled run's
+//! (failure, timeout, streaks, escalation, auto-disable, recovery), and this command delivers
+//! what they raise before it exits, unless `--no-alert`.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +12,9 @@ use anyhow::Context as _;
 
 use super::follow::follow;
 use super::Ctx;
+use crate::alert::delivery::Deliverer;
+use crate::alert::monitor::RunEnd;
+use crate::alert::Monitor;
 use crate::invalid;
 use crate::output;
 use crate::runner::execute;
@@ -29,7 +35,15 @@ pub struct Args {
     /// With a shared PostgreSQL database: if this command dies, the runners declare its run lost (interrupted) after this long without its heartbeat
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub lease: String,
+    /// Raise no alert for this run and leave the failure streak as it is (a test run); by
+    /// default its end counts as a scheduled run's would: alerts, escalation, auto-disable
+    #[arg(long)]
+    pub no_alert: bool,
 }
+
+/// How long `run-now` waits, at most, for its alerts to be delivered before it exits; what is not
+/// sent by then stays in the outbox, for the runner to retry.
+const ALERT_GRACE: Duration = Duration::from_secs(15);
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let lease = crate::runner::fleet::parse_lease(&args.lease).map_err(crate::exit::Invalid)?;
@@ -75,11 +89,18 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         &store,
         "run-now",
         Some(&job.name),
-        Some(format!(
-            "{}{}",
-            if args.no_retry { "--no-retry " } else { "" },
-            if args.force { "--force" } else { "" }
-        ))
+        Some(
+            [
+                (args.no_retry, "--no-retry"),
+                (args.force, "--force"),
+                (args.no_alert, "--no-alert"),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, flag)| *flag)
+            .collect::<Vec<_>>()
+            .join(" "),
+        )
         .filter(|r| !r.is_empty()),
     )?;
     // On a shared database, be a (short-lived) member of the fleet: if this process dies, the
@@ -199,6 +220,9 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         }
         attempt += 1;
     };
+    if !args.no_alert {
+        raise_alerts(ctx, &store, &job, &last)?;
+    }
     if ctx.global.json {
         output::json(&last)?;
     } else {
@@ -235,4 +259,45 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Status::Cancelled => ExitCode::Interrupted,
         _ => ExitCode::JobFailed,
     })
+}
+
+/// The alert rules on this run's final end, as the runner applies them after a scheduled run; then
+/// deliver what they raised (up to [`ALERT_GRACE`]).
+fn raise_alerts(
+    ctx: &Ctx,
+    store: &crate::store::Store,
+    job: &crate::store::Job,
+    last: &Execution,
+) -> anyhow::Result<()> {
+    // As stored now: the streak and the alert settings may have changed while it ran.
+    let job = store.job(ctx.system(), &job.name)?;
+    let settings = store.settings(ctx.system())?;
+    let end = RunEnd {
+        execution_id: last.id,
+        status: last.status,
+        attempt: last.attempt,
+        scheduled_for: last.scheduled_for,
+        duration_ms: last.duration_ms.unwrap_or(0),
+        exit_code: last.exit_code,
+        error: last.error_message.as_deref(),
+        output: last.output.as_deref().unwrap_or(""),
+    };
+    let smtp = ctx.config()?.smtp.clone();
+    let deliverer = store
+        .reopen()
+        .map_err(std::io::Error::other)
+        .and_then(|s| Deliverer::spawn(s, smtp));
+    let deliverer = match deliverer {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start alert delivery; alerts stay queued for the runner");
+            None
+        }
+    };
+    let mut monitor = Monitor::new(&ctx.db_path(), deliverer);
+    if monitor.after_run(store, &job, &settings, &end, ctx.now()) {
+        tracing::warn!(job = %job.name, "the job was disabled by its failure streak");
+    }
+    monitor.stop(ALERT_GRACE);
+    Ok(())
 }

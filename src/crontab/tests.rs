@@ -72,11 +72,30 @@ fn reads_a_user_crontab_as_cron_does() {
         .iter()
         .map(|n| (n.line, n.text.split(':').next().unwrap()))
         .collect();
+    assert_eq!(notes, [(15, "RANDOM_DELAY=5")]);
+    // MAILTO reaches every line below it, for the import to carry over as alert_email.
+    assert!(tab
+        .entries
+        .iter()
+        .all(|e| e.mailto.as_deref() == Some("ops@example.com")));
+}
+
+#[test]
+fn mailto_becomes_an_alert_email_when_it_names_addresses() {
+    assert_eq!(alert_email(None), Ok(None));
+    assert_eq!(alert_email(Some("")), Ok(None));
     assert_eq!(
-        notes,
-        [(4, "MAILTO=ops@example.com"), (15, "RANDOM_DELAY=5")]
+        alert_email(Some("ops@example.com")),
+        Ok(Some("ops@example.com".into()))
     );
-    assert!(tab.notes[0].text.contains("alert_email"));
+    assert_eq!(
+        alert_email(Some("a@example.com, b@example.org")),
+        Ok(Some("a@example.com,b@example.org".into()))
+    );
+    for local in ["root", "ops@example.com,root"] {
+        let why = alert_email(Some(local)).unwrap_err();
+        assert!(why.contains("not carried over"), "{why}");
+    }
 }
 
 #[test]

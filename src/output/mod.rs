@@ -1,6 +1,7 @@
 //! How results reach people and scripts: tables fitted to the terminal on stdout (see
 //! [`table`](mod@table) for the width rules), JSON (serde_json), times.
 
+pub mod csv;
 pub mod progress;
 pub mod table;
 

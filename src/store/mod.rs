@@ -12,6 +12,7 @@ mod jobs;
 mod metrics;
 #[cfg(feature = "postgres")]
 mod pg;
+mod ranges;
 mod record;
 mod runners;
 mod settings;

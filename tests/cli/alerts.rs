@@ -645,7 +645,9 @@ fn status_stats_and_metrics_report_what_ran() {
     assert_eq!(s["next_runs"].as_array().unwrap().len(), 2);
     assert!((s["success_rate"].as_f64().unwrap() - 0.75).abs() < 1e-9);
     assert!(s["mean_duration_ms"].as_f64().unwrap() > 100.0);
-    assert_eq!(s["active_alerts"].as_array().unwrap().len(), 0);
+    // The failed run-now raised the alert a scheduled run would.
+    assert_eq!(s["active_alerts"].as_array().unwrap().len(), 1);
+    assert_eq!(s["active_alerts"][0]["kind"], "failed");
     assert!(env.ok(&["status"]).contains("next runs"));
 
     let st = env.json(&["stats", "--since", "1h"]);
