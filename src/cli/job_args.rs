@@ -53,6 +53,10 @@ pub struct JobArgs {
     /// With --catch-up latest: how late the missed slot may still start [default: no limit]
     #[arg(long, allow_hyphen_values = true, value_name = "DURATION")]
     pub starting_deadline: Option<String>,
+    /// Fire each slot up to DURATION late (a delay derived from the job and the slot), so jobs
+    /// of one schedule do not all start at once; shorter than the schedule's shortest interval
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION")]
+    pub jitter: Option<String>,
     /// The executor to run (default: shell, with the program given after --)
     #[arg(long, value_name = "EXECUTOR")]
     pub command: Option<String>,
@@ -179,6 +183,7 @@ impl JobArgs {
             && self.timezone.is_none()
             && self.catch_up.is_none()
             && self.starting_deadline.is_none()
+            && self.jitter.is_none()
             && self.command.is_none()
             && self.params.is_empty()
             && self.argv.is_empty()
@@ -252,6 +257,9 @@ impl JobArgs {
         }
         if let Some(d) = &self.starting_deadline {
             job.starting_deadline = opt_secs("starting-deadline", d, editing)?;
+        }
+        if let Some(d) = &self.jitter {
+            job.jitter = opt_secs("jitter", d, editing)?.filter(|s| *s > 0);
         }
         self.apply_alerts(job, editing)?;
         self.apply_limits(job)?;
@@ -413,14 +421,17 @@ pub fn problems(
     };
     keep(check_name(&job.name));
     keep(bounds::check_job(job).map_err(|e| anyhow::Error::new(crate::exit::Invalid(e))));
-    let schedule = Schedule::parse(&job.schedule)
+    let schedule = Schedule::parse_for(&job.schedule, &job.system, &job.name)
         .map_err(|e| keep(Err(e.into())))
         .ok();
     let tz = effective_tz(job, settings).map_err(|e| keep(Err(e))).ok();
     let next = match (schedule, tz) {
         // A schedule that never fires in its zone is refused, disabled job or not.
         (Some(schedule), Some(tz)) => match schedule.first_fire(now, tz) {
-            Ok(_) => Some(next_run(job, &schedule, tz, now)),
+            Ok(_) => {
+                keep(check_jitter(job, &schedule, tz, now));
+                Some(next_run(job, &schedule, tz, now))
+            }
             Err(e) => {
                 keep(Err(e.into()));
                 None
@@ -435,6 +446,41 @@ pub fn problems(
         (true, Some(next)) => Ok(next),
         _ => Err(found),
     }
+}
+
+/// A jitter must be shorter than the schedule's shortest interval (over its next 100 fires), so
+/// a delayed slot never runs after the next one.
+fn check_jitter(job: &Job, schedule: &Schedule, tz: Tz, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let Some(jitter) = job.jitter else {
+        return Ok(());
+    };
+    if schedule.is_reboot() {
+        invalid!("--jitter does not apply to @reboot (it fires when the runner starts)");
+    }
+    let mut at = now;
+    let mut shortest: Option<i64> = None;
+    let mut last: Option<DateTime<Utc>> = None;
+    for _ in 0..100 {
+        let Some(t) = schedule.next_after(at, tz) else {
+            break;
+        };
+        if let Some(prev) = last {
+            let gap = (t - prev).num_seconds();
+            shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
+        }
+        last = Some(t);
+        at = t;
+    }
+    if let Some(gap) = shortest {
+        if i64::try_from(jitter).unwrap_or(i64::MAX) >= gap {
+            invalid!(
+                "--jitter {} is not shorter than the schedule's shortest interval ({} between two fires)",
+                crate::duration::human_secs(jitter),
+                crate::duration::human_secs(gap.max(0) as u64)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The rules between fields: deadlines, timeouts.

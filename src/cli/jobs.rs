@@ -58,7 +58,7 @@ pub fn set_active(args: NameArgs, active: bool, ctx: &Ctx) -> anyhow::Result<Exi
         job.disabled_reason = None;
     }
     // A job edited behind our back may no longer parse: say so rather than enabling it.
-    let schedule = Schedule::parse(&job.schedule)?;
+    let schedule = Schedule::parse_for(&job.schedule, &job.system, &job.name)?;
     let tz = job_args::effective_tz(&job, &settings)?;
     job.next_run_at = job_args::next_run(&job, &schedule, tz, now);
     let action = if active { "enable" } else { "disable" };

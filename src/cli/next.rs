@@ -18,7 +18,11 @@ use crate::ExitCode;
 )]
 pub struct NextArgs {
     /// A cron expression (quote it: '0 3 * * *')
-    pub expression: String,
+    #[arg(required_unless_present = "job", conflicts_with = "job")]
+    pub expression: Option<String>,
+    /// A job's real fire times instead: its schedule (`H` resolved), zone and jitter
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
     /// Time zone [default: the system's]
     #[arg(long, short = 'z', value_name = "ZONE")]
     pub tz: Option<String>,
@@ -56,6 +60,9 @@ struct Fire {
     local: String,
     /// What a DST change does to it (skipped time run after the change, repeated hour), or null.
     note: Option<String>,
+    /// With `--job` and a jitter: the slot (RFC 3339, UTC) this fire time delays; else absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slot: Option<String>,
 }
 
 impl Fire {
@@ -64,7 +71,19 @@ impl Fire {
             utc: output::utc(t),
             local: output::local(t, tz),
             note: schedule::dst_note(schedule, t, tz),
+            slot: None,
         }
+    }
+
+    /// Slot `slot` of `job`, at the time it fires (its jitter added).
+    fn of_job(job: &crate::store::Job, schedule: &Schedule, slot: DateTime<Utc>, tz: Tz) -> Fire {
+        let at = crate::runner::fire_at(job, slot);
+        let mut fire = Fire::of(schedule, at, tz);
+        fire.note = schedule::dst_note(schedule, slot, tz);
+        if job.jitter.is_some_and(|j| j > 0) {
+            fire.slot = Some(output::utc(slot));
+        }
+        fire
     }
 }
 
@@ -119,8 +138,30 @@ pub fn parse_instant(text: &str) -> anyhow::Result<DateTime<Utc>> {
 }
 
 pub fn next(args: NextArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let schedule = Schedule::parse(&args.expression)?;
-    let tz = zone(args.tz.as_deref(), ctx)?;
+    let store = match &args.job {
+        Some(_) => Some(ctx.store()?),
+        None => None,
+    };
+    let job = match (&store, &args.job) {
+        (Some(store), Some(name)) => Some(store.job(ctx.system(), name)?),
+        _ => None,
+    };
+    let (schedule, tz) = match (&job, &args.expression) {
+        (Some(job), _) => {
+            let store = store.as_ref().expect("opened with the job");
+            let settings = store.settings(&job.system)?;
+            let tz = match &args.tz {
+                Some(name) => schedule::parse_timezone(name)?,
+                None => super::job_args::effective_tz(job, &settings)?,
+            };
+            (
+                Schedule::parse_for(&job.schedule, &job.system, &job.name)?,
+                tz,
+            )
+        }
+        (None, Some(expr)) => (Schedule::parse(expr)?, zone(args.tz.as_deref(), ctx)?),
+        (None, None) => invalid!("give a cron expression or --job NAME"),
+    };
     let mut at = match &args.after {
         Some(text) => parse_instant(text)?,
         None => ctx.now(),
@@ -138,19 +179,30 @@ pub fn next(args: NextArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             None => break,
         }
     }
-    let fires: Vec<Fire> = times.iter().map(|t| Fire::of(&schedule, *t, tz)).collect();
+    let fires: Vec<Fire> = match &job {
+        Some(job) => (times.iter())
+            .map(|t| Fire::of_job(job, &schedule, *t, tz))
+            .collect(),
+        None => times.iter().map(|t| Fire::of(&schedule, *t, tz)).collect(),
+    };
     if ctx.global.json {
         output::json(&Next {
             expression: schedule.as_str().to_string(),
             timezone: tz.name().to_string(),
             description: schedule.describe(),
             at_reboot: schedule.is_reboot(),
-            next: times.iter().map(|t| output::utc(*t)).collect(),
+            next: fires.iter().map(|f| f.utc.clone()).collect(),
             fires,
         })?;
         return Ok(ExitCode::Ok);
     }
     let mut text = format!("{}: {}\n", schedule.as_str(), schedule.describe());
+    if let Some(j) = job.as_ref().and_then(|j| j.jitter).filter(|j| *j > 0) {
+        text.push_str(&format!(
+            "each slot fires up to {} late (jitter); the times below include it\n",
+            crate::duration::human_secs(j)
+        ));
+    }
     if schedule.is_reboot() {
         text.push_str("fires once each time the runner starts\n");
         output::text(&text)?;
@@ -160,14 +212,20 @@ pub fn next(args: NextArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         text.push_str("never fires\n");
     } else {
         let zone_header = format!("LOCAL ({})", tz.name());
-        let rows = fires
-            .into_iter()
-            .map(|f| vec![f.local, f.utc, f.note.unwrap_or_default()]);
-        let columns = [
-            Column::new(&zone_header),
-            Column::new("UTC"),
-            Column::new("NOTE").fill(10),
-        ];
+        let jittered = fires.iter().any(|f| f.slot.is_some());
+        let rows = fires.into_iter().map(|f| {
+            let mut row = vec![f.local, f.utc];
+            if jittered {
+                row.push(f.slot.unwrap_or_default());
+            }
+            row.push(f.note.unwrap_or_default());
+            row
+        });
+        let mut columns = vec![Column::new(&zone_header), Column::new("UTC")];
+        if jittered {
+            columns.push(Column::new("SLOT (UTC)"));
+        }
+        columns.push(Column::new("NOTE").fill(10));
         text.push_str(&output::table(&columns, rows));
     }
     output::text(&text)?;

@@ -78,7 +78,8 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     ..Default::default()
                 })?;
                 for job in jobs.iter().filter(|j| j.timezone.is_empty()) {
-                    let Ok(schedule) = Schedule::parse(&job.schedule) else {
+                    let Ok(schedule) = Schedule::parse_for(&job.schedule, &job.system, &job.name)
+                    else {
                         continue;
                     };
                     let tz = job_args::effective_tz(job, &settings)?;

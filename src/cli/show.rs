@@ -32,7 +32,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let job = store.job(ctx.system(), &args.name)?.redacted();
     let settings = store.settings(ctx.system())?;
     let tz = job_args::effective_tz(&job, &settings)?;
-    let schedule = Schedule::parse(&job.schedule)?;
+    let schedule = Schedule::parse_for(&job.schedule, &job.system, &job.name)?;
     let mut upcoming = Vec::new();
     let mut at = ctx.now();
     while job.is_active && upcoming.len() < 3 {
@@ -117,6 +117,13 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             match job.starting_deadline {
                 Some(d) => format!("{} (within {})", job.catch_up, human_secs(d)),
                 None => job.catch_up.to_string(),
+            },
+        ),
+        (
+            "jitter",
+            match job.jitter {
+                Some(j) => format!("up to {} after each slot", human_secs(j)),
+                None => "none".into(),
             },
         ),
         ("alerts", alerts_line(&job, &settings)),

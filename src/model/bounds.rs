@@ -149,7 +149,7 @@ pub fn job_problems(job: &Job) -> Vec<OutOfRange> {
     use Unit::{Bytes, Count, Seconds};
     let duration = (1, MAX_DURATION);
     let failures = (1, u64::from(MAX_FAILURES));
-    let fields: [Field<'_>; 13] = [
+    let fields: [Field<'_>; 14] = [
         ("timeout", job.timeout, duration, Seconds),
         (
             "retries",
@@ -172,6 +172,7 @@ pub fn job_problems(job: &Job) -> Vec<OutOfRange> {
             Seconds,
         ),
         ("max_silence", job.max_silence, duration, Seconds),
+        ("jitter", job.jitter, duration, Seconds),
         ("cpu_limit", job.cpu_limit, duration, Seconds),
         (
             "escalate_after",

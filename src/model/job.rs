@@ -38,6 +38,9 @@ pub struct Job {
     pub catch_up: CatchUp,
     /// Seconds: how late a `latest` catch-up may still start.
     pub starting_deadline: Option<u64>,
+    /// Seconds: each slot fires up to this much after its time (a delay derived from the job and
+    /// the slot, the same on every host), so many jobs of one schedule do not start together.
+    pub jitter: Option<u64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_run_at: Option<DateTime<Utc>>,
@@ -132,6 +135,7 @@ impl Job {
             allow_concurrent: false,
             catch_up: CatchUp::None,
             starting_deadline: None,
+            jitter: None,
             created_at: epoch,
             updated_at: epoch,
             last_run_at: None,

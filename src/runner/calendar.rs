@@ -161,12 +161,31 @@ impl Entry {
         job
     }
 
+    /// The job's next slot, when a timer for `at` is still its (not stale).
+    fn live(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.next.filter(|next| fire_at(&self.job, *next) == at)
+    }
+
     fn policy(&self) -> Policy {
         Policy {
             catch_up: self.job.catch_up,
             starting_deadline: self.job.starting_deadline,
             fixed_time: self.schedule.is_fixed_time(),
         }
+    }
+}
+
+/// When the job's slot `slot` fires: the slot, delayed by the job's jitter (see
+/// [`schedule::hash::jitter`]).
+pub fn fire_at(job: &Job, slot: DateTime<Utc>) -> DateTime<Utc> {
+    match job.jitter {
+        Some(max) if max > 0 => {
+            let seed = format!("{}/{}", job.system, job.name);
+            let delay = schedule::hash::jitter(&seed, slot.timestamp(), max);
+            slot.checked_add_signed(chrono::Duration::seconds(delay as i64))
+                .unwrap_or(slot)
+        }
+        _ => slot,
     }
 }
 
@@ -220,10 +239,15 @@ impl Calendar {
             } else {
                 job.timezone.as_str()
             };
-            let schedule = parsed
-                .entry(job.schedule.clone())
-                .or_insert_with(|| Schedule::parse(&job.schedule).map(Arc::new))
-                .clone();
+            // `H` resolved for this job; alike expressions share one parse.
+            let seed = format!("{}/{}", job.system, job.name);
+            let schedule = match schedule::hash::resolve(&job.schedule, &seed) {
+                Ok(text) => parsed
+                    .entry(text.to_string())
+                    .or_insert_with(|| Schedule::parse(&text).map(Arc::new))
+                    .clone(),
+                Err(e) => Err(e),
+            };
             let checked = match (schedule, schedule::parse_timezone(zone)) {
                 (Ok(s), Ok(tz)) => bounds::check_job(&job).map(|()| (s, tz)),
                 (Err(e), _) => Err(e.to_string()),
@@ -242,13 +266,13 @@ impl Calendar {
             // Compared by what the slot depends on, not updated_at: an edit made in the database
             // behind cronmgr's back need not touch it.
             let next = match self.jobs.remove(&job.id) {
-                Some(old) if old.job.schedule == job.schedule && old.tz == tz => old.next,
+                Some(old) if old.schedule.as_str() == schedule.as_str() && old.tz == tz => old.next,
                 _ => *nexts
-                    .entry((job.schedule.clone(), tz))
+                    .entry((schedule.as_str().to_string(), tz))
                     .or_insert_with(|| schedule.next_after(now, tz)),
             };
             if let Some(t) = next {
-                self.timers.push(Reverse((t, job.id)));
+                self.timers.push(Reverse((fire_at(&job, t), job.id)));
             }
             let mut job = Box::new(job);
             let params = Entry::pack(std::mem::take(&mut job.params));
@@ -353,10 +377,10 @@ impl Calendar {
                 break;
             }
             self.timers.pop();
-            if self.jobs.get(&id).and_then(|e| e.next) != Some(at) {
+            let Some(slot) = self.jobs.get(&id).and_then(|e| e.live(at)) else {
                 continue; // stale timer
-            }
-            self.gap(id, at, now, gap, &mut fires);
+            };
+            self.gap(id, slot, now, gap, &mut fires);
         }
         fires
     }
@@ -374,7 +398,7 @@ impl Calendar {
         let entry = &self.jobs[&id];
         // Jobs sharing an expression and zone share the work (a burst of 10,000 alike jobs
         // computes one schedule, so the first of them starts without waiting for the rest).
-        let key = (entry.job.schedule.clone(), entry.tz, first);
+        let key = (entry.schedule.as_str().to_string(), entry.tz, first);
         let (slots, next) = match self.gap_memo.get(&key) {
             Some(hit) => hit.clone(),
             None => {
@@ -406,7 +430,7 @@ impl Calendar {
         let entry = self.jobs.get_mut(&id).expect("checked above");
         entry.next = next;
         if let Some(t) = next {
-            self.timers.push(Reverse((t, id)));
+            self.timers.push(Reverse((fire_at(&entry.job, t), id)));
         }
     }
 
@@ -417,7 +441,7 @@ impl Calendar {
             if large || !e.schedule.is_fixed_time() {
                 e.next = e.schedule.next_after(now, e.tz);
                 if let Some(t) = e.next {
-                    self.timers.push(Reverse((t, *id)));
+                    self.timers.push(Reverse((fire_at(&e.job, t), *id)));
                 }
             }
         }
@@ -426,7 +450,7 @@ impl Calendar {
     /// The earliest next slot. Drops the timers of slots that moved.
     pub fn next_wake(&mut self) -> Option<DateTime<Utc>> {
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
-            if self.jobs.get(&id).and_then(|e| e.next) == Some(at) {
+            if self.jobs.get(&id).and_then(|e| e.live(at)).is_some() {
                 return Some(at);
             }
             self.timers.pop();
@@ -438,7 +462,7 @@ impl Calendar {
     pub fn earliest(&self) -> Option<(&str, DateTime<Utc>)> {
         self.timers
             .iter()
-            .filter(|Reverse((at, id))| self.jobs.get(id).and_then(|e| e.next) == Some(*at))
+            .filter(|Reverse((at, id))| self.jobs.get(id).and_then(|e| e.live(*at)).is_some())
             .min()
             .map(|Reverse((at, id))| (self.jobs[id].job.name.as_str(), *at))
     }

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+pub use calendar::fire_at;
 pub use clock::{Clock, OffsetFileClock, SystemClock};
 pub use engine::{Engine, Event, Options, Summary};
 pub use fleet::check_label;

@@ -10,6 +10,7 @@
 
 mod describe;
 mod dst;
+pub mod hash;
 mod parse;
 mod zone;
 
@@ -80,6 +81,15 @@ struct CronTimes {
 }
 
 impl Schedule {
+    /// The schedule of the job `name` of `system`: `H` resolved for it (see [`hash`]), then
+    /// parsed. Shown (`as_str`, `Display`) as written.
+    pub fn parse_for(expr: &str, system: &str, name: &str) -> Result<Schedule, ScheduleError> {
+        let resolved = hash::resolve(expr, &format!("{system}/{name}"))?;
+        let mut schedule = Schedule::parse(&resolved)?;
+        schedule.source = expr.trim().to_string();
+        Ok(schedule)
+    }
+
     /// Parses a crontab schedule: 5 fields, 6 with a leading second field, or a macro.
     pub fn parse(expr: &str) -> Result<Schedule, ScheduleError> {
         let source = expr.trim();
@@ -87,6 +97,13 @@ impl Schedule {
             expr: source.to_string(),
             reason,
         };
+        if source.contains('H') && !source.starts_with('@') {
+            return Err(invalid(
+                "H is derived from a job's system and name, so only a job's schedule can use it \
+                 (`cronmgr next --job NAME` shows a job's fire times)"
+                    .into(),
+            ));
+        }
         if source.is_empty() {
             return Err(invalid(format!(
                 "it is empty (expected 5 fields: {FIELDS_HELP})"

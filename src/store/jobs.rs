@@ -54,6 +54,7 @@ record! {
         run_user: Plain => insert update;
         run_group: Plain => insert update;
         runner_labels: Json => insert update;
+        jitter: Number => insert update;
     }
     stamps {}
 }

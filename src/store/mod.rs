@@ -71,6 +71,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/004_execution_times.sql"),
     include_str!("migrations/005_runners.sql"),
     include_str!("migrations/006_cancelled.sql"),
+    include_str!("migrations/007_jitter.sql"),
 ];
 
 /// The same migrations for PostgreSQL, one for one.
@@ -82,6 +83,7 @@ const MIGRATIONS_POSTGRES: &[&str] = &[
     include_str!("migrations/postgres/004_execution_times.sql"),
     include_str!("migrations/postgres/005_runners.sql"),
     include_str!("migrations/postgres/006_cancelled.sql"),
+    include_str!("migrations/postgres/007_jitter.sql"),
 ];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

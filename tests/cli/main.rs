@@ -23,5 +23,6 @@ mod runfiles;
 mod runner;
 mod schedule;
 mod skips;
+mod spread;
 mod tables;
 mod treewalk;

@@ -508,3 +508,35 @@ fn a_schedule_edited_behind_the_runners_back_is_picked_up_at_its_first_look() {
     rig.advance(2);
     assert_eq!(rig.launched_names(), ["edited"]);
 }
+
+#[test]
+fn a_jittered_slot_fires_at_its_delay_and_records_its_slot() {
+    let mut j = job("spread", "0 * * * *");
+    j.next_run_at = Some(at(1, 0, 0));
+    j.jitter = Some(600);
+    let delay = crate::runner::fire_at(&j, at(1, 0, 0)) - at(1, 0, 0);
+    assert!(delay > chrono::Duration::zero() && delay <= chrono::Duration::seconds(600));
+    let mut rig = Rig::new(&[j], at(0, 59, 59), None).start();
+    // Not at the slot, nor a second before its delay is over.
+    rig.advance(delay.num_seconds());
+    assert!(rig.launched().is_empty());
+    rig.advance(1);
+    assert_eq!(rig.launched_names(), ["spread"]);
+    rig.end_all(0);
+    let rows = rig.rows("spread");
+    assert_eq!((rows[0].0, rows[0].3), (Status::Success, at(1, 0, 0)));
+    assert_eq!(rig.started_at("spread"), [at(1, 0, 0) + delay]);
+}
+
+#[test]
+fn an_h_schedule_fires_at_the_minute_its_job_hashes_to() {
+    let j = job("hashed", "H * * * *");
+    let resolved = crate::schedule::hash::resolve("H * * * *", "default/hashed").unwrap();
+    let minute: u32 = resolved.split(' ').next().unwrap().parse().unwrap();
+    let mut rig = Rig::new(&[j], at(1, 0, 0), None).start();
+    rig.advance(i64::from(minute) * 60 + 60);
+    rig.end_all(0);
+    let rows = rig.rows("hashed");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].3, at(1, minute, 0));
+}
