@@ -556,9 +556,17 @@ impl Store {
     /// write that reads before it changes sees what the previous writer committed.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.revive()?;
-        match self.conn.backend() {
-            Backend::Sqlite => self.conn.execute_batch("BEGIN IMMEDIATE")?,
-            Backend::Postgres => self.conn.execute_batch(&write_prologue())?,
+        let begun = match self.conn.backend() {
+            Backend::Sqlite => self.conn.execute_batch("BEGIN IMMEDIATE"),
+            Backend::Postgres => self.conn.execute_batch(&write_prologue()),
+        };
+        if let Err(e) = begun {
+            // PostgreSQL: BEGIN ran and the lock wait failed (lock_timeout): without a rollback
+            // the session would stay in the aborted transaction, refusing every statement.
+            if self.conn.backend() == Backend::Postgres {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            return Err(e.into());
         }
         match f(&self.conn) {
             Ok(v) => {

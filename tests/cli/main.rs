@@ -15,6 +15,7 @@ mod limits;
 mod migrate;
 mod misc;
 mod packaging;
+mod pgfaults;
 mod quickstart;
 mod runfiles;
 mod runner;
