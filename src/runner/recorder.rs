@@ -249,17 +249,19 @@ impl Recorder {
                 // refusal: every slot waits for the next try.
                 Err(e) if transient(&e) && self.journal.shared => {
                     self.note_failure(&e);
+                    let unreachable = e.is_unreachable();
                     let why = e.to_string();
+                    let since = self.failing.as_ref().map(|f| f.0.elapsed());
                     return slots
                         .iter()
                         .map(|_| {
-                            Err(StoreError::Unreachable {
-                                db: crate::store::display_db(store.path()),
-                                since: self
-                                    .failing
-                                    .as_ref()
-                                    .map_or_else(Default::default, |f| f.0.elapsed()),
-                                why: why.clone(),
+                            Err(match unreachable {
+                                true => StoreError::Unreachable {
+                                    db: crate::store::display_db(store.path()),
+                                    since: since.unwrap_or_default(),
+                                    why: why.clone(),
+                                },
+                                false => StoreError::Busy(why.clone()),
                             })
                         })
                         .collect();

@@ -122,6 +122,8 @@ pub enum StoreError {
         since: Duration,
         why: String,
     },
+    #[error("the database did not take the write now ({0})")]
+    Busy(String),
     #[error("invalid value in the database: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -149,7 +151,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Db(e) => e.is_transient() || pg_passes(e),
-            StoreError::Io(_) | StoreError::Unreachable { .. } => true,
+            StoreError::Io(_) | StoreError::Unreachable { .. } | StoreError::Busy(_) => true,
             _ => false,
         }
     }
