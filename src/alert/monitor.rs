@@ -492,6 +492,23 @@ impl Monitor {
         }
     }
 
+    /// The database a fleet shares was out of reach for long (written once it is back: until
+    /// then there is nowhere to queue the alert). The storage condition, with the database's
+    /// details: one open condition per system, however often it happens.
+    pub fn database_unreachable<'s>(
+        &mut self,
+        store: &Store,
+        systems: impl Iterator<Item = &'s Settings>,
+        summary: &str,
+        now: DateTime<Utc>,
+    ) {
+        for s in systems {
+            self.host_condition(store, s, AlertKind::Disk, true, now, || {
+                (summary.to_string(), json!({"database": summary}))
+            });
+        }
+    }
+
     /// Open or resolve the system's `kind` condition when `firing` says it changed; `describe`
     /// gives the alert's summary and details then.
     fn host_condition(

@@ -47,13 +47,10 @@ pub enum Record {
     NextRuns(Vec<(i64, Option<DateTime<Utc>>)>),
 }
 
-/// Is this a refusal that passes (lock, full disk, I/O), as opposed to a write that can never land?
+/// Is this a refusal that passes (lock, full disk, I/O, a lost or restarting database), as
+/// opposed to a write that can never land? See [`StoreError::is_transient`].
 pub fn transient(e: &StoreError) -> bool {
-    match e {
-        StoreError::Db(e) => e.is_transient(),
-        StoreError::Io(_) => true,
-        _ => false,
-    }
+    e.is_transient()
 }
 
 pub struct Recorder {
@@ -66,6 +63,23 @@ pub struct Recorder {
     failing: Option<(Instant, String)>,
     /// Whether the connection's lock wait is cut to zero because writes are waiting.
     lock_wait_short: bool,
+    /// A refusal that ended, for the caller to alert on ([`Recorder::take_outage`]).
+    ended: Option<Outage>,
+    /// Whether the last refusal was the database being out of reach.
+    unreachable: bool,
+}
+
+/// A time the database refused writes, now over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    pub lasted: std::time::Duration,
+    /// The last reason given.
+    pub why: String,
+    /// The database could not be reached (connection lost, server down or restarting), as
+    /// opposed to reached and refusing (locked, full).
+    pub unreachable: bool,
+    /// How many records waited and landed when it ended.
+    pub held: usize,
 }
 
 impl Recorder {
@@ -77,6 +91,8 @@ impl Recorder {
             journal: Journal::new(db),
             failing: None,
             lock_wait_short: false,
+            ended: None,
+            unreachable: false,
         }
     }
 
@@ -103,13 +119,24 @@ impl Recorder {
         self.failing.is_some()
     }
 
+    /// True on a database shared by a fleet (PostgreSQL): no claim journal.
+    pub fn shared(&self) -> bool {
+        self.journal.shared
+    }
+
     pub fn backlog(&self) -> usize {
         self.pending.len()
     }
 
     /// Since when the database has refused writes, and the last reason.
+    #[cfg(test)]
     pub fn failing(&self) -> Option<&(Instant, String)> {
         self.failing.as_ref()
+    }
+
+    /// The refusal that ended since the last call, if one did.
+    pub fn take_outage(&mut self) -> Option<Outage> {
+        self.ended.take()
     }
 
     /// The row id for an id the runner handed out (provisional ids map once their claim landed).
@@ -119,6 +146,10 @@ impl Recorder {
 
     /// Claim a slot. Some(id) to run it (a provisional negative id when the database could not
     /// take the claim now), None when it is already claimed elsewhere.
+    ///
+    /// On a database shared by a fleet there is no journal (a local file cannot keep another
+    /// host from running the slot): a claim the database cannot take now is a transient Err,
+    /// and the caller keeps the slot waiting ([`Recorder::shared`]).
     pub fn claim(
         &mut self,
         store: &Store,
@@ -128,10 +159,18 @@ impl Recorder {
         if self.journal.has(new)? {
             return Ok(None);
         }
-        if !self.is_failing() {
+        if !self.is_failing() || self.journal.shared {
             match store.claim_run(new, next_run_at) {
-                Ok(claimed) => return Ok(claimed),
-                Err(e) if transient(&e) => self.note_failure(&e),
+                Ok(claimed) => {
+                    self.landed(Vec::new(), 0);
+                    return Ok(claimed);
+                }
+                Err(e) if transient(&e) => {
+                    self.note_failure(&e);
+                    if self.journal.shared {
+                        return Err(e);
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -194,7 +233,8 @@ impl Recorder {
         store: &Store,
         slots: &[(NewExecution, Option<DateTime<Utc>>)],
     ) -> Vec<Result<Option<i64>, StoreError>> {
-        if !self.is_failing() && !slots.is_empty() && self.journal.is_empty() {
+        let try_db = !self.is_failing() || self.journal.shared;
+        if try_db && !slots.is_empty() && self.journal.is_empty() {
             // The queued writes (ends and pids of earlier executions) go in the same transaction:
             // in a burst each loop turn then commits once, not once for them and once for claims.
             let batch = self.land_with(store, |b| {
@@ -205,6 +245,27 @@ impl Recorder {
             });
             match batch {
                 Ok(ids) => return ids.into_iter().map(Ok).collect(),
+                // Shared: no journal to fall back on, and each slot alone would meet the same
+                // refusal: every slot waits for the next try.
+                Err(e) if transient(&e) && self.journal.shared => {
+                    self.note_failure(&e);
+                    let unreachable = e.is_unreachable();
+                    let why = e.to_string();
+                    let since = self.failing.as_ref().map(|f| f.0.elapsed());
+                    return slots
+                        .iter()
+                        .map(|_| {
+                            Err(match unreachable {
+                                true => StoreError::Unreachable {
+                                    db: crate::store::display_db(store.path()),
+                                    since: since.unwrap_or_default(),
+                                    why: why.clone(),
+                                },
+                                false => StoreError::Busy(why.clone()),
+                            })
+                        })
+                        .collect();
+                }
                 Err(e) if transient(&e) => self.note_failure(&e),
                 // A bad one among them: land the queue on its own (which finds a bad write),
                 // then claim each slot on its own below.
@@ -250,6 +311,7 @@ impl Recorder {
             then(b)
         })?;
         self.ids.extend(ids);
+        let held = self.pending.len();
         let claims: Vec<NewExecution> = self
             .pending
             .drain(..)
@@ -258,28 +320,36 @@ impl Recorder {
                 _ => None,
             })
             .collect();
-        self.landed(claims);
+        self.landed(claims, held);
         Ok(out)
     }
 
-    fn landed(&mut self, claims: Vec<NewExecution>) {
+    fn landed(&mut self, claims: Vec<NewExecution>, held: usize) {
         if !claims.is_empty() {
             if let Err(e) = self.journal.forget(&claims) {
                 tracing::warn!(error = %e, "could not trim the claim journal");
             }
         }
         if self.pending.is_empty() {
-            if let Some((since, _)) = self.failing.take() {
+            if let Some((since, why)) = self.failing.take() {
                 tracing::warn!(
                     waited_ms = since.elapsed().as_millis() as u64,
                     "the database takes writes again; every waiting record has landed"
                 );
+                let unreachable = self.unreachable;
+                self.ended = Some(Outage {
+                    lasted: since.elapsed(),
+                    why,
+                    unreachable,
+                    held,
+                });
             }
         }
     }
 
     fn flush_one_by_one(&mut self, store: &Store) -> bool {
         let mut landed_claims = Vec::new();
+        let held = self.pending.len();
         while let Some(write) = self.pending.front().cloned() {
             match self.apply(store, &write) {
                 Ok(()) => {
@@ -298,7 +368,7 @@ impl Recorder {
                 }
             }
         }
-        self.landed(landed_claims);
+        self.landed(landed_claims, held);
         self.pending.is_empty()
     }
 
@@ -367,6 +437,7 @@ impl Recorder {
     }
 
     fn note_failure(&mut self, e: &StoreError) {
+        self.unreachable = e.is_unreachable();
         if self.failing.is_none() {
             tracing::error!(error = %e, "the database refuses writes; recording is queued until it takes them");
             self.failing = Some((Instant::now(), e.to_string()));

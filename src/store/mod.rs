@@ -12,11 +12,16 @@ mod jobs;
 mod metrics;
 #[cfg(feature = "postgres")]
 mod pg;
+#[cfg(feature = "postgres")]
+pub use pg::SESSION_SETTINGS;
 mod ranges;
+mod reconnect;
 mod record;
 mod runners;
 mod settings;
 pub mod sql;
+#[cfg(feature = "postgres")]
+mod tls;
 mod wal;
 
 use std::fs::OpenOptions;
@@ -110,6 +115,18 @@ pub enum StoreError {
     Missing { path: PathBuf },
     #[error("{} is damaged ({why}); refusing to write to it: restore a backup, or rescue what is left with `sqlite3 {} .recover`", path.display(), path.display())]
     Damaged { path: PathBuf, why: String },
+    #[error("{db}: {why}")]
+    BadUrl { db: String, why: String },
+    #[error("{db}: {why}")]
+    Tls { db: String, why: String },
+    #[error("the database {db} is unreachable for {}s ({why}); reconnecting", since.as_secs())]
+    Unreachable {
+        db: String,
+        since: Duration,
+        why: String,
+    },
+    #[error("the database did not take the write now ({0})")]
+    Busy(String),
     #[error("invalid value in the database: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -128,8 +145,68 @@ impl StoreError {
                 | StoreError::Duplicate { .. }
                 | StoreError::NotOurs { .. }
                 | StoreError::TooNew { .. }
+                | StoreError::BadUrl { .. }
         )
     }
+
+    /// Does this error pass by waiting (a lock, a full disk, a lost connection, a server
+    /// restart or failover, a serialization failure), so a write may be kept and tried again?
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Db(e) => e.is_transient() || pg_passes(e),
+            StoreError::Io(_) | StoreError::Unreachable { .. } | StoreError::Busy(_) => true,
+            _ => false,
+        }
+    }
+}
+
+impl StoreError {
+    /// The database could not be reached (the connection is lost, the server is down or
+    /// restarting), as opposed to reached and refusing (locked, full, bad write).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Unreachable { .. } => true,
+            #[cfg(feature = "postgres")]
+            StoreError::Db(sql::Error::Postgres(e)) => match e.as_db_error() {
+                None => true,
+                Some(d) => {
+                    let c = d.code().code();
+                    c.starts_with("08") || c.starts_with("57P")
+                }
+            },
+            _ => false,
+        }
+    }
+}
+
+/// How long one statement of a write transaction may run on PostgreSQL: a write holds the
+/// writers' lock, and the fleet waits on it, so a statement that stalls (a member's query stuck
+/// on the server) is cancelled after this, its transaction rolled back and the lock freed. Every
+/// write cronmgr makes is a few indexed rows, or a bounded batch (retention), in milliseconds.
+pub const WRITE_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a write transaction starts on PostgreSQL: its statement timeout, then the writers' lock
+/// (transaction-scoped: it goes with the commit, the rollback, or the session).
+pub fn write_prologue() -> String {
+    format!(
+        "BEGIN; SET LOCAL statement_timeout = {}; SELECT pg_advisory_xact_lock({APPLICATION_ID})",
+        WRITE_STATEMENT_TIMEOUT.as_millis()
+    )
+}
+
+/// PostgreSQL errors that pass beyond those [`sql::Error::is_transient`] knows: 55P03 a lock
+/// wait ran out (`lock_timeout`), 25P03 the session sat idle in a transaction too long, 25006 a
+/// write reached a server that became a read-only standby (a failover: the next connection
+/// finds the new primary).
+fn pg_passes(e: &sql::Error) -> bool {
+    #[cfg(feature = "postgres")]
+    if let sql::Error::Postgres(e) = e {
+        return e
+            .as_db_error()
+            .is_some_and(|d| ["55P03", "25P03", "25006"].contains(&d.code().code()));
+    }
+    let _ = e;
+    false
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -151,6 +228,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// PostgreSQL: the state of the connection, and its reconnects.
+    link: reconnect::Link,
 }
 
 /// Is `db` a PostgreSQL URL (`postgres://…` or `postgresql://…`) rather than an SQLite file?
@@ -304,6 +383,7 @@ impl Store {
         let store = Store {
             conn: pg::connect(url)?,
             path: url.to_path_buf(),
+            link: Default::default(),
         };
         pg::migrate(&store)?;
         Ok(store)
@@ -328,6 +408,7 @@ impl Store {
             return Ok(Store {
                 conn: pg::connect(&self.path)?,
                 path: self.path.clone(),
+                link: Default::default(),
             });
         }
         Store::reopen_sqlite(&self.path)
@@ -342,6 +423,7 @@ impl Store {
         Ok(Store {
             conn: Connection::Sqlite(conn),
             path: path.to_path_buf(),
+            link: Default::default(),
         })
     }
 
@@ -363,6 +445,7 @@ impl Store {
         let store = Store {
             conn: Connection::Sqlite(rusqlite::Connection::open_in_memory()?),
             path: PathBuf::from(":memory:"),
+            link: Default::default(),
         };
         store.configure()?;
         store.migrate()?;
@@ -477,11 +560,18 @@ impl Store {
     /// SQLite's `BEGIN IMMEDIATE`, and on PostgreSQL a transaction-scoped advisory lock, so a
     /// write that reads before it changes sees what the previous writer committed.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        match self.conn.backend() {
-            Backend::Sqlite => self.conn.execute_batch("BEGIN IMMEDIATE")?,
-            Backend::Postgres => self.conn.execute_batch(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({APPLICATION_ID})"
-            ))?,
+        self.revive()?;
+        let begun = match self.conn.backend() {
+            Backend::Sqlite => self.conn.execute_batch("BEGIN IMMEDIATE"),
+            Backend::Postgres => self.conn.execute_batch(&write_prologue()),
+        };
+        if let Err(e) = begun {
+            // PostgreSQL: BEGIN ran and the lock wait failed (lock_timeout): without a rollback
+            // the session would stay in the aborted transaction, refusing every statement.
+            if self.conn.backend() == Backend::Postgres {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            return Err(e.into());
         }
         match f(&self.conn) {
             Ok(v) => {
@@ -514,13 +604,84 @@ impl Store {
         }
     }
 
-    /// How long a write waits for another writer's lock before it fails (SQLite; PostgreSQL
-    /// writers queue on their advisory lock).
+    /// How long a write waits for another writer's lock before it fails: SQLite's busy timeout,
+    /// PostgreSQL's `lock_timeout` (kept across reconnects).
     pub fn set_lock_wait(&self, wait: Duration) -> Result<()> {
         if let Some(c) = self.sqlite() {
             c.busy_timeout(wait)?;
+            return Ok(());
+        }
+        self.link.remember_lock_wait(wait);
+        self.apply_lock_wait(wait)
+    }
+
+    fn apply_lock_wait(&self, wait: Duration) -> Result<()> {
+        // 0 turns PostgreSQL's lock_timeout off: the shortest wait is 1 ms.
+        let ms = wait.as_millis().clamp(1, u32::MAX as u128);
+        Ok(self
+            .conn
+            .execute_batch(&format!("SET lock_timeout = {ms}"))?)
+    }
+
+    /// PostgreSQL: if the connection closed (a server restart, a failover, a network cut found
+    /// by the keepalives), connect again, unless the backoff since the last failed try still
+    /// runs: then [`StoreError::Unreachable`] at once, so the runner's loop never waits on it.
+    /// Every write calls it; the runner also calls it each fleet tick. SQLite: nothing to do.
+    pub fn revive(&self) -> Result<()> {
+        #[cfg(feature = "postgres")]
+        if let Connection::Postgres(c) = &self.conn {
+            if !c.borrow().client.is_closed() {
+                return Ok(());
+            }
+            let unreachable = |since: std::time::Instant, why: String| StoreError::Unreachable {
+                db: display_db(&self.path),
+                since: since.elapsed(),
+                why,
+            };
+            let what = || "the connection closed".to_string();
+            if let reconnect::Attempt::Wait(since, why) = self.link.attempt(what) {
+                return Err(unreachable(since, why));
+            }
+            let client = match pg::connect_client(&self.path, true) {
+                Ok(client) => client,
+                Err(e) => {
+                    let why = e.to_string();
+                    if pg::is_fatal(&e) {
+                        self.link.set_fatal(why.clone());
+                    }
+                    let (since, wait) = self.link.failed(why.clone());
+                    tracing::debug!(error = %why, retry_in_ms = wait.as_millis() as u64, "reconnect failed");
+                    return Err(unreachable(since, why));
+                }
+            };
+            *c.borrow_mut() = sql::PgConnection::new(client);
+            if let Err(e) = pg::check_version(self) {
+                let why = e.to_string();
+                if pg::is_fatal(&e) {
+                    self.link.set_fatal(why.clone());
+                }
+                let (since, _) = self.link.failed(why.clone());
+                return Err(unreachable(since, why));
+            }
+            if let Some(wait) = self.link.lock_wait() {
+                self.apply_lock_wait(wait)?;
+            }
+            if let Some(down) = self.link.restored() {
+                tracing::warn!(
+                    down_ms = down.as_millis() as u64,
+                    db = %display_db(&self.path),
+                    "reconnected to the database"
+                );
+            }
         }
         Ok(())
+    }
+
+    /// Why the database can no longer be used, if it cannot (authentication refused, a schema
+    /// newer than this binary, a TLS certificate refused, met on a reconnect): waiting will not
+    /// cure it, so the runner stops on it.
+    pub fn fatal(&self) -> Option<String> {
+        self.link.fatal()
     }
 
     /// A number that changes when another connection changed jobs or settings: SQLite's

@@ -17,6 +17,7 @@ mod limits;
 mod migrate;
 mod misc;
 mod packaging;
+mod pgfaults;
 mod quickstart;
 mod run_now_alerts;
 mod runfiles;

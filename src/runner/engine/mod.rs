@@ -139,7 +139,15 @@ impl<'c> Engine<'c> {
             self.wait();
             self.after_events();
         }
-        Ok(self.stop())
+        // Stopped because the database cannot be used any more (upkeep.rs): exit 1, saying why.
+        let gone = self.store.fatal();
+        let summary = self.stop();
+        match gone {
+            Some(why) => Err(anyhow::anyhow!(
+                "the database cannot be used any more: {why}"
+            )),
+            None => Ok(summary),
+        }
     }
 
     /// Register, recover what a dead runner left, load the jobs, and handle what came due while

@@ -194,6 +194,11 @@ impl Engine<'_> {
                     tracing::debug!(job = %name, %system, cap, "the fleet is at its cap; the slot waits");
                     self.dispatch.push(p.slot);
                 }
+                // A fleet's database that cannot take the claim now (away, locked): the slot
+                // waits, then is recorded as missed with the reason (upkeep.rs).
+                Err(e) if self.recorder.shared() && crate::runner::recorder::transient(&e) => {
+                    self.claim_later(p.slot, &e, now);
+                }
                 Err(e) => {
                     tracing::error!(job = %name, error = %e, "could not claim the slot; not running it");
                 }

@@ -6,12 +6,20 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::{Engine, WRITE_WAIT};
+use crate::runner::dispatch::Slot;
 use crate::runner::fleet;
 use crate::runner::housekeeping::{self, Load};
-use crate::store::Status;
+use crate::runner::recorder::Record;
+use crate::store::{NewExecution, Status, StoreError};
 
 /// A refusal to write lasting this long raises an alert once the database takes writes again.
 const STORAGE_ALERT: Duration = Duration::from_secs(2);
+/// A shared database out of reach this long raises an alert once it is back: a restart or a
+/// failover takes seconds and pages nobody.
+const UNREACHABLE_ALERT: Duration = Duration::from_secs(30);
+/// On a shared database that cannot take a claim now, a slot waits this long past its time for
+/// the database; then it is recorded as missed, with the reason.
+pub(super) const CLAIM_PATIENCE: Duration = Duration::from_secs(10);
 
 impl Engine<'_> {
     /// Reload if another connection changed jobs or settings since the last look.
@@ -73,6 +81,10 @@ impl Engine<'_> {
         let Some(f) = &mut self.fleet else {
             return;
         };
+        // A connection lost while idle comes back here (writes revive it too).
+        if let Err(e) = self.store.revive() {
+            tracing::debug!(error = %e, "the database is still out of reach");
+        }
         let now = self.clock.now();
         let heartbeat = f.heartbeat_due(mono);
         let lost = fleet::tick(&self.store, f.id, heartbeat, now);
@@ -144,26 +156,76 @@ impl Engine<'_> {
     /// alert about it. While failing, attempts fail at once (no lock wait): the loop keeps
     /// starting jobs on time.
     pub(super) fn flush_records(&mut self) {
-        if self.recorder.backlog() == 0 {
-            return;
+        if self.recorder.backlog() > 0 {
+            self.recorder.flush(&self.store);
+            self.recorder.sync_lock_wait(&self.store, WRITE_WAIT);
         }
-        let failing = self.recorder.failing().cloned();
-        let backlog = self.recorder.backlog();
-        let landed = self.recorder.flush(&self.store);
-        self.recorder.sync_lock_wait(&self.store, WRITE_WAIT);
-        let Some((since, why)) = failing.filter(|(since, _)| since.elapsed() >= STORAGE_ALERT)
-        else {
+        if let Some(gone) = self.store.fatal() {
+            if !self.life.stop.stopping() {
+                tracing::error!(error = %gone, "the database cannot be used any more; stopping");
+                self.signal(libc::SIGTERM);
+            }
+        }
+        let Some(outage) = self.recorder.take_outage() else {
             return;
         };
-        if landed {
+        let lasted = crate::duration::Human(Duration::from_secs(outage.lasted.as_secs().max(1)));
+        let (why, held) = (&outage.why, outage.held);
+        let now = self.clock.now();
+        if outage.unreachable {
+            if outage.lasted >= UNREACHABLE_ALERT {
+                let summary = format!(
+                    "cronmgr could not reach its database for {lasted} ({why}); {held} records waited and have all landed; slots that could not be claimed are recorded as missed"
+                );
+                self.monitor.database_unreachable(
+                    &self.store,
+                    self.calendar.settings(),
+                    &summary,
+                    now,
+                );
+            }
+        } else if outage.lasted >= STORAGE_ALERT && held > 0 {
             let summary = format!(
-                "cronmgr could not write to its database for {} ({why}); {backlog} records waited and have all landed",
-                crate::duration::Human(Duration::from_secs(since.elapsed().as_secs().max(1)))
+                "cronmgr could not write to its database for {lasted} ({why}); {held} records waited and have all landed"
             );
-            let now = self.clock.now();
             self.monitor
                 .storage_blocked(&self.store, self.calendar.settings(), &summary, now);
         }
+    }
+
+    /// A shared database could not take this slot's claim now (out of reach, or its writers'
+    /// lock held): the slot waits for the next turn, up to [`CLAIM_PATIENCE`] past its time;
+    /// then it is recorded as missed, with the reason.
+    pub(super) fn claim_later(&mut self, slot: Slot, why: &StoreError, now: DateTime<Utc>) {
+        let late = (now - slot.due).to_std().unwrap_or_default();
+        if late < CLAIM_PATIENCE {
+            self.dispatch.push(slot);
+            return;
+        }
+        let reason = if why.is_unreachable() {
+            "the database was unreachable"
+        } else {
+            "the database did not take the claim in time"
+        };
+        let message = format!(
+            "missed: {reason} for {}s past the slot ({why})",
+            late.as_secs()
+        );
+        if let Some(e) = self.calendar.get(slot.job_id) {
+            tracing::warn!(job = %e.job.name, slot = %crate::output::utc(slot.scheduled_for), "{message}");
+        }
+        self.recorder.write(Record::Row(NewExecution {
+            error_message: Some(message),
+            ..super::ends::row(
+                slot.job_id,
+                Status::Missed,
+                slot.scheduled_for,
+                None,
+                slot.trigger,
+                slot.attempt,
+            )
+        }));
+        self.summary.missed += 1;
     }
 
     pub(super) fn status_line(&self) -> String {
