@@ -2,6 +2,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
+use crate::store::Job;
 
 const FULL: &str = r#"
 # a comment
@@ -300,20 +301,6 @@ fn every_job_is_located_at_its_header_line() {
     let lines: Vec<usize> = jobs.iter().map(|j| j.line).collect();
     let expected: Vec<usize> = (0..50).map(|i| 3 + 6 * i).collect();
     assert_eq!(lines, expected);
-}
-
-#[test]
-fn a_line_is_the_count_of_newlines_before_the_offset_plus_one() {
-    let text = "a\nbc\n\nd";
-    let lines = Lines::of(text);
-    for offset in 0..=text.len() + 2 {
-        let naive = text.as_bytes()[..offset.min(text.len())]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
-        assert_eq!(lines.line(offset), naive, "offset {offset}");
-    }
 }
 
 #[test]
