@@ -69,6 +69,9 @@ pub struct JobSpec {
     pub catch_up: Option<CatchUp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starting_deadline: Option<Secs>,
+    /// Each slot fires up to this much late (see `--jitter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<Secs>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// False: no alert of any kind for this job.

@@ -83,6 +83,7 @@ impl JobSpec {
             positive("starting_deadline", &self.starting_deadline),
         )
         .flatten();
+        job.jitter = ok(&mut errs, positive("jitter", &self.jitter)).flatten();
         job.is_active = self.enabled.unwrap_or(true);
         job.alerts_enabled = self.alerts.unwrap_or(true);
         if let Some(e) = self

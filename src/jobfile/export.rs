@@ -57,6 +57,7 @@ impl JobSpec {
             allow_concurrent: job.allow_concurrent.then_some(true),
             catch_up: (job.catch_up != CatchUp::None).then_some(job.catch_up),
             starting_deadline: secs(job.starting_deadline),
+            jitter: secs(job.jitter),
             enabled: (!job.is_active).then_some(false),
             alerts: (!job.alerts_enabled).then_some(false),
             alert_email: job.alert_email.clone(),

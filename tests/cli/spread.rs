@@ -68,6 +68,8 @@ fn jitter_shows_in_next_and_must_be_shorter_than_the_schedule() {
         assert!((0..=600).contains(&delay), "{fire}");
         assert_eq!((slot.hour(), slot.minute()), (3, 0));
     }
+    let exported = env.ok(&["export"]);
+    assert!(exported.contains("jitter = \"10m\""), "{exported}");
     let shown = env.ok(&["show", "spread"]);
     assert!(shown.contains("up to 10m after each slot"), "{shown}");
     let before = env.dump();
