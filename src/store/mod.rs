@@ -70,6 +70,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/004_execution_times.sql"),
     include_str!("migrations/005_runners.sql"),
     include_str!("migrations/006_cancelled.sql"),
+    include_str!("migrations/007_stats_index.sql"),
 ];
 
 /// The same migrations for PostgreSQL, one for one.
@@ -81,6 +82,7 @@ const MIGRATIONS_POSTGRES: &[&str] = &[
     include_str!("migrations/postgres/004_execution_times.sql"),
     include_str!("migrations/postgres/005_runners.sql"),
     include_str!("migrations/postgres/006_cancelled.sql"),
+    include_str!("migrations/postgres/007_stats_index.sql"),
 ];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
