@@ -470,9 +470,10 @@ class Bench:
 
     # ---- scenario 5: history and status against 1,000,000 executions ----
 
-    def history_status(self):
-        log(f"history/status: {HISTORY_ROWS:,} executions over {HISTORY_JOBS} jobs, {HISTORY_DAYS} days")
-        db = self.new_db("history")
+    def history_db(self, name):
+        """A fresh database of HISTORY_JOBS daily jobs and HISTORY_ROWS executions over the last
+        HISTORY_DAYS days (shared by the history/status and stats scenarios)."""
+        db = self.new_db(name)
         now = time.time()
         self.insert_jobs(db, [(f"job-{k:04d}", f"{k % 60} {(k // 60) % 24} * * *", ["/usr/bin/true"], 5,
                                next_daily(now, k % 60, (k // 60) % 24)) for k in range(HISTORY_JOBS)])
@@ -514,6 +515,28 @@ class Bench:
         size = os.path.getsize(db) / 1e6
         log(f"  {HISTORY_ROWS:,} rows inserted in {time.perf_counter() - t0:.1f} s; database {size:.0f} MB")
         self.history_db_mb = size
+        return db
+
+    def cli_times(self, db, label, args):
+        """Run `cronmgr --db DB ARGS` cli_runs times after a warm-up: times in ms, bytes out."""
+        times, size_out = [], 0
+        for k in range(self.m["cli_runs"] + 1):  # the first is a warm-up, not counted
+            t = time.perf_counter()
+            r = subprocess.run([self.bin, "--db", db, *args], env=self.env, stdin=subprocess.DEVNULL,
+                               capture_output=True)
+            dt = (time.perf_counter() - t) * 1000
+            if r.returncode != 0:
+                self.notes.append(f"{label} exited {r.returncode}: {r.stderr.decode(errors='replace').strip()[:200]}")
+                break
+            size_out = len(r.stdout)
+            if k:
+                times.append(dt)
+        log(f"  {label}: {med_range(times, 'ms', 1)}, {size_out} bytes out")
+        return times
+
+    def history_status(self):
+        log(f"history/status: {HISTORY_ROWS:,} executions over {HISTORY_JOBS} jobs, {HISTORY_DAYS} days")
+        db = self.history_db("history")
         commands = [
             ("cronmgr history --json", ["--json", "history"]),
             ("cronmgr history (table)", ["history"]),
@@ -525,24 +548,33 @@ class Bench:
         ]
         results = {}
         for label, args in commands:
-            times, size_out = [], 0
-            for k in range(self.m["cli_runs"] + 1):  # the first is a warm-up, not counted
-                t = time.perf_counter()
-                r = subprocess.run([self.bin, "--db", db, *args], env=self.env, stdin=subprocess.DEVNULL,
-                                   capture_output=True)
-                dt = (time.perf_counter() - t) * 1000
-                if r.returncode != 0:
-                    self.notes.append(f"{label} exited {r.returncode}: {r.stderr.decode(errors='replace').strip()[:200]}")
-                    break
-                size_out = len(r.stdout)
-                if k:
-                    times.append(dt)
+            times = self.cli_times(db, label, args)
             results[label] = times
-            log(f"  {label}: {med_range(times, 'ms', 1)}, {size_out} bytes out")
             med = statistics.median(times) if times else float("nan")
             self.rows.append((f"history/status, {HISTORY_ROWS:,} executions", f"{label}: process start to exit",
                               med_range(times, "ms", 1), "< 50 ms", "met" if med < 50 else "MISSED", "", ""))
         self.history_result = results
+
+    # ---- scenario 5b: stats over the last week of 1,000,000 executions ----
+
+    def stats(self):
+        log(f"stats: {HISTORY_ROWS:,} executions over {HISTORY_JOBS} jobs, {HISTORY_DAYS} days; "
+            f"the last 7 days hold {HISTORY_ROWS * 7 // HISTORY_DAYS:,}")
+        db = self.history_db("stats")
+        commands = [
+            ("cronmgr stats --since 7d --json", ["--json", "stats", "--since", "7d"]),
+            ("cronmgr stats --since 7d (table)", ["stats", "--since", "7d"]),
+            ("cronmgr stats job-0007 --since 7d --json", ["--json", "stats", "job-0007", "--since", "7d"]),
+            ("cronmgr stats --since 30d --json", ["--json", "stats", "--since", "30d"]),
+        ]
+        results = {}
+        for label, args in commands:
+            times = self.cli_times(db, label, args)
+            results[label] = times
+            med = statistics.median(times) if times else float("nan")
+            self.rows.append((f"stats, {HISTORY_ROWS:,} executions", f"{label}: process start to exit",
+                              med_range(times, "ms", 1), "< 50 ms", "met" if med < 50 else "MISSED", "", ""))
+        self.stats_result = results
 
     # ---- scenario 6: retention of 100,000 rows while the burst runs ----
 
@@ -1269,8 +1301,8 @@ def main():
     ap.add_argument("--no-cron", action="store_true")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--machine-limit", action="store_true")
-    ap.add_argument("--only", default="limit,latency,burst,durability,retention,history,startup,apply,idle,soak",
-                    help="comma-separated scenarios (limit, latency, burst, durability, retention, history, "
+    ap.add_argument("--only", default="limit,latency,burst,durability,retention,history,stats,startup,apply,idle,soak",
+                    help="comma-separated scenarios (limit, latency, burst, durability, retention, history, stats, "
                          "startup, apply, idle, soak; idle includes cron)")
     args = ap.parse_args()
     if args.machine_limit:
@@ -1301,6 +1333,8 @@ def main():
             b.retention_burst()
         if "history" in only:
             b.history_status()
+        if "stats" in only:
+            b.stats()
         if "startup" in only:
             b.startup()
         if "apply" in only:
@@ -1326,7 +1360,7 @@ def main():
     with open(os.path.join(b.work, "results.json"), "w") as f:
         json.dump({k: getattr(b, k, None) for k in
                    ("limit", "latency", "bursts", "idle_result", "cron_latency", "cron_burst", "durability_result",
-                    "retention", "history_result", "startup_result", "apply_result", "soak_result")}, f, default=str)
+                    "retention", "history_result", "stats_result", "startup_result", "apply_result", "soak_result")}, f, default=str)
 
 
 if __name__ == "__main__":

@@ -288,7 +288,10 @@ mod tests {
             "6 indexes, 2 triggers, the table: {before:?}"
         );
         let store = Store::open(&path).unwrap();
-        assert_eq!(objects(store.sqlite().unwrap()), before);
+        // Later migrations add indexes of their own (7: executions_job_status).
+        let mut after = objects(store.sqlite().unwrap());
+        after.retain(|o| !o.starts_with("index executions_job_status:"));
+        assert_eq!(after, before);
         let kept = store.execution(41).unwrap();
         assert_eq!(
             (kept.status, kept.pid, kept.runner_pid, kept.cancelled_by),

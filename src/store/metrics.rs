@@ -81,11 +81,33 @@ const RECENT_BY_STATUS: &str =
      JOIN jobs j ON j.id = e.job_id \
      WHERE e.started_at >= ?2 AND (CAST(?1 AS TEXT) IS NULL OR j.system = ?1) GROUP BY +e.status";
 
-/// Statuses that mean the job ran to an end.
-const RAN: &str = "('success', 'failed', 'timeout', 'interrupted')";
+/// One status's executions since ?4 of the jobs `stats` shows: read from the covering index
+/// `executions_job_status`, one range per job, no table row (see migration 8). A status at a
+/// time, so no text column crosses per row.
+const STATS_ROWS: &str = "SELECT job_id, duration_ms, memory_used_mb, cpu_used_percent FROM executions \
+     WHERE job_id IN (SELECT id FROM jobs WHERE system = ?1 AND (CAST(?2 AS TEXT) IS NULL OR name = ?2)) \
+       AND status = ?3 AND started_at >= ?4";
 
-fn mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+/// The statuses `stats` reads: the ends of runs, and cancels (counted apart).
+const STATS_STATUSES: [Status; 5] = [
+    Status::Success,
+    Status::Failed,
+    Status::Timeout,
+    Status::Interrupted,
+    Status::Cancelled,
+];
+
+/// One job's executions of the period, as `stats` sums them up.
+#[derive(Default)]
+struct Tally {
+    runs: u64,
+    succeeded: u64,
+    failed: u64,
+    timed_out: u64,
+    cancelled: u64,
+    durations: Vec<i64>,
+    memory: (f64, usize),
+    cpu: (f64, usize),
 }
 
 /// The nearest-rank percentile `p` (0–100) of sorted values.
@@ -214,53 +236,65 @@ impl Store {
             })?;
             rows.collect::<super::sql::Result<_>>()?
         };
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT status, duration_ms, memory_used_mb, cpu_used_percent FROM executions \
-             WHERE job_id = ?1 AND started_at >= ?2 AND (status IN {RAN} OR status = 'cancelled')"
-        ))?;
-        let mut out = Vec::with_capacity(jobs.len());
-        for (id, name, streak, last_success) in jobs {
-            let rows = stmt.query_map(params![id, fmt_time(since)], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    r.get::<_, Option<f64>>(2)?,
-                    r.get::<_, Option<f64>>(3)?,
-                ))
-            })?;
-            let (mut ok, mut failed, mut timed_out, mut runs, mut cancelled) = (0, 0, 0, 0, 0);
-            let (mut durations, mut mem, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
+        let mut tallies: std::collections::HashMap<i64, Tally> =
+            jobs.iter().map(|j| (j.0, Tally::default())).collect();
+        let mut stmt = self.conn.prepare_cached(STATS_ROWS)?;
+        for status in STATS_STATUSES {
+            let rows = stmt.query_map(
+                params![system, job, status.as_str(), fmt_time(since)],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Option<i64>>(1)?,
+                        r.get::<_, Option<f64>>(2)?,
+                        r.get::<_, Option<f64>>(3)?,
+                    ))
+                },
+            )?;
             for row in rows {
-                let (status, d, m, c) = row?;
-                if status == "cancelled" {
-                    cancelled += 1;
+                let (id, d, m, c) = row?;
+                let Some(t) = tallies.get_mut(&id) else {
+                    continue;
+                };
+                if status == Status::Cancelled {
+                    t.cancelled += 1;
                     continue;
                 }
-                runs += 1;
-                match status.as_str() {
-                    "success" => ok += 1,
-                    "failed" => failed += 1,
-                    "timeout" => timed_out += 1,
+                t.runs += 1;
+                match status {
+                    Status::Success => t.succeeded += 1,
+                    Status::Failed => t.failed += 1,
+                    Status::Timeout => t.timed_out += 1,
                     _ => {}
                 }
-                durations.extend(d);
-                mem.extend(m);
-                cpu.extend(c);
+                t.durations.extend(d);
+                if let Some(m) = m {
+                    t.memory = (t.memory.0 + m, t.memory.1 + 1);
+                }
+                if let Some(c) = c {
+                    t.cpu = (t.cpu.0 + c, t.cpu.1 + 1);
+                }
             }
-            durations.sort_unstable();
+        }
+        let mean = |(sum, n): (f64, usize)| (n > 0).then(|| sum / n as f64);
+        let mut out = Vec::with_capacity(jobs.len());
+        for (id, name, streak, last_success) in jobs {
+            let mut t = tallies.remove(&id).unwrap_or_default();
+            t.durations.sort_unstable();
+            let total: f64 = t.durations.iter().map(|d| *d as f64).sum();
             out.push(JobStats {
                 job: name,
                 system: system.to_string(),
-                runs,
-                succeeded: ok,
-                failed,
-                timed_out,
-                cancelled,
-                success_rate: (runs > 0).then(|| ok as f64 / runs as f64),
-                mean_duration_ms: mean(&durations.iter().map(|d| *d as f64).collect::<Vec<_>>()),
-                p95_duration_ms: percentile(&durations, 95.0),
-                mean_memory_mb: mean(&mem),
-                mean_cpu_percent: mean(&cpu),
+                runs: t.runs,
+                succeeded: t.succeeded,
+                failed: t.failed,
+                timed_out: t.timed_out,
+                cancelled: t.cancelled,
+                success_rate: (t.runs > 0).then(|| t.succeeded as f64 / t.runs as f64),
+                mean_duration_ms: mean((total, t.durations.len())),
+                p95_duration_ms: percentile(&t.durations, 95.0),
+                mean_memory_mb: mean(t.memory),
+                mean_cpu_percent: mean(t.cpu),
                 failure_streak: streak,
                 last_success_at: parse_opt_time(last_success)?,
             });
@@ -334,6 +368,148 @@ mod tests {
             plan.contains("executions_started_at (started_at>?)"),
             "{plan}"
         );
+    }
+
+    #[test]
+    fn stats_read_each_status_through_the_covering_index() {
+        let store = Store::open_in_memory().unwrap();
+        if store.sqlite_only("reads SQLite's query plan") {
+            return;
+        }
+        let plan: Vec<String> = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {STATS_ROWS}"))
+            .unwrap()
+            .query_map(
+                params![
+                    "default",
+                    Option::<String>::None,
+                    "success",
+                    "2026-01-01T00:00:00.000Z"
+                ],
+                |r| r.get(3),
+            )
+            .unwrap()
+            .collect::<crate::store::sql::Result<_>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains(
+                "USING COVERING INDEX executions_job_status (job_id=? AND status=? AND started_at>?)"
+            ),
+            "{plan}"
+        );
+    }
+
+    #[test]
+    fn stats_count_each_status_and_take_means_and_the_nearest_rank_p95_of_the_period() {
+        use crate::store::{Finish, Job, NewExecution, Trigger};
+        use chrono::{Duration, TimeZone};
+        let store = Store::open_in_memory().unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap();
+        let by = crate::store::test_by();
+        let a = store
+            .insert_job(&Job::new("default", "a", "* * * * *", "shell"), t0, by)
+            .unwrap();
+        store
+            .insert_job(&Job::new("default", "b", "* * * * *", "shell"), t0, by)
+            .unwrap();
+        store
+            .insert_job(&Job::new("other", "a", "* * * * *", "shell"), t0, by)
+            .unwrap();
+        // Job a: 20 runs from t0 on, one a minute, the k-th taking k*100 ms; one before the period.
+        let ends: Vec<(i64, Status)> = (0..20)
+            .map(|k| {
+                let status = match k % 10 {
+                    3 => Status::Failed,
+                    5 => Status::Timeout,
+                    7 => Status::Interrupted,
+                    9 => Status::Cancelled,
+                    _ => Status::Success,
+                };
+                (k, status)
+            })
+            .chain([(-5, Status::Failed)])
+            .collect();
+        for (k, status) in ends {
+            let at = t0 + Duration::minutes(k);
+            let id = store
+                .claim(&NewExecution {
+                    job_id: a.id,
+                    status: Status::Running,
+                    scheduled_for: at,
+                    started_at: Some(at),
+                    triggered_by: Trigger::Schedule,
+                    attempt: 1,
+                    error_message: None,
+                    runner_pid: None,
+                    runner_id: None,
+                    fleet: None,
+                })
+                .unwrap()
+                .unwrap();
+            store
+                .finish(
+                    id,
+                    &Finish {
+                        status,
+                        finished_at: at + Duration::seconds(1),
+                        duration_ms: (k + 1) * 100,
+                        output: String::new(),
+                        error_message: None,
+                        exit_code: None,
+                        memory_used_mb: (k % 2 == 0).then_some(2.0 + k as f64),
+                        cpu_used_percent: Some(10.0),
+                    },
+                )
+                .unwrap();
+        }
+        let stats = store.job_stats("default", None, t0).unwrap();
+        assert_eq!(
+            stats.iter().map(|s| s.job.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        let s = &stats[0];
+        // k % 10: 3 failed, 5 timeout, 7 interrupted, 9 cancelled, the rest success.
+        assert_eq!(
+            (s.runs, s.succeeded, s.failed, s.timed_out, s.cancelled),
+            (18, 12, 2, 2, 2)
+        );
+        assert_eq!(s.success_rate, Some(12.0 / 18.0));
+        // Durations of the 18 runs (cancelled ones left out): (k + 1) * 100 for k not 9 or 19.
+        let mut d: Vec<i64> = (0..20)
+            .filter(|k| k % 10 != 9)
+            .map(|k| (k + 1) * 100)
+            .collect();
+        d.sort_unstable();
+        let mean = d.iter().sum::<i64>() as f64 / d.len() as f64;
+        assert_eq!(s.mean_duration_ms, Some(mean));
+        assert_eq!(s.p95_duration_ms, percentile(&d, 95.0));
+        assert_eq!(s.p95_duration_ms, Some(1900));
+        // Memory only on even k, cancelled ones left out (none is even).
+        let mem: Vec<f64> = (0..20)
+            .filter(|k| k % 2 == 0)
+            .map(|k| 2.0 + k as f64)
+            .collect();
+        assert_eq!(
+            s.mean_memory_mb,
+            Some(mem.iter().sum::<f64>() / mem.len() as f64)
+        );
+        assert_eq!(s.mean_cpu_percent, Some(10.0));
+        let empty = &stats[1];
+        assert_eq!(
+            (
+                empty.runs,
+                empty.success_rate,
+                empty.p95_duration_ms,
+                empty.mean_memory_mb
+            ),
+            (0, None, None, None)
+        );
+        let one = store
+            .job_stats("default", Some("a"), t0 + Duration::minutes(15))
+            .unwrap();
+        assert_eq!((one.len(), one[0].runs, one[0].cancelled), (1, 4, 1));
     }
 
     #[test]

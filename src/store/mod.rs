@@ -77,6 +77,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/005_runners.sql"),
     include_str!("migrations/006_cancelled.sql"),
     include_str!("migrations/007_jitter.sql"),
+    include_str!("migrations/008_stats_index.sql"),
 ];
 
 /// The same migrations for PostgreSQL, one for one.
@@ -89,6 +90,7 @@ const MIGRATIONS_POSTGRES: &[&str] = &[
     include_str!("migrations/postgres/005_runners.sql"),
     include_str!("migrations/postgres/006_cancelled.sql"),
     include_str!("migrations/postgres/007_jitter.sql"),
+    include_str!("migrations/postgres/008_stats_index.sql"),
 ];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

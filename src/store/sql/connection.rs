@@ -7,6 +7,7 @@ use std::cell::RefCell;
 #[cfg(feature = "postgres")]
 use std::collections::HashMap;
 
+use super::row::Columns;
 use super::{Backend, Error, Params, Result, Row, Value};
 
 /// A connection to either engine.
@@ -232,8 +233,9 @@ impl Statement<'_> {
         match self {
             Statement::Sqlite(s) => {
                 let mut rows = s.query(rusqlite::params_from_iter(sqlite_values(&values)))?;
+                let columns = Columns::default();
                 while let Some(r) = rows.next()? {
-                    out.push(f(&Row::Sqlite(r)));
+                    out.push(f(&Row::Sqlite(r, &columns)));
                 }
             }
             #[cfg(feature = "postgres")]
@@ -262,7 +264,7 @@ impl Statement<'_> {
             Statement::Sqlite(s) => {
                 let mut rows = s.query(rusqlite::params_from_iter(sqlite_values(&values)))?;
                 match rows.next()? {
-                    Some(r) => f(&Row::Sqlite(r)),
+                    Some(r) => f(&Row::Sqlite(r, &Columns::default())),
                     None => Err(Error::NoRows),
                 }
             }

@@ -27,7 +27,7 @@ impl RowIndex for Named<'_> {
     fn index(&self, row: &Row<'_>) -> Result<usize> {
         let Named(name, at) = *self;
         let there = match row {
-            Row::Sqlite(r) => r.as_ref().column_name(at).ok() == Some(name),
+            Row::Sqlite(r, columns) => columns.names(r).get(at).map(String::as_str) == Some(name),
             #[cfg(feature = "postgres")]
             Row::Postgres(r) => r.columns().get(at).map(|c| c.name()) == Some(name),
         };
@@ -39,9 +39,32 @@ impl RowIndex for Named<'_> {
     }
 }
 
+/// The names of a result's columns, shared by its rows: read from the SQLite statement once per
+/// query, at the first lookup by name (a positional read never asks), instead of asking SQLite
+/// (`sqlite3_column_name`, then a UTF-8 check) for every column of every row. Made afresh for
+/// each query, since a cached statement is prepared again when the schema changes.
+#[derive(Debug, Default)]
+pub struct Columns {
+    names: std::cell::OnceCell<Vec<String>>,
+}
+
+impl Columns {
+    fn names(&self, row: &rusqlite::Row<'_>) -> &[String] {
+        self.names.get_or_init(|| {
+            #[cfg(test)]
+            tests::NAME_LOADS.with(|n| n.set(n.get() + 1));
+            row.as_ref()
+                .column_names()
+                .into_iter()
+                .map(String::from)
+                .collect()
+        })
+    }
+}
+
 /// One row of a result.
 pub enum Row<'a> {
-    Sqlite(&'a rusqlite::Row<'a>),
+    Sqlite(&'a rusqlite::Row<'a>, &'a Columns),
     #[cfg(feature = "postgres")]
     Postgres(&'a postgres::Row),
 }
@@ -50,7 +73,7 @@ impl Row<'_> {
     /// The position of the column named `name`.
     pub fn column_index(&self, name: &str) -> Result<usize> {
         let found = match self {
-            Row::Sqlite(r) => r.as_ref().column_index(name).ok(),
+            Row::Sqlite(r, columns) => columns.names(r).iter().position(|c| c == name),
             #[cfg(feature = "postgres")]
             Row::Postgres(r) => r.columns().iter().position(|c| c.name() == name),
         };
@@ -60,7 +83,7 @@ impl Row<'_> {
     pub fn get<I: RowIndex, T: FromValue>(&self, idx: I) -> Result<T> {
         let i = idx.index(self)?;
         let v = match self {
-            Row::Sqlite(r) => match r.get_ref(i)? {
+            Row::Sqlite(r, _) => match r.get_ref(i)? {
                 rusqlite::types::ValueRef::Null => Value::Null,
                 rusqlite::types::ValueRef::Integer(n) => Value::Int(n),
                 rusqlite::types::ValueRef::Real(f) => Value::Real(f),
@@ -79,6 +102,54 @@ impl Row<'_> {
 #[cfg(test)]
 mod tests {
     use super::super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// How many times a result's column names were read from SQLite (this thread's).
+        pub(super) static NAME_LOADS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    #[test]
+    fn column_names_are_read_once_per_query_and_afresh_for_the_next() {
+        let c = Connection::Sqlite(rusqlite::Connection::open_in_memory().unwrap());
+        c.execute_batch(
+            "CREATE TABLE t (a INTEGER, b TEXT); \
+             INSERT INTO t VALUES (1, 'x'), (2, 'y'), (3, 'z');",
+        )
+        .unwrap();
+        let read = |c: &Connection| -> Vec<(i64, String)> {
+            c.prepare_cached("SELECT * FROM t ORDER BY a")
+                .unwrap()
+                .query_map((), |r| Ok((r.get(Named("a", 0))?, r.get(Named("b", 1))?)))
+                .unwrap()
+                .collect::<Result<_>>()
+                .unwrap()
+        };
+        let before = NAME_LOADS.with(Cell::get);
+        assert_eq!(read(&c).len(), 3);
+        assert_eq!(
+            NAME_LOADS.with(Cell::get) - before,
+            1,
+            "three rows, one read of the names"
+        );
+        // The schema changes under the cached statement: `*` now starts with another column,
+        // and the names read for the first query must not be used for this one.
+        c.execute_batch(
+            "ALTER TABLE t RENAME TO old; CREATE TABLE t (z TEXT, b TEXT, a INTEGER); \
+             INSERT INTO t SELECT 'q', b, a FROM old;",
+        )
+        .unwrap();
+        assert_eq!(
+            read(&c),
+            vec![(1, "x".into()), (2, "y".into()), (3, "z".into())]
+        );
+        assert_eq!(NAME_LOADS.with(Cell::get) - before, 2);
+        // Reading by position never asks for the names.
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM t", (), |r| r.get(0))
+            .unwrap();
+        assert_eq!((n, NAME_LOADS.with(Cell::get) - before), (3, 2));
+    }
 
     #[test]
     fn sqlite_round_trip_of_every_kind() {
