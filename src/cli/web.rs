@@ -394,6 +394,8 @@ impl web::Host for WebHost {
             cmd.arg("--config").arg(c);
         }
         cmd.args(["--quiet", "run-now", name])
+            // The dashboard's own credential is nothing the job needs.
+            .env_remove("CRONMGR_WEB_TOKEN")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());

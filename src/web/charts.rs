@@ -148,7 +148,7 @@ pub fn per_day(days: &[(String, u64, u64)]) -> String {
     );
     let max = days.iter().map(|d| d.1 + d.2).max().unwrap_or(0) as f64;
     // Whole numbers on the axis: the middle line of a top of 1 would say 0.5 runs.
-    let top = nice_max(max).max(2.0).ceil();
+    let top = (nice_max(max).max(2.0) / 2.0).ceil() * 2.0;
     let plot_h = H - TOP - BOTTOM;
     let plot_w = W - LEFT - 8.0;
     let y = |v: f64| TOP + plot_h * (1.0 - (v / top).clamp(0.0, 1.0));
@@ -198,6 +198,25 @@ pub fn per_day(days: &[(String, u64, u64)]) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// Seconds for an axis: `250ms`, `1.5s`, `2m`, `1.5h`.
+pub fn secs(v: f64) -> String {
+    let trim = |x: f64| {
+        let s = format!("{x:.1}");
+        s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+    };
+    if v == 0.0 {
+        "0".into()
+    } else if v < 1.0 {
+        format!("{:.0}ms", v * 1000.0)
+    } else if v < 120.0 {
+        format!("{}s", trim(v))
+    } else if v < 7200.0 {
+        format!("{}m", trim(v / 60.0))
+    } else {
+        format!("{}h", trim(v / 3600.0))
+    }
 }
 
 /// One row of the timeline: a job, its priority, its fire instants, a link.
@@ -322,6 +341,17 @@ mod tests {
         );
         assert!(!svg.contains(r#"class="limit""#));
         assert!(svg.contains("timeout 1h (off the scale)"));
+    }
+
+    #[test]
+    fn axis_durations_read_well() {
+        assert_eq!(secs(0.0), "0");
+        assert_eq!(secs(0.25), "250ms");
+        assert_eq!(secs(1.5), "1.5s");
+        assert_eq!(secs(30.0), "30s");
+        assert_eq!(secs(300.0), "5m");
+        assert_eq!(secs(5400.0), "90m");
+        assert_eq!(secs(36000.0), "10h");
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub fn overview(c: &Ctx<'_>) -> View {
                         (s.capacity) " slots, " (s.queued) " queued"
                     } @else if !fleet.is_empty() {
                         (fleet.iter().filter(|r| r.state(now) == "up").count()) " of " (fleet.len()) " fleet runners up"
-                    } @else { "no runner: jobs do not fire (cronmgr run)" }
+                    } @else { "nothing fires: start cronmgr run" }
                 }
             }
             div.tile { span.k { "Jobs" } span.v { (totals.jobs) } span.s { (totals.active) " active" } }
@@ -365,7 +365,7 @@ pub fn job(c: &Ctx<'_>, name: &str) -> View {
             timeout as f64,
             format!("timeout {}", crate::duration::human_secs(timeout)),
         )),
-        &|v| format!("{v:.1}s"),
+        &charts::secs,
     );
     let mem_bars: Vec<Bar> = ordered
         .iter()

@@ -22,3 +22,4 @@ mod schedule;
 mod skips;
 mod tables;
 mod treewalk;
+mod web;
