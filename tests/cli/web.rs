@@ -46,7 +46,11 @@ fn web_cmd(env: &Env, extra: &[&str]) -> StdCommand {
 
 /// Start the server and wait for its "listening on" line.
 fn start(env: &Env, extra: &[&str]) -> Web {
-    let mut child = web_cmd(env, extra)
+    let mut args = extra.to_vec();
+    if !args.contains(&"--listen") {
+        args.extend(["--listen", "127.0.0.1:0"]); // a free port: tests run in parallel
+    }
+    let mut child = web_cmd(env, &args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
