@@ -884,3 +884,75 @@ fn a_browser_renders_the_overview_the_job_page_and_the_editor() {
         }
     }
 }
+
+/// A self-signed certificate for localhost and 127.0.0.1 (EC P-256, valid until 2126), made with
+/// `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 36500
+/// -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext
+/// basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=serverAuth`. Only for this test.
+const TEST_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBrTCCAVSgAwIBAgIUeQqnbhkRxWCEVSQeNYeMVtJw0sYwCgYIKoZIzj0EAwIw\nFDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTIwNDE5MDMxOFoYDzIxMjYxMTEw\nMTkwMzE4WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO\nPQMBBwNCAARMX/Eb/WcwloTQC3euWB1qnbDUMd6JEdM7cqpqcyCuobLhJporrLFF\nBttoiDuwB5Eth1GKdC0h3nEIKrkyHCCSo4GBMH8wHQYDVR0OBBYEFFw5Y81fvbNq\nDuyjeIBJmV6Dmj8rMB8GA1UdIwQYMBaAFFw5Y81fvbNqDuyjeIBJmV6Dmj8rMBoG\nA1UdEQQTMBGCCWxvY2FsaG9zdIcEfwAAATAMBgNVHRMBAf8EAjAAMBMGA1UdJQQM\nMAoGCCsGAQUFBwMBMAoGCCqGSM49BAMCA0cAMEQCIBwNzph+Y3atPjx0HAUSAvvb\n4RPJAKcUoPcVqn1hDigkAiAG62btOtBiWz7/hhx+R4tgQ1gavj4dPjV+LKISph/I\n7A==\n-----END CERTIFICATE-----\n";
+const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgsIBdlG/AnAUMtuDN\nQnSbtnY9lOi547pRDghohu0yQ9ahRANCAARMX/Eb/WcwloTQC3euWB1qnbDUMd6J\nEdM7cqpqcyCuobLhJporrLFFBttoiDuwB5Eth1GKdC0h3nEIKrkyHCCS\n-----END PRIVATE KEY-----\n";
+
+/// One request over TLS, trusting only [`TEST_CERT`].
+fn tls_request(addr: &str, method: &str, path: &str, headers: &[String], body: &str) -> Reply {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(TEST_CERT.as_bytes()).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+    for h in headers {
+        req.push_str(&format!("{h}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_reply(&raw)
+}
+
+#[test]
+fn with_tls_any_address_is_allowed_and_the_session_cookie_is_secure() {
+    let env = Env::new();
+    add_echo(&env, "j", &[]);
+    let hash = password_hash(&env);
+    with_web_config(&env, &format!("password_hash = {hash:?}\n"));
+    let cert = env.dir.path().join("cert.pem");
+    let key = env.dir.path().join("key.pem");
+    std::fs::write(&cert, TEST_CERT).unwrap();
+    std::fs::write(&key, TEST_KEY).unwrap();
+    let (c, k) = (cert.display().to_string(), key.display().to_string());
+    let web = start(
+        &env,
+        &["--listen", "0.0.0.0:0", "--tls-cert", &c, "--tls-key", &k],
+    );
+    let port = web.addr.rsplit(':').next().unwrap().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let r = tls_request(
+        &addr,
+        "POST",
+        "/login",
+        &[],
+        &form(&[("user", "web"), ("password", PASSWORD)]),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_string();
+    let page = tls_request(&addr, "GET", "/jobs/j", &[format!("Cookie: {session}")], "");
+    assert_eq!(page.status, 200);
+}
