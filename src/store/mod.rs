@@ -17,6 +17,7 @@ mod runners;
 mod settings;
 pub mod sql;
 mod wal;
+mod web;
 
 use std::fs::OpenOptions;
 use std::io::Read;

@@ -66,7 +66,6 @@ pub fn overview(c: &Ctx<'_>) -> View {
         failures.extend(st.executions(&ExecutionFilter {
             system: Some(c.system.to_string()),
             status: Some(status),
-            since: Some(now - Duration::days(7)),
             limit: Some(10),
             ..Default::default()
         })?);
@@ -133,7 +132,7 @@ pub fn overview(c: &Ctx<'_>) -> View {
         }
         div.cols {
             section.card {
-                h2 { "Last failures" span.muted { " (7 days)" } }
+                h2 { "Last failures" }
                 @if failures.is_empty() { p.muted { "none" } } @else {
                     table.grid { tbody {
                         @for e in &failures {
@@ -206,7 +205,7 @@ pub fn jobs(c: &Ctx<'_>, q: &ListQuery) -> View {
             _ => None,
         },
     })?;
-    let last = st.last_statuses(system.as_deref())?;
+    let last = st.newest_statuses(system.as_deref())?;
     if q.state.as_deref() == Some("failing") {
         jobs.retain(|j| matches!(last.get(&j.id), Some(Status::Failed | Status::Timeout)));
     }
@@ -334,7 +333,7 @@ pub fn job(c: &Ctx<'_>, name: &str) -> View {
     let history = st.executions(&ExecutionFilter {
         system: Some(job.system.clone()),
         job: Some(job.name.clone()),
-        since: Some(now - Duration::days(14)),
+        // The newest runs, by the job's index; the per-day chart keeps the last 14 days of them.
         limit: Some(500),
         ..Default::default()
     })?;
@@ -485,7 +484,7 @@ pub fn job(c: &Ctx<'_>, name: &str) -> View {
         div.charts {
             (chart("Duration per run (last 60)", dur))
             (chart("Peak memory per run", mem))
-            (chart("Succeeded / failed per day (14 days)", per_day))
+            (chart("Succeeded / failed per day (14 days, of the last 500 runs)", per_day))
         }
         section.card {
             h2 { "Recent executions" a.right href=(format!("/api/jobs/{}/history", super::http::encode(&job.name))) { "JSON" } }
