@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -140,11 +140,16 @@ pub fn read_secret_file(path: &Path) -> Result<String, String> {
     Ok(text.trim().to_string())
 }
 
-/// An argon2id hash of `password` with a fresh random salt.
+/// An argon2id hash of `password` with a fresh random salt (argon2's default cost: 19 MiB, 2
+/// passes, as OWASP recommends).
 pub fn hash_password(password: &str) -> Result<String, WebError> {
+    hash_with(&Argon2::default(), password)
+}
+
+fn hash_with(argon: &Argon2<'_>, password: &str) -> Result<String, WebError> {
     let salt = SaltString::encode_b64(&random_bytes::<16>())
         .map_err(|e| WebError::Config(format!("salt: {e}")))?;
-    Argon2::default()
+    argon
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| WebError::Config(format!("hashing: {e}")))
@@ -319,13 +324,6 @@ impl Auth {
     }
 }
 
-/// Where a token file is named, for messages.
-pub fn describe(path: &Option<PathBuf>) -> String {
-    path.as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "-".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,9 +334,23 @@ mod tests {
         c
     }
 
+    /// A cheap hash for tests (verification reads the cost from the hash itself).
+    fn cheap_hash(password: &str) -> String {
+        let params = argon2::Params::new(64, 1, 1, None).unwrap();
+        let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        hash_with(&argon, password).unwrap()
+    }
+
+    #[test]
+    fn the_default_hash_is_argon2id() {
+        assert!(hash_password("x")
+            .unwrap()
+            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+    }
+
     #[test]
     fn a_hash_verifies_its_password_only() {
-        let hash = hash_password("s3cret pass").unwrap();
+        let hash = cheap_hash("s3cret pass");
         let auth =
             Auth::new(Settings::load(&config(&format!("password_hash = {hash:?}")), None).unwrap());
         let peer = Peer::Tcp("127.0.0.1:1".parse().unwrap());
@@ -355,7 +367,7 @@ mod tests {
 
     #[test]
     fn failed_logins_are_rate_limited_per_peer() {
-        let hash = hash_password("pw-long-enough").unwrap();
+        let hash = cheap_hash("pw-long-enough");
         let auth =
             Auth::new(Settings::load(&config(&format!("password_hash = {hash:?}")), None).unwrap());
         let peer = Peer::Tcp("10.0.0.1:1".parse().unwrap());

@@ -12,7 +12,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Everything in front of the body: request line and headers together.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -24,6 +24,8 @@ const QUEUE: usize = 64;
 /// Streams (SSE) open at once, each on a thread of its own.
 pub const MAX_STREAMS: usize = 256;
 const IO_TIMEOUT: Duration = Duration::from_secs(15);
+/// The whole request head and body, however slowly it trickles in.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(20);
 
 /// A connection: TCP, TLS over TCP, or a unix socket.
 pub trait Conn: Read + Write + Send {}
@@ -151,6 +153,7 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         411 => "Length Required",
         413 => "Content Too Large",
         422 => "Unprocessable Content",
@@ -209,13 +212,52 @@ pub fn parse_query(q: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// A reader that fails once its deadline has passed: the socket's timeout bounds each read, this
+/// bounds them all (a client sending a byte every few seconds would otherwise hold a worker).
+struct Due<'a> {
+    inner: &'a mut dyn Conn,
+    until: Instant,
+}
+
+impl Read for Due<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if Instant::now() > self.until {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "request deadline"));
+        }
+        self.inner.read(buf)
+    }
+}
+
+fn read_failed(e: &io::Error) -> Refused {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Refused(408, "request timeout"),
+        _ => Refused(400, "could not read the request"),
+    }
+}
+
 /// Why a request was not read: answered with this status and message, then closed.
 #[derive(Debug)]
 pub struct Refused(pub u16, pub &'static str);
 
 /// Read one request within the limits.
 pub fn read_request(conn: &mut dyn Conn, peer: Peer, tls: bool) -> Result<Request, Refused> {
-    let mut reader = BufReader::with_capacity(4096, conn);
+    read_request_within(conn, peer, tls, REQUEST_DEADLINE)
+}
+
+/// [`read_request`] with the whole request due within `deadline`.
+fn read_request_within(
+    conn: &mut dyn Conn,
+    peer: Peer,
+    tls: bool,
+    deadline: Duration,
+) -> Result<Request, Refused> {
+    let mut reader = BufReader::with_capacity(
+        4096,
+        Due {
+            inner: conn,
+            until: Instant::now() + deadline,
+        },
+    );
     let mut head = Vec::new();
     let mut lines: Vec<String> = Vec::new();
     loop {
@@ -224,7 +266,7 @@ pub fn read_request(conn: &mut dyn Conn, peer: Peer, tls: bool) -> Result<Reques
         let n = (&mut reader)
             .take(limit)
             .read_until(b'\n', &mut line)
-            .map_err(|_| Refused(400, "could not read the request"))?;
+            .map_err(|e| read_failed(&e))?;
         if n == 0 {
             return Err(Refused(400, "the request ended early"));
         }
@@ -280,9 +322,10 @@ pub fn read_request(conn: &mut dyn Conn, peer: Peer, tls: bool) -> Result<Reques
         return Err(Refused(413, "request body too large"));
     }
     let mut body = vec![0; length];
-    reader
-        .read_exact(&mut body)
-        .map_err(|_| Refused(400, "the body ended early"))?;
+    reader.read_exact(&mut body).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => Refused(400, "the body ended early"),
+        _ => read_failed(&e),
+    })?;
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, parse_query(q)),
         None => (target, HashMap::new()),
@@ -529,6 +572,47 @@ mod tests {
             411
         );
         assert_eq!(read(b"GET /\r\n\r\n").unwrap_err().0, 400);
+    }
+
+    /// A client that sends one byte at a time, slowly.
+    struct Trickle(Vec<u8>, usize);
+    impl Read for Trickle {
+        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(20));
+            if self.1 >= self.0.len() || b.is_empty() {
+                return Ok(0);
+            }
+            b[0] = self.0[self.1];
+            self.1 += 1;
+            Ok(1)
+        }
+    }
+    impl Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_trickling_client_is_cut_off_at_the_deadline() {
+        let raw = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(200));
+        let mut slow = Trickle(raw.into_bytes(), 0);
+        let start = std::time::Instant::now();
+        let r = read_request_within(
+            &mut slow,
+            Peer::Unix(None),
+            false,
+            Duration::from_millis(300),
+        );
+        assert_eq!(r.unwrap_err().0, 408);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

@@ -486,10 +486,17 @@ fn sse(db: &std::path::Path, id: i64, out: &mut dyn Write) -> std::io::Result<()
     }
 }
 
-/// A local path to go to after login: never another site.
+/// A local path to go to after login: never another site. Browsers drop tabs and line breaks
+/// from a URL (`/\t/host` is `//host`) and read `\` as `/`: only printable ASCII passes.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n.to_string()
+        }
         _ => "/".into(),
     }
 }
@@ -500,5 +507,27 @@ pub fn query_system(system: &str, default: &str) -> String {
         String::new()
     } else {
         format!("?system={}", super::http::encode(system))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn login_goes_back_only_to_a_local_path() {
+        assert_eq!(safe_next(Some("/jobs/a?system=b")), "/jobs/a?system=b");
+        for evil in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/x",
+            "",
+            "jobs",
+        ] {
+            assert_eq!(safe_next(Some(evil)), "/", "{evil:?}");
+        }
+        assert_eq!(safe_next(None), "/");
     }
 }
