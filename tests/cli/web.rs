@@ -956,3 +956,58 @@ fn with_tls_any_address_is_allowed_and_the_session_cookie_is_secure() {
     let page = tls_request(&addr, "GET", "/jobs/j", &[format!("Cookie: {session}")], "");
     assert_eq!(page.status, 200);
 }
+
+#[test]
+fn kill_from_the_page_cancels_the_run_in_the_web_users_name() {
+    let env = Env::new();
+    env.ok(&[
+        "add",
+        "long",
+        "--schedule",
+        "0 3 * * *",
+        "--",
+        "/usr/bin/sleep",
+        "30",
+    ]);
+    let web = start(&env, &["--allow-actions"]);
+    let mut run = env.cmd();
+    run.args(["run-now", "long"])
+        .timeout(Duration::from_secs(60));
+    let handle = std::thread::spawn(move || run.output());
+    let id = env
+        .wait_for(Duration::from_secs(20), || {
+            env.history("long")
+                .into_iter()
+                .find(|e| e["status"] == "running" && !e["pid"].is_null())
+                .map(|e| e["id"].clone())
+        })
+        .expect("it started");
+    // The page offers the button; a read of the page does not kill anything.
+    assert!(get(&web, &format!("/executions/{id}"))
+        .body
+        .contains("/kill"));
+    let r = request(
+        &web.addr,
+        "POST",
+        &format!("/executions/{id}/kill"),
+        &bearer(),
+        "",
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let _ = handle.join();
+    let e = get(&web, &format!("/api/executions/{id}")).json();
+    assert_eq!(e["status"], "cancelled", "{e}");
+    assert_eq!(e["cancelled_by"], "web-token");
+    assert!(audit_rows(&env, "kill")
+        .iter()
+        .any(|r| r["user"] == "web-token"));
+    // Killing it again: it is not running.
+    let again = request(
+        &web.addr,
+        "POST",
+        &format!("/executions/{id}/kill"),
+        &bearer(),
+        "",
+    );
+    assert_eq!(again.status, 422, "{}", again.body);
+}
