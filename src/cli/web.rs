@@ -43,6 +43,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    if ctx.global.json {
+        crate::invalid!(
+            "web serves pages: --json has no meaning here (the JSON of every page is under /api/)"
+        );
+    }
     if args.hash_password {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
