@@ -202,7 +202,7 @@ struct File {
     admins: Admins,
     #[serde(default)]
     secrets: SecretsFile,
-    /// `[web]`: the dashboard's keys, read and checked by `web::settings`.
+    /// `[web]`: the dashboard's keys, read and checked by `web::auth::Settings`.
     web: Option<toml::Table>,
 }
 
