@@ -138,6 +138,8 @@ pub struct Config {
     pub admins: Admins,
     /// The file is owned by root and writable by no one else: only then do its `[admins]` count.
     pub root_owned: bool,
+    /// `[web]` as written: the dashboard (`cronmgr web`) checks it when it starts.
+    pub web: Option<toml::Table>,
 }
 
 /// `[admins]`: users and groups (names) allowed to change, run and kill critical jobs.
@@ -200,6 +202,8 @@ struct File {
     admins: Admins,
     #[serde(default)]
     secrets: SecretsFile,
+    /// `[web]`: the dashboard's keys, read and checked by `web::auth::Settings`.
+    web: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -352,6 +356,7 @@ impl Config {
             smtp: Default::default(),
             admins: Admins::default(),
             root_owned: false,
+            web: None,
         }
     }
 
@@ -447,6 +452,7 @@ impl Config {
             smtp: file.smtp,
             admins: file.admins,
             root_owned: false,
+            web: file.web,
         })
     }
 

@@ -21,6 +21,7 @@ pub mod output;
 pub mod runner;
 pub mod schedule;
 pub mod store;
+pub mod web;
 
 pub use exit::ExitCode;
 

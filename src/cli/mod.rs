@@ -25,6 +25,7 @@ mod settings;
 mod show;
 mod stats;
 mod status;
+mod web;
 
 use std::cell::OnceCell;
 use std::path::PathBuf;
@@ -144,6 +145,8 @@ pub enum Command {
     Runners(runners::Args),
     /// Copy the whole database into another: an SQLite file into PostgreSQL
     Migrate(migrate::Args),
+    /// The web dashboard: jobs, charts, live output, the editor (HTTP on loopback or a unix socket)
+    Web(web::Args),
 }
 
 /// What every command needs: the global flags, the config, the database, the clock.
@@ -391,6 +394,7 @@ pub fn dispatch(line: CommandLine) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(args, &ctx),
         Command::Runners(args) => runners::run(args, &ctx),
         Command::Migrate(args) => migrate::run(args, &ctx),
+        Command::Web(args) => web::run(args, &ctx),
     }
 }
 

@@ -23,6 +23,7 @@ pub mod sql;
 #[cfg(feature = "postgres")]
 mod tls;
 mod wal;
+mod web;
 
 use std::fs::OpenOptions;
 use std::io::Read;

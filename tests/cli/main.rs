@@ -27,3 +27,4 @@ mod skips;
 mod spread;
 mod tables;
 mod treewalk;
+mod web;

@@ -401,7 +401,7 @@ fn every_command_answers_json_or_refuses_it() {
 
     // Those whose output is a format of its own refuse --json (exit 2) rather than print
     // something a JSON parser chokes on.
-    for args in [&["metrics"][..], &["generate", "man"]] {
+    for args in [&["metrics"][..], &["generate", "man"], &["web"]] {
         let err = env.fails(2, &[&["--json"][..], args].concat());
         assert!(err.contains("--json"), "{args:?}: {err}");
         covered.borrow_mut().push(args[0]);
