@@ -622,4 +622,3 @@ fn without_home_the_database_is_not_put_in_the_current_folder() {
     );
     assert_eq!(out.status.code(), Some(1), "{err}");
 }
-
