@@ -622,3 +622,4 @@ fn without_home_the_database_is_not_put_in_the_current_folder() {
     );
     assert_eq!(out.status.code(), Some(1), "{err}");
 }
+
