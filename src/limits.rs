@@ -1,5 +1,8 @@
-//! Resource limits of a job's process: memory (address space), CPU seconds, open files and
-//! processes, as `setrlimit` sets them in the child before it runs the program.
+//! Resource limits of a job's process: memory, CPU seconds, open files and processes, as
+//! `setrlimit` sets them in the child before it runs the program; where the runner runs the
+//! execution in a cgroup v2 with the memory controller, the memory limit is the cgroup's
+//! `memory.max` (resident memory of the whole job) instead of RLIMIT_AS (docs/limits.md).
+//! The CPU limit is CPU seconds (RLIMIT_CPU) either way, never a `cpu.max` quota.
 //!
 //! Sizes on the command line and in files: `512M`, `2G`, `1048576` (bytes), `64K`; binary units
 //! (`M` is MiB). CPU limits are durations (`10m`).
@@ -10,7 +13,8 @@ use crate::model::{Job, Settings};
 /// The limits one execution runs under; None: not limited (inherited from the runner).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
-    /// Bytes of address space (RLIMIT_AS).
+    /// Bytes: of address space per process (RLIMIT_AS), or of the whole job's memory in its
+    /// cgroup (`memory.max`) when the runner has the memory controller.
     pub memory: Option<u64>,
     /// CPU seconds (RLIMIT_CPU): SIGXCPU at the limit, SIGKILL a second later.
     pub cpu: Option<u64>,

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::output::{self, Column};
+use crate::runner::process::Accounting;
 use crate::store::{Alert, ExecutionBrief, StatusTotals, Store};
 use crate::ExitCode;
 
@@ -57,6 +58,9 @@ pub struct Runner {
     pub running: u64,
     pub capacity: Option<u32>,
     pub queued: Option<u32>,
+    /// How the runner accounts for and limits its executions: cgroup v2 or rlimits (and so
+    /// whether memory figures are exact or upper bounds); None when no runner is up here.
+    pub resource_accounting: Option<Accounting>,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,6 +98,7 @@ pub fn collect(ctx: &Ctx, store: &Store, all: bool) -> anyhow::Result<Status> {
             running: totals.running,
             capacity: state.as_ref().map(|s| s.capacity),
             queued: state.as_ref().map(|s| s.queued),
+            resource_accounting: pid.map(crate::runner::process::cgroup::of_process),
         },
         next_runs: store
             .upcoming(system, 10)?
@@ -156,6 +161,12 @@ pub fn render(s: &Status) -> String {
             ),
         ),
         ("runner", runner),
+        (
+            "resource accounting",
+            r.resource_accounting
+                .as_ref()
+                .map_or_else(|| "-".to_string(), Accounting::summary),
+        ),
         (
             "last 24 h",
             format!(

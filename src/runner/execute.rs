@@ -193,6 +193,16 @@ pub fn finish(
 ) -> Finish {
     let (status, error_message) = match outcome.ending {
         Ending::Exited(0) => (Status::Success, None),
+        Ending::MemoryLimit => (
+            Status::Failed,
+            Some(match outcome.limits.memory {
+                Some(m) => format!(
+                    "killed by the kernel: memory limit of {} reached (cgroup memory.max)",
+                    human_bytes(m)
+                ),
+                None => "killed by the kernel: out of memory in its cgroup".to_string(),
+            }),
+        ),
         Ending::Signaled(sig) if cpu_limit_hit(outcome, sig).is_some() => (
             Status::Failed,
             cpu_limit_hit(outcome, sig).map(|secs| {
@@ -355,6 +365,52 @@ mod tests {
         let mut j = Job::new("s", "j", "* * * * *", "shell");
         j.retry_delay = 10;
         j
+    }
+
+    fn outcome(ending: Ending, exit_code: i32, limits: Limits) -> Outcome {
+        Outcome {
+            ending,
+            exit_code: Some(exit_code),
+            output: String::new(),
+            output_bytes: 0,
+            duration: Duration::from_millis(300),
+            max_rss_mb: 64.0,
+            cpu_percent: 0.0,
+            cpu_seconds: 0.1,
+            pid: 4242,
+            limits,
+            live_log: false,
+        }
+    }
+
+    #[test]
+    fn a_kill_at_the_cgroups_memory_max_is_recorded_as_the_memory_limit() {
+        let limits = Limits {
+            memory: Some(64 << 20),
+            ..Limits::default()
+        };
+        let f = finish(
+            &outcome(Ending::MemoryLimit, 137, limits),
+            Duration::from_secs(60),
+            Utc::now(),
+            None,
+        );
+        assert_eq!(f.status, Status::Failed);
+        assert_eq!(
+            f.error_message.as_deref(),
+            Some("killed by the kernel: memory limit of 64 MiB reached (cgroup memory.max)")
+        );
+        assert_eq!(f.exit_code, Some(137));
+        let f = finish(
+            &outcome(Ending::MemoryLimit, 137, Limits::default()),
+            Duration::from_secs(60),
+            Utc::now(),
+            None,
+        );
+        assert_eq!(
+            f.error_message.as_deref(),
+            Some("killed by the kernel: out of memory in its cgroup")
+        );
     }
 
     #[test]

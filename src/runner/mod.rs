@@ -84,6 +84,8 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<Summary> {
         },
     };
     let store = Store::open(&db).with_context(|| format!("opening database {shown}"))?;
+    // Before any thread or child: into the delegated cgroup's leaf, or rlimits (logged).
+    process::init_runner();
     // The tests' clock hook, chosen once: without the variable, the plain system clock.
     let offset_clock = std::env::var_os("CRONMGR_CLOCK_OFFSET_FILE")
         .map(|path| std::sync::Arc::new(OffsetFileClock::new(path.into())));

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod cancel;
+mod cgroups;
 mod edges;
 mod envsafety;
 mod executors;

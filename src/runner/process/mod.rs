@@ -9,6 +9,7 @@
 //! the leader's pidfd, the pipe and the cancel handle's eventfd ([`watch`]).
 
 mod cancel;
+pub mod cgroup;
 mod group;
 mod identity;
 mod output;
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::limits::Limits;
 pub use cancel::Cancel;
+pub use cgroup::{init_runner, Accounting};
 pub use group::{group_alive, kill_group};
 pub use identity::group_is_executions;
 pub use pool::on_worker;
@@ -80,6 +82,9 @@ pub struct RunAs {
 pub enum Ending {
     Exited(i32),
     Signaled(i32),
+    /// The kernel killed it (or a process of it: the whole cgroup goes) at its cgroup's
+    /// `memory.max`; `exit_code` says how the leader ended.
+    MemoryLimit,
     TimedOut,
     /// Stopped through the [`Cancel`] handle.
     Cancelled,
@@ -98,11 +103,15 @@ pub struct Outcome {
     pub output_bytes: u64,
     /// Wall time, spawn to reap.
     pub duration: Duration,
-    /// Peak resident memory of the leader and its reaped descendants (rusage `ru_maxrss`).
+    /// Peak memory: of the execution's cgroup (`memory.peak`) where the runner has the memory
+    /// controller ([`Accounting::memory_exact`]); else the peak resident size of the leader and
+    /// its reaped descendants (rusage `ru_maxrss`), an upper bound: the kernel counts the
+    /// runner's own size at the exec in.
     pub max_rss_mb: f64,
     /// User+system CPU time over wall time, in % of one core.
     pub cpu_percent: f64,
-    /// User+system CPU seconds of the leader and its reaped descendants.
+    /// User+system CPU seconds of the leader and its reaped descendants; in a cgroup, of every
+    /// process of the execution.
     pub cpu_seconds: f64,
     pub pid: u32,
     /// The limits it ran under (from the [`Spec`]), to tell a limit's kill from another end.
@@ -190,12 +199,21 @@ fn spawn(spec: &Spec, live_log_at: LiveLogAt) -> io::Result<Started> {
     }
     let wake = Arc::new(Wake::new()?);
     let (read_end, write_end) = watch::pipe()?;
+    let cgroup = cgroup::current().and_then(|under| {
+        cgroup::Cgroup::create(under, spec.limits.memory)
+            .inspect_err(|e| {
+                tracing::warn!("no cgroup for this execution, rlimits and process group only: {e}")
+            })
+            .ok()
+    });
+    let limits = rlimits(&spec.limits, cgroup.as_ref());
     // The child starts as a vfork of this process, and the kernel folds that shared memory's peak
     // into the child's ru_maxrss. Reset our peak to our current size first, so a job's figure is
     // floored by the runner's present footprint (a few MB), not by its historical peak.
     reset_peak_rss();
     let at = Instant::now();
-    let pgid = if spec.limits.is_empty() && spec.run_as.is_none() {
+    let join = cgroup.as_ref().map(cgroup::Cgroup::procs_fd);
+    let pgid = if limits.is_empty() && spec.run_as.is_none() {
         let null = if spec.stdin_null {
             Some(dev_null()?)
         } else {
@@ -208,10 +226,11 @@ fn spawn(spec: &Spec, live_log_at: LiveLogAt) -> io::Result<Started> {
             cwd: spec.cwd.as_deref(),
             stdin: null.as_ref().map(|fd| fd.as_fd()),
             output: write_end.as_fd(),
+            cgroup: join,
         })
         .map_err(|e| with_path(e, "starting", &spec.program))?
     } else {
-        fork(spec, write_end)?
+        fork(spec, write_end, limits, join)?
     };
     let pidfd = watch::pidfd_open(pgid);
     Ok(Started {
@@ -220,7 +239,8 @@ fn spawn(spec: &Spec, live_log_at: LiveLogAt) -> io::Result<Started> {
         deadline: at.checked_add(spec.timeout),
         grace: spec.grace,
         limits: spec.limits,
-        watch: Watch::new(pgid, pidfd, read_end, spec.output_cap, live, wake.clone()),
+        watch: Watch::new(pgid, pidfd, read_end, spec.output_cap, live, wake.clone())
+            .with_cgroup(cgroup),
         wake,
     })
 }
@@ -242,8 +262,8 @@ impl Started {
             wait(&mut self.watch, self.deadline, self.grace)?
         };
         let pgid = self.pgid;
-        // Whatever the leader left in its group goes the way the group would have gone.
-        if group_alive(self.pid()) {
+        // Whatever the leader left in its group (or cgroup) goes the way the group would have gone.
+        if group_alive(self.pid()) || self.watch.cgroup_populated() {
             tracing::debug!(pgid, "stopping what the job left running in its group");
             self.watch.stop_group(self.grace)?;
         }
@@ -254,7 +274,11 @@ impl Started {
         // Reaped: from here on, dropping `self` must not signal the group (its id is free).
         self.pgid = 0;
         let capture = self.watch.take_capture();
+        let usage = self.watch.take_cgroup().map(cgroup::Cgroup::finish);
         let mut outcome = outcome(pgid as u32, self.at, reaped, stopped, capture);
+        if let Some(usage) = usage {
+            with_cgroup_usage(&mut outcome, usage);
+        }
         outcome.limits = self.limits;
         outcome.live_log = self.watch.live_log_opened();
         Ok(outcome)
@@ -273,7 +297,12 @@ impl Drop for Started {
 
 /// Start a job that needs code run between fork and exec (resource limits, another user):
 /// `Command`, with the limits and the identity set in the child.
-fn fork(spec: &Spec, write_end: OwnedFd) -> io::Result<libc::pid_t> {
+fn fork(
+    spec: &Spec,
+    write_end: OwnedFd,
+    limits: Vec<(libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t)>,
+    cgroup: Option<libc::c_int>,
+) -> io::Result<libc::pid_t> {
     let mut command = Command::new(&spec.program);
     command
         .args(&spec.args)
@@ -290,13 +319,13 @@ fn fork(spec: &Spec, write_end: OwnedFd) -> io::Result<libc::pid_t> {
     if let Some(cwd) = &spec.cwd {
         command.current_dir(cwd);
     }
-    let limits = rlimits(&spec.limits);
     let run_as = spec.run_as.clone();
     // SAFETY: the closure runs in the forked child before exec and makes only
-    // async-signal-safe system calls (close_range, rt_sigprocmask, setrlimit, setgroups, setgid, setuid) on data
-    // prepared here, in the parent: it allocates nothing and takes no lock.
+    // async-signal-safe system calls (write, close_range, rt_sigprocmask, setrlimit, setgroups,
+    // setgid, setuid) on data prepared here, in the parent: it allocates nothing and takes no
+    // lock.
     unsafe {
-        command.pre_exec(move || in_child(&limits, run_as.as_ref()));
+        command.pre_exec(move || in_child(cgroup, &limits, run_as.as_ref()));
     }
     let child = command
         .spawn()
@@ -321,11 +350,18 @@ fn dev_null() -> io::Result<&'static OwnedFd> {
     Ok(NULL.get_or_init(|| file.into()))
 }
 
-/// The (resource, value) pairs to set, computed before the fork.
-fn rlimits(limits: &Limits) -> Vec<(libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t)> {
+/// The (resource, value) pairs to set, computed before the fork: the memory limit is the
+/// cgroup's `memory.max` when it has one, else the address space's rlimit.
+fn rlimits(
+    limits: &Limits,
+    cgroup: Option<&cgroup::Cgroup>,
+) -> Vec<(libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t)> {
     let clamp = |v: u64| libc::rlim_t::try_from(v).unwrap_or(libc::RLIM_INFINITY);
     let mut out = Vec::new();
-    if let Some(m) = limits.memory {
+    if let Some(m) = limits
+        .memory
+        .filter(|_| !cgroup.is_some_and(|c| c.limits_memory))
+    {
         out.push((libc::RLIMIT_AS, clamp(m), clamp(m)));
     }
     if let Some(c) = limits.cpu {
@@ -341,13 +377,18 @@ fn rlimits(limits: &Limits) -> Vec<(libc::__rlimit_resource_t, libc::rlim_t, lib
     out
 }
 
-/// In the child, between fork and exec: no descriptor but 0–2 passed on, no signal blocked (std
-/// resets SIGPIPE but keeps the mask), limits (as root they can be set to anything), then the
-/// identity, groups before gid before uid (after setuid, neither can change).
+/// In the child, between fork and exec: into the execution's cgroup (while still root), no
+/// descriptor but 0–2 passed on, no signal blocked (std resets SIGPIPE but keeps the mask),
+/// limits (as root they can be set to anything), then the identity, groups before gid before
+/// uid (after setuid, neither can change).
 fn in_child(
+    cgroup: Option<libc::c_int>,
     limits: &[(libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t)],
     run_as: Option<&RunAs>,
 ) -> io::Result<()> {
+    if let Some(fd) = cgroup {
+        cgroup::join(fd)?;
+    }
     spawn::inherit_only_stdio();
     spawn::unblock_all_signals();
     for &(resource, soft, hard) in limits {
@@ -396,7 +437,7 @@ fn wait(
     };
     let pgid = watch.pid();
     tracing::debug!(pgid, ?why, "terminating process group");
-    group::signal(pgid, libc::SIGTERM);
+    watch.signal(libc::SIGTERM);
     let kill_at = Instant::now().checked_add(grace);
     while watch.reaped.is_none() && kill_at.is_none_or(|k| Instant::now() < k) {
         watch.step(kill_at)?;
@@ -404,7 +445,7 @@ fn wait(
     // The leader's exit does not end the grace of the rest of the group.
     if watch.reaped.is_none() || !watch.wait_gone(kill_at)? {
         tracing::debug!(pgid, "process group outlived its grace period, killing it");
-        group::signal(pgid, libc::SIGKILL);
+        watch.signal(libc::SIGKILL);
     }
     // KILL cannot be caught: this returns as soon as the kernel has ended the leader.
     while watch.reaped.is_none() {
@@ -444,6 +485,27 @@ fn outcome(
         pid,
         limits: Limits::default(),
         live_log: false,
+    }
+}
+
+/// Replace rusage's figures by the cgroup's where it has them: CPU time of every process of the
+/// execution (reaped or not), its memory peak without the runner's size in it.
+fn with_cgroup_usage(outcome: &mut Outcome, usage: cgroup::Usage) {
+    if let Some(cpu) = usage.cpu {
+        outcome.cpu_seconds = cpu.as_secs_f64();
+        let wall = outcome.duration.as_secs_f64();
+        outcome.cpu_percent = if wall > 0.0 {
+            outcome.cpu_seconds / wall * 100.0
+        } else {
+            0.0
+        };
+    }
+    if let Some(peak) = usage.memory_peak {
+        outcome.max_rss_mb = peak as f64 / (1024.0 * 1024.0);
+    }
+    // A timeout or a cancel says why it was stopped; a clean exit was not killed.
+    if usage.oom_kills > 0 && matches!(outcome.ending, Ending::Exited(1..) | Ending::Signaled(_)) {
+        outcome.ending = Ending::MemoryLimit;
     }
 }
 

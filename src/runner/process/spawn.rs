@@ -28,6 +28,7 @@ const STEP_STDIO: i32 = 1;
 const STEP_GROUP: i32 = 2;
 const STEP_CWD: i32 = 3;
 const STEP_EXEC: i32 = 4;
+const STEP_CGROUP: i32 = 5;
 
 /// What to start. Everything the child touches is prepared here, in the parent: the child
 /// allocates nothing and takes no lock.
@@ -41,6 +42,9 @@ pub(super) struct Plan<'a> {
     pub stdin: Option<BorrowedFd<'a>>,
     /// Stdout and stderr, both.
     pub output: BorrowedFd<'a>,
+    /// The execution's `cgroup.procs`, open for writing (numbered 3 or more): the child joins
+    /// that cgroup first.
+    pub cgroup: Option<libc::c_int>,
 }
 
 /// What the child reads, and where it leaves its error.
@@ -51,6 +55,7 @@ struct Shared {
     cwd: *const libc::c_char,
     stdin: libc::c_int,
     output: libc::c_int,
+    cgroup: libc::c_int,
     /// errno of the step that failed, and which step; 0 while all is well.
     errno: AtomicI32,
     step: AtomicI32,
@@ -81,6 +86,7 @@ pub(super) fn spawn(plan: &Plan<'_>) -> io::Result<libc::pid_t> {
         cwd: cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
         stdin: stdin.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
         output: output.as_raw_fd(),
+        cgroup: plan.cgroup.unwrap_or(-1),
         errno: AtomicI32::new(0),
         step: AtomicI32::new(0),
     };
@@ -125,6 +131,10 @@ pub(super) fn spawn(plan: &Plan<'_>) -> io::Result<libc::pid_t> {
             STEP_GROUP => {
                 io::Error::new(err.kind(), format!("cannot start a process group: {err}"))
             }
+            STEP_CGROUP => io::Error::new(
+                err.kind(),
+                format!("cannot join the execution's cgroup: {err}"),
+            ),
             _ => io::Error::new(err.kind(), format!("cannot set up stdin/stdout: {err}")),
         });
     }
@@ -149,6 +159,10 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: each call takes descriptors, C strings and arrays prepared by `spawn`, all valid
     // and NUL-terminated; none of them allocates or locks.
     unsafe {
+        // First, before anything else runs in the child: all it starts is in the cgroup too.
+        if shared.cgroup >= 0 && super::cgroup::join(shared.cgroup).is_err() {
+            fail(STEP_CGROUP);
+        }
         if shared.stdin >= 0 && libc::dup2(shared.stdin, 0) < 0 {
             fail(STEP_STDIO);
         }
@@ -324,6 +338,7 @@ mod tests {
             cwd: Some(Path::new("/nonexistent/cronmgr-test")),
             stdin: None,
             output: write.as_fd(),
+            cgroup: None,
         })
         .err();
         assert!(

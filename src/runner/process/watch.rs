@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::cancel::Wake;
+use super::cgroup::Cgroup;
 use super::group;
 use super::output::{Capture, LiveLog};
 
@@ -104,6 +105,8 @@ pub(super) struct Watch {
     live: Live,
     /// Without a pidfd: the pause before the next `wait4(WNOHANG)`.
     reap_pause: Duration,
+    /// The execution's cgroup, if it has one: what is signalled and waited for with the group.
+    cgroup: Option<Cgroup>,
 }
 
 impl Watch {
@@ -126,7 +129,39 @@ impl Watch {
             capture: Capture::new(cap),
             live,
             reap_pause: Duration::from_millis(1),
+            cgroup: None,
         }
+    }
+
+    /// Also signal, and wait for, every process of this cgroup: those that left the group too.
+    pub(super) fn with_cgroup(mut self, cgroup: Option<Cgroup>) -> Watch {
+        self.cgroup = cgroup;
+        self
+    }
+
+    /// Whether a process of the execution's cgroup is alive (false without one).
+    pub(super) fn cgroup_populated(&self) -> bool {
+        self.cgroup.as_ref().is_some_and(Cgroup::populated)
+    }
+
+    /// The cgroup, for its figures once everything has ended.
+    pub(super) fn take_cgroup(&mut self) -> Option<Cgroup> {
+        self.cgroup.take()
+    }
+
+    /// Send `sig` to the group and to every process of the cgroup; KILL is `cgroup.kill`, which
+    /// also catches processes forked meanwhile. True if any process was there to signal.
+    pub(super) fn signal(&self, sig: libc::c_int) -> bool {
+        let group = group::signal(self.pid, sig);
+        let Some(cgroup) = self.cgroup.as_ref().filter(|c| c.populated()) else {
+            return group;
+        };
+        if sig == libc::SIGKILL {
+            cgroup.kill();
+        } else {
+            cgroup.signal(sig);
+        }
+        true
     }
 
     /// The leader's pid, which is the group's id.
@@ -217,7 +252,7 @@ impl Watch {
     pub(super) fn wait_gone(&mut self, until: Option<Instant>) -> io::Result<bool> {
         let mut pause = Duration::from_millis(2);
         loop {
-            if !group::alive(self.pid) {
+            if !group::alive(self.pid) && !self.cgroup_populated() {
                 return Ok(true);
             }
             let left = match until {
@@ -235,7 +270,7 @@ impl Watch {
 
     /// TERM the group, wait up to `grace` (reading output), KILL, wait for the kernel.
     pub(super) fn stop_group(&mut self, grace: Duration) -> io::Result<()> {
-        if !group::signal(self.pid, libc::SIGTERM) {
+        if !self.signal(libc::SIGTERM) {
             return Ok(());
         }
         if !self.wait_gone(Instant::now().checked_add(grace))? {
@@ -243,7 +278,7 @@ impl Watch {
                 pgid = self.pid,
                 "process group outlived its grace period, killing it"
             );
-            group::signal(self.pid, libc::SIGKILL);
+            self.signal(libc::SIGKILL);
             self.wait_gone(Instant::now().checked_add(group::KILL_SETTLE))?;
         }
         Ok(())
