@@ -194,10 +194,8 @@ pub fn write_prologue() -> String {
     )
 }
 
-/// How the runner's own writes start on PostgreSQL ([`Store::batch`]: claims, pids, ends): the
-/// statement timeout, and no writers' lock. Each is a row write guarded by a unique key or by the
-/// row's id and status; a fleet claim takes row-level locks of its own (see `claim_fleet`), so
-/// a member stalled inside a transaction delays only claims of the same job or system.
+/// How a write that needs no global lock starts on PostgreSQL (a heartbeat: one row, locked
+/// itself): the statement timeout, and no writers' lock.
 pub fn unlocked_prologue() -> String {
     format!(
         "BEGIN; SET LOCAL statement_timeout = {}",

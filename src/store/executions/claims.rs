@@ -55,7 +55,7 @@ impl Store {
 
     /// Several of the runner's writes in one transaction: all land or none does.
     pub fn batch<T>(&self, f: impl FnOnce(&Batch<'_>) -> Result<T>) -> Result<T> {
-        self.write_unlocked(|conn| f(&Batch { conn }))
+        self.write(|conn| f(&Batch { conn }))
     }
 
     /// Set a job's last and next run instants.
@@ -274,28 +274,6 @@ fn claim_fleet(
         Some((system, cap)) => (system.as_str(), *cap as i64),
         None => ("", -1),
     };
-    // No global lock: the unique key settles who has the slot; the checks that read others'
-    // rows serialise on locks only claims of the same system or job take, in that order (the
-    // system's first, so two claims never wait on each other crosswise). Each lock goes with the
-    // transaction, and idle_in_transaction_session_timeout ends a stalled holder's.
-    if cap >= 0 {
-        conn.query_row(
-            &format!(
-                "SELECT 1::BIGINT FROM (SELECT pg_advisory_xact_lock({}, hashtext(?1))) l",
-                crate::store::APPLICATION_ID
-            ),
-            params![system],
-            |r| r.get::<_, i64>(0),
-        )?;
-    }
-    if rules.exclusive {
-        conn.query_row(
-            "SELECT id FROM jobs WHERE id = ?1 FOR UPDATE",
-            params![new.job_id],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()?;
-    }
     let (id, busy, host, load): (Option<i64>, Option<i64>, Option<String>, i64) = conn.query_row(
         "WITH busy AS ( \
              SELECT e.id, r.host FROM executions e LEFT JOIN runners r ON r.id = e.runner_id \
@@ -393,39 +371,6 @@ mod tests {
     use super::super::{cancelled_message, ExecutionFilter};
     use super::*;
     use chrono::Duration;
-
-    /// A member holding the writers' lock (a stalled CLI edit, a paused runner inside a
-    /// transaction) must not stop the fleet's claims: they take no global lock on PostgreSQL.
-    #[test]
-    fn a_fleet_claim_does_not_wait_for_the_writers_lock() {
-        let (store, job) = setup();
-        if store.backend() != Backend::Postgres {
-            eprintln!("skipped: a_fleet_claim_does_not_wait_for_the_writers_lock: PostgreSQL only (CRONMGR_TEST_STORE_POSTGRES)");
-            return;
-        }
-        store
-            .set_lock_wait(std::time::Duration::from_millis(300))
-            .unwrap();
-        let holder = store.reopen().unwrap();
-        holder
-            .connection()
-            .execute_batch(&crate::store::write_prologue())
-            .unwrap();
-        let mut claim = new(&job, t0(), 1);
-        claim.fleet = Some(crate::store::FleetRules {
-            exclusive: true,
-            cap: Some(("default".into(), 2)),
-        });
-        let id = store.claim_run(&claim, None).unwrap();
-        assert!(id.is_some());
-        let mut next = new(&job, t0() + Duration::seconds(1), 1);
-        next.fleet = claim.fleet.clone();
-        // The overlap rule still holds without the global lock.
-        assert_eq!(store.claim_run(&next, None).unwrap(), None);
-        store.set_pid(id.unwrap(), 42).unwrap();
-        store.finish(id.unwrap(), &ended(Status::Success)).unwrap();
-        holder.connection().execute_batch("ROLLBACK").unwrap();
-    }
 
     #[test]
     fn a_slot_is_claimed_once() {
