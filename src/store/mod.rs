@@ -197,6 +197,15 @@ pub fn write_prologue() -> String {
     )
 }
 
+/// How a write that needs no global lock starts on PostgreSQL (a heartbeat: one row, locked
+/// itself): the statement timeout, and no writers' lock.
+pub fn unlocked_prologue() -> String {
+    format!(
+        "BEGIN; SET LOCAL statement_timeout = {}",
+        WRITE_STATEMENT_TIMEOUT.as_millis()
+    )
+}
+
 /// PostgreSQL errors that pass beyond those [`sql::Error::is_transient`] knows: 55P03 a lock
 /// wait ran out (`lock_timeout`), 25P03 the session sat idle in a transaction too long, 25006 a
 /// write reached a server that became a read-only standby (a failover: the next connection
@@ -563,10 +572,20 @@ impl Store {
     /// SQLite's `BEGIN IMMEDIATE`, and on PostgreSQL a transaction-scoped advisory lock, so a
     /// write that reads before it changes sees what the previous writer committed.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.write_with(&write_prologue(), f)
+    }
+
+    /// As [`Store::write`], without the writers' lock on PostgreSQL (SQLite: the same
+    /// `BEGIN IMMEDIATE`): for writes that need no read of others' writes, or lock their rows.
+    pub(crate) fn write_unlocked<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.write_with(&unlocked_prologue(), f)
+    }
+
+    fn write_with<T>(&self, prologue: &str, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.revive()?;
         let begun = match self.conn.backend() {
             Backend::Sqlite => self.conn.execute_batch("BEGIN IMMEDIATE"),
-            Backend::Postgres => self.conn.execute_batch(&write_prologue()),
+            Backend::Postgres => self.conn.execute_batch(prologue),
         };
         if let Err(e) = begun {
             // PostgreSQL: BEGIN ran and the lock wait failed (lock_timeout): without a rollback

@@ -121,13 +121,18 @@ impl Store {
 
     /// The runner is alive. False when another runner had declared it lost meanwhile (its
     /// executions were interrupted): it is taken back into the fleet.
+    ///
+    /// No writers' lock: the runner's own row, locked (PostgreSQL) for the read and the update,
+    /// so a reaper's conditioned update ([`Store::reap_lost_runners`]) and this one serialise on
+    /// that row alone.
     pub fn heartbeat(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
-        self.write(|conn| {
+        self.write_unlocked(|conn| {
             let at = fmt_time(db_now(conn, now)?);
-            let lost: Option<String> =
-                conn.query_row("SELECT lost_at FROM runners WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })?;
+            let read = match conn.backend() {
+                Backend::Sqlite => "SELECT lost_at FROM runners WHERE id = ?1",
+                Backend::Postgres => "SELECT lost_at FROM runners WHERE id = ?1 FOR UPDATE",
+            };
+            let lost: Option<String> = conn.query_row(read, [id], |r| r.get(0))?;
             conn.execute(
                 "UPDATE runners SET heartbeat_at = ?2, lost_at = NULL WHERE id = ?1",
                 params![id, at],
@@ -180,10 +185,16 @@ impl Store {
                 if !runner.past_lease(at) {
                     continue;
                 }
-                conn.execute(
-                    "UPDATE runners SET lost_at = ?2 WHERE id = ?1",
-                    params![runner.id, fmt_time(at)],
+                // Conditioned on the heartbeat read: one that landed since (heartbeats take no
+                // writers' lock) keeps the runner in the fleet.
+                let declared = conn.execute(
+                    "UPDATE runners SET lost_at = ?2 \
+                     WHERE id = ?1 AND heartbeat_at = ?3 AND lost_at IS NULL",
+                    params![runner.id, fmt_time(at), fmt_time(runner.heartbeat_at)],
                 )?;
+                if declared == 0 {
+                    continue;
+                }
                 let ids: Vec<i64> = conn
                     .prepare_cached(
                         "SELECT id FROM executions WHERE runner_id = ?1 AND status = 'running' ORDER BY id",
@@ -274,6 +285,28 @@ mod tests {
             max_concurrent: Some(4),
             lease,
         }
+    }
+
+    /// A heartbeat is a row update conditioned on the runner's row, not a write under the
+    /// writers' lock: a member stalled holding that lock cannot make the others miss theirs.
+    #[test]
+    fn a_heartbeat_does_not_wait_for_the_writers_lock() {
+        let store = Store::open_in_memory().unwrap();
+        if store.backend() != Backend::Postgres {
+            eprintln!("skipped: a_heartbeat_does_not_wait_for_the_writers_lock: PostgreSQL only (CRONMGR_TEST_STORE_POSTGRES)");
+            return;
+        }
+        store
+            .set_lock_wait(std::time::Duration::from_millis(300))
+            .unwrap();
+        let me = store.register_runner(&runner("a", 30), t0()).unwrap();
+        let holder = store.reopen().unwrap();
+        holder
+            .connection()
+            .execute_batch(&crate::store::write_prologue())
+            .unwrap();
+        assert!(store.heartbeat(me, t0()).unwrap());
+        holder.connection().execute_batch("ROLLBACK").unwrap();
     }
 
     #[test]
