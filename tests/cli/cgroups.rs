@@ -14,6 +14,10 @@ use crate::harness::{skip, stop, Env};
 
 /// The runner's resource accounting as `status --json` reports it, once the runner is up.
 fn accounting(env: &Env) -> Value {
+    // Ready first: until then the runner may not have moved into its cgroup leaf yet.
+    env.wait_for(Duration::from_secs(20), || {
+        env.runner_log().contains("runner ready").then_some(())
+    });
     env.wait_for(Duration::from_secs(20), || {
         let s = env.json(&["status"]);
         let a = s["runner"]["resource_accounting"].clone();
