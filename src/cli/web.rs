@@ -315,7 +315,12 @@ impl web::Host for WebHost {
     ) -> Result<String, ActionError> {
         let ctx = self.ctx(user, system)?;
         // The schedule first, with its own message next to its field.
-        if let Err(e) = crate::schedule::Schedule::parse(&form.schedule) {
+        // `H` hashes the job's name as it will be (a rename changes it).
+        let name = match form.name.trim() {
+            "" => original.unwrap_or_default(),
+            given => given,
+        };
+        if let Err(e) = crate::schedule::Schedule::parse_for(&form.schedule, system, name) {
             return Err(bad("schedule", e.to_string()));
         }
         let result = match original {

@@ -419,7 +419,22 @@ fn slots_missed_while_down_are_recorded_and_caught_up_per_policy() {
     std::thread::sleep(Duration::from_millis(500));
     stop(&mut runner);
     seen.unwrap_or_else(|| panic!("no missed rows; log:\n{}", env.runner_log()));
-    // Runs of slots from the time the runner was down, as opposed to slots after its start.
+    // Runs of slots from the time the runner was down, as opposed to slots after its start: the
+    // caught-up slot is at most the runner's start-up instant, whole seconds (its "registered"
+    // log line comes a few ms after it); the test's own clock reading before the spawn can fall
+    // before a slot the runner still counts as passed.
+    let log = env.runner_log();
+    let registered = log
+        .lines()
+        .find(|l| l.contains("registered"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| panic!("no registered line; log:\n{log}"));
+    let started = started.max(
+        chrono::Timelike::with_nanosecond(&registered, 0).unwrap()
+            + chrono::Duration::milliseconds(1),
+    );
     let catch_up_runs = |rows: &[Value]| {
         rows.iter()
             .filter(|r| r["status"] != "missed" && time(r, "scheduled_for") < started)
