@@ -183,8 +183,11 @@ fn set_up() -> Result<Accounting, String> {
     }))
 }
 
-/// Kill and remove the executions' cgroups that a runner which is gone left behind (it crashed,
-/// or was killed before it could remove them).
+/// Remove the executions' cgroups that a runner which is gone left behind (it crashed, or was
+/// killed before it could remove them), when they are empty. One that still holds processes is
+/// left alone: the runner of another database on this host shares the delegated cgroup, and
+/// whether an orphan is stopped is the start-up recovery's decision, made from its database
+/// (a dead runner's job may even be mid-cancel), not from a cgroup's name.
 fn remove_stale(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -198,11 +201,9 @@ fn remove_stale(dir: &Path) {
             continue; // its runner still runs
         }
         let path = entry.path();
-        tracing::info!(cgroup = %path.display(), "removing an execution cgroup left by runner {pid}");
-        let _ = fs::write(path.join("cgroup.kill"), "1");
-        let until = Instant::now() + SETTLE;
-        while fs::remove_dir(&path).is_err() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20));
+        // rmdir fails (EBUSY) while the cgroup has processes.
+        if fs::remove_dir(&path).is_ok() {
+            tracing::info!(cgroup = %path.display(), "removed an empty execution cgroup left by runner {pid}");
         }
     }
 }
