@@ -344,9 +344,15 @@ fn a_job_that_allows_no_overlap_never_overlaps_across_runners() {
     }
     let skipped: Vec<&Value> = rows.iter().filter(|r| r["status"] == "skipped").collect();
     assert!(!skipped.is_empty());
-    assert!(skipped
-        .iter()
-        .all(|r| r["error_message"].as_str().unwrap().contains("still going")));
+    // Skipped because a run was going, or because the slot before was still queued behind it
+    // (on a loaded machine the next second's slot can come while this runner's queue waits).
+    for r in &skipped {
+        let why = r["error_message"].as_str().unwrap();
+        assert!(
+            why.contains("still going") || why.contains("still waiting"),
+            "{why}\n{rows:#?}"
+        );
+    }
 }
 
 #[test]
