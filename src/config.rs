@@ -54,6 +54,16 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
 }
 
+/// A file cronmgr cannot make sense of is bad input (exit 2); one it cannot read is not.
+impl crate::exit::Coded for ConfigError {
+    fn exit_code(&self) -> crate::exit::ExitCode {
+        match self {
+            ConfigError::Parse { .. } => crate::exit::ExitCode::Usage,
+            _ => crate::exit::ExitCode::Error,
+        }
+    }
+}
+
 /// Which programs the `shell` executor may run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Allow {
@@ -590,6 +600,23 @@ fn default_db_path_for(root: bool, xdg: Option<PathBuf>, home: Option<PathBuf>) 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_config_that_does_not_parse_is_bad_input_and_one_that_cannot_be_read_is_not() {
+        let parse = crate::exit::Failure::from(ConfigError::Parse {
+            path: "c.toml".into(),
+            message: "expected `]`".into(),
+        });
+        assert_eq!(
+            parse.context("loading the config").code(),
+            crate::exit::ExitCode::Usage
+        );
+        let read = crate::exit::Failure::from(ConfigError::Read {
+            path: "c.toml".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        });
+        assert_eq!(read.code(), crate::exit::ExitCode::Error);
+    }
+
     use super::*;
 
     #[test]

@@ -12,6 +12,13 @@ pub enum DurationError {
     TooLarge { input: String },
 }
 
+/// Always the user's input: exit status 2.
+impl crate::exit::Coded for DurationError {
+    fn exit_code(&self) -> crate::exit::ExitCode {
+        crate::exit::ExitCode::Usage
+    }
+}
+
 /// Parse a duration. A bare number is seconds.
 pub fn parse(input: &str) -> Result<Duration, DurationError> {
     let err = |reason| DurationError::Invalid {

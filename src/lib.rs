@@ -26,6 +26,6 @@ pub mod web;
 pub use exit::ExitCode;
 
 /// Run one parsed command line.
-pub fn run(line: cli::CommandLine) -> anyhow::Result<ExitCode> {
+pub fn run(line: cli::CommandLine) -> exit::Result<ExitCode> {
     cli::dispatch(line)
 }

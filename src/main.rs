@@ -9,11 +9,11 @@ fn main() -> ProcessExit {
     match cronmgr::run(line) {
         Ok(code) => code.into(),
         Err(err) => {
-            if cronmgr::exit::is_broken_pipe(&err) {
+            if err.is_broken_pipe() {
                 return ProcessExit::SUCCESS;
             }
-            eprintln!("cronmgr: error: {err:#}");
-            cronmgr::exit::classify(&err).into()
+            eprintln!("cronmgr: error: {err}");
+            err.code().into()
         }
     }
 }

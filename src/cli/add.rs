@@ -21,7 +21,7 @@ pub struct Args {
     pub disabled: bool,
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     job_args::check_name(&args.name)?;
     if args.job.schedule.is_none() {
         invalid!("--schedule is required (e.g. --schedule '0 3 * * *')");
@@ -32,7 +32,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let mut job = Job::new(ctx.system(), &args.name, "", "shell");
     job.is_active = !args.disabled;
     args.job.apply(&mut job, false)?;
-    crate::model::secrets::resolve(&mut job.params, None).map_err(crate::exit::Invalid)?;
+    crate::model::secrets::resolve(&mut job.params, None).map_err(crate::exit::Failure::usage)?;
     let store = ctx.store()?;
     let settings = store.settings(ctx.system())?;
     let now = ctx.now();

@@ -39,9 +39,9 @@ struct Tested<'a> {
     error: Option<String>,
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let Action::Test { channel, to } = args.action;
-    let channel: Channel = channel.parse().map_err(crate::exit::Invalid)?;
+    let channel: Channel = channel.parse().map_err(crate::exit::Failure::usage)?;
     let store = ctx.store()?;
     let settings = store.settings(ctx.system())?;
     let configured = match channel {
@@ -64,7 +64,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         .smtp
         .clone()
         .with_env()
-        .map_err(crate::exit::Invalid)?;
+        .map_err(crate::exit::Failure::usage)?;
     let now = Utc::now();
     let alert = Alert {
         id: 0,
@@ -101,8 +101,6 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::Ok)
         }
-        Err(e) => Err(anyhow::anyhow!(
-            "test alert by {channel} to {shown} failed: {e}"
-        )),
+        Err(e) => crate::fail!("test alert by {channel} to {shown} failed: {e}"),
     }
 }

@@ -18,7 +18,7 @@ pub struct Args {
     pub all_systems: bool,
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let store = ctx.store()?;
     let system = (!args.all_systems).then(|| ctx.system());
     let alerts = store.alerts(system, args.active, args.limit)?;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::job_args;
 use super::Ctx;
 use crate::config::Config;
-use crate::exit::Invalid;
+use crate::exit::Failure;
 use crate::jobfile::{self, Problem};
 use crate::output;
 use crate::store::{Job, JobFilter, Settings, Store};
@@ -196,7 +196,7 @@ impl Plan {
         ctx: &Ctx,
         now: DateTime<Utc>,
         action: &str,
-    ) -> anyhow::Result<()> {
+    ) -> crate::exit::Result<()> {
         if !self.changes_anything() {
             return Ok(());
         }
@@ -218,7 +218,7 @@ impl Plan {
         store: &Store,
         existing: &HashMap<i64, Job>,
         ctx: &Ctx,
-    ) -> anyhow::Result<()> {
+    ) -> crate::exit::Result<()> {
         let mut first = None;
         let touched = self
             .inserts
@@ -358,7 +358,7 @@ pub(super) fn resolve_secrets(
 }
 
 /// The error for refused input: every problem, one a line; exit status 2.
-pub(super) fn refuse(problems: &[Problem], what: &str) -> anyhow::Error {
+pub(super) fn refuse(problems: &[Problem], what: &str) -> Failure {
     let n = problems.len();
     let mut msg = format!(
         "{n} problem{} in {what}; nothing was changed:",
@@ -367,21 +367,22 @@ pub(super) fn refuse(problems: &[Problem], what: &str) -> anyhow::Error {
     for p in problems {
         msg.push_str(&format!("\n  {p}"));
     }
-    Invalid(msg).into()
+    Failure::usage(msg)
 }
 
 /// The `*.toml` files the paths name: files as given, folders' files in name order.
-fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+fn collect_files(paths: &[PathBuf]) -> crate::exit::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
-        let meta = std::fs::metadata(path)
-            .map_err(|e| Invalid(format!("cannot read job files at {}: {e}", path.display())))?;
+        let meta = std::fs::metadata(path).map_err(|e| {
+            Failure::usage(format!("cannot read job files at {}: {e}", path.display()))
+        })?;
         if !meta.is_dir() {
             files.push(path.clone());
             continue;
         }
         let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| Invalid(format!("cannot list {}: {e}", path.display())))?
+            .map_err(|e| Failure::usage(format!("cannot list {}: {e}", path.display())))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
             .collect();
@@ -466,7 +467,7 @@ fn display_paths(files: &[PathBuf]) -> Vec<String> {
     files.iter().map(|p| p.display().to_string()).collect()
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let config = ctx.config()?;
     let paths = if args.paths.is_empty() {
         vec![config.jobs_dir.clone()]
@@ -545,7 +546,7 @@ fn report_check(
     files: &[PathBuf],
     candidates: &[Candidate],
     ctx: &Ctx,
-) -> anyhow::Result<ExitCode> {
+) -> crate::exit::Result<ExitCode> {
     if ctx.global.json {
         output::json(&Checked {
             valid: true,

@@ -39,7 +39,7 @@ fn changes(e: &AuditEntry) -> String {
         .join(", ")
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let since = args
         .since
         .as_deref()

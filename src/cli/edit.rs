@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use crate::exit::Context as _;
 
 use super::apply::{self, Candidate, Plan};
 use super::job_args::{self, JobArgs};
@@ -30,7 +30,7 @@ pub struct Args {
     pub job: JobArgs,
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     if args.job.is_empty() && args.rename.is_none() {
         return in_editor(&args.name, ctx);
     }
@@ -42,7 +42,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     }
     args.job.apply(&mut job, true)?;
     crate::model::secrets::resolve(&mut job.params, Some(&before.params))
-        .map_err(crate::exit::Invalid)?;
+        .map_err(crate::exit::Failure::usage)?;
     let settings = store.settings(ctx.system())?;
     let now = ctx.now();
     job.next_run_at = job_args::validate(&job, &settings, ctx.config()?, now)?;
@@ -109,7 +109,7 @@ fn editor() -> Option<String> {
 }
 
 /// `$VISUAL`, `$EDITOR` or `vi`, run through `sh` so that `EDITOR="code -w"` works (as git does).
-fn open_editor(path: &Path) -> anyhow::Result<()> {
+fn open_editor(path: &Path) -> crate::exit::Result<()> {
     let editor = editor().unwrap_or_else(|| "vi".to_string());
     let status = std::process::Command::new("/bin/sh")
         .arg("-c")
@@ -119,7 +119,7 @@ fn open_editor(path: &Path) -> anyhow::Result<()> {
         .status()
         .with_context(|| format!("starting the editor {editor:?}"))?;
     if !status.success() {
-        anyhow::bail!("the editor ({editor}) exited with {status}; nothing was changed");
+        crate::fail!("the editor ({editor}) exited with {status}; nothing was changed");
     }
     Ok(())
 }
@@ -152,7 +152,7 @@ fn ask_again() -> bool {
     !matches!(answer.trim().to_ascii_lowercase().as_str(), "n" | "no")
 }
 
-fn in_editor(name: &str, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+fn in_editor(name: &str, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     // A script that forgot its flags should fail, not hang in vi.
     if editor().is_none() && !std::io::stdin().is_terminal() {
         crate::invalid!(
@@ -219,7 +219,7 @@ fn save(
     text: &str,
     label: &str,
     ctx: &Ctx,
-) -> anyhow::Result<Result<ExitCode, Vec<Problem>>> {
+) -> crate::exit::Result<Result<ExitCode, Vec<Problem>>> {
     let mut jobs = match jobfile::parse(label, text) {
         Ok(jobs) => jobs,
         Err(p) => return Ok(Err(vec![p])),

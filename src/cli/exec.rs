@@ -8,7 +8,7 @@
 
 use std::io::Write;
 
-use anyhow::Context as _;
+use crate::exit::Context as _;
 use serde_json::Value;
 
 use super::Ctx;
@@ -21,12 +21,13 @@ pub struct Args {
     pub name: String,
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let text = std::env::var(PARAMS_ENV)
+        .ok()
         .with_context(|| format!("{PARAMS_ENV} is not set: this command is run by cronmgr"))?;
     let params = match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(map)) => map,
-        _ => anyhow::bail!("{PARAMS_ENV} is not a JSON object"),
+        _ => crate::fail!("{PARAMS_ENV} is not a JSON object"),
     };
     let config = ctx.config()?;
     let run_ctx = RunContext { db: ctx.db_path() };

@@ -72,7 +72,7 @@ struct Pruned {
     dry_run: bool,
 }
 
-pub fn logs(args: LogsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn logs(args: LogsArgs, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     if args.follow && ctx.global.json {
         invalid!(
             "--follow streams the output as text; without it, --json prints the output so far"
@@ -143,7 +143,7 @@ pub fn logs(args: LogsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 /// `cancelled`. Exit 0 when it is cancelled or already being cancelled (no second signal, no
 /// second audit row); 2 when it is not running; 0 without a signal when its process is gone or
 /// its pid now belongs to another process.
-pub fn kill(args: KillArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn kill(args: KillArgs, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let store = ctx.store()?;
     let e = store.execution(args.execution)?;
     if e.system != ctx.system() {
@@ -237,7 +237,7 @@ pub fn kill(args: KillArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 }
 
 /// A second `kill`: say who is cancelling it; nothing is signalled or written.
-fn already(ctx: &Ctx, e: &Execution, by: &str, ended: bool) -> anyhow::Result<ExitCode> {
+fn already(ctx: &Ctx, e: &Execution, by: &str, ended: bool) -> crate::exit::Result<ExitCode> {
     if ctx.global.json {
         output::json(&Killed {
             execution: e.id,
@@ -261,7 +261,7 @@ fn already(ctx: &Ctx, e: &Execution, by: &str, ended: bool) -> anyhow::Result<Ex
     Ok(ExitCode::Ok)
 }
 
-pub fn prune(args: PruneArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn prune(args: PruneArgs, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let store = ctx.store()?;
     let s = store.settings(ctx.system())?;
     // A cleanup_days too large for a date keeps everything, as 0 does.

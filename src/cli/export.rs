@@ -17,14 +17,15 @@ pub struct Args {
 }
 
 /// The job file for these jobs, with a header saying where it came from.
-pub(super) fn render(jobs: &[Job], system: &str) -> anyhow::Result<String> {
+pub(super) fn render(jobs: &[Job], system: &str) -> crate::exit::Result<String> {
     let specs = jobs
         .iter()
         .map(|job| {
-            JobSpec::from_job(job)
-                .map_err(|e| anyhow::anyhow!("cannot export job {:?}: {e}", job.name))
+            JobSpec::from_job(job).map_err(|e| {
+                crate::exit::Failure::runtime(format!("cannot export job {:?}: {e}", job.name))
+            })
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<crate::exit::Result<Vec<_>>>()?;
     let body = jobfile::render(specs).map_err(|e| anyhow::anyhow!("rendering TOML: {e}"))?;
     Ok(format!(
         "# cronmgr jobs of system {system:?}; fields at their default are left out.\n\
@@ -38,7 +39,7 @@ struct Exported {
     job: Vec<JobSpec>,
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let store = ctx.store()?;
     let jobs = if args.names.is_empty() {
         store.jobs(&JobFilter {

@@ -30,7 +30,7 @@ pub fn follow(
     path: &Path,
     appear: Duration,
     mut done: impl FnMut() -> bool,
-) -> anyhow::Result<bool> {
+) -> crate::exit::Result<bool> {
     let start = Instant::now();
     let mut file = loop {
         match open_live(path) {

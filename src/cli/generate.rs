@@ -219,7 +219,7 @@ fn roff(text: &str) -> String {
         .join("\n")
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     if ctx.global.json {
         crate::invalid!("--json: generate prints a man page or a completion script, not JSON");
     }

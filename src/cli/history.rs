@@ -72,12 +72,16 @@ pub const CSV_COLUMNS: &[&str] = &[
 ];
 
 /// `--since`: a duration back from now, or an instant.
-pub fn parse_since(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+pub fn parse_since(text: &str, now: DateTime<Utc>) -> crate::exit::Result<DateTime<Utc>> {
     parse_time_arg("--since", text, now)
 }
 
 /// The value of a time flag (`--since`, `--until`): a duration back from now, or an instant.
-pub fn parse_time_arg(flag: &str, text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+pub fn parse_time_arg(
+    flag: &str,
+    text: &str,
+    now: DateTime<Utc>,
+) -> crate::exit::Result<DateTime<Utc>> {
     if let Ok(d) = crate::duration::parse(text) {
         let back = chrono::Duration::from_std(d).ok();
         return match back.and_then(|b| now.checked_sub_signed(b)) {
@@ -86,18 +90,18 @@ pub fn parse_time_arg(flag: &str, text: &str, now: DateTime<Utc>) -> anyhow::Res
         };
     }
     parse_instant(text).map_err(|_| {
-        anyhow::Error::new(crate::exit::Invalid(format!(
+        crate::exit::Failure::usage(format!(
             "invalid {flag} {text:?}: use a duration back from now (30m, 2h, 7d, 1h30m) or an \
              instant (RFC 3339 such as 2027-03-28T00:00:00Z, or YYYY-MM-DD [HH:MM[:SS]] in UTC)"
-        )))
+        ))
     })
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let status = args
         .status
         .as_deref()
-        .map(|s| s.parse::<Status>().map_err(crate::exit::Invalid))
+        .map(|s| s.parse::<Status>().map_err(crate::exit::Failure::usage))
         .transpose()?;
     let now = ctx.now();
     let since = args

@@ -214,16 +214,16 @@ fn current_user() -> Option<String> {
     }
 }
 
-fn read_input(file: &str) -> anyhow::Result<(String, String)> {
+fn read_input(file: &str) -> crate::exit::Result<(String, String)> {
     if file == "-" {
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| crate::exit::Invalid(format!("reading the crontab from stdin: {e}")))?;
+        std::io::stdin().read_to_string(&mut text).map_err(|e| {
+            crate::exit::Failure::usage(format!("reading the crontab from stdin: {e}"))
+        })?;
         return Ok(("<stdin>".into(), text));
     }
     let text = std::fs::read_to_string(file)
-        .map_err(|e| crate::exit::Invalid(format!("reading crontab {file}: {e}")))?;
+        .map_err(|e| crate::exit::Failure::usage(format!("reading crontab {file}: {e}")))?;
     Ok((file.to_string(), text))
 }
 
@@ -236,7 +236,7 @@ fn short(s: &str, max: usize) -> String {
     format!("{cut}…")
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     if args.system_wide {
         return host::run(&args, ctx);
     }

@@ -117,7 +117,7 @@ pub struct JobArgs {
 }
 
 /// Names: what a shell, a file name and a URL can carry without quoting.
-pub fn check_name(name: &str) -> anyhow::Result<()> {
+pub fn check_name(name: &str) -> crate::exit::Result<()> {
     if name.is_empty()
         || name.len() > 100
         || name.starts_with(['-', '.'])
@@ -132,7 +132,7 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn positive_secs(flag: &str, text: &str) -> anyhow::Result<u64> {
+fn positive_secs(flag: &str, text: &str) -> crate::exit::Result<u64> {
     if duration::parse_secs(text) == Ok(0) {
         invalid!("--{flag} must be more than zero, got {text:?}");
     }
@@ -140,9 +140,9 @@ fn positive_secs(flag: &str, text: &str) -> anyhow::Result<u64> {
 }
 
 /// A duration flag within `min` and [`bounds::MAX_DURATION`].
-fn secs_within(flag: &str, text: &str, min: u64) -> anyhow::Result<u64> {
+fn secs_within(flag: &str, text: &str, min: u64) -> crate::exit::Result<u64> {
     bounds::parse_duration(&format!("--{flag}"), text, min)
-        .map_err(|e| anyhow::Error::new(crate::exit::Invalid(e.to_string())))
+        .map_err(|e| crate::exit::Failure::usage(e.to_string()))
 }
 
 /// A limit already parsed by `limits`, checked against its ceiling.
@@ -151,16 +151,16 @@ fn limit_within(
     value: Option<u64>,
     max: u64,
     unit: Unit,
-) -> anyhow::Result<Option<u64>> {
+) -> crate::exit::Result<Option<u64>> {
     if let Some(n) = value {
         bounds::check(flag, n, unit.show(n), (1, max), unit)
-            .map_err(|e| anyhow::Error::new(crate::exit::Invalid(e.to_string())))?;
+            .map_err(|e| crate::exit::Failure::usage(e.to_string()))?;
     }
     Ok(value)
 }
 
 /// An optional duration; with `clearable`, `none`/`default` clears it.
-fn opt_secs(flag: &str, text: &str, clearable: bool) -> anyhow::Result<Option<u64>> {
+fn opt_secs(flag: &str, text: &str, clearable: bool) -> crate::exit::Result<Option<u64>> {
     if clearable && matches!(text, "none" | "default") {
         return Ok(None);
     }
@@ -203,7 +203,7 @@ impl JobArgs {
     }
 
     /// Apply the given flags to `job`. `editing` allows clearing optional values with `none`.
-    pub fn apply(&self, job: &mut Job, editing: bool) -> anyhow::Result<()> {
+    pub fn apply(&self, job: &mut Job, editing: bool) -> crate::exit::Result<()> {
         if let Some(s) = &self.schedule {
             job.schedule = s.trim().to_string();
         }
@@ -230,14 +230,14 @@ impl JobArgs {
         if let Some(r) = self.retries {
             let max = u64::from(bounds::MAX_RETRIES);
             bounds::check("--retries", u64::from(r), r, (0, max), Unit::Count)
-                .map_err(|e| anyhow::Error::new(crate::exit::Invalid(e.to_string())))?;
+                .map_err(|e| crate::exit::Failure::usage(e.to_string()))?;
             job.retries = r;
         }
         if let Some(d) = &self.retry_delay {
             job.retry_delay = secs_within("retry-delay", d, 0)?;
         }
         if let Some(b) = &self.backoff {
-            job.backoff = b.parse::<Backoff>().map_err(crate::exit::Invalid)?;
+            job.backoff = b.parse::<Backoff>().map_err(crate::exit::Failure::usage)?;
         }
         if let Some(m) = &self.max_runtime {
             job.max_runtime = opt_secs("max-runtime", m, editing)?;
@@ -253,7 +253,7 @@ impl JobArgs {
             };
         }
         if let Some(c) = &self.catch_up {
-            job.catch_up = c.parse::<CatchUp>().map_err(crate::exit::Invalid)?;
+            job.catch_up = c.parse::<CatchUp>().map_err(crate::exit::Failure::usage)?;
         }
         if let Some(d) = &self.starting_deadline {
             job.starting_deadline = opt_secs("starting-deadline", d, editing)?;
@@ -266,9 +266,9 @@ impl JobArgs {
         self.apply_command(job)
     }
 
-    fn apply_limits(&self, job: &mut Job) -> anyhow::Result<()> {
+    fn apply_limits(&self, job: &mut Job) -> crate::exit::Result<()> {
         use crate::model::size as limits;
-        let bad = |e: String| anyhow::Error::new(crate::exit::Invalid(e));
+        let bad = |e: String| crate::exit::Failure::usage(e);
         if let Some(c) = self.critical {
             job.is_critical = c;
         }
@@ -305,7 +305,7 @@ impl JobArgs {
         Ok(())
     }
 
-    fn apply_alerts(&self, job: &mut Job, editing: bool) -> anyhow::Result<()> {
+    fn apply_alerts(&self, job: &mut Job, editing: bool) -> crate::exit::Result<()> {
         if let Some(e) = &self.alert_email {
             let e = e.trim();
             if (editing && matches!(e, "none" | "default")) || e.is_empty() {
@@ -319,13 +319,13 @@ impl JobArgs {
                 invalid!("--alert-email must be an email address or a comma-separated list of them, got {e:?}");
             }
         }
-        let count = |flag: &str, v: &str| -> anyhow::Result<Option<u32>> {
+        let count = |flag: &str, v: &str| -> crate::exit::Result<Option<u32>> {
             if editing && matches!(v, "none" | "default") {
                 return Ok(None);
             }
             let range = (1, u64::from(bounds::MAX_FAILURES));
             let n = bounds::parse_count(&format!("--{flag}"), v, range)
-                .map_err(|e| anyhow::Error::new(crate::exit::Invalid(e)))?;
+                .map_err(crate::exit::Failure::usage)?;
             // Within MAX_FAILURES, which a u32 holds.
             Ok(Some(u32::try_from(n).unwrap_or(bounds::MAX_FAILURES)))
         };
@@ -344,7 +344,7 @@ impl JobArgs {
         Ok(())
     }
 
-    fn apply_command(&self, job: &mut Job) -> anyhow::Result<()> {
+    fn apply_command(&self, job: &mut Job) -> crate::exit::Result<()> {
         if self.command.is_none() && self.params.is_empty() && self.argv.is_empty() {
             return Ok(());
         }
@@ -381,7 +381,7 @@ impl JobArgs {
 }
 
 /// The zone a job's schedule runs in: its own, else its system's.
-pub fn effective_tz(job: &Job, settings: &Settings) -> anyhow::Result<Tz> {
+pub fn effective_tz(job: &Job, settings: &Settings) -> crate::exit::Result<Tz> {
     let name = if job.timezone.is_empty() {
         &settings.timezone
     } else {
@@ -397,11 +397,11 @@ pub fn validate(
     settings: &Settings,
     config: &Config,
     now: DateTime<Utc>,
-) -> anyhow::Result<Option<DateTime<Utc>>> {
+) -> crate::exit::Result<Option<DateTime<Utc>>> {
     problems(job, settings, config, now).map_err(|all| {
         all.into_iter()
             .next()
-            .unwrap_or_else(|| anyhow::anyhow!("the job cannot be scheduled"))
+            .unwrap_or_else(|| crate::exit::Failure::usage("the job cannot be scheduled"))
     })
 }
 
@@ -412,15 +412,15 @@ pub fn problems(
     settings: &Settings,
     config: &Config,
     now: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>, Vec<anyhow::Error>> {
-    let mut found: Vec<anyhow::Error> = Vec::new();
-    let mut keep = |r: anyhow::Result<()>| {
+) -> Result<Option<DateTime<Utc>>, Vec<crate::exit::Failure>> {
+    let mut found: Vec<crate::exit::Failure> = Vec::new();
+    let mut keep = |r: crate::exit::Result<()>| {
         if let Err(e) = r {
             found.push(e);
         }
     };
     keep(check_name(&job.name));
-    keep(bounds::check_job(job).map_err(|e| anyhow::Error::new(crate::exit::Invalid(e))));
+    keep(bounds::check_job(job).map_err(crate::exit::Failure::usage));
     let schedule = Schedule::parse_for(&job.schedule, &job.system, &job.name)
         .map_err(|e| keep(Err(e.into())))
         .ok();
@@ -439,7 +439,7 @@ pub fn problems(
         },
         _ => None,
     };
-    keep(executor::check(&job.command, &job.params, config).map_err(anyhow::Error::from));
+    keep(executor::check(&job.command, &job.params, config).map_err(Into::into));
     keep(other_rules(job, settings));
     keep(check_run_as(job));
     match (found.is_empty(), next) {
@@ -450,7 +450,12 @@ pub fn problems(
 
 /// A jitter must be shorter than the schedule's shortest interval (over its next 100 fires), so
 /// a delayed slot never runs after the next one.
-fn check_jitter(job: &Job, schedule: &Schedule, tz: Tz, now: DateTime<Utc>) -> anyhow::Result<()> {
+fn check_jitter(
+    job: &Job,
+    schedule: &Schedule,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> crate::exit::Result<()> {
     let Some(jitter) = job.jitter else {
         return Ok(());
     };
@@ -484,7 +489,7 @@ fn check_jitter(job: &Job, schedule: &Schedule, tz: Tz, now: DateTime<Utc>) -> a
 }
 
 /// The rules between fields: deadlines, timeouts.
-fn other_rules(job: &Job, settings: &Settings) -> anyhow::Result<()> {
+fn other_rules(job: &Job, settings: &Settings) -> crate::exit::Result<()> {
     if job.catch_up == CatchUp::None && job.starting_deadline.is_some() {
         invalid!("--starting-deadline only applies with --catch-up latest");
     }
@@ -512,7 +517,7 @@ pub fn runner_labels(given: &[String]) -> Result<Vec<String>, String> {
 }
 
 /// A job that runs as another user or group: the names must exist, and only root may ask.
-fn check_run_as(job: &Job) -> anyhow::Result<()> {
+fn check_run_as(job: &Job) -> crate::exit::Result<()> {
     if job.run_user.is_none() && job.run_group.is_none() {
         return Ok(());
     }

@@ -33,7 +33,7 @@ pub struct ListArgs {
     pub all_systems: bool,
 }
 
-pub fn rm(args: NameArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn rm(args: NameArgs, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let store = ctx.store()?;
     let job = store.job(ctx.system(), &args.name)?;
     ctx.require_admin(&store, "rm", &job.name, &[&job])?;
@@ -47,7 +47,7 @@ pub fn rm(args: NameArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-pub fn set_active(args: NameArgs, active: bool, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn set_active(args: NameArgs, active: bool, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let store = ctx.store()?;
     let mut job = store.job(ctx.system(), &args.name)?;
     let settings = store.settings(ctx.system())?;
@@ -89,7 +89,7 @@ struct Listed {
     last_status: Option<Status>,
 }
 
-pub fn list(args: ListArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn list(args: ListArgs, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let store = ctx.store()?;
     let filter = JobFilter {
         system: (!args.all_systems).then(|| ctx.system().to_string()),

@@ -10,7 +10,7 @@ pub struct Args {}
 /// The pid of the runner that is up: on SQLite the one holding the lock; on a shared
 /// PostgreSQL database the one that last wrote the runner state, if it is up (heartbeating)
 /// and on this host (its pid means something here).
-pub fn live_runner_pid(ctx: &Ctx, store: &crate::store::Store) -> anyhow::Result<Option<u32>> {
+pub fn live_runner_pid(ctx: &Ctx, store: &crate::store::Store) -> crate::exit::Result<Option<u32>> {
     let db = ctx.db_path();
     if !crate::store::is_postgres(&db) {
         return Ok(crate::runner::runner_pid(&db));
@@ -28,7 +28,7 @@ pub fn live_runner_pid(ctx: &Ctx, store: &crate::store::Store) -> anyhow::Result
 }
 
 /// The runner as seen from outside: up if it holds the lock, busy as it last said.
-pub fn runner_view(ctx: &Ctx, store: &crate::store::Store) -> anyhow::Result<RunnerView> {
+pub fn runner_view(ctx: &Ctx, store: &crate::store::Store) -> crate::exit::Result<RunnerView> {
     let pid = live_runner_pid(ctx, store)?;
     let state = store.runner_state()?.filter(|s| Some(s.pid) == pid);
     Ok(RunnerView {
@@ -40,7 +40,7 @@ pub fn runner_view(ctx: &Ctx, store: &crate::store::Store) -> anyhow::Result<Run
     })
 }
 
-pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(_args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     if ctx.global.json {
         crate::invalid!(
             "--json: metrics prints the Prometheus text format; `status --json` and `stats --json` give the same figures as JSON"

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context as _;
+use crate::exit::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -35,7 +35,7 @@ struct Report<'a> {
     tables: &'a [TableCount],
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let from = ctx.db_path();
     let to = args.to;
     if from == to {
@@ -64,10 +64,12 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e @ CopyError::NotEmpty(_)) => return Err(refused(e, &to)),
         Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!(
-                "copying into {}; it was left as it was",
-                display_db(&to)
-            )))
+            return Err(
+                crate::exit::Failure::from(anyhow::Error::new(e)).context(format!(
+                    "copying into {}; it was left as it was",
+                    display_db(&to)
+                )),
+            )
         }
     };
     let elapsed = start.elapsed();
@@ -105,7 +107,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         .map(|c| c.table)
         .collect();
     if !differ.is_empty() {
-        anyhow::bail!(
+        crate::fail!(
             "after the copy, {} of {} differ from the source (was something writing to it?)",
             differ.join(", "),
             report.target
@@ -124,11 +126,8 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 }
 
 /// A refusal: exit 2, saying which database.
-fn refused(e: CopyError, to: &std::path::Path) -> anyhow::Error {
-    anyhow::Error::new(crate::exit::Invalid(format!(
-        "refusing to migrate into {}: {e}",
-        display_db(to)
-    )))
+fn refused(e: CopyError, to: &std::path::Path) -> crate::exit::Failure {
+    crate::exit::Failure::usage(format!("refusing to migrate into {}: {e}", display_db(to)))
 }
 
 /// Rows copied, on stderr when it is a terminal, unless -q or --json.

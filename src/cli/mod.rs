@@ -30,7 +30,7 @@ mod web;
 use std::cell::OnceCell;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
+use crate::exit::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
@@ -178,7 +178,7 @@ impl Ctx {
     /// Open the database: created on first use by a command that adds to it; for any other
     /// command, a missing one is an error ([`StoreError::Missing`](crate::store::StoreError),
     /// exit status 1) and nothing is created.
-    pub fn store(&self) -> anyhow::Result<Store> {
+    pub fn store(&self) -> crate::exit::Result<Store> {
         let path = self.db_path();
         let opened = match self.creates_db {
             true => Store::open(&path),
@@ -187,7 +187,7 @@ impl Ctx {
         opened.with_context(|| format!("opening database {}", crate::store::display_db(&path)))
     }
 
-    pub fn config(&self) -> anyhow::Result<&Config> {
+    pub fn config(&self) -> crate::exit::Result<&Config> {
         if let Some(c) = self.config.get() {
             return Ok(c);
         }
@@ -223,7 +223,7 @@ impl Ctx {
         action: &str,
         target: Option<&str>,
         reason: Option<String>,
-    ) -> anyhow::Result<()> {
+    ) -> crate::exit::Result<()> {
         store.record_audit(
             self.by(action),
             &AuditEvent {
@@ -247,7 +247,7 @@ impl Ctx {
         action: &str,
         target: &str,
         jobs: &[&Job],
-    ) -> anyhow::Result<()> {
+    ) -> crate::exit::Result<()> {
         let Some(first) = jobs.first() else {
             return Ok(());
         };
@@ -264,7 +264,7 @@ impl Ctx {
     /// Refuse (exit 5) a non-admin who would change the settings of a system that holds a
     /// critical job: its defaults (timeout, memory limit, retention, `is_enabled`) reach that job
     /// as surely as an edit of the job itself.
-    pub fn require_admin_for_system(&self, store: &Store, action: &str) -> anyhow::Result<()> {
+    pub fn require_admin_for_system(&self, store: &Store, action: &str) -> crate::exit::Result<()> {
         let critical: Vec<String> = store
             .jobs(&crate::store::JobFilter {
                 system: Some(self.system().to_string()),
@@ -296,7 +296,7 @@ impl Ctx {
         action: &str,
         target: &str,
         what: String,
-    ) -> anyhow::Result<()> {
+    ) -> crate::exit::Result<()> {
         let Err(why) = crate::access::check_admin(self.config()?) else {
             return Ok(());
         };
@@ -312,7 +312,9 @@ impl Ctx {
             },
             self.now(),
         )?;
-        Err(crate::exit::Forbidden(format!("refused: {action} {message}")).into())
+        Err(crate::exit::Failure::forbidden(format!(
+            "refused: {action} {message}"
+        )))
     }
 }
 
@@ -353,7 +355,7 @@ impl CommandLine {
     }
 }
 
-pub fn dispatch(line: CommandLine) -> anyhow::Result<ExitCode> {
+pub fn dispatch(line: CommandLine) -> crate::exit::Result<ExitCode> {
     let cli = match line {
         CommandLine::Command(cli) => *cli,
         CommandLine::Exec(exec) => return exec::run(exec.args, &Ctx::new(exec.global)),
@@ -421,7 +423,7 @@ fn uses_database(command: &Command) -> bool {
 /// The database when none is named: root's system-wide one; for anyone else, under the XDG data
 /// folder (`$XDG_DATA_HOME`, else `$HOME/.local/share`, else the home folder the user database
 /// gives), never the current folder.
-fn default_db_path() -> anyhow::Result<PathBuf> {
+fn default_db_path() -> crate::exit::Result<PathBuf> {
     if crate::config::is_root() {
         return Ok(crate::config::default_db_path());
     }
@@ -451,7 +453,7 @@ fn user_data_dir(
         .or_else(|| passwd_home().filter(|h| h.is_absolute()).map(share))
 }
 
-fn validate_system(system: &str) -> anyhow::Result<()> {
+fn validate_system(system: &str) -> crate::exit::Result<()> {
     if system.is_empty()
         || system.len() > 64
         || !system

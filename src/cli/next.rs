@@ -111,7 +111,7 @@ struct Validation {
 }
 
 /// The zone asked for, else the system's (when there is a database), else the host's.
-fn zone(tz: Option<&str>, ctx: &Ctx) -> anyhow::Result<Tz> {
+fn zone(tz: Option<&str>, ctx: &Ctx) -> crate::exit::Result<Tz> {
     Ok(match tz {
         Some(name) => schedule::parse_timezone(name)?,
         None if ctx.db_path().exists() => {
@@ -122,7 +122,7 @@ fn zone(tz: Option<&str>, ctx: &Ctx) -> anyhow::Result<Tz> {
 }
 
 /// Parse an instant given on the command line: RFC 3339, or a date and time taken as UTC.
-pub fn parse_instant(text: &str) -> anyhow::Result<DateTime<Utc>> {
+pub fn parse_instant(text: &str) -> crate::exit::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -137,7 +137,7 @@ pub fn parse_instant(text: &str) -> anyhow::Result<DateTime<Utc>> {
     invalid!("invalid instant {text:?}: use RFC 3339 such as 2027-03-28T00:00:00Z, or YYYY-MM-DD [HH:MM[:SS]] (UTC)")
 }
 
-pub fn next(args: NextArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn next(args: NextArgs, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let store = match &args.job {
         Some(_) => Some(ctx.store()?),
         None => None,
@@ -233,7 +233,7 @@ pub fn next(args: NextArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 }
 
 /// Valid: it parses, and fires in its zone (within the search bound; see `schedule`).
-pub fn validate(args: ValidateArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn validate(args: ValidateArgs, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let schedule = Schedule::parse(&args.expression)?;
     let tz = zone(args.tz.as_deref(), ctx)?;
     let after = match &args.after {

@@ -28,8 +28,8 @@ pub struct Args {
     pub run_for: Option<String>,
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let invalid = |e: String| anyhow::Error::new(crate::exit::Invalid(e));
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
+    let invalid = |e: String| crate::exit::Failure::usage(e);
     let labels =
         crate::runner::fleet::labels(&args.labels).map_err(|e| invalid(format!("--label: {e}")))?;
     let lease = crate::runner::fleet::parse_lease(&args.lease).map_err(invalid)?;
@@ -57,10 +57,11 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         let printed = match ctx.global.json {
             true => crate::output::json(&once),
             false => crate::output::text(&once.to_string()),
-        };
+        }
+        .map_err(crate::exit::Failure::from);
         // A closed stdout pipe loses the summary, not the exit status the jobs earned.
         match printed {
-            Err(e) if !crate::exit::is_broken_pipe(&e) => return Err(e),
+            Err(e) if !e.is_broken_pipe() => return Err(e),
             _ => {}
         }
         return Ok(once_exit_code(&summary));

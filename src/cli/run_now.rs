@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use crate::exit::Context as _;
 
 use super::follow::follow;
 use super::Ctx;
@@ -45,8 +45,9 @@ pub struct Args {
 /// sent by then stays in the outbox, for the runner to retry.
 const ALERT_GRACE: Duration = Duration::from_secs(15);
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let lease = crate::runner::fleet::parse_lease(&args.lease).map_err(crate::exit::Invalid)?;
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
+    let lease =
+        crate::runner::fleet::parse_lease(&args.lease).map_err(crate::exit::Failure::usage)?;
     let store = ctx.store()?;
     let job = store.job(ctx.system(), &args.name)?;
     let settings = store.settings(ctx.system())?;
@@ -268,7 +269,7 @@ fn raise_alerts(
     store: &crate::store::Store,
     job: &crate::store::Job,
     last: &Execution,
-) -> anyhow::Result<()> {
+) -> crate::exit::Result<()> {
     // As stored now: the streak and the alert settings may have changed while it ran.
     let job = store.job(ctx.system(), &job.name)?;
     let settings = store.settings(ctx.system())?;

@@ -26,7 +26,7 @@ struct Listed<'a> {
     state: &'static str,
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let store = ctx.store()?;
     let runners = store.runners(args.all)?;
     let now = ctx.now();

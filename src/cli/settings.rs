@@ -34,7 +34,7 @@ struct Setting<'a> {
     value: &'a str,
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let store = ctx.store()?;
     let mut settings = store.settings(ctx.system())?;
     match args.action.unwrap_or(Action::Show) {
@@ -67,7 +67,9 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         }
         Action::Set { key, value } => {
             let old_tz = settings.timezone.clone();
-            settings.set(&key, &value).map_err(crate::exit::Invalid)?;
+            settings
+                .set(&key, &value)
+                .map_err(crate::exit::Failure::usage)?;
             ctx.require_admin_for_system(&store, "settings")?;
             let now = ctx.now();
             // Jobs that follow the system's zone get new next runs in the same transaction.

@@ -27,7 +27,7 @@ struct Shown<'a> {
     recent_executions: Vec<Execution>,
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let store = ctx.store()?;
     let job = store.job(ctx.system(), &args.name)?.redacted();
     let settings = store.settings(ctx.system())?;

@@ -16,7 +16,7 @@ pub struct Args {
     pub since: String,
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let since = parse_since(&args.since, ctx.now())?;
     let store = ctx.store()?;
     if let Some(name) = &args.name {

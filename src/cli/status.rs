@@ -72,7 +72,7 @@ pub struct NextRun {
     pub overdue: bool,
 }
 
-pub fn collect(ctx: &Ctx, store: &Store, all: bool) -> anyhow::Result<Status> {
+pub fn collect(ctx: &Ctx, store: &Store, all: bool) -> crate::exit::Result<Status> {
     let now = Utc::now();
     let system = (!all).then(|| ctx.system());
     let totals: StatusTotals = store.status_totals(system, now - chrono::Duration::hours(24))?;
@@ -236,7 +236,7 @@ pub fn render(s: &Status) -> String {
     text
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let store = ctx.store()?;
     let Some(every) = args.watch else {
         let s = collect(ctx, &store, args.all_systems)?;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::job_args::JobArgs;
 use super::{add, edit, executions, jobs, Ctx, Global};
+use crate::exit::Failure;
 use crate::store::{Actor, AuditEvent, Job, Status, Store, StoreError};
 use crate::web::{self, ActionError, JobForm, Listen, User};
 use crate::ExitCode;
@@ -42,7 +43,7 @@ pub struct Args {
     pub hash_password: bool,
 }
 
-pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     if ctx.global.json {
         crate::invalid!(
             "web serves pages: --json has no meaning here (the JSON of every page is under /api/)"
@@ -74,7 +75,6 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     });
     match web::serve(opts, host) {
         Ok(()) => Ok(ExitCode::Ok),
-        Err(e) if e.is_bad_input() => Err(crate::exit::Invalid(e.to_string()).into()),
         Err(e) => Err(e.into()),
     }
 }
@@ -85,15 +85,13 @@ struct WebHost {
 
 /// A refusal as the web shows it: the CLI's exit status as an HTTP status, and the field the
 /// message is about.
-fn action_error(e: &anyhow::Error) -> ActionError {
-    let message = format!("{e:#}");
-    let not_found = e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<StoreError>(),
-            Some(StoreError::JobNotFound { .. } | StoreError::ExecutionNotFound(_))
-        )
-    });
-    let status = match crate::exit::classify(e) {
+fn action_error(e: &Failure) -> ActionError {
+    let message = e.to_string();
+    let not_found = matches!(
+        e.find::<StoreError>(),
+        Some(StoreError::JobNotFound { .. } | StoreError::ExecutionNotFound(_))
+    );
+    let status = match e.code() {
         _ if not_found => 404,
         ExitCode::Usage => 422,
         ExitCode::Forbidden => 403,
@@ -302,7 +300,7 @@ impl web::Host for WebHost {
 
     fn metrics(&self, store: &Store) -> anyhow::Result<String> {
         let ctx = Ctx::new(self.global.clone());
-        let view = super::metrics::runner_view(&ctx, store)?;
+        let view = super::metrics::runner_view(&ctx, store).map_err(anyhow::Error::new)?;
         Ok(crate::metrics::render(store, &view)?)
     }
 

@@ -46,6 +46,13 @@ pub const PARAMS_ENV: &str = "CRONMGR_EXEC_PARAMS";
 #[error("{0}")]
 pub struct ParamError(pub String);
 
+/// Always the user's input: exit status 2.
+impl crate::exit::Coded for ParamError {
+    fn exit_code(&self) -> crate::exit::ExitCode {
+        crate::exit::ExitCode::Usage
+    }
+}
+
 impl ParamError {
     pub fn new(msg: impl Into<String>) -> Self {
         ParamError(msg.into())

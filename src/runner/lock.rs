@@ -22,6 +22,9 @@ pub enum LockError {
     },
 }
 
+/// A runtime error (exit 1): another runner holding the lock is not bad input.
+impl crate::exit::Coded for LockError {}
+
 fn holder(pid: &str) -> String {
     match pid {
         "" => "pid not written yet".into(),

@@ -19,7 +19,7 @@ mod spawn;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use crate::exit::Context as _;
 
 pub use calendar::fire_at;
 pub use clock::{Clock, OffsetFileClock, SystemClock};
@@ -48,7 +48,7 @@ pub struct ServeOptions {
 ///
 /// `force` skips the one-runner-per-database lock: slots are still claimed only once. A
 /// PostgreSQL database takes any number of runners, on any hosts.
-pub fn serve(o: ServeOptions) -> anyhow::Result<Summary> {
+pub fn serve(o: ServeOptions) -> crate::exit::Result<Summary> {
     let ServeOptions {
         db,
         config_path,
@@ -148,5 +148,5 @@ pub fn serve(o: ServeOptions) -> anyhow::Result<Summary> {
     let result = engine.run();
     handle.close();
     drop(lock);
-    result
+    Ok(result?)
 }

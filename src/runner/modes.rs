@@ -20,6 +20,9 @@ pub struct UnsafeFile {
     fix: String,
 }
 
+/// A runtime error (exit 1): the file is there but not safe to trust.
+impl crate::exit::Coded for UnsafeFile {}
+
 /// Refuse a file (if it exists) that is writable by its group or others, or owned by someone other
 /// than root or the user the runner runs as.
 pub fn check(what: &'static str, path: &Path) -> Result<(), UnsafeFile> {

@@ -57,6 +57,13 @@ pub enum ScheduleError {
     UnknownTimezone(String),
 }
 
+/// Always the user's input: exit status 2.
+impl crate::exit::Coded for ScheduleError {
+    fn exit_code(&self) -> crate::exit::ExitCode {
+        crate::exit::ExitCode::Usage
+    }
+}
+
 /// A parsed crontab schedule.
 #[derive(Debug, Clone)]
 pub struct Schedule {

@@ -138,6 +138,17 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+/// Bad input (exit 2) for [`StoreError::is_bad_input`], else a runtime error.
+impl crate::exit::Coded for StoreError {
+    fn exit_code(&self) -> crate::exit::ExitCode {
+        if self.is_bad_input() {
+            crate::exit::ExitCode::Usage
+        } else {
+            crate::exit::ExitCode::Error
+        }
+    }
+}
+
 impl StoreError {
     /// Errors caused by what the user asked for (exit status 2), as opposed to runtime failures.
     pub fn is_bad_input(&self) -> bool {

@@ -43,6 +43,17 @@ impl WebError {
     }
 }
 
+/// Bad input (exit 2) for [`WebError::is_bad_input`], else a runtime error.
+impl crate::exit::Coded for WebError {
+    fn exit_code(&self) -> crate::exit::ExitCode {
+        if self.is_bad_input() {
+            crate::exit::ExitCode::Usage
+        } else {
+            crate::exit::ExitCode::Error
+        }
+    }
+}
+
 /// Where to listen.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Listen {

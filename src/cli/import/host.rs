@@ -338,7 +338,7 @@ impl Gathered {
     }
 }
 
-pub(super) fn run(args: &Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: &Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     if !root.is_dir() {
         crate::invalid!("--root {}: not a folder", root.display());
@@ -352,7 +352,7 @@ pub(super) fn run(args: &Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Err(e)
             if args.dry_run
                 && matches!(
-                    e.downcast_ref::<crate::store::StoreError>(),
+                    e.find::<crate::store::StoreError>(),
                     Some(crate::store::StoreError::Missing { .. })
                 ) =>
         {
@@ -456,7 +456,7 @@ pub(super) fn run(args: &Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         return Err(apply::refuse(&g.problems, "the host's crontabs"));
     }
     if failed_disable {
-        anyhow::bail!(
+        crate::fail!(
             "the jobs were imported, but some sources could not be disabled (see above): comment out their lines by hand, or cron runs them too"
         );
     }

@@ -112,7 +112,7 @@ fn locate(program: &str, path_var: &str) -> String {
         .map_or_else(|| program.to_string(), |p| p.display().to_string())
 }
 
-pub(super) fn print(r: &Report<'_>, config: &Config) -> anyhow::Result<()> {
+pub(super) fn print(r: &Report<'_>, config: &Config) -> crate::exit::Result<()> {
     output::text(&format!("sources under {}:", r.root))?;
     output::text(&output::table_in(
         2,
