@@ -41,8 +41,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         job.name = new_name.clone();
     }
     args.job.apply(&mut job, true)?;
-    crate::model::secrets::resolve(&mut job.params, Some(&before.params))
-        .map_err(crate::exit::Invalid)?;
+    crate::model::secrets::resolve_job(&mut job, Some(&before)).map_err(crate::exit::Invalid)?;
     let settings = store.settings(ctx.system())?;
     let now = ctx.now();
     job.next_run_at = job_args::validate(&job, &settings, ctx.config()?, now)?;
@@ -246,9 +245,7 @@ fn save(
     }];
     let mut problems = Vec::new();
     // The file names the job it edits: its stored secrets are `before`'s, whatever its new name.
-    if let Err(e) =
-        crate::model::secrets::resolve(&mut candidates[0].job.params, Some(&before.params))
-    {
+    if let Err(e) = crate::model::secrets::resolve_job(&mut candidates[0].job, Some(before)) {
         problems.push(located.problem(e));
     }
     let settings = store.settings(ctx.system())?;

@@ -196,6 +196,13 @@ pub fn csv(executions: &[Execution]) -> String {
     out
 }
 
+/// A memory figure: `≤11.2M` when it is an upper bound (rusage, the runner's size counted in),
+/// `1.4M` when exact (a cgroup's memory.peak) or unknown (recorded before cronmgr said which).
+pub fn memory(mb: f64, upper_bound: Option<bool>) -> String {
+    let bound = if upper_bound == Some(true) { "≤" } else { "" };
+    format!("{bound}{mb:.1}M")
+}
+
 /// The history table (also under `show`).
 pub fn table(executions: &[Execution], tz: Tz, with_job: bool) -> String {
     let mut columns = vec![Column::new("ID")];
@@ -233,7 +240,7 @@ pub fn table(executions: &[Execution], tz: Tz, with_job: bool) -> String {
                 .unwrap_or_else(|| "-".into()),
             output::opt(e.exit_code),
             e.memory_used_mb
-                .map(|m| format!("{m:.1}M"))
+                .map(|m| memory(m, e.memory_upper_bound))
                 .unwrap_or_else(|| "-".into()),
             e.cpu_used_percent
                 .map(|c| format!("{c:.0}%"))
@@ -252,6 +259,13 @@ pub fn table(executions: &[Execution], tz: Tz, with_job: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upper_bounds_are_marked_and_exact_figures_are_not() {
+        assert_eq!(memory(11.23, Some(true)), "≤11.2M");
+        assert_eq!(memory(1.4, Some(false)), "1.4M");
+        assert_eq!(memory(1.4, None), "1.4M");
+    }
 
     #[test]
     fn the_help_lists_the_csv_columns_in_order() {

@@ -17,7 +17,7 @@ const BOOKKEEPING: &[&str] = &[
 ];
 
 fn job_map(job: &Job, secrets_against: Option<&Job>) -> Map<String, Value> {
-    let mut shown = job.clone();
+    let mut shown = job.redacted();
     shown.params = match secrets_against {
         Some(before) => super::secrets::redact_against(&job.params, &before.params),
         None => super::secrets::redact(&job.params),
@@ -63,6 +63,18 @@ pub fn job_diff(before: Option<&Job>, after: Option<&Job>) -> Value {
                 "params".into(),
                 serde_json::json!({"before": b.get("params"), "after": a.get("params")}),
             );
+        }
+        // A URL changed behind the same host redacts to the same text: say it changed.
+        for (key, old_url, new_url) in [
+            ("alert_slack", &old.alert_slack, &new.alert_slack),
+            ("alert_webhook", &old.alert_webhook, &new.alert_webhook),
+        ] {
+            if old_url != new_url && !m.contains_key(key) {
+                m.insert(
+                    key.into(),
+                    serde_json::json!({"before": b.get(key), "after": super::secrets::CHANGED}),
+                );
+            }
         }
     }
     diff

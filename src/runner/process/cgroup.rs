@@ -72,7 +72,9 @@ impl Accounting {
     pub fn summary(&self) -> String {
         match self {
             Accounting::Rlimits { why } => {
-                format!("rlimits; memory figures are upper bounds ({why})")
+                format!(
+                    "rlimits; memory figures are upper bounds, CPU quotas are not enforced ({why})"
+                )
             }
             Accounting::CgroupV2(d) => {
                 let mut s = format!("cgroup v2 (delegated at {})", d.cgroup.display());
@@ -81,6 +83,9 @@ impl Accounting {
                         "; no memory controller: memory figures are upper bounds and \
                          --memory-limit is an address-space rlimit",
                     );
+                }
+                if !d.cpu {
+                    s.push_str("; no cpu controller: CPU quotas (--cpu-quota) are not enforced");
                 }
                 s
             }
@@ -341,12 +346,18 @@ pub(super) struct Cgroup {
     procs: OwnedFd,
     /// `memory.max` is set: no RLIMIT_AS for this execution.
     pub(super) limits_memory: bool,
+    /// `cpu.max` is set: the CPU quota is enforced.
+    pub(super) limits_cpu: bool,
 }
 
 impl Cgroup {
     /// A new cgroup under `under` for one execution, with its memory limit if the memory
-    /// controller is there.
-    pub(super) fn create(under: &Delegation, memory_limit: Option<u64>) -> io::Result<Cgroup> {
+    /// controller is there and its CPU quota (percent of one CPU) if the cpu controller is.
+    pub(super) fn create(
+        under: &Delegation,
+        memory_limit: Option<u64>,
+        cpu_quota: Option<u32>,
+    ) -> io::Result<Cgroup> {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = under
@@ -359,6 +370,7 @@ impl Cgroup {
             })?,
             dir,
             limits_memory: false,
+            limits_cpu: false,
         };
         if let (true, Some(bytes)) = (under.memory, memory_limit) {
             cgroup.write("memory.max", &bytes.to_string())?;
@@ -369,6 +381,10 @@ impl Cgroup {
             }
             cgroup.write("memory.oom.group", "1")?;
             cgroup.limits_memory = true;
+        }
+        if let (true, Some(percent)) = (under.cpu, cpu_quota) {
+            cgroup.write("cpu.max", &crate::model::quota::cpu_max(percent))?;
+            cgroup.limits_cpu = true;
         }
         Ok(cgroup)
     }
@@ -596,7 +612,7 @@ mod tests {
         let Some(under) = here("cgroup_kill_ends_what_left_the_group") else {
             return Ok(());
         };
-        let cgroup = Cgroup::create(&under, None)?;
+        let cgroup = Cgroup::create(&under, None, None)?;
         let fd = cgroup.procs_fd();
         let mut command = std::process::Command::new("/bin/sh");
         command
@@ -682,7 +698,7 @@ mod tests {
         };
         assert_eq!(
             r.summary(),
-            "rlimits; memory figures are upper bounds (no cgroup v2)"
+            "rlimits; memory figures are upper bounds, CPU quotas are not enforced (no cgroup v2)"
         );
         assert!(!r.memory_exact());
         let mut d = Delegation {
@@ -696,9 +712,15 @@ mod tests {
             "cgroup v2 (delegated at /sys/fs/cgroup/system.slice/cronmgr.service)"
         );
         assert!(full.memory_exact());
+        let mut no_cpu = d.clone();
+        no_cpu.cpu = false;
         d.memory = false;
         let bare = Accounting::CgroupV2(d);
         assert!(bare.summary().contains("memory figures are upper bounds"));
+        assert!(!bare.summary().contains("cpu controller"));
+        assert!(Accounting::CgroupV2(no_cpu)
+            .summary()
+            .ends_with("no cpu controller: CPU quotas (--cpu-quota) are not enforced"));
         assert!(!bare.memory_exact());
         let json = serde_json::to_value(&full).unwrap_or_default();
         assert_eq!(json["mode"], "cgroup_v2");
