@@ -372,21 +372,32 @@ impl Cgroup {
             limits_memory: false,
             limits_cpu: false,
         };
+        cgroup.set_limits(under, memory_limit, cpu_quota)?;
+        Ok(cgroup)
+    }
+
+    /// Write the limits whose controller `under` has enabled.
+    fn set_limits(
+        &mut self,
+        under: &Delegation,
+        memory_limit: Option<u64>,
+        cpu_quota: Option<u32>,
+    ) -> io::Result<()> {
         if let (true, Some(bytes)) = (under.memory, memory_limit) {
-            cgroup.write("memory.max", &bytes.to_string())?;
+            self.write("memory.max", &bytes.to_string())?;
             // A limit, not a trigger for swapping; and an OOM ends the whole job, as systemd's
             // OOMPolicy=stop does, rather than one process of it.
-            if cgroup.dir.join("memory.swap.max").exists() {
-                cgroup.write("memory.swap.max", "0")?;
+            if self.dir.join("memory.swap.max").exists() {
+                self.write("memory.swap.max", "0")?;
             }
-            cgroup.write("memory.oom.group", "1")?;
-            cgroup.limits_memory = true;
+            self.write("memory.oom.group", "1")?;
+            self.limits_memory = true;
         }
         if let (true, Some(percent)) = (under.cpu, cpu_quota) {
-            cgroup.write("cpu.max", &crate::model::quota::cpu_max(percent))?;
-            cgroup.limits_cpu = true;
+            self.write("cpu.max", &crate::model::quota::cpu_max(percent))?;
+            self.limits_cpu = true;
         }
-        Ok(cgroup)
+        Ok(())
     }
 
     fn write(&self, file: &str, value: &str) -> io::Result<()> {
@@ -649,6 +660,51 @@ mod tests {
             "cpu.stat is there without the cpu controller"
         );
         assert!(!dir.exists(), "{} was not removed", dir.display());
+        Ok(())
+    }
+
+    #[test]
+    fn limits_are_written_only_where_their_controller_is() -> io::Result<()> {
+        // A plain folder stands in for the cgroup: the files are what the kernel would read.
+        let dir = tempfile::tempdir()?;
+        let cgroup = |d: &Path| -> io::Result<Cgroup> {
+            Ok(Cgroup {
+                dir: d.to_path_buf(),
+                procs: fs::File::open("/dev/null")?.into(),
+                limits_memory: false,
+                limits_cpu: false,
+            })
+        };
+        let mut under = Delegation {
+            cgroup: dir.path().to_path_buf(),
+            memory: false,
+            cpu: false,
+        };
+        let mut bare = cgroup(dir.path())?;
+        bare.set_limits(&under, Some(64 << 20), Some(20))?;
+        assert!(!bare.limits_memory && !bare.limits_cpu);
+        assert!(!dir.path().join("cpu.max").exists());
+        assert!(!dir.path().join("memory.max").exists());
+        under.cpu = true;
+        let mut quota = cgroup(dir.path())?;
+        quota.set_limits(&under, None, Some(20))?;
+        assert!(quota.limits_cpu && !quota.limits_memory);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("cpu.max"))?,
+            "20000 100000"
+        );
+        under.memory = true;
+        let mut both = cgroup(dir.path())?;
+        both.set_limits(&under, Some(64 << 20), Some(150))?;
+        assert!(both.limits_cpu && both.limits_memory);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("cpu.max"))?,
+            "150000 100000"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("memory.max"))?,
+            (64u64 << 20).to_string()
+        );
         Ok(())
     }
 
