@@ -99,3 +99,34 @@ pub fn settings_diff(before: &Settings, after: &Settings) -> Value {
     }
     diff
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jobs_alert_urls_are_redacted_and_a_change_behind_the_same_host_shows() {
+        let before = Job::new("s", "j", "@daily", "shell");
+        let mut after = before.clone();
+        after.alert_slack = Some("https://hooks.slack.com/services/T/B/FIRST".into());
+        let added = job_diff(Some(&before), Some(&after)).to_string();
+        assert!(!added.contains("FIRST"), "{added}");
+        assert!(
+            added.contains("https://hooks.slack.com/…(redacted)"),
+            "{added}"
+        );
+        let mut changed = after.clone();
+        changed.alert_slack = Some("https://hooks.slack.com/services/T/B/SECOND".into());
+        let diff = job_diff(Some(&after), Some(&changed));
+        let text = diff.to_string();
+        assert!(
+            !text.contains("FIRST") && !text.contains("SECOND"),
+            "{text}"
+        );
+        assert_eq!(diff["alert_slack"]["after"], super::super::secrets::CHANGED);
+        assert_eq!(
+            job_diff(Some(&after), Some(&after.clone())),
+            serde_json::json!({})
+        );
+    }
+}
