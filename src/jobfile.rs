@@ -80,6 +80,13 @@ pub struct JobSpec {
     /// Alert addresses instead of the system's `alert_email` (comma-separated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_email: Option<String>,
+    /// A Slack incoming-webhook URL instead of the system's `slack_webhook`; `export` writes
+    /// `"(stored)"` (keep the stored URL: it is a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_slack: Option<String>,
+    /// A webhook URL instead of the system's `webhook_url`; exported as `"(stored)"` too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_webhook: Option<String>,
     /// Consecutive failures before escalation (default: the system's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalate_after: Option<u32>,
@@ -98,6 +105,9 @@ pub struct JobSpec {
     /// CPU time per process (default: the system's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_limit: Option<Secs>,
+    /// A share of CPU time (cgroup `cpu.max`): CPUs (`0.5`, `2`) or a percent (`"50%"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<toml::Value>,
     /// Open files per process (default: the system's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nofile_limit: Option<u64>,

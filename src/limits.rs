@@ -2,7 +2,8 @@
 //! `setrlimit` sets them in the child before it runs the program; where the runner runs the
 //! execution in a cgroup v2 with the memory controller, the memory limit is the cgroup's
 //! `memory.max` (resident memory of the whole job) instead of RLIMIT_AS (docs/limits.md).
-//! The CPU limit is CPU seconds (RLIMIT_CPU) either way, never a `cpu.max` quota.
+//! The CPU limit is CPU seconds (RLIMIT_CPU) either way; the CPU quota (a share of a CPU,
+//! `--cpu-quota`) is `cpu.max` and exists only in a cgroup with the cpu controller.
 //!
 //! Sizes on the command line and in files: `512M`, `2G`, `1048576` (bytes), `64K`; binary units
 //! (`M` is MiB). CPU limits are durations (`10m`).
@@ -18,6 +19,8 @@ pub struct Limits {
     pub memory: Option<u64>,
     /// CPU seconds (RLIMIT_CPU): SIGXCPU at the limit, SIGKILL a second later.
     pub cpu: Option<u64>,
+    /// Percent of one CPU, as the cgroup's `cpu.max` (no rlimit can do this).
+    pub cpu_quota: Option<u32>,
     /// Open file descriptors (RLIMIT_NOFILE).
     pub nofile: Option<u64>,
     /// Processes of the job's real user, all of them (RLIMIT_NPROC); not enforced for root.
@@ -30,6 +33,7 @@ impl Limits {
         Limits {
             memory: job.memory_limit.or(settings.default_memory_limit),
             cpu: job.cpu_limit.or(settings.default_cpu_limit),
+            cpu_quota: job.cpu_quota,
             nofile: job.nofile_limit.or(settings.default_nofile_limit),
             nproc: job.nproc_limit.or(settings.default_nproc_limit),
         }
@@ -47,6 +51,9 @@ impl Limits {
         }
         if let Some(c) = self.cpu {
             parts.push(format!("cpu {}", crate::duration::human_secs(c)));
+        }
+        if let Some(q) = self.cpu_quota {
+            parts.push(format!("cpu quota {}", crate::model::quota::describe(q)));
         }
         if let Some(n) = self.nofile {
             parts.push(format!("open files {n}"));

@@ -18,8 +18,9 @@ pub use monitor::Monitor;
 
 use crate::model::{Channel, Job, Settings, Target};
 
-/// Where a job's alerts go: the job's email (else the system's), the system's Slack and webhook,
-/// and with `loud` the escalation list too. Email addresses are grouped into one message.
+/// Where a job's alerts go: the job's email, Slack URL and webhook URL, each instead of the
+/// system's (`alert_email`, `slack_webhook`, `webhook_url`) where the job sets it, and with `loud`
+/// the escalation list too. Email addresses are grouped into one message.
 pub fn targets(job: Option<&Job>, settings: &Settings, loud: bool) -> Vec<(Channel, String)> {
     let mut emails: Vec<String> = Vec::new();
     let mut out: Vec<(Channel, String)> = Vec::new();
@@ -32,11 +33,12 @@ pub fn targets(job: Option<&Job>, settings: &Settings, loud: bool) -> Vec<(Chann
             emails.push(a.to_string());
         }
     }
-    if let Some(url) = &settings.slack_webhook {
-        out.push((Channel::Slack, url.clone()));
+    let own = |pick: fn(&Job) -> &Option<String>| job.and_then(|j| pick(j).clone());
+    if let Some(url) = own(|j| &j.alert_slack).or_else(|| settings.slack_webhook.clone()) {
+        out.push((Channel::Slack, url));
     }
-    if let Some(url) = &settings.webhook_url {
-        out.push((Channel::Webhook, url.clone()));
+    if let Some(url) = own(|j| &j.alert_webhook).or_else(|| settings.webhook_url.clone()) {
+        out.push((Channel::Webhook, url));
     }
     if loud {
         for t in settings
@@ -89,5 +91,45 @@ mod tests {
         );
         assert_eq!(loud.len(), 3);
         assert_eq!(loud[2].0, Channel::Webhook);
+    }
+
+    #[test]
+    fn a_jobs_own_slack_and_webhook_replace_the_systems() {
+        let mut s = Settings::defaults("s", "UTC");
+        s.slack_webhook = Some("https://hooks.slack.com/services/SYSTEM".into());
+        s.webhook_url = Some("https://hooks.example.com/system".into());
+        let mut job = Job::new("s", "j", "* * * * *", "shell");
+        job.alert_slack = Some("https://hooks.slack.com/services/JOB".into());
+        assert_eq!(
+            targets(Some(&job), &s, false),
+            vec![
+                (
+                    Channel::Slack,
+                    "https://hooks.slack.com/services/JOB".into()
+                ),
+                (Channel::Webhook, "https://hooks.example.com/system".into()),
+            ]
+        );
+        job.alert_webhook = Some("http://127.0.0.1:9/job".into());
+        assert_eq!(
+            targets(Some(&job), &s, false)[1],
+            (Channel::Webhook, "http://127.0.0.1:9/job".into())
+        );
+        // A system with no Slack or webhook of its own: the job's still get its alerts.
+        let bare = Settings::defaults("s", "UTC");
+        assert_eq!(targets(Some(&job), &bare, false).len(), 2);
+        // Another job of the system gets the system's, and a system-wide alert (no job) too.
+        let other = Job::new("s", "k", "* * * * *", "shell");
+        assert_eq!(targets(Some(&other), &bare, false), vec![]);
+        assert_eq!(
+            targets(None, &s, false)[0],
+            (
+                Channel::Slack,
+                "https://hooks.slack.com/services/SYSTEM".into()
+            )
+        );
+        // Escalation adds its targets; the job's own URL is not repeated.
+        s.escalate_to = Some("slack:https://hooks.slack.com/services/JOB".into());
+        assert_eq!(targets(Some(&job), &s, true).len(), 2);
     }
 }

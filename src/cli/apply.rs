@@ -350,8 +350,7 @@ pub(super) fn resolve_secrets(
 ) {
     for c in candidates.iter_mut() {
         let stored = existing.iter().find(|j| j.name == c.job.name);
-        if let Err(e) = crate::model::secrets::resolve(&mut c.job.params, stored.map(|j| &j.params))
-        {
+        if let Err(e) = crate::model::secrets::resolve_job(&mut c.job, stored) {
             problems.push(c.problem(format!("job {:?}: {e}", c.job.name)));
         }
     }

@@ -41,7 +41,7 @@ pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
         job.name = new_name.clone();
     }
     args.job.apply(&mut job, true)?;
-    crate::model::secrets::resolve(&mut job.params, Some(&before.params))
+    crate::model::secrets::resolve_job(&mut job, Some(&before))
         .map_err(crate::exit::Failure::usage)?;
     let settings = store.settings(ctx.system())?;
     let now = ctx.now();
@@ -246,9 +246,7 @@ fn save(
     }];
     let mut problems = Vec::new();
     // The file names the job it edits: its stored secrets are `before`'s, whatever its new name.
-    if let Err(e) =
-        crate::model::secrets::resolve(&mut candidates[0].job.params, Some(&before.params))
-    {
+    if let Err(e) = crate::model::secrets::resolve_job(&mut candidates[0].job, Some(before)) {
         problems.push(located.problem(e));
     }
     let settings = store.settings(ctx.system())?;

@@ -17,7 +17,8 @@ use crate::ExitCode;
                   --format csv: RFC 4180 (CRLF line ends, fields with commas, quotes or line breaks quoted), \
                   a header row, then one execution per row, newest first, in these columns: id, system, job, \
                   status, triggered_by, attempt, scheduled_for, started_at, finished_at, duration_ms, \
-                  exit_code, memory_used_mb, cpu_used_percent, error_message. Times are RFC 3339 UTC, an \
+                  exit_code, memory_used_mb, cpu_used_percent, error_message, memory_upper_bound (true: \
+                  memory_used_mb is an upper bound, see docs/limits.md). Times are RFC 3339 UTC, an \
                   absent value is empty, and text starting with = + - @ gets a leading ' so that \
                   spreadsheets show it rather than run it.\n\n\
                   --since and --until select by when each execution began (its start, else its slot): \
@@ -69,6 +70,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "memory_used_mb",
     "cpu_used_percent",
     "error_message",
+    "memory_upper_bound",
 ];
 
 /// `--since`: a duration back from now, or an instant.
@@ -195,9 +197,17 @@ pub fn csv(executions: &[Execution]) -> String {
             opt(e.memory_used_mb.map(|v| v.to_string())),
             opt(e.cpu_used_percent.map(|v| v.to_string())),
             text(e.error_message.as_deref().unwrap_or_default()).into_owned(),
+            opt(e.memory_upper_bound.map(|v| v.to_string())),
         ]));
     }
     out
+}
+
+/// A memory figure: `≤11.2M` when it is an upper bound (rusage, the runner's size counted in),
+/// `1.4M` when exact (a cgroup's memory.peak) or unknown (recorded before cronmgr said which).
+pub fn memory(mb: f64, upper_bound: Option<bool>) -> String {
+    let bound = if upper_bound == Some(true) { "≤" } else { "" };
+    format!("{bound}{mb:.1}M")
 }
 
 /// The history table (also under `show`).
@@ -237,7 +247,7 @@ pub fn table(executions: &[Execution], tz: Tz, with_job: bool) -> String {
                 .unwrap_or_else(|| "-".into()),
             output::opt(e.exit_code),
             e.memory_used_mb
-                .map(|m| format!("{m:.1}M"))
+                .map(|m| memory(m, e.memory_upper_bound))
                 .unwrap_or_else(|| "-".into()),
             e.cpu_used_percent
                 .map(|c| format!("{c:.0}%"))
@@ -256,6 +266,13 @@ pub fn table(executions: &[Execution], tz: Tz, with_job: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upper_bounds_are_marked_and_exact_figures_are_not() {
+        assert_eq!(memory(11.23, Some(true)), "≤11.2M");
+        assert_eq!(memory(1.4, Some(false)), "1.4M");
+        assert_eq!(memory(1.4, None), "1.4M");
+    }
 
     #[test]
     fn the_help_lists_the_csv_columns_in_order() {

@@ -66,6 +66,12 @@ pub struct JobArgs {
     /// Send this job's alerts to these addresses (comma-separated) instead of the system's alert_email
     #[arg(long, value_name = "ADDRESSES", help_heading = "Alerts")]
     pub alert_email: Option<String>,
+    /// Send this job's Slack alerts to this incoming-webhook URL instead of the system's slack_webhook; `none` clears
+    #[arg(long, value_name = "URL", help_heading = "Alerts")]
+    pub alert_slack: Option<String>,
+    /// POST this job's alerts to this webhook URL instead of the system's webhook_url (signed with webhook_secret); `none` clears
+    #[arg(long, value_name = "URL", help_heading = "Alerts")]
+    pub alert_webhook: Option<String>,
     /// Escalate (alert the escalate_to list too) after this many failures in a row [default: the system's]
     #[arg(long, value_name = "N", help_heading = "Alerts")]
     pub escalate_after: Option<String>,
@@ -92,6 +98,9 @@ pub struct JobArgs {
     /// CPU time of each of the job's processes (RLIMIT_CPU): 90s, 10m; `none` clears [default: the system's default_cpu_limit]
     #[arg(long, value_name = "DURATION", help_heading = "Limits and permissions")]
     pub cpu_limit: Option<String>,
+    /// A share of CPU time (cgroup cpu.max, needs the runner's cgroup cpu controller): CPUs (0.5, 2) or percent of one CPU (50%); `none` clears
+    #[arg(long, value_name = "CPUS", help_heading = "Limits and permissions")]
+    pub cpu_quota: Option<String>,
     /// Open files per process (RLIMIT_NOFILE); `none` clears [default: the system's default_nofile_limit]
     #[arg(long, value_name = "N", help_heading = "Limits and permissions")]
     pub nofile_limit: Option<String>,
@@ -188,6 +197,8 @@ impl JobArgs {
             && self.params.is_empty()
             && self.argv.is_empty()
             && self.alert_email.is_none()
+            && self.alert_slack.is_none()
+            && self.alert_webhook.is_none()
             && self.escalate_after.is_none()
             && self.disable_after.is_none()
             && self.max_silence.is_none()
@@ -195,6 +206,7 @@ impl JobArgs {
             && self.critical.is_none()
             && self.memory_limit.is_none()
             && self.cpu_limit.is_none()
+            && self.cpu_quota.is_none()
             && self.nofile_limit.is_none()
             && self.nproc_limit.is_none()
             && self.user.is_none()
@@ -282,6 +294,9 @@ impl JobArgs {
             let n = limits::parse_opt_cpu(flag, v.trim()).map_err(bad)?;
             job.cpu_limit = limit_within(flag, n, bounds::MAX_DURATION, Unit::Seconds)?;
         }
+        if let Some(v) = &self.cpu_quota {
+            job.cpu_quota = crate::model::quota::parse("--cpu-quota", v).map_err(bad)?;
+        }
         if let Some(v) = &self.nofile_limit {
             let flag = "--nofile-limit";
             let n = limits::parse_opt_count(flag, v.trim()).map_err(bad)?;
@@ -318,6 +333,15 @@ impl JobArgs {
             } else {
                 invalid!("--alert-email must be an email address or a comma-separated list of them, got {e:?}");
             }
+        }
+        let url = |flag: &str, v: &str| {
+            crate::model::alert::parse_url(flag, v).map_err(crate::exit::Failure::usage)
+        };
+        if let Some(u) = &self.alert_slack {
+            job.alert_slack = url("--alert-slack", u)?;
+        }
+        if let Some(u) = &self.alert_webhook {
+            job.alert_webhook = url("--alert-webhook", u)?;
         }
         let count = |flag: &str, v: &str| -> crate::exit::Result<Option<u32>> {
             if editing && matches!(v, "none" | "default") {

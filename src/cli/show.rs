@@ -140,6 +140,7 @@ pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
             "limits",
             crate::limits::Limits::of(&job, &settings).describe(),
         ),
+        ("cpu quota", quota_line(&job, &recent)),
         (
             "runs on",
             if job.runner_labels.is_empty() {
@@ -197,6 +198,21 @@ pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
+/// The job's CPU quota, and whether its last run had it enforced.
+fn quota_line(job: &Job, recent: &[Execution]) -> String {
+    let Some(q) = job.cpu_quota else {
+        return "none".into();
+    };
+    let shown = crate::model::quota::describe(q);
+    match recent.iter().find_map(|e| e.cpu_quota_enforced) {
+        Some(true) => format!("{shown}, enforced (cgroup cpu.max) on the last run"),
+        Some(false) => format!(
+            "{shown}, NOT enforced on the last run (no cgroup cpu controller: see `cronmgr status`)"
+        ),
+        None => format!("{shown} (enforced only where the runner has the cgroup cpu controller)"),
+    }
+}
+
 /// The job's alert rules, its own or (marked) its system's.
 fn alerts_line(job: &Job, settings: &crate::store::Settings) -> String {
     if !job.alerts_enabled {
@@ -206,6 +222,24 @@ fn alerts_line(job: &Job, settings: &crate::store::Settings) -> String {
     let own = |mine: bool| if mine { "" } else { " (system)" };
     if let Some(to) = job.alert_email.as_ref().or(settings.alert_email.as_ref()) {
         parts.push(format!("email {to}{}", own(job.alert_email.is_some())));
+    }
+    // `job` is redacted already; the system's URLs are redacted here.
+    let system_url = |u: &Option<String>| u.as_deref().map(crate::model::redact::secret);
+    for (what, mine, system) in [
+        (
+            "slack",
+            &job.alert_slack,
+            system_url(&settings.slack_webhook),
+        ),
+        (
+            "webhook",
+            &job.alert_webhook,
+            system_url(&settings.webhook_url),
+        ),
+    ] {
+        if let Some(url) = mine.clone().or(system) {
+            parts.push(format!("{what} {url}{}", own(mine.is_some())));
+        }
     }
     if let Some(n) = job.escalate_after.or(settings.escalate_after) {
         parts.push(format!(

@@ -102,6 +102,19 @@ impl JobSpec {
                 ));
             }
         }
+        for (key, given, url) in [
+            ("alert_slack", &self.alert_slack, &mut job.alert_slack),
+            ("alert_webhook", &self.alert_webhook, &mut job.alert_webhook),
+        ] {
+            match given.as_deref().map(str::trim) {
+                // The keep marker: the caller puts the stored URL in its place.
+                Some(crate::model::secrets::KEEP) => {
+                    *url = Some(crate::model::secrets::KEEP.into())
+                }
+                Some(v) => *url = ok(&mut errs, crate::model::alert::parse_url(key, v)).flatten(),
+                None => {}
+            }
+        }
         for (key, value) in [
             ("escalate_after", self.escalate_after),
             ("disable_after", self.disable_after),
@@ -122,6 +135,23 @@ impl JobSpec {
             }
         }
         job.cpu_limit = ok(&mut errs, positive("cpu_limit", &self.cpu_limit)).flatten();
+        if let Some(q) = &self.cpu_quota {
+            let text = match q {
+                Toml::String(s) => Some(s.clone()),
+                Toml::Integer(i) => Some(i.to_string()),
+                Toml::Float(f) => Some(f.to_string()),
+                _ => None,
+            };
+            match text {
+                Some(t) => {
+                    job.cpu_quota =
+                        ok(&mut errs, crate::model::quota::parse("cpu_quota", &t)).flatten()
+                }
+                None => errs.push(format!(
+                    "cpu_quota must be a number of CPUs (0.5) or a percent (\"50%\"), got {q}"
+                )),
+            }
+        }
         for (key, value) in [
             ("nofile_limit", self.nofile_limit),
             ("nproc_limit", self.nproc_limit),

@@ -5,6 +5,7 @@ use serde_json::Value as Json;
 use toml::Value as Toml;
 
 use super::{JobFile, JobSpec, Secs, Size};
+use crate::model::secrets::KEEP;
 use crate::store::{Backoff, CatchUp, Job};
 
 /// Render jobs as a job file.
@@ -61,6 +62,8 @@ impl JobSpec {
             enabled: (!job.is_active).then_some(false),
             alerts: (!job.alerts_enabled).then_some(false),
             alert_email: job.alert_email.clone(),
+            alert_slack: job.alert_slack.as_ref().map(|_| KEEP.to_string()),
+            alert_webhook: job.alert_webhook.as_ref().map(|_| KEEP.to_string()),
             escalate_after: job.escalate_after,
             disable_after: job.disable_after,
             max_silence: secs(job.max_silence),
@@ -69,6 +72,10 @@ impl JobSpec {
                 .memory_limit
                 .map(|m| Size::Text(crate::model::size::compact_bytes(m))),
             cpu_limit: secs(job.cpu_limit),
+            cpu_quota: job.cpu_quota.map(|q| match q % 100 {
+                0 => Toml::Integer(i64::from(q / 100)),
+                _ => Toml::String(format!("{q}%")),
+            }),
             nofile_limit: job.nofile_limit,
             nproc_limit: job.nproc_limit,
             user: job.run_user.clone(),

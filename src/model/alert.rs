@@ -126,6 +126,27 @@ fn is_url(s: &str) -> bool {
     (s.starts_with("https://") || s.starts_with("http://")) && s.len() > "https://".len()
 }
 
+/// A job's own alert URL (`alert_slack`, `alert_webhook`): an http(s) URL with a host and no
+/// spaces; empty or `none` is None. The error shows the value redacted (it may hold a secret).
+pub fn parse_url(key: &str, v: &str) -> Result<Option<String>, String> {
+    let v = v.trim();
+    if v.is_empty() || v.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let host = v
+        .strip_prefix("https://")
+        .or_else(|| v.strip_prefix("http://"))
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""))
+        .map(|authority| authority.rsplit('@').next().unwrap_or(authority));
+    match host {
+        Some(h) if !h.is_empty() && !v.chars().any(char::is_whitespace) => Ok(Some(v.to_string())),
+        _ => Err(format!(
+            "{key} must be an http:// or https:// URL with a host (or none), got {:?}",
+            super::redact::secret(v)
+        )),
+    }
+}
+
 /// Whether `a` has the shape of one email address (`local@domain.tld`, no spaces).
 pub fn looks_like_email(a: &str) -> bool {
     let mut parts = a.split('@');
@@ -135,6 +156,28 @@ pub fn looks_like_email(a: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_urls_need_http_and_a_host_and_errors_hide_the_path() {
+        let ok = "https://hooks.slack.com/services/T/B/SECRET";
+        assert_eq!(parse_url("--alert-slack", ok), Ok(Some(ok.to_string())));
+        assert_eq!(
+            parse_url("k", " http://127.0.0.1:8080/hook "),
+            Ok(Some("http://127.0.0.1:8080/hook".into()))
+        );
+        assert_eq!(parse_url("k", "none"), Ok(None));
+        assert_eq!(parse_url("k", ""), Ok(None));
+        for bad in [
+            "ftp://example.com/SECRET",
+            "https:///SECRET",
+            "hooks.slack.com/SECRET",
+            "https://exa mple.com/SECRET",
+        ] {
+            let err = parse_url("--alert-webhook", bad).unwrap_err();
+            assert!(err.starts_with("--alert-webhook"), "{err}");
+            assert!(!err.contains("SECRET"), "{err}");
+        }
+    }
 
     #[test]
     fn escalation_items_parse_by_shape() {

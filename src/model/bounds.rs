@@ -149,7 +149,7 @@ pub fn job_problems(job: &Job) -> Vec<OutOfRange> {
     use Unit::{Bytes, Count, Seconds};
     let duration = (1, MAX_DURATION);
     let failures = (1, u64::from(MAX_FAILURES));
-    let fields: [Field<'_>; 14] = [
+    let fields: [Field<'_>; 15] = [
         ("timeout", job.timeout, duration, Seconds),
         (
             "retries",
@@ -189,6 +189,12 @@ pub fn job_problems(job: &Job) -> Vec<OutOfRange> {
         ("memory_limit", job.memory_limit, (1, MAX_MEMORY), Bytes),
         ("nofile_limit", job.nofile_limit, (1, MAX_NOFILE), Count),
         ("nproc_limit", job.nproc_limit, (1, MAX_NPROC), Count),
+        (
+            "cpu_quota",
+            job.cpu_quota.map(u64::from),
+            (1, u64::from(super::quota::MAX_PERCENT)),
+            Count,
+        ),
     ];
     fields
         .into_iter()

@@ -17,7 +17,7 @@ const BOOKKEEPING: &[&str] = &[
 ];
 
 fn job_map(job: &Job, secrets_against: Option<&Job>) -> Map<String, Value> {
-    let mut shown = job.clone();
+    let mut shown = job.redacted();
     shown.params = match secrets_against {
         Some(before) => super::secrets::redact_against(&job.params, &before.params),
         None => super::secrets::redact(&job.params),
@@ -64,6 +64,18 @@ pub fn job_diff(before: Option<&Job>, after: Option<&Job>) -> Value {
                 serde_json::json!({"before": b.get("params"), "after": a.get("params")}),
             );
         }
+        // A URL changed behind the same host redacts to the same text: say it changed.
+        for (key, old_url, new_url) in [
+            ("alert_slack", &old.alert_slack, &new.alert_slack),
+            ("alert_webhook", &old.alert_webhook, &new.alert_webhook),
+        ] {
+            if old_url != new_url && !m.contains_key(key) {
+                m.insert(
+                    key.into(),
+                    serde_json::json!({"before": b.get(key), "after": super::secrets::CHANGED}),
+                );
+            }
+        }
     }
     diff
 }
@@ -86,4 +98,35 @@ pub fn settings_diff(before: &Settings, after: &Settings) -> Value {
         }
     }
     diff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jobs_alert_urls_are_redacted_and_a_change_behind_the_same_host_shows() {
+        let before = Job::new("s", "j", "@daily", "shell");
+        let mut after = before.clone();
+        after.alert_slack = Some("https://hooks.slack.com/services/T/B/FIRST".into());
+        let added = job_diff(Some(&before), Some(&after)).to_string();
+        assert!(!added.contains("FIRST"), "{added}");
+        assert!(
+            added.contains("https://hooks.slack.com/…(redacted)"),
+            "{added}"
+        );
+        let mut changed = after.clone();
+        changed.alert_slack = Some("https://hooks.slack.com/services/T/B/SECOND".into());
+        let diff = job_diff(Some(&after), Some(&changed));
+        let text = diff.to_string();
+        assert!(
+            !text.contains("FIRST") && !text.contains("SECOND"),
+            "{text}"
+        );
+        assert_eq!(diff["alert_slack"]["after"], super::super::secrets::CHANGED);
+        assert_eq!(
+            job_diff(Some(&after), Some(&after.clone())),
+            serde_json::json!({})
+        );
+    }
 }

@@ -40,6 +40,11 @@ pub struct Execution {
     pub attempt: u32,
     pub memory_used_mb: Option<f64>,
     pub cpu_used_percent: Option<f64>,
+    /// `memory_used_mb` is an upper bound (rusage, without a cgroup memory controller: the
+    /// runner's own size is counted in); false: the cgroup's exact peak; None: not measured.
+    pub memory_upper_bound: Option<bool>,
+    /// The job had a CPU quota: whether `cpu.max` enforced it; None: no quota.
+    pub cpu_quota_enforced: Option<bool>,
     /// The process group of the execution's child.
     pub pid: Option<u32>,
     /// The runner (or `run-now`) process that started it.
@@ -61,4 +66,8 @@ pub struct Finish {
     pub exit_code: Option<i32>,
     pub memory_used_mb: Option<f64>,
     pub cpu_used_percent: Option<f64>,
+    /// See [`Execution::memory_upper_bound`].
+    pub memory_upper_bound: Option<bool>,
+    /// See [`Execution::cpu_quota_enforced`].
+    pub cpu_quota_enforced: Option<bool>,
 }

@@ -51,6 +51,13 @@ pub struct Job {
     /// Overrides the system's alert_email.
     #[serde(default)]
     pub alert_email: Option<String>,
+    /// A Slack incoming-webhook URL: overrides the system's slack_webhook. A secret: shown
+    /// redacted, exported as the keep marker.
+    #[serde(default)]
+    pub alert_slack: Option<String>,
+    /// A generic webhook URL: overrides the system's webhook_url. Shown redacted, as the Slack one.
+    #[serde(default)]
+    pub alert_webhook: Option<String>,
     /// Overrides the system's escalate_after (consecutive failures).
     #[serde(default)]
     pub escalate_after: Option<u32>,
@@ -80,6 +87,10 @@ pub struct Job {
     /// CPU seconds (RLIMIT_CPU); None: the system's default_cpu_limit.
     #[serde(default)]
     pub cpu_limit: Option<u64>,
+    /// Percent of one CPU (50: half a core), enforced as cgroup v2 `cpu.max`; not enforced
+    /// without the cgroup cpu controller (the execution records so). None: no quota.
+    #[serde(default)]
+    pub cpu_quota: Option<u32>,
     /// Open files (RLIMIT_NOFILE); None: the system's default_nofile_limit.
     #[serde(default)]
     pub nofile_limit: Option<u64>,
@@ -100,8 +111,11 @@ pub struct Job {
 impl Job {
     /// A copy fit to print: every secret of its parameters redacted.
     pub fn redacted(&self) -> Job {
+        let url = |u: &Option<String>| u.as_deref().map(super::redact::secret);
         Job {
             params: super::secrets::redact(&self.params),
+            alert_slack: url(&self.alert_slack),
+            alert_webhook: url(&self.alert_webhook),
             ..self.clone()
         }
     }
@@ -142,6 +156,8 @@ impl Job {
             next_run_at: None,
             alerts_enabled: true,
             alert_email: None,
+            alert_slack: None,
+            alert_webhook: None,
             escalate_after: None,
             disable_after: None,
             max_silence: None,
@@ -152,6 +168,7 @@ impl Job {
             is_critical: false,
             memory_limit: None,
             cpu_limit: None,
+            cpu_quota: None,
             nofile_limit: None,
             nproc_limit: None,
             run_user: None,

@@ -45,6 +45,7 @@ pub mod bounds;
 mod diff;
 mod execution;
 mod job;
+pub mod quota;
 pub mod redact;
 pub mod secrets;
 mod settings;

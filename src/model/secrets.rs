@@ -134,6 +134,33 @@ pub fn resolve(
     }
 }
 
+/// [`resolve`] for a whole job: its parameters, and its alert URLs (`alert_slack`,
+/// `alert_webhook`), which `export` also writes as the keep marker, against the stored job.
+pub fn resolve_job(job: &mut super::Job, stored: Option<&super::Job>) -> Result<(), String> {
+    resolve(&mut job.params, stored.map(|s| &s.params))?;
+    for (key, url, kept) in [
+        (
+            "alert_slack",
+            &mut job.alert_slack,
+            stored.and_then(|s| s.alert_slack.clone()),
+        ),
+        (
+            "alert_webhook",
+            &mut job.alert_webhook,
+            stored.and_then(|s| s.alert_webhook.clone()),
+        ),
+    ] {
+        if url.as_deref() == Some(KEEP) {
+            *url = Some(kept.ok_or_else(|| {
+                format!(
+                    "{key} says {KEEP:?} (keep the stored URL) but none is stored; give the URL"
+                )
+            })?);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +188,20 @@ mod tests {
         let mut orphan = keep_markers(&p);
         let err = resolve(&mut orphan, None).unwrap_err();
         assert!(err.contains("env.TOKEN"), "{err}");
+    }
+
+    #[test]
+    fn a_jobs_alert_urls_are_kept_by_the_marker() {
+        let mut stored = super::super::Job::new("s", "j", "@daily", "shell");
+        stored.alert_slack = Some("https://hooks.slack.com/services/T/B/X".into());
+        let mut exported = stored.clone();
+        exported.alert_slack = Some(KEEP.into());
+        resolve_job(&mut exported, Some(&stored)).unwrap();
+        assert_eq!(exported, stored);
+        let mut orphan = stored.clone();
+        orphan.alert_webhook = Some(KEEP.into());
+        let err = resolve_job(&mut orphan, Some(&stored)).unwrap_err();
+        assert!(err.contains("alert_webhook"), "{err}");
     }
 
     #[test]

@@ -256,6 +256,8 @@ pub fn finish(
         exit_code: outcome.exit_code,
         memory_used_mb: Some(outcome.max_rss_mb),
         cpu_used_percent: (outcome.duration >= CPU_PERCENT_MIN_RUN).then_some(outcome.cpu_percent),
+        memory_upper_bound: Some(outcome.memory_upper_bound),
+        cpu_quota_enforced: outcome.cpu_quota_enforced,
     }
 }
 
@@ -335,6 +337,8 @@ pub fn not_started(reason: String, now: DateTime<Utc>) -> Finish {
         exit_code: None,
         memory_used_mb: None,
         cpu_used_percent: None,
+        memory_upper_bound: None,
+        cpu_quota_enforced: None,
     }
 }
 
@@ -375,6 +379,8 @@ mod tests {
             output_bytes: 0,
             duration: Duration::from_millis(300),
             max_rss_mb: 64.0,
+            memory_upper_bound: true,
+            cpu_quota_enforced: None,
             cpu_percent: 0.0,
             cpu_seconds: 0.1,
             pid: 4242,

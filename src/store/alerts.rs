@@ -537,6 +537,8 @@ mod tests {
                     exit_code: Some(0),
                     memory_used_mb: None,
                     cpu_used_percent: None,
+                    memory_upper_bound: None,
+                    cpu_quota_enforced: None,
                 },
             )
             .unwrap();

@@ -18,7 +18,8 @@ use super::{
 
 const COLUMNS: &str = "e.id, e.job_id, j.name, j.system, e.status, e.scheduled_for, e.started_at, \
      e.finished_at, e.duration_ms, e.output, e.error_message, e.exit_code, e.triggered_by, e.attempt, \
-     e.memory_used_mb, e.cpu_used_percent, e.pid, e.runner_pid, e.cancelled_by";
+     e.memory_used_mb, e.cpu_used_percent, e.pid, e.runner_pid, e.cancelled_by, \
+     e.is_memory_upper_bound, e.is_cpu_quota_enforced";
 
 /// A row the runner inserts to claim a slot (or to record a slot it will not run).
 #[derive(Debug, Clone)]
@@ -78,6 +79,8 @@ fn from_row(row: &Row<'_>) -> super::sql::Result<Execution> {
         pid: row.get(16)?,
         runner_pid: row.get(17)?,
         cancelled_by: row.get(18)?,
+        memory_upper_bound: row.get(19)?,
+        cpu_quota_enforced: row.get(20)?,
     })
 }
 
@@ -236,6 +239,8 @@ mod fixtures {
             exit_code: Some(143),
             memory_used_mb: None,
             cpu_used_percent: None,
+            memory_upper_bound: None,
+            cpu_quota_enforced: None,
         }
     }
 }

@@ -38,6 +38,8 @@ record! {
         next_run_at: Time => insert update;
         alerts_enabled: Plain => insert update;
         alert_email: Plain => insert update;
+        alert_slack: Plain => insert update;
+        alert_webhook: Plain => insert update;
         escalate_after: Number => insert update;
         disable_after: Number => insert update;
         max_silence: Number => insert update;
@@ -49,6 +51,7 @@ record! {
         is_critical: Plain => insert update;
         memory_limit: Number => insert update;
         cpu_limit: Number => insert update;
+        cpu_quota: Number => insert update;
         nofile_limit: Number => insert update;
         nproc_limit: Number => insert update;
         run_user: Plain => insert update;

@@ -460,6 +460,8 @@ mod tests {
                         exit_code: None,
                         memory_used_mb: (k % 2 == 0).then_some(2.0 + k as f64),
                         cpu_used_percent: Some(10.0),
+                        memory_upper_bound: None,
+                        cpu_quota_enforced: None,
                     },
                 )
                 .unwrap();

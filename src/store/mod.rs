@@ -79,6 +79,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/006_cancelled.sql"),
     include_str!("migrations/007_jitter.sql"),
     include_str!("migrations/008_stats_index.sql"),
+    include_str!("migrations/010_job_targets_quota.sql"),
 ];
 
 /// The same migrations for PostgreSQL, one for one.
@@ -92,6 +93,7 @@ const MIGRATIONS_POSTGRES: &[&str] = &[
     include_str!("migrations/postgres/006_cancelled.sql"),
     include_str!("migrations/postgres/007_jitter.sql"),
     include_str!("migrations/postgres/008_stats_index.sql"),
+    include_str!("migrations/postgres/010_job_targets_quota.sql"),
 ];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

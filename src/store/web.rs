@@ -79,6 +79,8 @@ mod tests {
                 exit_code: None,
                 memory_used_mb: None,
                 cpu_used_percent: None,
+                memory_upper_bound: None,
+                cpu_quota_enforced: None,
             };
             store.finish(id, &end).unwrap();
         }

@@ -555,7 +555,7 @@ pub fn execution(c: &Ctx<'_>, id: i64, live: Option<String>) -> View {
                 ("finished", html! { (opt_when(e.finished_at, tz)) }),
                 ("duration", html! { (ms(e.duration_ms)) }),
                 ("exit code", html! { (e.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "–".into())) }),
-                ("peak memory", html! { (e.memory_used_mb.map(|m| format!("{m:.1} MB")).unwrap_or_else(|| "–".into())) }),
+                ("peak memory", html! { (e.memory_used_mb.map(|m| format!("{}{m:.1} MB", if e.memory_upper_bound == Some(true) { "≤ " } else { "" })).unwrap_or_else(|| "–".into())) }),
                 ("cpu", html! { (e.cpu_used_percent.map(|m| format!("{m:.1}%")).unwrap_or_else(|| "–".into())) }),
                 ("error", html! { (e.error_message.clone().unwrap_or_else(|| "–".into())) }),
                 ("cancelled by", html! { (e.cancelled_by.clone().unwrap_or_else(|| "–".into())) }),

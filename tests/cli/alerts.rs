@@ -20,10 +20,10 @@ const SIGNING_KEY: &str = "s1gning-k3y-do-not-print";
 
 /// One HTTP request as the test server saw it.
 #[derive(Debug, Clone)]
-struct Request {
-    path: String,
+pub(super) struct Request {
+    pub(super) path: String,
     headers: Vec<(String, String)>,
-    body: String,
+    pub(super) body: String,
 }
 
 impl Request {
@@ -36,8 +36,8 @@ impl Request {
 }
 
 /// A listener in a thread that stops by itself after a while (or when dropped).
-struct Server<T> {
-    port: u16,
+pub(super) struct Server<T> {
+    pub(super) port: u16,
     seen: Arc<Mutex<Vec<T>>>,
     stop: Arc<AtomicBool>,
 }
@@ -49,7 +49,7 @@ impl<T> Drop for Server<T> {
 }
 
 impl<T: Clone> Server<T> {
-    fn seen(&self) -> Vec<T> {
+    pub(super) fn seen(&self) -> Vec<T> {
         self.seen.lock().unwrap().clone()
     }
 
@@ -129,7 +129,7 @@ fn http_server_on(listener: TcpListener) -> Server<Request> {
     })
 }
 
-fn http_server() -> Server<Request> {
+pub(super) fn http_server() -> Server<Request> {
     http_server_on(TcpListener::bind("127.0.0.1:0").unwrap())
 }
 
@@ -195,11 +195,11 @@ fn set(env: &Env, key: &str, value: &str) {
     env.ok(&["settings", "set", key, value]);
 }
 
-fn alerts(env: &Env) -> Vec<Value> {
+pub(super) fn alerts(env: &Env) -> Vec<Value> {
     env.json(&["alerts"]).as_array().unwrap().clone()
 }
 
-fn all_sent(a: &Value) -> bool {
+pub(super) fn all_sent(a: &Value) -> bool {
     let d = a["deliveries"].as_array().unwrap();
     !d.is_empty() && d.iter().all(|d| d["state"] == "sent")
 }

@@ -269,3 +269,105 @@ fn a_memory_hog_is_killed_at_memory_max_with_the_reason() {
         "{row}"
     );
 }
+
+/// The first execution of `job` that ended with `status`, once there is one.
+fn first_ended(env: &Env, job: &str, status: &str) -> Value {
+    env.wait_for(Duration::from_secs(30), || {
+        env.history(job).into_iter().find(|r| r["status"] == status)
+    })
+    .unwrap_or_else(|| panic!("no {status} run of {job}; log:\n{}", env.runner_log()))
+}
+
+#[test]
+fn without_cgroups_memory_is_an_upper_bound_and_a_cpu_quota_is_not_enforced() {
+    let env = Env::new();
+    env.ok(&[
+        "add",
+        "t",
+        "--schedule",
+        "* * * * * *",
+        "--cpu-quota",
+        "50%",
+        "--",
+        "/usr/bin/true",
+    ]);
+    let mut runner = env.spawn_runner_env(&[], &[("CRONMGR_CGROUPS", "off")]);
+    let a = accounting(&env);
+    let row = first_ended(&env, "t", "success");
+    env.ok(&["disable", "t"]);
+    let status = env.ok(&["status"]);
+    stop(&mut runner);
+    assert_eq!(a["mode"], "rlimits", "{a}");
+    assert!(status.contains("CPU quotas are not enforced"), "{status}");
+    assert_eq!(row["memory_upper_bound"], true, "{row}");
+    assert_eq!(row["cpu_quota_enforced"], false, "{row}");
+    let mb = row["memory_used_mb"].as_f64().unwrap_or(0.0);
+    let table = env.ok(&["history", "t"]);
+    assert!(table.contains(&format!("≤{mb:.1}M")), "{table}");
+    let shown = env.ok(&["show", "t"]);
+    assert!(
+        shown.contains("0.5 CPUs (50%), NOT enforced on the last run"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn in_a_cgroup_the_figures_say_which_controllers_made_them() {
+    let env = Env::new();
+    env.ok(&[
+        "add",
+        "t",
+        "--schedule",
+        "* * * * * *",
+        "--cpu-quota",
+        "1",
+        "--",
+        "/usr/bin/true",
+    ]);
+    let Some((mut runner, a)) = cgroup_runner(&env, &["t"]) else {
+        return;
+    };
+    let row = first_ended(&env, "t", "success");
+    env.ok(&["disable", "t"]);
+    stop(&mut runner);
+    // Exact with the memory controller (memory.peak), else rusage's upper bound.
+    assert_eq!(row["memory_upper_bound"], a["memory"] != true, "{a} {row}");
+    assert_eq!(row["cpu_quota_enforced"], a["cpu"], "{a} {row}");
+    let table = env.ok(&["history", "t"]);
+    assert_eq!(table.contains('≤'), a["memory"] != true, "{table}");
+}
+
+#[test]
+#[ignore = "needs the cgroup v2 cpu controller delegated (cpu.max)"]
+fn a_cpu_quota_holds_a_busy_loop_to_its_share() {
+    let env = Env::new();
+    // Two spinning processes could use two CPUs; the quota is a fifth of one for them all.
+    env.ok(&[
+        "add",
+        "spin",
+        "--schedule",
+        "* * * * * *",
+        "--timeout",
+        "3",
+        "--cpu-quota",
+        "0.2",
+        "--",
+        "/usr/bin/sh",
+        "-c",
+        "sh -c 'while :; do :; done' & while :; do :; done",
+    ]);
+    let Some((mut runner, a)) = cgroup_runner(&env, &["spin"]) else {
+        return;
+    };
+    assert_eq!(a["cpu"], true, "no cpu controller: {a}");
+    let row = first_ended(&env, "spin", "timeout");
+    env.ok(&["disable", "spin"]);
+    stop(&mut runner);
+    assert_eq!(row["cpu_quota_enforced"], true, "{row}");
+    // CPU time over wall time: 20 % of one CPU, with room for the period's granularity.
+    let cpu = row["cpu_used_percent"].as_f64().unwrap_or(f64::MAX);
+    assert!(
+        (14.0..=26.0).contains(&cpu),
+        "cpu_used_percent {cpu}: {row}"
+    );
+}

@@ -150,7 +150,8 @@ fn history_as_csv_for_spreadsheets() {
             "exit_code",
             "memory_used_mb",
             "cpu_used_percent",
-            "error_message"
+            "error_message",
+            "memory_upper_bound"
         ]
     );
     assert_eq!(rows.len(), 3, "{out}");
@@ -163,6 +164,15 @@ fn history_as_csv_for_spreadsheets() {
         assert_eq!(row[6], e["scheduled_for"].as_str().unwrap());
         assert_eq!(row[9], e["duration_ms"].to_string());
         assert_eq!(row[13], e["error_message"].as_str().unwrap_or(""));
+        let bound = &e["memory_upper_bound"];
+        assert_eq!(
+            row[14],
+            if bound.is_null() {
+                String::new()
+            } else {
+                bound.to_string()
+            }
+        );
     }
     let picky = &rows[1];
     assert_eq!(picky[2], "picky");

@@ -12,6 +12,7 @@ mod hardening;
 mod harness;
 mod history_csv;
 mod hostimport;
+mod job_alerts;
 mod jobs;
 mod jobsd;
 mod limits;

@@ -183,6 +183,8 @@ impl Rig {
             output_bytes: 0,
             duration: Duration::from_millis(10),
             max_rss_mb: 1.0,
+            memory_upper_bound: true,
+            cpu_quota_enforced: None,
             cpu_percent: 0.0,
             cpu_seconds: 0.0,
             pid: 1,

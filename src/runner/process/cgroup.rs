@@ -72,7 +72,9 @@ impl Accounting {
     pub fn summary(&self) -> String {
         match self {
             Accounting::Rlimits { why } => {
-                format!("rlimits; memory figures are upper bounds ({why})")
+                format!(
+                    "rlimits; memory figures are upper bounds, CPU quotas are not enforced ({why})"
+                )
             }
             Accounting::CgroupV2(d) => {
                 let mut s = format!("cgroup v2 (delegated at {})", d.cgroup.display());
@@ -81,6 +83,9 @@ impl Accounting {
                         "; no memory controller: memory figures are upper bounds and \
                          --memory-limit is an address-space rlimit",
                     );
+                }
+                if !d.cpu {
+                    s.push_str("; no cpu controller: CPU quotas (--cpu-quota) are not enforced");
                 }
                 s
             }
@@ -341,12 +346,18 @@ pub(super) struct Cgroup {
     procs: OwnedFd,
     /// `memory.max` is set: no RLIMIT_AS for this execution.
     pub(super) limits_memory: bool,
+    /// `cpu.max` is set: the CPU quota is enforced.
+    pub(super) limits_cpu: bool,
 }
 
 impl Cgroup {
     /// A new cgroup under `under` for one execution, with its memory limit if the memory
-    /// controller is there.
-    pub(super) fn create(under: &Delegation, memory_limit: Option<u64>) -> io::Result<Cgroup> {
+    /// controller is there and its CPU quota (percent of one CPU) if the cpu controller is.
+    pub(super) fn create(
+        under: &Delegation,
+        memory_limit: Option<u64>,
+        cpu_quota: Option<u32>,
+    ) -> io::Result<Cgroup> {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = under
@@ -359,18 +370,34 @@ impl Cgroup {
             })?,
             dir,
             limits_memory: false,
+            limits_cpu: false,
         };
+        cgroup.set_limits(under, memory_limit, cpu_quota)?;
+        Ok(cgroup)
+    }
+
+    /// Write the limits whose controller `under` has enabled.
+    fn set_limits(
+        &mut self,
+        under: &Delegation,
+        memory_limit: Option<u64>,
+        cpu_quota: Option<u32>,
+    ) -> io::Result<()> {
         if let (true, Some(bytes)) = (under.memory, memory_limit) {
-            cgroup.write("memory.max", &bytes.to_string())?;
+            self.write("memory.max", &bytes.to_string())?;
             // A limit, not a trigger for swapping; and an OOM ends the whole job, as systemd's
             // OOMPolicy=stop does, rather than one process of it.
-            if cgroup.dir.join("memory.swap.max").exists() {
-                cgroup.write("memory.swap.max", "0")?;
+            if self.dir.join("memory.swap.max").exists() {
+                self.write("memory.swap.max", "0")?;
             }
-            cgroup.write("memory.oom.group", "1")?;
-            cgroup.limits_memory = true;
+            self.write("memory.oom.group", "1")?;
+            self.limits_memory = true;
         }
-        Ok(cgroup)
+        if let (true, Some(percent)) = (under.cpu, cpu_quota) {
+            self.write("cpu.max", &crate::model::quota::cpu_max(percent))?;
+            self.limits_cpu = true;
+        }
+        Ok(())
     }
 
     fn write(&self, file: &str, value: &str) -> io::Result<()> {
@@ -596,7 +623,7 @@ mod tests {
         let Some(under) = here("cgroup_kill_ends_what_left_the_group") else {
             return Ok(());
         };
-        let cgroup = Cgroup::create(&under, None)?;
+        let cgroup = Cgroup::create(&under, None, None)?;
         let fd = cgroup.procs_fd();
         let mut command = std::process::Command::new("/bin/sh");
         command
@@ -633,6 +660,51 @@ mod tests {
             "cpu.stat is there without the cpu controller"
         );
         assert!(!dir.exists(), "{} was not removed", dir.display());
+        Ok(())
+    }
+
+    #[test]
+    fn limits_are_written_only_where_their_controller_is() -> io::Result<()> {
+        // A plain folder stands in for the cgroup: the files are what the kernel would read.
+        let dir = tempfile::tempdir()?;
+        let cgroup = |d: &Path| -> io::Result<Cgroup> {
+            Ok(Cgroup {
+                dir: d.to_path_buf(),
+                procs: fs::File::open("/dev/null")?.into(),
+                limits_memory: false,
+                limits_cpu: false,
+            })
+        };
+        let mut under = Delegation {
+            cgroup: dir.path().to_path_buf(),
+            memory: false,
+            cpu: false,
+        };
+        let mut bare = cgroup(dir.path())?;
+        bare.set_limits(&under, Some(64 << 20), Some(20))?;
+        assert!(!bare.limits_memory && !bare.limits_cpu);
+        assert!(!dir.path().join("cpu.max").exists());
+        assert!(!dir.path().join("memory.max").exists());
+        under.cpu = true;
+        let mut quota = cgroup(dir.path())?;
+        quota.set_limits(&under, None, Some(20))?;
+        assert!(quota.limits_cpu && !quota.limits_memory);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("cpu.max"))?,
+            "20000 100000"
+        );
+        under.memory = true;
+        let mut both = cgroup(dir.path())?;
+        both.set_limits(&under, Some(64 << 20), Some(150))?;
+        assert!(both.limits_cpu && both.limits_memory);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("cpu.max"))?,
+            "150000 100000"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("memory.max"))?,
+            (64u64 << 20).to_string()
+        );
         Ok(())
     }
 
@@ -682,7 +754,7 @@ mod tests {
         };
         assert_eq!(
             r.summary(),
-            "rlimits; memory figures are upper bounds (no cgroup v2)"
+            "rlimits; memory figures are upper bounds, CPU quotas are not enforced (no cgroup v2)"
         );
         assert!(!r.memory_exact());
         let mut d = Delegation {
@@ -696,9 +768,15 @@ mod tests {
             "cgroup v2 (delegated at /sys/fs/cgroup/system.slice/cronmgr.service)"
         );
         assert!(full.memory_exact());
+        let mut no_cpu = d.clone();
+        no_cpu.cpu = false;
         d.memory = false;
         let bare = Accounting::CgroupV2(d);
         assert!(bare.summary().contains("memory figures are upper bounds"));
+        assert!(!bare.summary().contains("cpu controller"));
+        assert!(Accounting::CgroupV2(no_cpu)
+            .summary()
+            .ends_with("no cpu controller: CPU quotas (--cpu-quota) are not enforced"));
         assert!(!bare.memory_exact());
         let json = serde_json::to_value(&full).unwrap_or_default();
         assert_eq!(json["mode"], "cgroup_v2");

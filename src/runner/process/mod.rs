@@ -108,6 +108,10 @@ pub struct Outcome {
     /// its reaped descendants (rusage `ru_maxrss`), an upper bound: the kernel counts the
     /// runner's own size at the exec in.
     pub max_rss_mb: f64,
+    /// `max_rss_mb` is rusage's upper bound, not the cgroup's `memory.peak`.
+    pub memory_upper_bound: bool,
+    /// With a CPU quota in the limits: whether the execution's cgroup enforced it (`cpu.max`).
+    pub cpu_quota_enforced: Option<bool>,
     /// User+system CPU time over wall time, in % of one core.
     pub cpu_percent: f64,
     /// User+system CPU seconds of the leader and its reaped descendants; in a cgroup, of every
@@ -200,7 +204,7 @@ fn spawn(spec: &Spec, live_log_at: LiveLogAt) -> io::Result<Started> {
     let wake = Arc::new(Wake::new()?);
     let (read_end, write_end) = watch::pipe()?;
     let cgroup = cgroup::current().and_then(|under| {
-        cgroup::Cgroup::create(under, spec.limits.memory)
+        cgroup::Cgroup::create(under, spec.limits.memory, spec.limits.cpu_quota)
             .inspect_err(|e| {
                 tracing::warn!("no cgroup for this execution, rlimits and process group only: {e}")
             })
@@ -274,11 +278,14 @@ impl Started {
         // Reaped: from here on, dropping `self` must not signal the group (its id is free).
         self.pgid = 0;
         let capture = self.watch.take_capture();
-        let usage = self.watch.take_cgroup().map(cgroup::Cgroup::finish);
+        let cgroup = self.watch.take_cgroup();
+        let quota_enforced = cgroup.as_ref().is_some_and(|c| c.limits_cpu);
+        let usage = cgroup.map(cgroup::Cgroup::finish);
         let mut outcome = outcome(pgid as u32, self.at, reaped, stopped, capture);
         if let Some(usage) = usage {
             with_cgroup_usage(&mut outcome, usage);
         }
+        outcome.cpu_quota_enforced = self.limits.cpu_quota.map(|_| quota_enforced);
         outcome.limits = self.limits;
         outcome.live_log = self.watch.live_log_opened();
         Ok(outcome)
@@ -480,6 +487,8 @@ fn outcome(
         output: capture.into_text(),
         duration,
         max_rss_mb: max_rss_mb(reaped.rusage.ru_maxrss),
+        memory_upper_bound: true,
+        cpu_quota_enforced: None,
         cpu_percent: if wall > 0.0 { cpu / wall * 100.0 } else { 0.0 },
         cpu_seconds: cpu,
         pid,
@@ -502,6 +511,7 @@ fn with_cgroup_usage(outcome: &mut Outcome, usage: cgroup::Usage) {
     }
     if let Some(peak) = usage.memory_peak {
         outcome.max_rss_mb = peak as f64 / (1024.0 * 1024.0);
+        outcome.memory_upper_bound = false;
     }
     // A timeout or a cancel says why it was stopped; a clean exit was not killed.
     if usage.oom_kills > 0 && matches!(outcome.ending, Ending::Exited(1..) | Ending::Signaled(_)) {

@@ -181,7 +181,8 @@ impl Batch<'_> {
                          THEN 'cancelled by ' || cancelled_by ELSE ?6 END, \
                      finished_at = ?3, duration_ms = ?4, output = ?5, \
                      exit_code = ?7, memory_used_mb = ?8, cpu_used_percent = ?9, \
-                     pid = coalesce(?10, pid) WHERE id = ?1 AND status = 'running'"
+                     pid = coalesce(?10, pid), is_memory_upper_bound = ?11, \
+                     is_cpu_quota_enforced = ?12 WHERE id = ?1 AND status = 'running'"
                 ),
             )?
             .execute(params![
@@ -195,6 +196,8 @@ impl Batch<'_> {
                 finish.memory_used_mb,
                 finish.cpu_used_percent,
                 pid,
+                finish.memory_upper_bound,
+                finish.cpu_quota_enforced,
             ])?;
         if n == 0 {
             // Ended already: another runner declared this one lost and marked it interrupted
@@ -397,11 +400,15 @@ mod tests {
                     exit_code: Some(0),
                     memory_used_mb: Some(1.5),
                     cpu_used_percent: Some(3.0),
+                    memory_upper_bound: Some(true),
+                    cpu_quota_enforced: Some(false),
                 },
             )
             .unwrap();
         let e = store.execution(id).unwrap();
         assert_eq!(e.status, Status::Success);
+        assert_eq!(e.memory_upper_bound, Some(true));
+        assert_eq!(e.cpu_quota_enforced, Some(false));
         assert_eq!(e.output.as_deref(), Some("hello\n"));
         assert_eq!(e.job, "j");
         let hist = store
@@ -429,6 +436,8 @@ mod tests {
             exit_code: Some(0),
             memory_used_mb: None,
             cpu_used_percent: None,
+            memory_upper_bound: None,
+            cpu_quota_enforced: None,
         };
         store.finish(id, &end).unwrap();
         let e = store.execution(id).unwrap();
