@@ -4,7 +4,7 @@
 //! reads worse than the user's own ranges and steps, and knows nothing of the OR rule.
 
 use super::parse::{Field, FieldSpec, Item};
-use super::CronTimes;
+use super::Fields;
 
 const MONTHS: [&str; 12] = [
     "January",
@@ -34,7 +34,7 @@ const WEEKDAYS: [&str; 8] = [
 /// Most explicit times listed one by one ("At 08:00, 12:00 and 18:00").
 const MAX_LISTED_TIMES: usize = 6;
 
-pub(crate) fn describe(cron: &CronTimes) -> String {
+pub(crate) fn describe(cron: &Fields) -> String {
     let mut parts = vec![describe_time(cron)];
     let days = describe_days(cron);
     // "Every 15 minutes" needs no ", every day".
@@ -71,7 +71,7 @@ fn only_values(spec: &FieldSpec) -> bool {
     spec.items.iter().all(|item| matches!(item, Item::Value(_)))
 }
 
-fn describe_time(cron: &CronTimes) -> String {
+fn describe_time(cron: &Fields) -> String {
     let seconds_matter = cron.second.as_ref().filter(|s| s.text != "0");
     let all_values = only_values(&cron.minute)
         && only_values(&cron.hour)
@@ -129,7 +129,7 @@ fn describe_time(cron: &CronTimes) -> String {
     capitalize(&clauses.join(" "))
 }
 
-fn describe_days(cron: &CronTimes) -> String {
+fn describe_days(cron: &Fields) -> String {
     let dom = &cron.day_of_month;
     let dow = &cron.day_of_week;
     let dom_words = || {
@@ -319,5 +319,20 @@ mod tests {
             describe("0 12 1 * 1-5"),
             "At 12:00, on day 1 of the month and on every Monday to Friday"
         );
+    }
+
+    #[test]
+    fn a_job_schedule_with_h_is_described_as_resolved_and_shown_as_written() {
+        let s = Schedule::parse_for("H 3 * * mon-fri", "default", "backup").unwrap();
+        assert_eq!(s.as_str(), "H 3 * * mon-fri");
+        let minute = s.next_after(chrono::Utc::now(), chrono_tz::UTC).unwrap();
+        let minute = chrono::Timelike::minute(&minute);
+        assert_eq!(
+            s.describe(),
+            format!("At 03:{minute:02}, on Monday to Friday")
+        );
+        assert!(s.is_fixed_time());
+        let written = Schedule::parse_for("*/5 * * * *", "default", "backup").unwrap();
+        assert_eq!(written.describe(), "Every 5 minutes");
     }
 }

@@ -65,15 +65,34 @@ impl crate::exit::Coded for ScheduleError {
 }
 
 /// A parsed crontab schedule.
+///
+/// It keeps what finding fire times needs (the pattern croner is fed, a few flags), not the
+/// fields as written: a runner holds one per distinct expression for its whole life, and the
+/// written fields (kept for [`Schedule::describe`]) are read again from the text when wanted.
 #[derive(Debug, Clone)]
 pub struct Schedule {
     source: String,
     cron: Option<Box<CronTimes>>,
 }
 
-/// The time fields of a schedule that is not `@reboot`.
+/// What a schedule that is not `@reboot` needs to find its fire times.
 #[derive(Debug, Clone)]
 struct CronTimes {
+    /// The pattern croner is fed (see [`Matcher`]).
+    normalized: Box<str>,
+    /// Croner's day rule: a day must match both day fields (cronie, when either starts with `*`).
+    dom_and_dow: bool,
+    /// Neither the minute nor the hour field starts with `*` (see [`Schedule::is_fixed_time`]).
+    fixed_time: bool,
+    /// The 6-field form.
+    seconds: bool,
+    /// The fields parsed, when they are not the source's own: `H` resolved for the job.
+    resolved: Option<Box<str>>,
+}
+
+/// The time fields of a schedule as written, checked.
+#[derive(Debug, Clone)]
+struct Fields {
     /// `None` for the 5-field form.
     second: Option<FieldSpec>,
     minute: FieldSpec,
@@ -93,7 +112,13 @@ impl Schedule {
     pub fn parse_for(expr: &str, system: &str, name: &str) -> Result<Schedule, ScheduleError> {
         let resolved = hash::resolve(expr, &format!("{system}/{name}"))?;
         let mut schedule = Schedule::parse(&resolved)?;
-        schedule.source = expr.trim().to_string();
+        let source = expr.trim();
+        if source != schedule.source {
+            if let Some(cron) = schedule.cron.as_mut() {
+                cron.resolved = Some(std::mem::take(&mut schedule.source).into_boxed_str());
+            }
+            schedule.source = source.to_string();
+        }
         Ok(schedule)
     }
 
@@ -123,24 +148,20 @@ impl Schedule {
                     cron: None,
                 });
             }
-            let expansion = MACROS
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(source))
-                .map(|(_, expansion)| *expansion)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = MACROS.iter().map(|(name, _)| *name).collect();
-                    invalid(format!(
-                        "unknown macro (accepted: @reboot, {}; a macro stands alone)",
-                        names.join(", ")
-                    ))
-                })?;
-            let cron = CronTimes::parse(source, expansion)?;
+            let expansion = expand_macro(source).ok_or_else(|| {
+                let names: Vec<&str> = MACROS.iter().map(|(name, _)| *name).collect();
+                invalid(format!(
+                    "unknown macro (accepted: @reboot, {}; a macro stands alone)",
+                    names.join(", ")
+                ))
+            })?;
+            let cron = CronTimes::of(&Fields::parse(source, expansion)?);
             return Ok(Schedule {
                 source: source.to_string(),
                 cron: Some(Box::new(cron)),
             });
         }
-        let cron = CronTimes::parse(source, source)?;
+        let cron = CronTimes::of(&Fields::parse(source, source)?);
         Ok(Schedule {
             source: source.to_string(),
             cron: Some(Box::new(cron)),
@@ -168,13 +189,21 @@ impl Schedule {
 
     /// The 6-field form, with a leading second field.
     pub fn has_seconds(&self) -> bool {
-        self.cron.as_ref().is_some_and(|c| c.second.is_some())
+        self.cron.as_ref().is_some_and(|c| c.seconds)
     }
 
     /// Plain English, e.g. "At 03:00, every day".
     pub fn describe(&self) -> String {
         match &self.cron {
-            Some(c) => describe::describe(c),
+            Some(c) => {
+                let text = match &c.resolved {
+                    Some(resolved) => resolved,
+                    None => expand_macro(&self.source).unwrap_or(&self.source),
+                };
+                // Invariant: these fields parsed when the schedule was made.
+                let fields = Fields::parse(&self.source, text).expect("a parsed schedule parses");
+                describe::describe(&fields)
+            }
             None => "when the runner starts".to_string(),
         }
     }
@@ -252,9 +281,17 @@ impl std::str::FromStr for Schedule {
     }
 }
 
-impl CronTimes {
+/// A macro's fields (`@daily` → `0 0 * * *`); `None` for an unknown one.
+fn expand_macro(source: &str) -> Option<&'static str> {
+    MACROS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(source))
+        .map(|(_, expansion)| *expansion)
+}
+
+impl Fields {
     /// Parses `fields` (the source, or a macro's expansion); errors quote `source`.
-    fn parse(source: &str, fields: &str) -> Result<CronTimes, ScheduleError> {
+    fn parse(source: &str, fields: &str) -> Result<Fields, ScheduleError> {
         let invalid = |reason: String| ScheduleError::Invalid {
             expr: source.to_string(),
             reason,
@@ -319,7 +356,7 @@ impl CronTimes {
                 month.text, day_of_month.text
             )));
         }
-        Ok(CronTimes {
+        Ok(Fields {
             second,
             minute,
             hour,
@@ -333,6 +370,22 @@ impl CronTimes {
 
     fn is_fixed_time(&self) -> bool {
         !self.minute.starts_with_star() && !self.hour.starts_with_star()
+    }
+}
+
+impl CronTimes {
+    fn of(fields: &Fields) -> CronTimes {
+        CronTimes {
+            normalized: fields.normalized.as_str().into(),
+            dom_and_dow: fields.dom_and_dow,
+            fixed_time: fields.is_fixed_time(),
+            seconds: fields.second.is_some(),
+            resolved: None,
+        }
+    }
+
+    fn is_fixed_time(&self) -> bool {
+        self.fixed_time
     }
 
     /// Croner for one search. `None` only if croner refuses a pattern it accepted at parse time.

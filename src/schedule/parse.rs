@@ -239,8 +239,6 @@ pub(crate) fn parse_field(field: Field, text: &str) -> Result<FieldSpec, FieldPr
         }
         spec.items.push(item);
     }
-    // A runner keeps a schedule per distinct expression for its whole life: no spare capacity.
-    spec.items.shrink_to_fit();
     Ok(spec)
 }
 
