@@ -409,7 +409,6 @@ fn slots_missed_while_down_are_recorded_and_caught_up_per_policy() {
     conn.execute("UPDATE jobs SET next_run_at = ?1", [down_from.to_rfc3339()])
         .unwrap();
     drop(conn);
-    let started = Utc::now();
     let mut runner = env.spawn_runner(&[]);
     let seen = env.wait_for(Duration::from_secs(15), || {
         let (n, l) = (env.history("none"), env.history("latest"));
@@ -419,25 +418,33 @@ fn slots_missed_while_down_are_recorded_and_caught_up_per_policy() {
     std::thread::sleep(Duration::from_millis(500));
     stop(&mut runner);
     seen.unwrap_or_else(|| panic!("no missed rows; log:\n{}", env.runner_log()));
-    // Runs of slots from the time the runner was down, as opposed to slots after its start: the
-    // caught-up slot is at most the runner's start-up instant, whole seconds (its "registered"
-    // log line comes a few ms after it); the test's own clock reading before the spawn can fall
-    // before a slot the runner still counts as passed.
-    let log = env.runner_log();
-    let registered = log
-        .lines()
-        .find(|l| l.contains("registered"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|| panic!("no registered line; log:\n{log}"));
-    let started = started.max(
-        chrono::Timelike::with_nanosecond(&registered, 0).unwrap()
-            + chrono::Duration::milliseconds(1),
-    );
+    // Runs of slots from the time the runner was down, as opposed to slots after its start: a
+    // slot at or before the end of the job's missed range (the range `latest` records includes
+    // the slot it ran, "ran the latest once"). Read from the missed row,
+    // not from the clock: on a loaded machine the runner's start-up instant and its log lines can
+    // be a second apart.
+    let missed_until = |rows: &[Value]| {
+        let msg = rows
+            .iter()
+            .find(|r| r["status"] == "missed")
+            .and_then(|r| r["error_message"].as_str())
+            .unwrap_or_else(|| panic!("no missed row: {rows:?}"));
+        msg.split(" to ")
+            .nth(1)
+            .and_then(|rest| {
+                rest.split(':')
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(":")
+                    .parse::<chrono::DateTime<Utc>>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no range in {msg:?}"))
+    };
     let catch_up_runs = |rows: &[Value]| {
+        let until = missed_until(rows);
         rows.iter()
-            .filter(|r| r["status"] != "missed" && time(r, "scheduled_for") < started)
+            .filter(|r| r["status"] != "missed" && time(r, "scheduled_for") <= until)
             .count()
     };
     let none = env.history("none");
