@@ -632,14 +632,32 @@ fn run_now_from_the_page_records_a_manual_run_and_the_web_user() {
         })
         .expect("the run finished");
     assert_eq!(run["triggered_by"], "manual");
+    // One row, in the web user's name, as `cronmgr run-now` from a shell writes one.
     let rows = audit_rows(&env, "run-now");
-    assert!(
-        rows.iter()
-            .any(|r| r["user"] == "web-token" && r["target"] == "j"),
-        "{rows:?}"
-    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["user"], "web-token", "{rows:?}");
+    assert_eq!(rows[0]["target"], "j");
     let e = get(&web, &format!("/api/executions/{}", run["id"]));
     assert_eq!(e.json()["output"], "hi\n");
+}
+
+#[test]
+fn the_hidden_audited_flag_needs_the_web_users_row() {
+    let env = Env::new();
+    add_echo(&env, "j", &[]);
+    // No dashboard row to stand for this run: refused, nothing run, nothing recorded.
+    let before = env.dump();
+    let err = env.fails(2, &["run-now", "--audited", "1", "j"]);
+    assert!(
+        err.contains("no recent run-now of j by a web user"),
+        "{err}"
+    );
+    assert_eq!(env.dump(), before);
+    // A shell's own run-now row does not stand in either.
+    env.ok(&["run-now", "j"]);
+    let id = audit_rows(&env, "run-now")[0]["id"].as_i64().unwrap();
+    env.fails(2, &["run-now", "--audited", &id.to_string(), "j"]);
+    assert_eq!(env.history("j").len(), 1);
 }
 
 #[test]
