@@ -320,6 +320,12 @@ fn audit(ctx: &Ctx, store: &crate::store::Store, name: &str, args: &Args) -> any
     Ok(())
 }
 
+/// The dashboard's identities in the audit log (`web:NAME`, `web-token`, `web-socket:UID`); an
+/// OS account merely named `web…` is none of them.
+fn is_web_user(user: &str) -> bool {
+    user == "web-token" || user.starts_with("web:") || user.starts_with("web-socket:")
+}
+
 /// `--audited ID`: the dashboard wrote this run's audit row; make sure it did, recently, for
 /// this job, so the flag cannot run a job unrecorded.
 fn check_audited(
@@ -334,11 +340,26 @@ fn check_audited(
         since: Some(ctx.now() - AUDITED_WITHIN),
         limit: None,
     })?;
-    let found = rows.iter().any(|r| {
-        r.id == id && r.action == "run-now" && r.outcome == "ok" && r.user.starts_with("web")
-    });
+    let found = rows
+        .iter()
+        .any(|r| r.id == id && r.action == "run-now" && r.outcome == "ok" && is_web_user(&r.user));
     if !found {
         invalid!("--audited {id}: no recent run-now of {name} by a web user in the audit log");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_web_user;
+
+    #[test]
+    fn only_the_dashboards_identities_count_as_web_users() {
+        for u in ["web-token", "web:web", "web:alice", "web-socket:0"] {
+            assert!(is_web_user(u), "{u}");
+        }
+        for u in ["webadmin", "web", "root", "web-tokens", "alice"] {
+            assert!(!is_web_user(u), "{u}");
+        }
+    }
 }
