@@ -576,6 +576,120 @@ class Bench:
                               med_range(times, "ms", 1), "< 50 ms", "met" if med < 50 else "MISSED", "", ""))
         self.stats_result = results
 
+    # ---- scenario 5c: the dashboard's pages over 1,000,000 executions ----
+
+    def web(self):
+        """`cronmgr web` on the history database: each page's time from request to the last
+        byte (N requests after a warm-up, one at a time), then 50 clients streaming one running
+        execution's output at once."""
+        import http.client
+        import threading
+        log(f"web: the dashboard's pages over {HISTORY_ROWS:,} executions")
+        db = self.history_db("web")
+        token = "bench-token-0123456789abcdef"
+        config = os.path.join(self.work, "web-config.toml")
+        with open(config, "w") as f:
+            f.write('[executors]\nenabled = ["shell"]\n[executors.shell]\nallow = ["/usr/bin/sh"]\n')
+        env = dict(self.env, CRONMGR_CONFIG=config, CRONMGR_WEB_TOKEN=token)
+        # The job the 50 clients follow: a line every 50 ms for about 5 s.
+        subprocess.run([self.bin, "--db", db, "add", "web-stream", "--schedule", "0 0 1 1 *", "--",
+                        "/usr/bin/sh", "-c", "i=0; while [ $i -lt 100 ]; do i=$((i+1)); echo line $i; sleep 0.05; done"],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+        p = subprocess.Popen([self.bin, "--db", db, "web", "--listen", "127.0.0.1:0"], env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.remember_pid(p.pid)
+        addr = None
+        for line in p.stderr:
+            if "listening on " in line:
+                addr = line.split("listening on ")[1].split()[0].replace("http://", "")
+                break
+        threading.Thread(target=lambda: [None for _ in p.stderr], daemon=True).start()
+        host, port = addr.rsplit(":", 1)
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def fetch(path):
+            c = http.client.HTTPConnection(host, int(port), timeout=60)
+            t = time.perf_counter()
+            c.request("GET", path, headers=headers)
+            r = c.getresponse()
+            body = r.read()
+            dt = (time.perf_counter() - t) * 1000
+            c.close()
+            return r.status, body, dt
+
+        exe = self.query(db, "SELECT max(id) FROM executions")[0][0]
+        job = "job-0007"
+        pages = ["/", "/jobs", f"/jobs/{job}", f"/executions/{exe}", "/timeline", "/alerts", "/audit",
+                 "/settings", "/runners", "/metrics", "/api/jobs", f"/api/jobs/{job}",
+                 f"/api/jobs/{job}/history", f"/api/executions/{exe}", "/api/describe?schedule=0+3+*+*+*"]
+        n = self.m["cli_runs"] * 3
+        results = {}
+        for path in pages:
+            times, status, size = [], None, 0
+            for k in range(n + 1):  # the first is a warm-up
+                status, body, dt = fetch(path)
+                size = len(body)
+                if status != 200:
+                    self.notes.append(f"web {path}: HTTP {status}: {body[:200]!r}")
+                    break
+                if k:
+                    times.append(dt)
+            results[path] = times
+            if not times:
+                continue
+            med, p95 = statistics.median(times), pct(times, 95)
+            log(f"  {path}: median {med:.1f} ms, p95 {p95:.1f} ms, {size} bytes")
+            self.rows.append((f"web, {HISTORY_ROWS:,} executions", f"GET {path} ({n} requests)",
+                              f"{med:.1f} ms (p95 {p95:.1f})", "< 100 ms", "met" if p95 < 100 else "MISSED", "", ""))
+        # 50 clients on the live output of one running execution.
+        run = subprocess.Popen([self.bin, "--db", db, "--quiet", "run-now", "web-stream"], env=env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.remember_pid(run.pid)
+        running = None
+        deadline = time.time() + 30
+        while running is None and time.time() < deadline:
+            rows = self.query(db, "SELECT e.id FROM executions e JOIN jobs j ON j.id = e.job_id "
+                                  "WHERE j.name = 'web-stream' AND e.status = 'running'")
+            running = rows[0][0] if rows else None
+            time.sleep(0.02)
+        got = [None] * 50
+
+        def follow(k):
+            try:
+                c = http.client.HTTPConnection(host, int(port), timeout=60)
+                c.request("GET", f"/executions/{running}/stream", headers=headers)
+                r = c.getresponse()
+                lines, ended = 0, False
+                while True:
+                    line = r.fp.readline()
+                    if not line:
+                        break
+                    if line.startswith(b"data: line"):
+                        lines += 1
+                    if line.startswith(b"event: end"):
+                        ended = True
+                        break
+                got[k] = (lines, ended)
+            except Exception as e:  # noqa: BLE001 - counted as a client that got nothing
+                got[k] = (0, False)
+                self.notes.append(f"web stream client {k}: {e}")
+        threads = [threading.Thread(target=follow, args=(k,)) for k in range(50)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        took = time.perf_counter() - t0
+        run.wait(60)
+        full = sum(1 for g in got if g and g[0] == 100 and g[1])
+        some = sum(1 for g in got if g and g[0] > 0)
+        log(f"  50 streams: {full} got all 100 lines and the end, {some} got lines; {took:.1f} s")
+        self.rows.append((f"web, {HISTORY_ROWS:,} executions", "50 clients streaming one run's output (SSE)",
+                          f"{full}/50 got every line and the end ({some}/50 some lines), {took:.1f} s",
+                          "50/50", "met" if full == 50 else "MISSED", "", ""))
+        self.stop(p)
+        self.web_result = {"pages": results, "streams": got}
+
     # ---- scenario 6: retention of 100,000 rows while the burst runs ----
 
     def retention_burst(self):
@@ -1301,8 +1415,8 @@ def main():
     ap.add_argument("--no-cron", action="store_true")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--machine-limit", action="store_true")
-    ap.add_argument("--only", default="limit,latency,burst,durability,retention,history,stats,startup,apply,idle,soak",
-                    help="comma-separated scenarios (limit, latency, burst, durability, retention, history, stats, "
+    ap.add_argument("--only", default="limit,latency,burst,durability,retention,history,stats,web,startup,apply,idle,soak",
+                    help="comma-separated scenarios (limit, latency, burst, durability, retention, history, stats, web, "
                          "startup, apply, idle, soak; idle includes cron)")
     args = ap.parse_args()
     if args.machine_limit:
@@ -1335,6 +1449,8 @@ def main():
             b.history_status()
         if "stats" in only:
             b.stats()
+        if "web" in only:
+            b.web()
         if "startup" in only:
             b.startup()
         if "apply" in only:
@@ -1360,7 +1476,7 @@ def main():
     with open(os.path.join(b.work, "results.json"), "w") as f:
         json.dump({k: getattr(b, k, None) for k in
                    ("limit", "latency", "bursts", "idle_result", "cron_latency", "cron_burst", "durability_result",
-                    "retention", "history_result", "stats_result", "startup_result", "apply_result", "soak_result")}, f, default=str)
+                    "retention", "history_result", "stats_result", "web_result", "startup_result", "apply_result", "soak_result")}, f, default=str)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,15 @@ pub struct Args {
     /// default its end counts as a scheduled run's would: alerts, escalation, auto-disable
     #[arg(long)]
     pub no_alert: bool,
+    /// The dashboard's run-now: the id of the audit row it already wrote in the web user's
+    /// name, so this process writes none of its own (one row per run-now, as from a shell).
+    /// Checked: a recent `run-now` row of this job by a web user, or refused.
+    #[arg(long, hide = true, value_name = "AUDIT_ID")]
+    pub audited: Option<i64>,
 }
+
+/// How recent the dashboard's audit row must be for `--audited` to stand in for this run's.
+const AUDITED_WITHIN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// How long `run-now` waits, at most, for its alerts to be delivered before it exits; what is not
 /// sent by then stays in the outbox, for the runner to retry.
@@ -86,24 +94,11 @@ pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
             }
         });
     }
-    ctx.audit(
-        &store,
-        "run-now",
-        Some(&job.name),
-        Some(
-            [
-                (args.no_retry, "--no-retry"),
-                (args.force, "--force"),
-                (args.no_alert, "--no-alert"),
-            ]
-            .iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, flag)| *flag)
-            .collect::<Vec<_>>()
-            .join(" "),
-        )
-        .filter(|r| !r.is_empty()),
-    )?;
+    if let Some(id) = args.audited {
+        check_audited(&store, ctx, &job.name, id)?;
+    } else {
+        audit(ctx, &store, &job.name, &args)?;
+    }
     // On a shared database, be a (short-lived) member of the fleet: if this process dies, the
     // runners declare it lost after the lease and interrupt its execution.
     let presence = if store.backend() == crate::store::Backend::Postgres {
@@ -301,4 +296,71 @@ fn raise_alerts(
     }
     monitor.stop(ALERT_GRACE);
     Ok(())
+}
+
+/// The audit row of a run-now from a shell: the flags that change what it does.
+fn audit(ctx: &Ctx, store: &crate::store::Store, name: &str, args: &Args) -> anyhow::Result<()> {
+    ctx.audit(
+        store,
+        "run-now",
+        Some(name),
+        Some(
+            [
+                (args.no_retry, "--no-retry"),
+                (args.force, "--force"),
+                (args.no_alert, "--no-alert"),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, flag)| *flag)
+            .collect::<Vec<_>>()
+            .join(" "),
+        )
+        .filter(|r| !r.is_empty()),
+    )?;
+    Ok(())
+}
+
+/// The dashboard's identities in the audit log (`web:NAME`, `web-token`, `web-socket:UID`); an
+/// OS account merely named `web…` is none of them.
+fn is_web_user(user: &str) -> bool {
+    user == "web-token" || user.starts_with("web:") || user.starts_with("web-socket:")
+}
+
+/// `--audited ID`: the dashboard wrote this run's audit row; make sure it did, recently, for
+/// this job, so the flag cannot run a job unrecorded.
+fn check_audited(
+    store: &crate::store::Store,
+    ctx: &Ctx,
+    name: &str,
+    id: i64,
+) -> anyhow::Result<()> {
+    let rows = store.audit(&crate::store::AuditFilter {
+        system: Some(ctx.system().to_string()),
+        target: Some(name.to_string()),
+        since: Some(ctx.now() - AUDITED_WITHIN),
+        limit: None,
+    })?;
+    let found = rows
+        .iter()
+        .any(|r| r.id == id && r.action == "run-now" && r.outcome == "ok" && is_web_user(&r.user));
+    if !found {
+        invalid!("--audited {id}: no recent run-now of {name} by a web user in the audit log");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_web_user;
+
+    #[test]
+    fn only_the_dashboards_identities_count_as_web_users() {
+        for u in ["web-token", "web:web", "web:alice", "web-socket:0"] {
+            assert!(is_web_user(u), "{u}");
+        }
+        for u in ["webadmin", "web", "root", "web-tokens", "alice"] {
+            assert!(!is_web_user(u), "{u}");
+        }
+    }
 }

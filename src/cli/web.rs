@@ -396,6 +396,21 @@ impl web::Host for WebHost {
             Some("from the dashboard".into()),
         )
         .map_err(|e| action_error(&e))?;
+        // The child writes no row of its own: it is handed this one (one row per run-now).
+        let audited = store
+            .audit(&crate::store::AuditFilter {
+                system: Some(system.to_string()),
+                target: Some(job.name.clone()),
+                since: None,
+                limit: Some(20),
+            })
+            .map_err(|e| action_error(&e.into()))?
+            .into_iter()
+            .find(|r| r.action == "run-now" && r.user == user.name)
+            .map(|r| r.id)
+            .ok_or_else(|| {
+                action_error(&anyhow::anyhow!("the audit row of this run-now is missing"))
+            })?;
         let exe = std::env::current_exe().map_err(|e| action_error(&e.into()))?;
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("--db")
@@ -405,12 +420,18 @@ impl web::Host for WebHost {
         if let Some(c) = &self.global.config {
             cmd.arg("--config").arg(c);
         }
-        cmd.args(["--quiet", "run-now", name])
-            // The dashboard's own credential is nothing the job needs.
-            .env_remove("CRONMGR_WEB_TOKEN")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+        cmd.args([
+            "--quiet",
+            "run-now",
+            "--audited",
+            &audited.to_string(),
+            name,
+        ])
+        // The dashboard's own credential is nothing the job needs.
+        .env_remove("CRONMGR_WEB_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().map_err(|e| action_error(&e.into()))?;
         // Reap it when it ends.

@@ -122,7 +122,7 @@ fn form_page(
         .map(|e| e.message.clone());
     let text = |name: &'static str, label: &str, value: &str, hint: &str| {
         html! {
-            label.field class=(if err(name).is_some() { "field bad" } else { "field" }) {
+            label class=(if err(name).is_some() { "field bad" } else { "field" }) {
                 span { (label) }
                 input name=(name) value=(value) id=(format!("f-{name}"));
                 @if let Some(m) = err(name) { span.error { (m) } } @else if !hint.is_empty() { span.hint { (hint) } }
@@ -136,7 +136,7 @@ fn form_page(
             (csrf(Some(user)))
             div.grid2 {
                 (text("name", "Name", &f.name, "letters, digits, '.', '_', '-'"))
-                label.field class=(if err("schedule").is_some() { "field bad" } else { "field" }) {
+                label class=(if err("schedule").is_some() { "field bad" } else { "field" }) {
                     span { "Schedule" }
                     input name="schedule" value=(f.schedule) id="f-schedule" data-describe="/api/describe" autocomplete="off";
                     @if let Some(m) = err("schedule") { span.error #schedule-help { (m) } }
@@ -152,12 +152,12 @@ fn form_page(
                 (text("retry_delay", "Retry delay", &f.retry_delay, ""))
                 (text("command", "Executor", if f.command.is_empty() { "shell" } else { &f.command }, "shell, http, cleanup, backup, sqlite, …"))
             }
-            label.field class=(if err("argv").is_some() { "field bad" } else { "field" }) {
+            label class=(if err("argv").is_some() { "field bad" } else { "field" }) {
                 span { "Program and arguments (shell), one per line" }
                 textarea name="argv" rows="4" { (f.argv) }
                 @if let Some(m) = err("argv") { span.error { (m) } }
             }
-            label.field class=(if err("params").is_some() { "field bad" } else { "field" }) {
+            label class=(if err("params").is_some() { "field bad" } else { "field" }) {
                 span { "Parameters, one KEY=VALUE per line (VALUE may be JSON)" }
                 textarea name="params" rows="3" { (f.params) }
                 @if let Some(m) = err("params") { span.error { (m) } }

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `cronmgr` binary against a temporary database.
 
 mod alerts;
+mod browser;
 mod cancel;
 mod cgroups;
 mod edges;
@@ -30,3 +31,4 @@ mod spread;
 mod tables;
 mod treewalk;
 mod web;
+mod web_browser;

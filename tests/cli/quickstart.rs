@@ -42,11 +42,14 @@ fn the_readme_quick_start_works_for_a_new_user() {
     std::fs::create_dir_all(checkout.join("target/release")).unwrap();
     std::fs::create_dir_all(checkout.join("packaging")).unwrap();
     std::fs::create_dir_all(&home).unwrap();
-    std::fs::copy(
-        assert_cmd::cargo::cargo_bin("cronmgr"),
-        checkout.join("target/release/cronmgr"),
-    )
-    .unwrap();
+    // Copied by `cp`, not by this process: a write descriptor open here would be inherited by a
+    // child another test forks meanwhile, and exec of the copy would fail "Text file busy".
+    let copied = std::process::Command::new("cp")
+        .arg(assert_cmd::cargo::cargo_bin("cronmgr"))
+        .arg(checkout.join("target/release/cronmgr"))
+        .status()
+        .unwrap();
+    assert!(copied.success(), "cp the binary: {copied}");
     std::fs::write(checkout.join("packaging/config.toml"), CONFIG).unwrap();
     for p in [dir.path(), checkout.as_path()] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -3,8 +3,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::Duration;
 
@@ -13,12 +11,12 @@ use serde_json::Value;
 use crate::harness::{self, Env};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// A running `cronmgr web`; killed on drop.
-struct Web {
+pub(crate) struct Web {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Drop for Web {
@@ -45,7 +43,7 @@ fn web_cmd(env: &Env, extra: &[&str]) -> StdCommand {
 }
 
 /// Start the server and wait for its "listening on" line.
-fn start(env: &Env, extra: &[&str]) -> Web {
+pub(crate) fn start(env: &Env, extra: &[&str]) -> Web {
     let mut args = extra.to_vec();
     if !args.contains(&"--listen") {
         args.extend(["--listen", "127.0.0.1:0"]); // a free port: tests run in parallel
@@ -79,14 +77,14 @@ fn start(env: &Env, extra: &[&str]) -> Web {
 }
 
 /// A config with the test allowlist and a `[web]` section.
-fn with_web_config(env: &Env, web: &str) {
+pub(crate) fn with_web_config(env: &Env, web: &str) {
     let mut text = std::fs::read_to_string(&env.config).unwrap();
     text.push_str("[web]\n");
     text.push_str(web);
     std::fs::write(&env.config, text).unwrap();
 }
 
-fn password_hash(env: &Env) -> String {
+pub(crate) fn password_hash(env: &Env) -> String {
     let mut c = web_cmd(env, &["--hash-password"]);
     c.stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child = c.spawn().unwrap();
@@ -384,7 +382,7 @@ fn a_form_without_its_csrf_token_is_refused() {
 }
 
 /// The audit rows of an action on a job, as `audit --json` prints them.
-fn audit_rows(env: &Env, action: &str) -> Vec<Value> {
+pub(crate) fn audit_rows(env: &Env, action: &str) -> Vec<Value> {
     env.json(&["audit"])
         .as_array()
         .unwrap()
@@ -632,14 +630,32 @@ fn run_now_from_the_page_records_a_manual_run_and_the_web_user() {
         })
         .expect("the run finished");
     assert_eq!(run["triggered_by"], "manual");
+    // One row, in the web user's name, as `cronmgr run-now` from a shell writes one.
     let rows = audit_rows(&env, "run-now");
-    assert!(
-        rows.iter()
-            .any(|r| r["user"] == "web-token" && r["target"] == "j"),
-        "{rows:?}"
-    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["user"], "web-token", "{rows:?}");
+    assert_eq!(rows[0]["target"], "j");
     let e = get(&web, &format!("/api/executions/{}", run["id"]));
     assert_eq!(e.json()["output"], "hi\n");
+}
+
+#[test]
+fn the_hidden_audited_flag_needs_the_web_users_row() {
+    let env = Env::new();
+    add_echo(&env, "j", &[]);
+    // No dashboard row to stand for this run: refused, nothing run, nothing recorded.
+    let before = env.dump();
+    let err = env.fails(2, &["run-now", "--audited", "1", "j"]);
+    assert!(
+        err.contains("no recent run-now of j by a web user"),
+        "{err}"
+    );
+    assert_eq!(env.dump(), before);
+    // A shell's own run-now row does not stand in either.
+    env.ok(&["run-now", "j"]);
+    let id = audit_rows(&env, "run-now")[0]["id"].as_i64().unwrap();
+    env.fails(2, &["run-now", "--audited", &id.to_string(), "j"]);
+    assert_eq!(env.history("j").len(), 1);
 }
 
 #[test]
@@ -689,200 +705,6 @@ fn a_running_execution_streams_its_output_as_server_sent_events() {
         assert!(text.contains(line), "{line:?} missing from {text}");
     }
     let _ = handle.join();
-}
-
-/// A TCP port in front of a unix socket, as a reverse proxy would be: the browser's way in (the
-/// socket needs no login, so no cookie has to be planted in the browser).
-fn tcp_to_unix(sock: PathBuf) -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for c in l.incoming().map_while(Result::ok) {
-            let Ok(u) = UnixStream::connect(&sock) else {
-                continue;
-            };
-            let (mut c2, mut u2) = (c.try_clone().unwrap(), u.try_clone().unwrap());
-            let (mut c, mut u) = (c, u);
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut c, &mut u2);
-                let _ = u2.shutdown(std::net::Shutdown::Write);
-            });
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut u, &mut c2);
-                let _ = c2.shutdown(std::net::Shutdown::Write);
-            });
-        }
-    });
-    addr
-}
-
-fn chromium() -> Option<&'static str> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-}
-
-/// `chromium --headless` on `url`: the DOM after scripts ran, and a screenshot at `png`.
-fn browse(browser: &str, url: &str, png: &Path, height: u32) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let base = |c: &mut StdCommand| {
-        c.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--no-first-run",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--window-size=1400,{height}"))
-        .stderr(Stdio::null());
-    };
-    let mut shot = StdCommand::new(browser);
-    base(&mut shot);
-    let status = shot
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(url)
-        .status()
-        .unwrap();
-    assert!(status.success(), "chromium --screenshot {url}");
-    let mut dump = StdCommand::new(browser);
-    base(&mut dump);
-    let out = dump
-        .args(["--virtual-time-budget=3000", "--dump-dom", url])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "chromium --dump-dom {url}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-#[test]
-fn a_browser_renders_the_overview_the_job_page_and_the_editor() {
-    let Some(browser) = chromium() else {
-        return harness::skip("no chromium (apt-get install chromium; .ci/run installs it)");
-    };
-    let env = Env::new();
-    env.ok(&[
-        "add",
-        "nightly-backup",
-        "--schedule",
-        "0 3 * * *",
-        "--category",
-        "BACKUP",
-        "--timeout",
-        "5s",
-        "--description",
-        "Dump the app database",
-        "--",
-        "/usr/bin/sh",
-        "-c",
-        "echo dumping; sleep 0.2; echo done",
-    ]);
-    env.ok(&[
-        "add",
-        "failing",
-        "--schedule",
-        "*/15 * * * *",
-        "--priority",
-        "2",
-        "--",
-        "/usr/bin/false",
-    ]);
-    env.ok(&[
-        "add",
-        "heartbeat",
-        "--schedule",
-        "*/5 * * * *",
-        "--priority",
-        "8",
-        "--",
-        "/usr/bin/true",
-    ]);
-    for _ in 0..3 {
-        env.cmd()
-            .args(["run-now", "nightly-backup"])
-            .assert()
-            .success();
-    }
-    env.cmd().args(["run-now", "failing"]).assert().code(3);
-    let sock = env.dir.path().join("web.sock");
-    let _web = start(
-        &env,
-        &[
-            "--listen",
-            &format!("unix:{}", sock.display()),
-            "--allow-actions",
-        ],
-    );
-    let addr = tcp_to_unix(sock);
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let pages = [
-        (
-            "overview",
-            "/",
-            900,
-            &[
-                "Runner",
-                "Due in the next hour",
-                "Last executions",
-                "nightly-backup",
-            ][..],
-        ),
-        (
-            "jobs",
-            "/jobs",
-            500,
-            &["nightly-backup", "failing", "heartbeat", "BACKUP"][..],
-        ),
-        (
-            "job",
-            "/jobs/nightly-backup",
-            1200,
-            &[
-                "At 03:00",
-                "Duration per run",
-                "<svg",
-                "class=\"bar success\"",
-                "Recent executions",
-            ][..],
-        ),
-        (
-            "timeline",
-            "/timeline",
-            400,
-            &["nightly-backup", "class=\"tick"][..],
-        ),
-        (
-            "editor",
-            "/jobs/nightly-backup/edit",
-            900,
-            &["name=\"schedule\"", "schedule-next"][..],
-        ),
-    ];
-    for (name, path, height, expect) in pages {
-        let png = shots.join(format!("{name}.png"));
-        let dom = browse(browser, &format!("http://{addr}{path}"), &png, height);
-        for e in expect {
-            assert!(
-                dom.contains(e),
-                "{name}: {e:?} missing from the DOM:\n{dom}"
-            );
-        }
-        let size = std::fs::metadata(&png).unwrap().len();
-        // A blank 1400-pixel-wide PNG compresses to a few KiB; a page with text and charts does not.
-        assert!(
-            size > 20_000,
-            "{name}: the screenshot is {size} bytes: blank?"
-        );
-        eprintln!("screenshot: {}", png.display());
-        if name == "editor" {
-            // The script ran: the schedule's next fire times were filled in from /api/describe.
-            assert!(
-                dom.contains("<li>20"),
-                "the editor's preview is empty:\n{dom}"
-            );
-        }
-    }
 }
 
 /// A self-signed certificate for localhost and 127.0.0.1 (EC P-256, valid until 2126), made with
