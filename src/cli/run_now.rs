@@ -299,7 +299,12 @@ fn raise_alerts(
 }
 
 /// The audit row of a run-now from a shell: the flags that change what it does.
-fn audit(ctx: &Ctx, store: &crate::store::Store, name: &str, args: &Args) -> anyhow::Result<()> {
+fn audit(
+    ctx: &Ctx,
+    store: &crate::store::Store,
+    name: &str,
+    args: &Args,
+) -> crate::exit::Result<()> {
     ctx.audit(
         store,
         "run-now",
@@ -334,7 +339,7 @@ fn check_audited(
     ctx: &Ctx,
     name: &str,
     id: i64,
-) -> anyhow::Result<()> {
+) -> crate::exit::Result<()> {
     let rows = store.audit(&crate::store::AuditFilter {
         system: Some(ctx.system().to_string()),
         target: Some(name.to_string()),

@@ -409,7 +409,9 @@ impl web::Host for WebHost {
             .find(|r| r.action == "run-now" && r.user == user.name)
             .map(|r| r.id)
             .ok_or_else(|| {
-                action_error(&anyhow::anyhow!("the audit row of this run-now is missing"))
+                action_error(&Failure::runtime(
+                    "the audit row of this run-now is missing",
+                ))
             })?;
         let exe = std::env::current_exe().map_err(|e| action_error(&e.into()))?;
         let mut cmd = std::process::Command::new(exe);
