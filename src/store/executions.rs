@@ -18,7 +18,7 @@ use super::{
 
 const COLUMNS: &str = "e.id, e.job_id, j.name, j.system, e.status, e.scheduled_for, e.started_at, \
      e.finished_at, e.duration_ms, e.output, e.error_message, e.exit_code, e.triggered_by, e.attempt, \
-     e.memory_used_mb, e.cpu_used_percent, e.pid, e.runner_pid, e.cancelled_by";
+     e.memory_used_mb, e.cpu_used_percent, e.pid, e.runner_pid, e.cancelled_by, e.caused_by";
 
 /// A row the runner inserts to claim a slot (or to record a slot it will not run).
 #[derive(Debug, Clone)]
@@ -78,6 +78,7 @@ fn from_row(row: &Row<'_>) -> super::sql::Result<Execution> {
         pid: row.get(16)?,
         runner_pid: row.get(17)?,
         cancelled_by: row.get(18)?,
+        caused_by: row.get(19)?,
     })
 }
 

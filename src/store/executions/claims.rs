@@ -124,7 +124,7 @@ impl Store {
 
 /// The runner's writes, inside one transaction (see [`Store::batch`]).
 pub struct Batch<'c> {
-    conn: &'c Connection,
+    pub(in crate::store) conn: &'c Connection,
 }
 
 impl Batch<'_> {
