@@ -134,6 +134,7 @@ pub fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 runner_pid: Some(std::process::id()),
                 runner_id: presence.as_ref().map(|p| p.id),
                 fleet: None,
+                caused_by: None,
             })?
             .context("this run's slot was taken by another process")?;
         let live_log = crate::store::live_log_path(&ctx.db_path(), id);

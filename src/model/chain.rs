@@ -39,7 +39,9 @@ impl After {
             None => (text, On::Success),
         };
         if job.is_empty() {
-            return Err(format!("--after {text:?}: name the job (JOB or JOB:success|failure|any)"));
+            return Err(format!(
+                "--after {text:?}: name the job (JOB or JOB:success|failure|any)"
+            ));
         }
         Ok(After {
             job: job.to_string(),
@@ -152,9 +154,14 @@ mod tests {
     #[test]
     fn an_entry_names_a_job_and_which_ends_trigger() {
         assert_eq!(After::parse("a").unwrap().canonical(), "a:success");
-        assert_eq!(After::parse(" a : failure ").unwrap().canonical(), "a:failure");
+        assert_eq!(
+            After::parse(" a : failure ").unwrap().canonical(),
+            "a:failure"
+        );
         assert_eq!(After::parse("a:ANY").unwrap().on, On::Any);
-        assert!(After::parse("a:sometimes").unwrap_err().contains("expected one of: success, failure, any"));
+        assert!(After::parse("a:sometimes")
+            .unwrap_err()
+            .contains("expected one of: success, failure, any"));
         assert!(After::parse(":success").is_err());
         assert!(On::Success.matches(Status::Success));
         assert!(!On::Success.matches(Status::Failed));
@@ -165,10 +172,18 @@ mod tests {
 
     #[test]
     fn cycles_unknown_parents_and_self_are_problems() {
-        assert!(problems(&graph(&[("a", &[]), ("b", &["a:success"]), ("c", &["a:failure", "b"])])).is_empty());
+        assert!(problems(&graph(&[
+            ("a", &[]),
+            ("b", &["a:success"]),
+            ("c", &["a:failure", "b"])
+        ]))
+        .is_empty());
         let found = problems(&graph(&[("a", &["c"]), ("b", &["a"]), ("c", &["b:any"])]));
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].starts_with("the chains form a cycle: "), "{found:?}");
+        assert!(
+            found[0].starts_with("the chains form a cycle: "),
+            "{found:?}"
+        );
         for name in ["a", "b", "c"] {
             assert!(found[0].contains(name));
         }

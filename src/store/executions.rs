@@ -35,6 +35,10 @@ pub struct NewExecution {
     pub runner_id: Option<i64>,
     /// Rules the database enforces for a fleet of runners sharing it (PostgreSQL).
     pub fleet: Option<FleetRules>,
+    /// A chain's start: the execution whose end triggered it. The claim then also requires that
+    /// execution to have ended with a status a chain fires on (success, failed, timeout), so a
+    /// runner whose end was overruled (declared lost, recorded interrupted) fires nothing.
+    pub caused_by: Option<i64>,
 }
 
 /// What a claim checks against every runner's executions, not just the claiming runner's own.
@@ -224,6 +228,7 @@ mod fixtures {
             runner_pid: None,
             runner_id: None,
             fleet: None,
+            caused_by: None,
         }
     }
 

@@ -564,7 +564,7 @@ impl Store {
             for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
                 tracing::info!(version = i + 1, "applying database migration");
                 conn.execute_batch(sql)?;
-                if i + 1 == 8 {
+                if i + 1 == CHAIN_VERSION {
                     allow_chain_trigger(conn)?;
                 }
             }
@@ -846,7 +846,10 @@ impl<T> OptionalRow<T> for sql::Result<T> {
     }
 }
 
-/// Schema version 8 on SQLite: add `chain` to executions.triggered_by's CHECK. SQLite cannot
+/// The schema version that brings chains (migration 009).
+const CHAIN_VERSION: usize = 9;
+
+/// Schema version 9 on SQLite: add `chain` to executions.triggered_by's CHECK. SQLite cannot
 /// change a CHECK in place, and rebuilding the table takes half a minute on a million rows; its
 /// documentation gives this procedure for loosening a constraint instead (the rows already
 /// satisfy the new one, and the stored format does not change): edit the table's SQL in
