@@ -3,6 +3,7 @@
 mod alerts;
 mod cancel;
 mod cgroups;
+mod chains;
 mod edges;
 mod envsafety;
 mod executors;

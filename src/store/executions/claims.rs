@@ -17,8 +17,9 @@ const CANCELLABLE_ENDS: &str = "('failed', 'timeout', 'interrupted')";
 /// as one a chain fires on: on a fleet, a runner declared lost whose parent was recorded
 /// `interrupted` by another fires nothing, and the (job, cause, attempt) key keeps one start per
 /// cause. The parent's end lands before the claim, in the same transaction (the recorder's order).
-const CAUSE_ENDED: &str = "(?10 IS NULL OR EXISTS (SELECT 1 FROM executions c \
-     WHERE c.id = ?10 AND c.status IN ('success', 'failed', 'timeout')))";
+/// (The casts type a NULL cause for PostgreSQL, which cannot infer it from `IS NULL`.)
+const CAUSE_ENDED: &str = "(CAST(?10 AS BIGINT) IS NULL OR EXISTS (SELECT 1 FROM executions c \
+     WHERE c.id = CAST(?10 AS BIGINT) AND c.status IN ('success', 'failed', 'timeout')))";
 
 /// The actor as `cancelled_by` records it: the audit log's user, and who they were before sudo.
 fn actor_label(actor: &crate::store::Actor) -> String {
@@ -291,10 +292,10 @@ fn claim_fleet(
          ins AS ( \
              INSERT INTO executions (job_id, status, scheduled_for, started_at, triggered_by, \
                  attempt, error_message, runner_pid, runner_id, caused_by) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?15 \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, CAST(?15 AS BIGINT) \
              WHERE NOT EXISTS (SELECT 1 FROM busy) AND (?11 < 0 OR (SELECT n FROM load) < ?11) \
-                 AND (?15 IS NULL OR EXISTS (SELECT 1 FROM executions c \
-                     WHERE c.id = ?15 AND c.status IN ('success', 'failed', 'timeout'))) \
+                 AND (CAST(?15 AS BIGINT) IS NULL OR EXISTS (SELECT 1 FROM executions c \
+                     WHERE c.id = CAST(?15 AS BIGINT) AND c.status IN ('success', 'failed', 'timeout'))) \
              ON CONFLICT DO NOTHING RETURNING id), \
          upd AS ( \
              UPDATE jobs SET last_run_at = coalesce(?4, last_run_at), next_run_at = ?13 \
@@ -356,7 +357,7 @@ fn claim(conn: &Connection, new: &NewExecution) -> Result<Option<i64>> {
                  attempt, error_message, runner_pid, runner_id, finished_at, duration_ms, caused_by) \
                  SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
                      CASE WHEN ?2 = 'running' THEN NULL ELSE coalesce(?4, ?3) END, \
-                     CASE WHEN ?2 = 'running' THEN NULL ELSE 0 END, ?10 \
+                     CASE WHEN ?2 = 'running' THEN NULL ELSE 0 END, CAST(?10 AS BIGINT) \
                  WHERE {CAUSE_ENDED} \
                  ON CONFLICT DO NOTHING RETURNING id"
             ),
