@@ -150,7 +150,8 @@ fn history_as_csv_for_spreadsheets() {
             "exit_code",
             "memory_used_mb",
             "cpu_used_percent",
-            "error_message"
+            "error_message",
+            "caused_by"
         ]
     );
     assert_eq!(rows.len(), 3, "{out}");
@@ -163,6 +164,7 @@ fn history_as_csv_for_spreadsheets() {
         assert_eq!(row[6], e["scheduled_for"].as_str().unwrap());
         assert_eq!(row[9], e["duration_ms"].to_string());
         assert_eq!(row[13], e["error_message"].as_str().unwrap_or(""));
+        assert_eq!(row[14], "", "not chained: {e}");
     }
     let picky = &rows[1];
     assert_eq!(picky[2], "picky");
