@@ -40,7 +40,13 @@ pub struct JobSpec {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// May be left out when `after` is given: the job then runs only when triggered (`@never`).
+    #[serde(default)]
     pub schedule: String,
+    /// The jobs whose end triggers this one: `"NAME"` (on success) or
+    /// `"NAME:success|failure|any"` (`--after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// The executor; default `shell`.

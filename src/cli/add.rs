@@ -23,13 +23,14 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     job_args::check_name(&args.name)?;
-    if args.job.schedule.is_none() {
-        invalid!("--schedule is required (e.g. --schedule '0 3 * * *')");
+    if args.job.schedule.is_none() && args.job.after.is_empty() {
+        invalid!("--schedule is required (e.g. --schedule '0 3 * * *'), unless the job runs only after others (--after JOB)");
     }
     if args.job.command.is_none() && args.job.argv.is_empty() {
         invalid!("nothing to run: give a program after `--` (cronmgr add NAME --schedule EXPR -- /path/to/program ARG...) or --command EXECUTOR --param KEY=VALUE");
     }
-    let mut job = Job::new(ctx.system(), &args.name, "", "shell");
+    // A job given parents and no schedule runs only when they trigger it (or on run-now).
+    let mut job = Job::new(ctx.system(), &args.name, crate::schedule::NEVER, "shell");
     job.is_active = !args.disabled;
     args.job.apply(&mut job, false)?;
     crate::model::secrets::resolve(&mut job.params, None).map_err(crate::exit::Failure::usage)?;
@@ -37,6 +38,11 @@ pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let settings = store.settings(ctx.system())?;
     let now = ctx.now();
     job.next_run_at = job_args::validate(&job, &settings, ctx.config()?, now)?;
+    let existing = store.jobs(&crate::store::JobFilter {
+        system: Some(ctx.system().to_string()),
+        ..Default::default()
+    })?;
+    super::chains::check(&existing, &[&job], &[], false)?;
     ctx.require_admin(&store, "add", &job.name, &[&job])?;
     let job = store.insert_job(&job, now, ctx.by("add"))?;
     crate::runner::nudge(&ctx.db_path());

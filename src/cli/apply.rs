@@ -505,10 +505,16 @@ pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
         return Err(refuse(&problems, "the job files"));
     }
     let Some(store) = store else {
+        let jobs: Vec<&Job> = candidates.iter().map(|c| &c.job).collect();
+        super::chains::check(&[], &jobs, &[], true)
+            .map_err(|e| Failure::usage(format!("the job files: {e}")))?;
         return report_check(&files, &candidates, ctx);
     };
     let existing_by_id: HashMap<i64, Job> = existing.iter().map(|j| (j.id, j.clone())).collect();
-    let plan = Plan::by_name(existing, candidates, args.prune);
+    let plan = Plan::by_name(existing.clone(), candidates, args.prune);
+    let changed: Vec<&Job> = plan.updates.iter().chain(&plan.inserts).collect();
+    super::chains::check(&existing, &changed, &plan.deletes, false)
+        .map_err(|e| Failure::usage(format!("the job files cannot be applied: {e}")))?;
     if !args.dry_run {
         plan.require_admin(&store, &existing_by_id, ctx)?;
         plan.execute(&store, ctx, now, "apply")?;

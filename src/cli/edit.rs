@@ -46,6 +46,11 @@ pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let settings = store.settings(ctx.system())?;
     let now = ctx.now();
     job.next_run_at = job_args::validate(&job, &settings, ctx.config()?, now)?;
+    let existing = store.jobs(&crate::store::JobFilter {
+        system: Some(ctx.system().to_string()),
+        ..Default::default()
+    })?;
+    super::chains::check(&existing, &[&job], &[], false)?;
     ctx.require_admin(&store, "edit", &before.name, &[&before, &job])?;
     let job = store.update_job(&job, now, ctx.by("edit"))?;
     crate::runner::nudge(&ctx.db_path());
@@ -264,6 +269,15 @@ fn save(
             "cannot rename to {:?}: a job of that name exists",
             candidate.job.name
         )));
+    }
+    let mut edited = candidate.job.clone();
+    edited.id = before.id;
+    let existing = store.jobs(&crate::store::JobFilter {
+        system: Some(ctx.system().to_string()),
+        ..Default::default()
+    })?;
+    if let Err(e) = super::chains::check(&existing, &[&edited], &[], false) {
+        problems.push(located.problem(e.to_string()));
     }
     if !problems.is_empty() {
         return Ok(Err(problems));

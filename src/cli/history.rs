@@ -18,7 +18,7 @@ use crate::ExitCode;
                   a header row, then one execution per row, newest first, in these columns: id, system, job, \
                   status, triggered_by, attempt, scheduled_for, started_at, finished_at, duration_ms, \
                   exit_code, memory_used_mb, cpu_used_percent, error_message, memory_upper_bound (true: \
-                  memory_used_mb is an upper bound, see docs/limits.md). Times are RFC 3339 UTC, an \
+                  memory_used_mb is an upper bound, see docs/limits.md), caused_by. Times are RFC 3339 UTC, an \
                   absent value is empty, and text starting with = + - @ gets a leading ' so that \
                   spreadsheets show it rather than run it.\n\n\
                   --since and --until select by when each execution began (its start, else its slot): \
@@ -71,6 +71,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "cpu_used_percent",
     "error_message",
     "memory_upper_bound",
+    "caused_by",
 ];
 
 /// `--since`: a duration back from now, or an instant.
@@ -198,6 +199,7 @@ pub fn csv(executions: &[Execution]) -> String {
             opt(e.cpu_used_percent.map(|v| v.to_string())),
             text(e.error_message.as_deref().unwrap_or_default()).into_owned(),
             opt(e.memory_upper_bound.map(|v| v.to_string())),
+            opt(e.caused_by.map(|v| v.to_string())),
         ]));
     }
     out
@@ -236,7 +238,11 @@ pub fn table(executions: &[Execution], tz: Tz, with_job: bool) -> String {
         }
         row.extend([
             e.status.to_string(),
-            e.triggered_by.to_string(),
+            match e.caused_by {
+                // A chain's start (and its retries): the execution whose end triggered it.
+                Some(cause) => format!("{} (after #{cause})", e.triggered_by),
+                None => e.triggered_by.to_string(),
+            },
             e.attempt.to_string(),
             output::local(e.scheduled_for, tz),
             e.duration_ms

@@ -14,9 +14,12 @@ use crate::store::{Backoff, CatchUp, Job, Settings};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct JobArgs {
-    /// Cron expression: 5 fields, 6 with leading seconds, or @hourly/@daily/@weekly/@monthly/@yearly/@reboot
+    /// Cron expression: 5 fields, 6 with leading seconds, or @hourly/@daily/@weekly/@monthly/@yearly/@reboot; @never (the default with --after): only when triggered
     #[arg(long, short = 's', value_name = "EXPR")]
     pub schedule: Option<String>,
+    /// Run when JOB (of the same system) ends: on success (the default), failure (failed or timed out) or any of them, after its last retry; repeatable; `none` clears
+    #[arg(long = "after", value_name = "JOB[:success|failure|any]")]
+    pub after: Vec<String>,
     /// What the job is for
     #[arg(long, short = 'd')]
     pub description: Option<String>,
@@ -180,6 +183,7 @@ impl JobArgs {
     /// True when no flag at all was given.
     pub fn is_empty(&self) -> bool {
         self.schedule.is_none()
+            && self.after.is_empty()
             && self.description.is_none()
             && self.category.is_none()
             && self.priority.is_none()
@@ -218,6 +222,9 @@ impl JobArgs {
     pub fn apply(&self, job: &mut Job, editing: bool) -> crate::exit::Result<()> {
         if let Some(s) = &self.schedule {
             job.schedule = s.trim().to_string();
+        }
+        if !self.after.is_empty() {
+            job.after = super::chains::parse_after(&self.after)?;
         }
         if let Some(d) = &self.description {
             job.description = (!d.is_empty()).then(|| d.clone());

@@ -36,6 +36,26 @@ pub struct ListArgs {
 pub fn rm(args: NameArgs, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
     let store = ctx.store()?;
     let job = store.job(ctx.system(), &args.name)?;
+    let jobs = store.jobs(&JobFilter {
+        system: Some(ctx.system().to_string()),
+        ..Default::default()
+    })?;
+    let children: Vec<String> = (super::chains::children(&jobs, &job.name).into_iter())
+        .map(|c| {
+            c.rsplit_once(':')
+                .map_or(c.clone(), |(name, _)| name.to_string())
+        })
+        .collect();
+    if !children.is_empty() {
+        crate::invalid!(
+            "job {:?} cannot be removed: {} run{} after it (remove {} first, or edit {} --after none)",
+            job.name,
+            children.join(", "),
+            if children.len() == 1 { "s" } else { "" },
+            if children.len() == 1 { "it" } else { "them" },
+            if children.len() == 1 { "it" } else { "each" },
+        );
+    }
     ctx.require_admin(&store, "rm", &job.name, &[&job])?;
     let job = store.delete_job(ctx.system(), &args.name, ctx.now(), ctx.by("rm"))?;
     crate::runner::nudge(&ctx.db_path());

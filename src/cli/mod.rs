@@ -5,6 +5,7 @@ mod alert;
 mod alerts;
 mod apply;
 mod audit;
+mod chains;
 mod edit;
 mod exec;
 mod executions;

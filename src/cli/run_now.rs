@@ -130,6 +130,7 @@ pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
                 runner_pid: Some(std::process::id()),
                 runner_id: presence.as_ref().map(|p| p.id),
                 fleet: None,
+                caused_by: None,
             })?
             .context("this run's slot was taken by another process")?;
         let live_log = crate::store::live_log_path(&ctx.db_path(), id);

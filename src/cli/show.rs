@@ -23,6 +23,8 @@ struct Shown<'a> {
     effective_timezone: String,
     effective_timeout: u64,
     description_of_schedule: String,
+    /// The jobs this one runs after are its `after`; these run after it, as `NAME:ON`.
+    children: Vec<String>,
     upcoming: Vec<String>,
     recent_executions: Vec<Execution>,
 }
@@ -51,12 +53,20 @@ pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
         ..Default::default()
     })?;
     let timeout = job.timeout.unwrap_or(settings.default_timeout);
+    let children = super::chains::children(
+        &store.jobs(&crate::store::JobFilter {
+            system: Some(job.system.clone()),
+            ..Default::default()
+        })?,
+        &job.name,
+    );
     if ctx.global.json {
         output::json(&Shown {
             job: &job,
             effective_timezone: tz.name().to_string(),
             effective_timeout: timeout,
             description_of_schedule: schedule.describe(),
+            children: children.clone(),
             upcoming: upcoming.iter().map(|t| output::utc(*t)).collect(),
             recent_executions: recent,
         })?;
@@ -71,6 +81,8 @@ pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {
             "schedule",
             format!("{} ({})", job.schedule, schedule.describe()),
         ),
+        ("runs after", chain_line(&job.after)),
+        ("runs before", chain_line(&children)),
         (
             "timezone",
             if job.timezone.is_empty() {
@@ -211,6 +223,17 @@ fn quota_line(job: &Job, recent: &[Execution]) -> String {
         ),
         None => format!("{shown} (enforced only where the runner has the cgroup cpu controller)"),
     }
+}
+
+/// Chain entries (`NAME:ON`) as `NAME (on success), …`; `-` for none.
+fn chain_line(entries: &[String]) -> String {
+    if entries.is_empty() {
+        return "-".into();
+    }
+    (crate::model::chain::parents(entries).iter())
+        .map(|a| format!("{} (on {})", a.job, a.on))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The job's alert rules, its own or (marked) its system's.

@@ -287,6 +287,7 @@ fn job_args(form: &JobForm, before: Option<&JobForm>) -> Result<JobArgs, ActionE
         user: None,
         group: None,
         runner_labels: Vec::new(),
+        after: Vec::new(),
         argv: if argv_changed {
             lines(&form.argv)
         } else {

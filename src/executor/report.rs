@@ -312,6 +312,7 @@ mod tests {
                 runner_pid: None,
                 runner_id: None,
                 fleet: None,
+                caused_by: None,
             })
             .unwrap()
             .unwrap();

@@ -40,6 +40,20 @@ impl JobSpec {
     pub fn to_job_all(&self, system: &str) -> (Job, Vec<String>) {
         let mut errs: Vec<String> = Vec::new();
         let mut job = Job::new(system, &self.name, self.schedule.trim(), "shell");
+        if let Some(after) = &self.after {
+            let mut entries: Vec<String> = Vec::new();
+            for entry in after {
+                match crate::model::chain::After::parse(entry) {
+                    Ok(a) if !entries.contains(&a.canonical()) => entries.push(a.canonical()),
+                    Ok(_) => {}
+                    Err(e) => errs.push(format!("after: {e}")),
+                }
+            }
+            job.after = entries;
+            if job.schedule.is_empty() {
+                job.schedule = schedule::NEVER.to_string();
+            }
+        }
         job.description = self.description.clone().filter(|d| !d.is_empty());
         if let Some(z) = self.timezone.as_deref().filter(|z| !z.trim().is_empty()) {
             if let Some(tz) = ok(

@@ -45,6 +45,7 @@ impl JobSpec {
             name: job.name.clone(),
             description: job.description.clone().filter(|d| !d.is_empty()),
             schedule: job.schedule.clone(),
+            after: (!job.after.is_empty()).then(|| job.after.clone()),
             timezone: (!job.timezone.is_empty()).then(|| job.timezone.clone()),
             command: (job.command != "shell").then(|| job.command.clone()),
             argv,

@@ -87,9 +87,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Located>, Problem> {
         line: e.span().map_or(0, |s| lines.line(s.start)),
         message: e.message().trim().to_string(),
     })?;
-    Ok(raw
-        .job
-        .into_iter()
+    let jobs: Vec<Located> = (raw.job.into_iter())
         .map(|spanned| {
             let line = lines.line(spanned.span().start);
             Located {
@@ -98,7 +96,21 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Located>, Problem> {
                 line,
             }
         })
-        .collect())
+        .collect();
+    // `schedule` may be left out only by a job that runs after others (it is then `@never`).
+    if let Some(j) =
+        (jobs.iter()).find(|j| j.spec.schedule.trim().is_empty() && j.spec.after.is_none())
+    {
+        return Err(Problem {
+            file: file.to_string(),
+            line: j.line,
+            message: format!(
+                "job {:?}: missing field `schedule` (required unless the job has `after`)",
+                j.spec.name
+            ),
+        });
+    }
+    Ok(jobs)
 }
 
 /// Parse a job file, reporting every problem: when the file as a whole does not parse, each

@@ -18,7 +18,7 @@ closed_set!(
 );
 closed_set!(
     /// Why an execution happened.
-    Trigger { Schedule => "schedule", Manual => "manual", Retry => "retry" }
+    Trigger { Schedule => "schedule", Manual => "manual", Retry => "retry", Chain => "chain" }
 );
 
 /// One execution of a job (or a bookkeeping row: skipped, missed).
@@ -53,6 +53,8 @@ pub struct Execution {
     /// `user (sudo from other)`. Set while it is still running, before its process is signalled,
     /// so whoever records its end (the runner, `run-now`, recovery) records it `cancelled`.
     pub cancelled_by: Option<String>,
+    /// The execution whose end triggered this one (`triggered_by` = `chain`).
+    pub caused_by: Option<i64>,
 }
 
 /// How an execution ended, as the runner reports it.

@@ -106,6 +106,10 @@ pub struct Job {
     /// Only runners carrying every one of these labels (`run --label`) run the job.
     #[serde(default)]
     pub runner_labels: Vec<String>,
+    /// Jobs of its system whose end triggers this one, as `NAME:success|failure|any` (see
+    /// [`crate::model::chain`]).
+    #[serde(default)]
+    pub after: Vec<String>,
 }
 
 impl Job {
@@ -174,6 +178,7 @@ impl Job {
             run_user: None,
             run_group: None,
             runner_labels: Vec::new(),
+            after: Vec::new(),
         }
     }
 }

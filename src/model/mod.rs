@@ -42,6 +42,7 @@ macro_rules! closed_set {
 
 pub mod alert;
 pub mod bounds;
+pub mod chain;
 mod diff;
 mod execution;
 mod job;

@@ -26,6 +26,8 @@ pub struct Slot {
     pub due: DateTime<Utc>,
     /// When the first attempt started (max_runtime counts from here).
     pub first_started: Option<DateTime<Utc>>,
+    /// A chain's start (and its retries): the execution whose end triggered it.
+    pub cause: Option<i64>,
     /// Order among slots of equal priority and instant: the job id, or on a shared database a
     /// per-runner shuffle of it, so runners of a fleet work a burst from different ends instead
     /// of all racing for the same slots.
@@ -51,6 +53,7 @@ impl Slot {
             trigger,
             due: at,
             first_started: None,
+            cause: None,
             tie: match runner {
                 Some(runner) => shuffle(job_id, runner),
                 None => job_id as u64,
@@ -263,6 +266,7 @@ impl Dispatcher {
                     exclusive: slot.trigger != Trigger::Retry && !job.allow_concurrent,
                     cap: Some((job.system.clone(), settings.max_concurrent_jobs)),
                 }),
+                caused_by: slot.cause,
             };
             picked.push(Picked {
                 slot,

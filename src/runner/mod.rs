@@ -1,6 +1,7 @@
 //! The runner: due selection, claiming, worker threads, timeouts, retries, signals, sd_notify.
 
 mod calendar;
+mod chains;
 pub mod clock;
 mod dispatch;
 mod engine;

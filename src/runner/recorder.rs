@@ -46,6 +46,17 @@ pub enum Record {
     NextRuns(Vec<(i64, Option<DateTime<Utc>>)>),
 }
 
+/// `new` with its cause as a row id, when the cause was a provisional id that has landed (see
+/// [`Recorder::resolve`]); a cause still provisional stays as it is, and is resolved when its
+/// claim lands ahead of this one.
+fn with_cause(new: &NewExecution, resolve: &dyn Fn(i64) -> Option<i64>) -> NewExecution {
+    let mut new = new.clone();
+    if let Some(cause) = new.caused_by.filter(|c| *c < 0) {
+        new.caused_by = Some(resolve(cause).unwrap_or(cause));
+    }
+    new
+}
+
 /// Is this a refusal that passes (lock, full disk, I/O, a lost or restarting database), as
 /// opposed to a write that can never land? See [`StoreError::is_transient`].
 pub fn transient(e: &StoreError) -> bool {
@@ -158,7 +169,10 @@ impl Recorder {
         if self.journal.has(new)? {
             return Ok(None);
         }
-        if !self.is_failing() || self.journal.shared {
+        let new = &with_cause(new, &|id| self.resolve(id, &[]));
+        // A chain whose parent's claim has not landed yet waits behind it (journal and queue).
+        let cause_waits = new.caused_by.is_some_and(|c| c < 0);
+        if (!self.is_failing() || self.journal.shared) && !cause_waits {
             match store.claim_run(new, next_run_at) {
                 Ok(claimed) => {
                     self.landed(Vec::new(), 0);
@@ -236,10 +250,10 @@ impl Recorder {
         if try_db && !slots.is_empty() && self.journal.is_empty() {
             // The queued writes (ends and pids of earlier executions) go in the same transaction:
             // in a burst each loop turn then commits once, not once for them and once for claims.
-            let batch = self.land_with(store, |b| {
+            let batch = self.land_with(store, |b, resolve| {
                 slots
                     .iter()
-                    .map(|(new, next)| b.claim_run(new, *next))
+                    .map(|(new, next)| b.claim_run(&with_cause(new, resolve), *next))
                     .collect::<Result<Vec<_>, _>>()
             });
             match batch {
@@ -284,7 +298,7 @@ impl Recorder {
         if self.pending.is_empty() {
             return true;
         }
-        match self.land_with(store, |_| Ok(())) {
+        match self.land_with(store, |_, _| Ok(())) {
             Ok(()) => true,
             Err(e) if transient(&e) => {
                 self.note_failure(&e);
@@ -300,14 +314,17 @@ impl Recorder {
     fn land_with<T>(
         &mut self,
         store: &Store,
-        then: impl FnOnce(&crate::store::Batch<'_>) -> Result<T, StoreError>,
+        then: impl FnOnce(
+            &crate::store::Batch<'_>,
+            &dyn Fn(i64) -> Option<i64>,
+        ) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut ids = Vec::new();
         let out = store.batch(|b| {
             for write in &self.pending {
                 self.apply_in(b, write, &mut ids)?;
             }
-            then(b)
+            then(b, &|id| self.resolve(id, &ids))
         })?;
         self.ids.extend(ids);
         let held = self.pending.len();
@@ -391,7 +408,8 @@ impl Recorder {
                 new,
                 next_run_at,
             } => {
-                match b.claim_run(new, *next_run_at)? {
+                let new = with_cause(new, &|id| self.resolve(id, ids));
+                match b.claim_run(&new, *next_run_at)? {
                     Some(id) => ids.push((*provisional, id)),
                     None => {
                         // Someone else recorded the same slot meanwhile: it ran twice. Say so.
@@ -496,6 +514,7 @@ mod tests {
             runner_pid: Some(std::process::id()),
             runner_id: None,
             fleet: None,
+            caused_by: None,
         }
     }
 

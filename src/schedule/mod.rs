@@ -106,6 +106,9 @@ struct Fields {
     dom_and_dow: bool,
 }
 
+/// The schedule of a job with no time of its own (a chain's child, or a job run by hand).
+pub const NEVER: &str = "@never";
+
 impl Schedule {
     /// The schedule of the job `name` of `system`: `H` resolved for it (see [`hash`]), then
     /// parsed. Shown (`as_str`, `Display`) as written.
@@ -142,7 +145,7 @@ impl Schedule {
             )));
         }
         if source.starts_with('@') {
-            if source.eq_ignore_ascii_case("@reboot") {
+            if source.eq_ignore_ascii_case("@reboot") || source.eq_ignore_ascii_case(NEVER) {
                 return Ok(Schedule {
                     source: source.to_string(),
                     cron: None,
@@ -151,7 +154,7 @@ impl Schedule {
             let expansion = expand_macro(source).ok_or_else(|| {
                 let names: Vec<&str> = MACROS.iter().map(|(name, _)| *name).collect();
                 invalid(format!(
-                    "unknown macro (accepted: @reboot, {}; a macro stands alone)",
+                    "unknown macro (accepted: @reboot, @never, {}; a macro stands alone)",
                     names.join(", ")
                 ))
             })?;
@@ -175,7 +178,13 @@ impl Schedule {
 
     /// `@reboot`: runs when the runner starts, never has a next time.
     pub fn is_reboot(&self) -> bool {
-        self.cron.is_none()
+        self.cron.is_none() && !self.is_never()
+    }
+
+    /// `@never`: no time of its own; the job runs when its parents' ends trigger it (a chain,
+    /// `--after`) or on `run-now`.
+    pub fn is_never(&self) -> bool {
+        self.source.eq_ignore_ascii_case(NEVER)
     }
 
     /// Cronie's DST class: true unless the minute or hour field starts with `*`.
@@ -204,6 +213,9 @@ impl Schedule {
                 let fields = Fields::parse(&self.source, text).expect("a parsed schedule parses");
                 describe::describe(&fields)
             }
+            None if self.is_never() => {
+                "never on its own (after its parents, see --after, or run-now)".to_string()
+            }
             None => "when the runner starts".to_string(),
         }
     }
@@ -224,7 +236,7 @@ impl Schedule {
         after: DateTime<Utc>,
         tz: Tz,
     ) -> Result<Option<DateTime<Utc>>, ScheduleError> {
-        if self.is_reboot() {
+        if self.cron.is_none() {
             return Ok(None);
         }
         match self.next_after(after, tz) {

@@ -19,7 +19,7 @@ use super::{
 const COLUMNS: &str = "e.id, e.job_id, j.name, j.system, e.status, e.scheduled_for, e.started_at, \
      e.finished_at, e.duration_ms, e.output, e.error_message, e.exit_code, e.triggered_by, e.attempt, \
      e.memory_used_mb, e.cpu_used_percent, e.pid, e.runner_pid, e.cancelled_by, \
-     e.is_memory_upper_bound, e.is_cpu_quota_enforced";
+     e.is_memory_upper_bound, e.is_cpu_quota_enforced, e.caused_by";
 
 /// A row the runner inserts to claim a slot (or to record a slot it will not run).
 #[derive(Debug, Clone)]
@@ -36,6 +36,10 @@ pub struct NewExecution {
     pub runner_id: Option<i64>,
     /// Rules the database enforces for a fleet of runners sharing it (PostgreSQL).
     pub fleet: Option<FleetRules>,
+    /// A chain's start: the execution whose end triggered it. The claim then also requires that
+    /// execution to have ended with a status a chain fires on (success, failed, timeout), so a
+    /// runner whose end was overruled (declared lost, recorded interrupted) fires nothing.
+    pub caused_by: Option<i64>,
 }
 
 /// What a claim checks against every runner's executions, not just the claiming runner's own.
@@ -81,6 +85,7 @@ fn from_row(row: &Row<'_>) -> super::sql::Result<Execution> {
         cancelled_by: row.get(18)?,
         memory_upper_bound: row.get(19)?,
         cpu_quota_enforced: row.get(20)?,
+        caused_by: row.get(21)?,
     })
 }
 
@@ -226,6 +231,7 @@ mod fixtures {
             runner_pid: None,
             runner_id: None,
             fleet: None,
+            caused_by: None,
         }
     }
 
@@ -295,7 +301,10 @@ mod tests {
         let store = Store::open(&path).unwrap();
         // Later migrations add indexes of their own (7: executions_job_status).
         let mut after = objects(store.sqlite().unwrap());
-        after.retain(|o| !o.starts_with("index executions_job_status:"));
+        after.retain(|o| {
+            !o.starts_with("index executions_job_status:")
+                && !o.starts_with("index executions_chain_key:") // 9
+        });
         assert_eq!(after, before);
         let kept = store.execution(41).unwrap();
         assert_eq!(

@@ -58,6 +58,7 @@ record! {
         run_group: Plain => insert update;
         runner_labels: Json => insert update;
         jitter: Number => insert update;
+        after: Json => insert update;
     }
     stamps {}
 }

@@ -5,6 +5,7 @@
 
 mod alerts;
 mod audit;
+mod chains;
 mod checkpoint;
 pub mod copy;
 mod executions;
@@ -79,6 +80,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/006_cancelled.sql"),
     include_str!("migrations/007_jitter.sql"),
     include_str!("migrations/008_stats_index.sql"),
+    include_str!("migrations/009_chains.sql"),
     include_str!("migrations/010_job_targets_quota.sql"),
 ];
 
@@ -93,6 +95,7 @@ const MIGRATIONS_POSTGRES: &[&str] = &[
     include_str!("migrations/postgres/006_cancelled.sql"),
     include_str!("migrations/postgres/007_jitter.sql"),
     include_str!("migrations/postgres/008_stats_index.sql"),
+    include_str!("migrations/postgres/009_chains.sql"),
     include_str!("migrations/postgres/010_job_targets_quota.sql"),
 ];
 
@@ -574,6 +577,9 @@ impl Store {
             for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
                 tracing::info!(version = i + 1, "applying database migration");
                 conn.execute_batch(sql)?;
+                if i + 1 == CHAIN_VERSION {
+                    allow_chain_trigger(conn)?;
+                }
             }
             conn.pragma_update(None, "application_id", APPLICATION_ID)?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -851,6 +857,36 @@ impl<T> OptionalRow<T> for sql::Result<T> {
     fn opt(self) -> Result<Option<T>> {
         Ok(self.optional()?)
     }
+}
+
+/// The schema version that brings chains (migration 009).
+const CHAIN_VERSION: usize = 9;
+
+/// Schema version 9 on SQLite: add `chain` to executions.triggered_by's CHECK. SQLite cannot
+/// change a CHECK in place, and rebuilding the table takes half a minute on a million rows; its
+/// documentation gives this procedure for loosening a constraint instead (the rows already
+/// satisfy the new one, and the stored format does not change): edit the table's SQL in
+/// sqlite_schema and bump the schema cookie, in the migration's transaction.
+/// <https://www.sqlite.org/lang_altertable.html#otheralter>
+fn allow_chain_trigger(conn: &rusqlite::Connection) -> Result<()> {
+    const OLD: &str = "CHECK (triggered_by IN ('schedule', 'manual', 'retry'))";
+    const NEW: &str = "CHECK (triggered_by IN ('schedule', 'manual', 'retry', 'chain'))";
+    let cookie: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA writable_schema = ON")?;
+    let changed = conn.execute(
+        "UPDATE sqlite_schema SET sql = replace(sql, ?1, ?2) \
+         WHERE type = 'table' AND name = 'executions' AND instr(sql, ?1) > 0",
+        [OLD, NEW],
+    );
+    conn.execute_batch(&format!("PRAGMA schema_version = {}", cookie + 1))?;
+    conn.execute_batch("PRAGMA writable_schema = OFF")?;
+    if changed? != 1 {
+        return Err(StoreError::NotOurs {
+            path: PathBuf::from("executions"),
+            why: "its triggered_by CHECK is not the one cronmgr wrote".into(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

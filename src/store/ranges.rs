@@ -90,6 +90,7 @@ mod tests {
                     runner_pid: None,
                     runner_id: None,
                     fleet: None,
+                    caused_by: None,
                 })
                 .unwrap();
         }

@@ -333,6 +333,7 @@ mod tests {
                 runner_pid: Some(42),
                 runner_id: Some(a),
                 fleet: None,
+                caused_by: None,
             })
             .unwrap()
             .unwrap();

@@ -151,7 +151,8 @@ fn history_as_csv_for_spreadsheets() {
             "memory_used_mb",
             "cpu_used_percent",
             "error_message",
-            "memory_upper_bound"
+            "memory_upper_bound",
+            "caused_by"
         ]
     );
     assert_eq!(rows.len(), 3, "{out}");
@@ -173,6 +174,7 @@ fn history_as_csv_for_spreadsheets() {
                 bound.to_string()
             }
         );
+        assert_eq!(row[15], "", "not chained: {e}");
     }
     let picky = &rows[1];
     assert_eq!(picky[2], "picky");

@@ -4,6 +4,7 @@ mod alerts;
 mod browser;
 mod cancel;
 mod cgroups;
+mod chains;
 mod edges;
 mod envsafety;
 mod executors;

@@ -36,6 +36,7 @@ pub fn row(
         runner_pid: Some(std::process::id()),
         runner_id: None,
         fleet: None,
+        caused_by: None,
     }
 }
 
@@ -204,6 +205,8 @@ impl Engine<'_> {
             && self.retry(run.slot.clone(), now);
         if !retried {
             let id = self.recorder.row_id(execution);
+            // Before the alert rules, which may disable the parent (its children fire anyway).
+            self.fire_chains(&run.slot, id, finish.status, now);
             let disabled = alert(
                 &self.store,
                 &mut self.monitor,
@@ -224,6 +227,35 @@ impl Engine<'_> {
             // Land this end first, so the metrics file counts it.
             self.flush_records();
             self.report(now);
+        }
+    }
+
+    /// A job's execution `cause` ended for good (no retry follows) with `status`: queue a start
+    /// of each child whose `--after` that end meets. Each is a slot like any other (caps,
+    /// priority, overlap, retries), triggered by `chain` and caused by `cause`; its claim also
+    /// checks that the database records the parent's end as one a chain fires on, and takes
+    /// one start per cause, so on a fleet a chain fires once (see `claims.rs`).
+    fn fire_chains(&mut self, parent: &Slot, cause: i64, status: Status, now: DateTime<Utc>) {
+        let Some(entry) = self.calendar.get(parent.job_id) else {
+            return;
+        };
+        let children = (self.chains).fired_by(&entry.job.system, &entry.job.name, status);
+        if children.is_empty() {
+            return;
+        }
+        let name = entry.job.name.clone();
+        if self.life.stop.stopping() {
+            tracing::warn!(job = %name, execution = cause, "the runner is stopping: the jobs after it are not started");
+            return;
+        }
+        let runner = self.fleet.as_ref().map(|f| f.id);
+        for child in children {
+            let mut slot = Slot::new(&self.calendar, child, now, 1, Trigger::Chain, runner);
+            slot.cause = Some(cause);
+            if let Some(e) = self.calendar.get(child) {
+                tracing::info!(job = %e.job.name, after = %name, execution = cause, %status, "chain: queued");
+            }
+            self.enqueue(slot, now);
         }
     }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::calendar::{Calendar, Gap};
+use super::chains::Chains;
 use super::clock::Clock;
 use super::dispatch::Dispatcher;
 use super::fleet::{self, FleetMember};
@@ -89,6 +90,8 @@ pub struct Engine<'c> {
     opts: Options,
     store: Store,
     calendar: Calendar,
+    /// Which jobs each job's end triggers (`--after`), from the calendar's jobs.
+    chains: Chains,
     dispatch: Dispatcher,
     life: Lifecycle,
     housekeeping: Housekeeping,
@@ -114,6 +117,7 @@ impl<'c> Engine<'c> {
             clock,
             spawner,
             calendar: Calendar::default(),
+            chains: Chains::default(),
             dispatch: Dispatcher::default(),
             life: Lifecycle::new(clock.now(), mono),
             housekeeping: Housekeeping::new(&store, mono),

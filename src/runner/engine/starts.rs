@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use super::{ends, Engine, Event};
 use crate::config::Config;
 use crate::runner::calendar::Fire;
+use crate::runner::chains::Chains;
 use crate::runner::dispatch::{Claimant, Picked, Running, Slot, OVERLAP, WAITING};
 use crate::runner::execute;
 use crate::runner::process::Cancel;
@@ -26,6 +27,7 @@ impl Engine<'_> {
         })?;
         self.housekeeping.reload_failed = false;
         let refused = self.calendar.load(settings, jobs, &self.opts.labels, now);
+        self.chains = Chains::load(self.calendar.jobs());
         for (job, why) in refused {
             self.recorder.write(Record::Row(NewExecution {
                 error_message: Some(format!(
@@ -101,19 +103,22 @@ impl Engine<'_> {
                 }
                 Fire::Run { job_id, at } => {
                     let slot = self.slot(job_id, at);
-                    let alone = self
-                        .calendar
-                        .get(job_id)
-                        .is_some_and(|e| !e.job.allow_concurrent);
-                    if let Err(slot) = self.dispatch.enqueue(slot, !alone) {
-                        self.record_skipped(&slot, WAITING, now);
-                    }
+                    self.enqueue(slot, now);
                 }
                 Fire::Reboot { job_id, at } => {
                     let slot = self.slot(job_id, at);
                     self.dispatch.push(slot);
                 }
             }
+        }
+    }
+
+    /// Queue a due slot; one of a job that may not overlap and already has one waiting is
+    /// recorded as skipped.
+    pub(super) fn enqueue(&mut self, slot: Slot, now: DateTime<Utc>) {
+        let alone = (self.calendar.get(slot.job_id)).is_some_and(|e| !e.job.allow_concurrent);
+        if let Err(slot) = self.dispatch.enqueue(slot, !alone) {
+            self.record_skipped(&slot, WAITING, now);
         }
     }
 
@@ -125,6 +130,7 @@ impl Engine<'_> {
     pub(super) fn record_skipped(&mut self, slot: &Slot, why: &str, now: DateTime<Utc>) {
         self.recorder.write(Record::Row(NewExecution {
             error_message: Some(format!("skipped: {why}")),
+            caused_by: slot.cause,
             ..ends::row(
                 slot.job_id,
                 Status::Skipped,

@@ -542,3 +542,5 @@ fn an_h_schedule_fires_at_the_minute_its_job_hashes_to() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].3, at(1, minute, 0));
 }
+
+mod chains;

@@ -166,6 +166,7 @@ impl Journal {
                     runner_pid: Some(pid),
                     runner_id: None,
                     fleet: None,
+                    caused_by: None,
                 },
                 pid,
             ));

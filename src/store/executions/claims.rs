@@ -13,6 +13,14 @@ use crate::store::{
 /// The statuses an end caused by a cancel's signal is recorded with, before it is known to be one.
 const CANCELLABLE_ENDS: &str = "('failed', 'timeout', 'interrupted')";
 
+/// A chain's claim (`caused_by` = ?10) stands only when the causing execution's end is recorded
+/// as one a chain fires on: on a fleet, a runner declared lost whose parent was recorded
+/// `interrupted` by another fires nothing, and the (job, cause, attempt) key keeps one start per
+/// cause. The parent's end lands before the claim, in the same transaction (the recorder's order).
+/// (The casts type a NULL cause for PostgreSQL, which cannot infer it from `IS NULL`.)
+const CAUSE_ENDED: &str = "(CAST(?10 AS BIGINT) IS NULL OR EXISTS (SELECT 1 FROM executions c \
+     WHERE c.id = CAST(?10 AS BIGINT) AND c.status IN ('success', 'failed', 'timeout')))";
+
 /// The actor as `cancelled_by` records it: the audit log's user, and who they were before sudo.
 fn actor_label(actor: &crate::store::Actor) -> String {
     match &actor.sudo_user {
@@ -286,10 +294,12 @@ fn claim_fleet(
              WHERE ?11 >= 0 AND e.status = 'running' AND j.system = ?12), \
          ins AS ( \
              INSERT INTO executions (job_id, status, scheduled_for, started_at, triggered_by, \
-                 attempt, error_message, runner_pid, runner_id) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 \
+                 attempt, error_message, runner_pid, runner_id, caused_by) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, CAST(?15 AS BIGINT) \
              WHERE NOT EXISTS (SELECT 1 FROM busy) AND (?11 < 0 OR (SELECT n FROM load) < ?11) \
-             ON CONFLICT (job_id, scheduled_for, attempt) DO NOTHING RETURNING id), \
+                 AND (CAST(?15 AS BIGINT) IS NULL OR EXISTS (SELECT 1 FROM executions c \
+                     WHERE c.id = CAST(?15 AS BIGINT) AND c.status IN ('success', 'failed', 'timeout'))) \
+             ON CONFLICT DO NOTHING RETURNING id), \
          upd AS ( \
              UPDATE jobs SET last_run_at = coalesce(?4, last_run_at), next_run_at = ?13 \
              WHERE id = ?1 AND ?14 = 1 AND EXISTS (SELECT 1 FROM ins) RETURNING id) \
@@ -310,6 +320,7 @@ fn claim_fleet(
             system,
             run.flatten().map(fmt_time),
             run.is_some() as i64,
+            new.caused_by,
         ],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
@@ -344,12 +355,15 @@ fn claim(conn: &Connection, new: &NewExecution) -> Result<Option<i64>> {
     }
     let id = conn
         .prepare_cached(
-            "INSERT INTO executions (job_id, status, scheduled_for, started_at, triggered_by, attempt, \
-             error_message, runner_pid, runner_id, finished_at, duration_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+            &format!(
+                "INSERT INTO executions (job_id, status, scheduled_for, started_at, triggered_by, \
+                 attempt, error_message, runner_pid, runner_id, finished_at, duration_ms, caused_by) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
                      CASE WHEN ?2 = 'running' THEN NULL ELSE coalesce(?4, ?3) END, \
-                     CASE WHEN ?2 = 'running' THEN NULL ELSE 0 END) \
-             ON CONFLICT (job_id, scheduled_for, attempt) DO NOTHING RETURNING id",
+                     CASE WHEN ?2 = 'running' THEN NULL ELSE 0 END, CAST(?10 AS BIGINT) \
+                 WHERE {CAUSE_ENDED} \
+                 ON CONFLICT DO NOTHING RETURNING id"
+            ),
         )?
         .query_row(params![
             new.job_id,
@@ -361,6 +375,7 @@ fn claim(conn: &Connection, new: &NewExecution) -> Result<Option<i64>> {
             new.error_message,
             new.runner_pid,
             new.runner_id,
+            new.caused_by,
             ],
             |r| r.get(0),
         )
