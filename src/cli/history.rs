@@ -17,8 +17,9 @@ use crate::ExitCode;
                   --format csv: RFC 4180 (CRLF line ends, fields with commas, quotes or line breaks quoted), \
                   a header row, then one execution per row, newest first, in these columns: id, system, job, \
                   status, triggered_by, attempt, scheduled_for, started_at, finished_at, duration_ms, \
-                  exit_code, memory_used_mb, cpu_used_percent, error_message, memory_upper_bound (true: \
-                  memory_used_mb is an upper bound, see docs/limits.md), caused_by. Times are RFC 3339 UTC, an \
+                  exit_code, memory_used_mb, cpu_used_percent, error_message, memory_upper_bound, caused_by \
+                  (memory_upper_bound true: memory_used_mb is an upper bound, see docs/limits.md; caused_by: \
+                  the execution whose end started this one, see --after). Times are RFC 3339 UTC, an \
                   absent value is empty, and text starting with = + - @ gets a leading ' so that \
                   spreadsheets show it rather than run it.\n\n\
                   --since and --until select by when each execution began (its start, else its slot): \
