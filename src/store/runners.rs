@@ -97,7 +97,38 @@ fn db_now(conn: &Connection, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     })
 }
 
+/// The fleet as the database sees it: its clock, and the runners that have neither stopped nor
+/// been declared lost (up, or silent past their lease), newest first.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// The database's clock (PostgreSQL) when it was read, for heartbeat ages that do not
+    /// depend on the clock of the host asking.
+    pub now: DateTime<Utc>,
+    pub runners: Vec<Runner>,
+}
+
+impl Fleet {
+    /// Runners whose heartbeat is within their lease.
+    pub fn up(&self) -> impl Iterator<Item = &Runner> {
+        self.runners.iter().filter(|r| r.state(self.now) == "up")
+    }
+
+    /// How long ago a runner last heartbeat, in seconds (never negative).
+    pub fn heartbeat_age(&self, r: &Runner) -> f64 {
+        ((self.now - r.heartbeat_at).num_milliseconds().max(0) as f64) / 1000.0
+    }
+}
+
 impl Store {
+    /// The fleet now (see [`Fleet`]); `now` is the clock on SQLite, where there is one host.
+    pub fn fleet(&self, now: DateTime<Utc>) -> Result<Fleet> {
+        let now = db_now(&self.conn, now)?;
+        Ok(Fleet {
+            now,
+            runners: self.runners(false)?,
+        })
+    }
+
     /// Register a starting runner; its id.
     pub fn register_runner(&self, r: &NewRunner, now: DateTime<Utc>) -> Result<i64> {
         self.write(|conn| {

@@ -454,3 +454,144 @@ fn a_run_now_killed_with_kill_9_is_interrupted_by_the_fleet_after_its_lease() {
     assert!(ended["error_message"].as_str().unwrap().contains("lease"));
     assert!(time(&ended, "finished_at") - killed_at < Span::seconds(7));
 }
+
+/// `status` and `metrics` on PostgreSQL report the fleet from the `runners` table, whatever host
+/// asks (here: neither runner's): both runners, their hosts, heartbeat ages and loads; and
+/// never "runner: not running" while they are up.
+#[test]
+fn status_and_metrics_report_every_runner_of_the_fleet_whatever_host_asks() {
+    let Some(env) = Env::postgres() else { return };
+    env.ok(&[
+        "add",
+        "hold",
+        "--schedule",
+        "*/1 * * * * *",
+        "--",
+        "/usr/bin/sleep",
+        "30",
+    ]);
+    let Some(mut a) = env.spawn_runner_on_host("a", "fleet-host-a", &[]) else {
+        return;
+    };
+    let Some(mut b) = env.spawn_runner_on_host("b", "fleet-host-b", &["--max-concurrent", "3"])
+    else {
+        let _ = a.kill();
+        return;
+    };
+    runners_up(&env, 2);
+    // The job allows no overlap: one runner runs it, the other's load stays 0.
+    let status = env
+        .wait_for(Duration::from_secs(20), || {
+            let s = env.json(&["status"]);
+            let busy = s["fleet"]["runners"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["running"] == 1));
+            busy.then_some(s)
+        })
+        .unwrap_or_else(|| panic!("no runner took the job\n{}", logs(&env, &["a", "b"])));
+    let fleet = &status["fleet"];
+    assert_eq!(fleet["runners_up"], 2, "{status:#}");
+    let runners = fleet["runners"].as_array().unwrap();
+    let hosts: BTreeSet<&str> = runners
+        .iter()
+        .map(|r| r["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        hosts,
+        BTreeSet::from(["fleet-host-a", "fleet-host-b"]),
+        "{status:#}"
+    );
+    for r in runners {
+        assert_eq!(r["state"], "up", "{r:#}");
+        let age = r["heartbeat_age_seconds"].as_f64().unwrap();
+        assert!(
+            (0.0..=r["lease_seconds"].as_f64().unwrap()).contains(&age),
+            "{r:#}"
+        );
+    }
+    let load: Vec<u64> = runners
+        .iter()
+        .map(|r| r["running"].as_u64().unwrap())
+        .collect();
+    assert_eq!(load.iter().sum::<u64>(), 1, "{status:#}");
+    let b_row = runners
+        .iter()
+        .find(|r| r["host"] == "fleet-host-b")
+        .unwrap();
+    assert_eq!(b_row["max_concurrent"], 3);
+    assert_eq!(b_row["pid"], b.id());
+    // Up, though no runner is on the host asking.
+    assert_eq!(status["runner"]["up"], true, "{status:#}");
+    assert_eq!(status["runner"]["pid"], Value::Null);
+    let text = env.ok(&["status"]);
+    assert!(!text.contains("not running"), "{text}");
+    assert!(
+        text.contains("fleet-host-a") && text.contains("fleet-host-b"),
+        "{text}"
+    );
+
+    let metrics = env.ok(&["metrics"]);
+    assert!(metrics.contains("cronmgr_runner_up 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("cronmgr_fleet_runners_up 2\n"),
+        "{metrics}"
+    );
+    for (child, host) in [(&a, "fleet-host-a"), (&b, "fleet-host-b")] {
+        let series = format!("host=\"{host}\",pid=\"{}\"}}", child.id());
+        for family in [
+            "cronmgr_fleet_runner_up{",
+            "cronmgr_fleet_runner_heartbeat_age_seconds{",
+            "cronmgr_fleet_runner_running{",
+        ] {
+            assert!(
+                metrics
+                    .lines()
+                    .any(|l| l.starts_with(family) && l.contains(&series)),
+                "{family}…{series} missing:\n{metrics}"
+            );
+        }
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("cronmgr_fleet_runner_running{") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("cronmgr_fleet_runner_capacity{") && metrics.contains(" 3\n"));
+
+    // A runner that stops leaves the fleet's count.
+    env.ok(&["disable", "hold"]);
+    let (busy, idle) = if load[0] == 1 {
+        (runners[0]["host"].clone(), runners[1]["host"].clone())
+    } else {
+        (runners[1]["host"].clone(), runners[0]["host"].clone())
+    };
+    let idle_child = if idle == "fleet-host-a" {
+        &mut a
+    } else {
+        &mut b
+    };
+    stop(idle_child);
+    let left = env.wait_for(Duration::from_secs(10), || {
+        let s = env.json(&["status"]);
+        (s["fleet"]["runners_up"] == 1).then_some(s)
+    });
+    let left = left.expect("the stopped runner still counted");
+    assert_eq!(left["fleet"]["runners"][0]["host"], busy, "{left:#}");
+    stop_now(if busy == "fleet-host-a" {
+        &mut a
+    } else {
+        &mut b
+    });
+}
+
+/// Stop a runner and what it runs: a second SIGTERM ends the grace period.
+fn stop_now(runner: &mut Child) {
+    signal(runner, libc::SIGTERM);
+    sleep(Duration::from_millis(300));
+    signal(runner, libc::SIGTERM);
+    assert!(
+        crate::harness::wait_exit(runner, Duration::from_secs(20)).is_some(),
+        "the runner did not exit after two SIGTERMs"
+    );
+}
