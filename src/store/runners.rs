@@ -263,6 +263,25 @@ impl Store {
             .collect::<super::sql::Result<_>>()?)
     }
 
+    /// Executions marked `interrupted` whose runner ran on `host`, never stopped cleanly and is
+    /// not `me`: those whose runner died (kill -9, a crash) and were marked ended by others (the
+    /// fleet's reaping) or by an earlier start, while processes they started may live on.
+    /// Each with the pid of the runner that ran it, for the caller to check it is dead.
+    pub fn interrupted_on_host(&self, host: &str, me: i64) -> Result<Vec<(Execution, u32)>> {
+        let rows: Vec<(i64, u32)> = self
+            .conn
+            .prepare_cached(
+                "SELECT e.id, r.pid FROM executions e JOIN runners r ON r.id = e.runner_id \
+                 WHERE e.status = 'interrupted' AND e.pid IS NOT NULL AND r.host = ?1 \
+                 AND r.id != ?2 AND r.stopped_at IS NULL ORDER BY e.id",
+            )?
+            .query_map(params![host, me], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<super::sql::Result<_>>()?;
+        rows.into_iter()
+            .map(|(id, pid)| Ok((super::executions::execution_in(&self.conn, id)?, pid)))
+            .collect()
+    }
+
     /// The runner that owns execution `id`, if any.
     pub fn runner_of(&self, execution: i64) -> Result<Option<Runner>> {
         use super::OptionalRow;

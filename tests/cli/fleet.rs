@@ -448,7 +448,7 @@ fn a_run_now_killed_with_kill_9_is_interrupted_by_the_fleet_after_its_lease() {
             .cloned()
     });
     stop(&mut runner);
-    // The orphaned sleep is in its own process group; stop it.
+    // The sleep died with run-now (PR_SET_PDEATHSIG); were it still there, stop its group.
     unsafe { libc::kill(-(running["pid"].as_u64().unwrap() as i32), libc::SIGKILL) };
     let ended = ended.unwrap_or_else(|| panic!("never interrupted\n{}", logs(&env, &["a"])));
     assert!(ended["error_message"].as_str().unwrap().contains("lease"));

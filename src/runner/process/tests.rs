@@ -513,3 +513,47 @@ impl Drop for SigMask {
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
     }
 }
+
+/// The thread that spawned a job ends (as the runner's threads do when it is killed) while the
+/// job runs: the kernel kills the job (PR_SET_PDEATHSIG), on both ways of starting it (the
+/// vfork-style clone, and the fork that resource limits need).
+#[test]
+fn a_job_dies_with_the_thread_that_started_it() -> io::Result<()> {
+    let plain = spec("/bin/sleep", &["30"]);
+    let limited = Spec {
+        limits: Limits {
+            nofile: Some(256),
+            ..Limits::default()
+        },
+        ..spec("/bin/sleep", &["30"])
+    };
+    for spec in [plain, limited] {
+        let pid = thread::spawn(move || {
+            let started = start(&spec)?;
+            let pid = started.pid() as libc::pid_t;
+            // Not waited for and not killed on drop: left as a dead runner leaves it.
+            std::mem::forget(started);
+            io::Result::Ok(pid)
+        })
+        .join()
+        .map_err(|_| io::Error::other("the spawning thread panicked"))??;
+        let until = Instant::now() + QUICK;
+        let mut status = 0;
+        loop {
+            // SAFETY: waiting for this process's own child (any thread's); `status` is valid.
+            let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if rc == pid {
+                break;
+            }
+            if Instant::now() >= until {
+                // SAFETY: our own child, still running.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("the job outlived the thread that started it");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(libc::WIFSIGNALED(status), "{status:#x}");
+        assert_eq!(libc::WTERMSIG(status), libc::SIGKILL);
+    }
+    Ok(())
+}
