@@ -411,18 +411,25 @@ fn own_peak_mb() -> f64 {
 fn a_small_child_does_not_inherit_the_parents_peak_memory() {
     // Raise this process's peak resident size by ~300 MB, then give it back. Other tests run in
     // this process at the same time, so compare with the peak rather than with a fixed figure.
-    let mut big = vec![0u8; 300 * 1024 * 1024];
-    for i in (0..big.len()).step_by(4096) {
-        big[i] = 1;
+    // Their spawns reset the peak too (each start does): one of a few tries must find the peak
+    // still high when it is read; a leak fails every try.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let mut big = vec![0u8; 300 * 1024 * 1024];
+        for i in (0..big.len()).step_by(4096) {
+            big[i] = 1;
+        }
+        std::hint::black_box(&big);
+        drop(big);
+        let peak = own_peak_mb();
+        let out = run_plain(&spec("/bin/true", &[])).unwrap();
+        if peak >= 300.0 && out.max_rss_mb < peak - 200.0 {
+            return;
+        }
+        seen.push((out.max_rss_mb, peak));
     }
-    std::hint::black_box(&big);
-    drop(big);
-    let peak = own_peak_mb();
-    let out = run_plain(&spec("/bin/true", &[])).unwrap();
-    assert!(
-        out.max_rss_mb < peak - 200.0,
-        "/bin/true reported {} MB with this process's peak at {peak} MB: the old peak leaked into it",
-        out.max_rss_mb
+    panic!(
+        "/bin/true reported (its MB, this process's peak MB) {seen:?}: the old peak leaked into it"
     );
 }
 
