@@ -595,3 +595,97 @@ fn stop_now(runner: &mut Child) {
         "the runner did not exit after two SIGTERMs"
     );
 }
+
+/// A runner paused (SIGSTOP) past its lease while another runs every slot: declared lost, and
+/// once resumed it writes no `missed` row for the slots the other ran; each slot has one row.
+#[test]
+fn a_paused_runner_that_resumes_writes_no_false_missed_row() {
+    let Some(env) = Env::postgres() else { return };
+    env.ok(&[
+        "add",
+        "tick",
+        "--schedule",
+        "*/1 * * * * *",
+        "--",
+        "/usr/bin/echo",
+        "tick",
+    ]);
+    let Some(mut a) = env.spawn_runner_on_host("a", "paused-host-a", &["--lease", "3"]) else {
+        return;
+    };
+    let Some(mut b) = env.spawn_runner_on_host("b", "paused-host-b", &["--lease", "3"]) else {
+        let _ = a.kill();
+        return;
+    };
+    runners_up(&env, 2);
+    let from = Utc::now();
+    sleep(Duration::from_secs(2));
+    signal(&a, libc::SIGSTOP);
+    sleep(Duration::from_secs(7));
+    signal(&a, libc::SIGCONT);
+    sleep(Duration::from_secs(4));
+    let to = Utc::now();
+    stop(&mut a);
+    stop(&mut b);
+    let log = logs(&env, &["a", "b"]);
+    assert!(
+        env.named_runner_log("a")
+            .contains("another runner had declared this one lost"),
+        "the pause did not outlast the lease\n{log}"
+    );
+    let rows = env.history("tick");
+    // (A slot that came due between `add` and the first runner's start is truly missed.)
+    let missed: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["status"] == "missed" && time(r, "scheduled_for") >= from)
+        .collect();
+    assert!(missed.is_empty(), "false missed rows: {missed:#?}\n{log}");
+    let slots = by_slot(&rows);
+    for second in seconds_between(from, to) {
+        let row = slots
+            .get(&second)
+            .unwrap_or_else(|| panic!("slot {second} has no row\n{log}"));
+        assert_eq!(row["status"], "success", "{row:#}");
+    }
+}
+
+/// A job pinned to a label no runner up carries: when a runner with it starts, the missed row
+/// names the label, though another runner was up all along.
+#[test]
+fn a_pinned_jobs_missed_row_names_the_label_no_runner_had() {
+    let Some(env) = Env::postgres() else { return };
+    env.ok(&[
+        "add",
+        "pinned",
+        "--schedule",
+        "*/1 * * * * *",
+        "--runner-label",
+        "db-host",
+        "--",
+        "/usr/bin/true",
+    ]);
+    let Some(mut b) = env.spawn_runner_on_host("b", "pinned-host-b", &[]) else {
+        return;
+    };
+    runners_up(&env, 1);
+    sleep(Duration::from_secs(3));
+    assert!(env.history("pinned").is_empty(), "ran without its label");
+    let Some(mut a) = env.spawn_runner_on_host("a", "pinned-host-a", &["--label", "db-host"])
+    else {
+        let _ = b.kill();
+        return;
+    };
+    let row = env.wait_for(Duration::from_secs(20), || {
+        env.history("pinned")
+            .into_iter()
+            .find(|r| r["status"] == "missed")
+    });
+    stop(&mut a);
+    stop(&mut b);
+    let row = row.unwrap_or_else(|| panic!("no missed row\n{}", logs(&env, &["a", "b"])));
+    let message = row["error_message"].as_str().unwrap();
+    assert!(
+        message.ends_with(": no runner with labels db-host was up"),
+        "{message}"
+    );
+}
