@@ -218,3 +218,66 @@ fn the_next_start_on_the_host_stops_what_a_dead_runners_job_left_whatever_its_ro
     );
     assert!(log.contains("its dead runner left"), "{log}");
 }
+
+/// A runner paused (SIGSTOP) past its lease while its job runs: the job is not paused, the
+/// fleet takes it over (two instances, the bound docs/fleet.md states), and once resumed the
+/// runner learns at its next heartbeat that it was declared lost and stops its own instance.
+#[test]
+fn a_runner_back_from_a_pause_stops_the_executions_the_fleet_took_over() {
+    let Some(env) = Env::postgres() else { return };
+    let mark = marker();
+    env.ok(&[
+        "add",
+        "long",
+        "--schedule",
+        "*/1 * * * * *",
+        "--",
+        "/usr/bin/sleep",
+        &mark,
+    ]);
+    let Some(mut a) = env.spawn_runner_on_host("a", "paused-host-a", &["--lease", "3"]) else {
+        return;
+    };
+    let first = env.wait_for(Duration::from_secs(20), || running_row(&env, "long"));
+    let first = first.unwrap_or_else(|| panic!("never started\n{}", logs(&env)));
+    let Some(mut b) = env.spawn_runner_on_host("b", "paused-host-b", &["--lease", "3"]) else {
+        let _ = a.kill();
+        kill_all(&mark);
+        return;
+    };
+    runners_up(&env, 2);
+    signal(&a, libc::SIGSTOP);
+    // The fleet takes the job over: B's instance beside A's, which runs on.
+    let two = env.wait_for(Duration::from_secs(20), || {
+        (instances(&mark).len() == 2).then_some(())
+    });
+    signal(&a, libc::SIGCONT);
+    let resumed = Instant::now();
+    let one = env.wait_for(Duration::from_secs(10), || {
+        let now = instances(&mark);
+        (now.len() == 1 && now[0] != first["pid"].as_u64().unwrap() as u32).then_some(())
+    });
+    let log = logs(&env);
+    stop_now(&mut a);
+    stop_now(&mut b);
+    kill_all(&mark);
+    assert!(two.is_some(), "the fleet never took the job over\n{log}");
+    assert!(
+        one.is_some(),
+        "the resumed runner did not stop its taken-over job\n{log}"
+    );
+    eprintln!(
+        "the taken-over instance stopped {:?} after SIGCONT",
+        resumed.elapsed()
+    );
+    assert!(log.contains("taken over by the fleet"), "{log}");
+    let old = env
+        .history("long")
+        .into_iter()
+        .find(|r| r["id"] == first["id"])
+        .unwrap();
+    assert_eq!(
+        old["status"], "interrupted",
+        "its end was written over: {old:#}"
+    );
+}
