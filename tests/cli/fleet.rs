@@ -645,7 +645,13 @@ fn a_paused_runner_that_resumes_writes_no_false_missed_row() {
         let row = slots
             .get(&second)
             .unwrap_or_else(|| panic!("slot {second} has no row\n{log}"));
-        assert_eq!(row["status"], "success", "{row:#}");
+        // A slot the paused runner had claimed when it stopped: its end never came, and the
+        // fleet marked it interrupted after the lease (true, and one row).
+        let caught = row["status"] == "interrupted"
+            && row["error_message"]
+                .as_str()
+                .is_some_and(|m| m.contains("paused-host-a"));
+        assert!(row["status"] == "success" || caught, "{row:#}");
     }
 }
 
