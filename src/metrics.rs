@@ -17,6 +17,24 @@ pub struct RunnerView {
     pub running: u64,
     pub queued: u64,
     pub capacity: u64,
+    /// On a shared PostgreSQL database, every runner that has not stopped or been declared lost
+    /// (whatever host they run on); None on SQLite, where the runner is the one above.
+    pub fleet: Option<Vec<FleetMember>>,
+}
+
+/// One runner of a fleet, as the metrics show it.
+#[derive(Debug, Clone, Default)]
+pub struct FleetMember {
+    pub id: i64,
+    pub host: String,
+    pub pid: u32,
+    /// Heartbeat within its lease (false: silent, about to be declared lost).
+    pub up: bool,
+    /// Seconds since its last heartbeat, by the database's clock.
+    pub heartbeat_age_seconds: f64,
+    pub running: u64,
+    /// `run --max-concurrent`, if it set one.
+    pub capacity: Option<u32>,
 }
 
 /// A label value, escaped as the exposition format wants.
@@ -180,7 +198,84 @@ pub fn render(store: &Store, runner: &RunnerView) -> crate::store::Result<String
         "Executions the runner may run at once.",
     );
     let _ = writeln!(out, "cronmgr_runner_capacity {}", runner.capacity);
+    if let Some(fleet) = &runner.fleet {
+        render_fleet(&mut out, fleet);
+    }
     Ok(out)
+}
+
+/// The runners sharing a PostgreSQL database, one series per runner (labelled by its id, host
+/// and pid), whichever host renders them.
+fn render_fleet(out: &mut String, fleet: &[FleetMember]) {
+    let l = |m: &FleetMember| {
+        format!(
+            "runner=\"{}\",host=\"{}\",pid=\"{}\"",
+            m.id,
+            label(&m.host),
+            m.pid
+        )
+    };
+    family(
+        out,
+        "cronmgr_fleet_runners_up",
+        "gauge",
+        "Runners sharing this database whose heartbeat is within their lease.",
+    );
+    let up = fleet.iter().filter(|m| m.up).count();
+    let _ = writeln!(out, "cronmgr_fleet_runners_up {up}");
+    family(
+        out,
+        "cronmgr_fleet_runner_up",
+        "gauge",
+        "1 if the runner's heartbeat is within its lease, 0 if it is silent (about to be declared lost).",
+    );
+    for m in fleet {
+        let _ = writeln!(
+            out,
+            "cronmgr_fleet_runner_up{{{}}} {}",
+            l(m),
+            u8::from(m.up)
+        );
+    }
+    family(
+        out,
+        "cronmgr_fleet_runner_heartbeat_age_seconds",
+        "gauge",
+        "Seconds since the runner's last heartbeat, by the database's clock.",
+    );
+    for m in fleet {
+        let _ = writeln!(
+            out,
+            "cronmgr_fleet_runner_heartbeat_age_seconds{{{}}} {}",
+            l(m),
+            m.heartbeat_age_seconds
+        );
+    }
+    family(
+        out,
+        "cronmgr_fleet_runner_running",
+        "gauge",
+        "Executions the runner is running now.",
+    );
+    for m in fleet {
+        let _ = writeln!(
+            out,
+            "cronmgr_fleet_runner_running{{{}}} {}",
+            l(m),
+            m.running
+        );
+    }
+    family(
+        out,
+        "cronmgr_fleet_runner_capacity",
+        "gauge",
+        "Executions the runner may run at once (run --max-concurrent), where it set a cap.",
+    );
+    for m in fleet {
+        if let Some(c) = m.capacity {
+            let _ = writeln!(out, "cronmgr_fleet_runner_capacity{{{}}} {c}", l(m));
+        }
+    }
 }
 
 /// Replace `path` with `text` atomically: write a temporary file beside it, then rename.
@@ -233,9 +328,11 @@ mod tests {
                 queued: 2,
                 capacity: 5,
                 started_at: Some(Utc::now()),
+                fleet: None,
             },
         )
         .unwrap();
+        assert!(!text.contains("cronmgr_fleet"), "{text}");
         for needle in [
             "cronmgr_job_runs_total{system=\"s\",job=\"j\",status=\"success\"} 0",
             "cronmgr_job_failure_streak{system=\"s\",job=\"j\"} 0",
@@ -251,5 +348,39 @@ mod tests {
         write_atomic(&path, "x 1\n").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "x 1\n");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_fleet_renders_one_series_per_runner() {
+        let store = Store::open_in_memory().unwrap();
+        let member = |id: i64, host: &str, up: bool| FleetMember {
+            id,
+            host: host.into(),
+            pid: 7,
+            up,
+            heartbeat_age_seconds: 1.5,
+            running: 2,
+            capacity: (id == 1).then_some(4),
+        };
+        let text = render(
+            &store,
+            &RunnerView {
+                up: true,
+                fleet: Some(vec![member(1, "a\"b", true), member(2, "c", false)]),
+                ..RunnerView::default()
+            },
+        )
+        .unwrap();
+        for needle in [
+            "cronmgr_fleet_runners_up 1\n",
+            "cronmgr_fleet_runner_up{runner=\"1\",host=\"a\\\"b\",pid=\"7\"} 1\n",
+            "cronmgr_fleet_runner_up{runner=\"2\",host=\"c\",pid=\"7\"} 0\n",
+            "cronmgr_fleet_runner_heartbeat_age_seconds{runner=\"2\",host=\"c\",pid=\"7\"} 1.5\n",
+            "cronmgr_fleet_runner_running{runner=\"1\",host=\"a\\\"b\",pid=\"7\"} 2\n",
+            "cronmgr_fleet_runner_capacity{runner=\"1\",host=\"a\\\"b\",pid=\"7\"} 4\n",
+        ] {
+            assert!(text.contains(needle), "{needle} missing:\n{text}");
+        }
+        assert!(!text.contains("cronmgr_fleet_runner_capacity{runner=\"2\""));
     }
 }

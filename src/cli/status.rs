@@ -30,6 +30,10 @@ pub struct Status {
     pub generated_at: DateTime<Utc>,
     pub jobs: Jobs,
     pub runner: Runner,
+    /// On a shared PostgreSQL database: every runner that has not stopped or been declared
+    /// lost, whatever host it runs on (absent on SQLite, where `runner` is the one runner).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<Fleet>,
     pub next_runs: Vec<NextRun>,
     pub last_executions: Vec<ExecutionBrief>,
     /// Over the last 24 hours.
@@ -48,7 +52,59 @@ pub struct Jobs {
 }
 
 #[derive(Debug, Serialize)]
+pub struct Fleet {
+    /// Runners whose heartbeat is within their lease.
+    pub runners_up: u64,
+    pub runners: Vec<FleetRunner>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FleetRunner {
+    pub id: i64,
+    pub host: String,
+    pub pid: u32,
+    /// `up`, or `silent` (past its lease, about to be declared lost).
+    pub state: &'static str,
+    pub labels: Vec<String>,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    /// Seconds since its last heartbeat, by the database's clock.
+    pub heartbeat_age_seconds: f64,
+    pub lease_seconds: u64,
+    /// Executions it is running now (its load).
+    pub running: u64,
+    pub max_concurrent: Option<u32>,
+}
+
+impl Fleet {
+    fn from_store(f: &crate::store::Fleet) -> Fleet {
+        Fleet {
+            runners_up: f.up().count() as u64,
+            runners: f
+                .runners
+                .iter()
+                .map(|r| FleetRunner {
+                    id: r.id,
+                    host: r.host.clone(),
+                    pid: r.pid,
+                    state: r.state(f.now),
+                    labels: r.labels.clone(),
+                    started_at: r.started_at,
+                    heartbeat_at: r.heartbeat_at,
+                    heartbeat_age_seconds: f.heartbeat_age(r),
+                    lease_seconds: r.lease,
+                    running: r.running,
+                    max_concurrent: r.max_concurrent,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
 pub struct Runner {
+    /// A runner is up: on SQLite the one holding the lock; on PostgreSQL any runner of the
+    /// fleet (the other fields then describe this host's runner, if one is up here).
     pub up: bool,
     pub pid: Option<u32>,
     pub started_at: Option<DateTime<Utc>>,
@@ -76,7 +132,12 @@ pub fn collect(ctx: &Ctx, store: &Store, all: bool) -> crate::exit::Result<Statu
     let now = Utc::now();
     let system = (!all).then(|| ctx.system());
     let totals: StatusTotals = store.status_totals(system, now - chrono::Duration::hours(24))?;
-    let pid = super::metrics::live_runner_pid(ctx, store)?;
+    let fleet = super::metrics::fleet(ctx, store)?;
+    let pid = match &fleet {
+        Some(f) => super::metrics::local_runner(f).map(|r| r.pid),
+        None => super::metrics::live_runner_pid(ctx, store)?,
+    };
+    let fleet = fleet.as_ref().map(Fleet::from_store);
     let state = store.runner_state()?.filter(|s| Some(s.pid) == pid);
     let usage = pid.and_then(crate::host::process_usage);
     Ok(Status {
@@ -89,7 +150,7 @@ pub fn collect(ctx: &Ctx, store: &Store, all: bool) -> crate::exit::Result<Statu
             failed_24h: totals.failed_recent,
         },
         runner: Runner {
-            up: pid.is_some(),
+            up: pid.is_some() || fleet.as_ref().is_some_and(|f| f.runners_up > 0),
             pid,
             started_at: state.as_ref().map(|s| s.started_at),
             uptime_seconds: state.as_ref().map(|s| (now - s.started_at).num_seconds()),
@@ -100,6 +161,7 @@ pub fn collect(ctx: &Ctx, store: &Store, all: bool) -> crate::exit::Result<Statu
             queued: state.as_ref().map(|s| s.queued),
             resource_accounting: pid.map(crate::runner::process::cgroup::of_process),
         },
+        fleet,
         next_runs: store
             .upcoming(system, 10)?
             .into_iter()
@@ -131,7 +193,7 @@ fn ms(v: Option<f64>) -> String {
 
 pub fn render(s: &Status) -> String {
     let r = &s.runner;
-    let runner = if r.up {
+    let runner = if r.pid.is_some() {
         format!(
             "up (pid {}), since {}{}; load: cpu {}, memory {}; running {}/{}, queued {}",
             r.pid.map(|p| p.to_string()).unwrap_or_default(),
@@ -148,6 +210,12 @@ pub fn render(s: &Status) -> String {
             r.running,
             output::opt(r.capacity),
             output::opt(r.queued),
+        )
+    } else if let Some(f) = &s.fleet {
+        format!(
+            "none on this host; the fleet: {} up of {}",
+            f.runners_up,
+            f.runners.len()
         )
     } else {
         "not running".to_string()
@@ -177,6 +245,10 @@ pub fn render(s: &Status) -> String {
         ),
         ("active alerts", s.active_alerts.len().to_string()),
     ]);
+    if let Some(f) = &s.fleet {
+        text.push_str("\n\nfleet:\n");
+        text.push_str(&render_fleet(f));
+    }
     text.push_str("\n\nnext runs:\n");
     if s.next_runs.is_empty() {
         text.push_str("  none\n");
@@ -234,6 +306,43 @@ pub fn render(s: &Status) -> String {
         text.push('\n');
     }
     text
+}
+
+/// The fleet's runners, one line each: where, how fresh its heartbeat, how loaded.
+fn render_fleet(f: &Fleet) -> String {
+    if f.runners.is_empty() {
+        return "  no runner up".to_string();
+    }
+    output::table_in(
+        2,
+        &[
+            Column::new("ID"),
+            Column::new("HOST").fill(12),
+            Column::new("PID"),
+            Column::new("STATE"),
+            Column::new("HEARTBEAT"),
+            Column::new("RUNNING"),
+            Column::new("LABELS").drop(1),
+        ],
+        f.runners.iter().map(|r| {
+            vec![
+                r.id.to_string(),
+                r.host.clone(),
+                r.pid.to_string(),
+                r.state.to_string(),
+                format!("{:.1} s ago", r.heartbeat_age_seconds),
+                match r.max_concurrent {
+                    Some(cap) => format!("{}/{cap}", r.running),
+                    None => r.running.to_string(),
+                },
+                if r.labels.is_empty() {
+                    "-".to_string()
+                } else {
+                    r.labels.join(",")
+                },
+            ]
+        }),
+    )
 }
 
 pub fn run(args: Args, ctx: &Ctx) -> crate::exit::Result<ExitCode> {

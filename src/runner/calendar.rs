@@ -85,21 +85,19 @@ pub fn decide(gap: Gap, slots: &[DateTime<Utc>], now: DateTime<Utc>, policy: &Po
     Decision { missed, run_latest }
 }
 
-/// The message of a missed-run row for `late` (not empty).
-fn missed_message(gap: Gap, late: &[DateTime<Utc>], run_latest: bool, policy: &Policy) -> String {
-    let why = match gap {
-        Gap::Late => "the runner was busy or blocked".to_string(),
-        Gap::Down => "the runner was not running".to_string(),
-        Gap::Once => "they came due before this `run --once`".to_string(),
-        Gap::SmallJump(d) | Gap::LargeJump(d) => format!(
+/// Why the slots of a gap were missed, with what became of the latest ("; ran the latest once"):
+/// `reason` if given (a fleet's truth: no runner, or none with the job's labels, was up), else
+/// the gap's own.
+fn missed_why(gap: Gap, reason: Option<&str>, run_latest: bool, policy: &Policy) -> String {
+    let why = match (reason, gap) {
+        (Some(r), _) => r.to_string(),
+        (None, Gap::Late) => "the runner was busy or blocked".to_string(),
+        (None, Gap::Down) => "the runner was not running".to_string(),
+        (None, Gap::Once) => "they came due before this `run --once`".to_string(),
+        (None, Gap::SmallJump(d) | Gap::LargeJump(d)) => format!(
             "the clock jumped forward by {} (clock change or the machine slept)",
             crate::duration::human_secs(d.num_seconds().max(0) as u64)
         ),
-    };
-    let capped = if late.len() >= MISSED_CAP {
-        "at least "
-    } else {
-        ""
     };
     let what = if run_latest {
         "; ran the latest once"
@@ -108,23 +106,21 @@ fn missed_message(gap: Gap, late: &[DateTime<Utc>], run_latest: bool, policy: &P
     } else {
         ""
     };
-    format!(
-        "missed {capped}{} slot{} from {} to {}: {why}{what}",
-        late.len(),
-        if late.len() == 1 { "" } else { "s" },
-        crate::output::utc(late[0]),
-        crate::output::utc(late[late.len() - 1]),
-    )
+    format!("{why}{what}")
 }
 
 /// What the calendar asks the engine to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fire {
-    /// Record one `missed` row for the job, from `first`.
+    /// Record one `missed` row for the job's `slots` slots from `first` to `last` (text:
+    /// [`super::missed::text`]), minus those that have rows already (a fleet's other runners
+    /// ran them).
     Missed {
         job_id: i64,
         first: DateTime<Utc>,
-        message: String,
+        last: DateTime<Utc>,
+        slots: usize,
+        why: String,
     },
     /// Queue the job's slot `at` (unless it may not overlap and one is already waiting).
     Run { job_id: i64, at: DateTime<Utc> },
@@ -341,9 +337,16 @@ impl Calendar {
     }
 
     /// At start: for each job, the slots missed since its stored next slot while no runner was
-    /// up (`gap` is [`Gap::Down`], or [`Gap::Once`]), and `@reboot` jobs. Jobs that another
-    /// runner up could run (`others`: their labels) were not missed.
-    pub fn at_start(&mut self, now: DateTime<Utc>, gap: Gap, others: &[Vec<String>]) -> Vec<Fire> {
+    /// up (`gap` is [`Gap::Down`], or [`Gap::Once`]), and `@reboot` jobs. On a shared database,
+    /// `fleet` holds the labels of the other runners up: the jobs one of them could run were not
+    /// missed, and the others' missed rows say which runner was missing (none at all, or none
+    /// with the job's labels) rather than "the runner was not running".
+    pub fn at_start(
+        &mut self,
+        now: DateTime<Utc>,
+        gap: Gap,
+        fleet: Option<&[Vec<String>]>,
+    ) -> Vec<Fire> {
         self.gap_memo.clear();
         let mut fires = Vec::new();
         let mut ids: Vec<i64> = self.jobs.keys().copied().collect();
@@ -358,11 +361,16 @@ impl Calendar {
                 continue;
             }
             let need = &entry.job.runner_labels;
+            let others = fleet.unwrap_or_default();
             if others.iter().any(|have| fleet::runs_here(need, have)) {
                 continue; // they fired what came due; a missed row here would be false
             }
+            let reason = fleet.map(|_| match need.is_empty() {
+                true => "no runner was up".to_string(),
+                false => format!("no runner with labels {} was up", need.join(",")),
+            });
             if let Some(stored) = entry.job.next_run_at.filter(|t| *t <= now) {
-                self.gap(id, stored, now, gap, &mut fires);
+                self.gap(id, stored, now, gap, reason.as_deref(), &mut fires);
             }
         }
         fires
@@ -380,19 +388,20 @@ impl Calendar {
             let Some(slot) = self.jobs.get(&id).and_then(|e| e.live(at)) else {
                 continue; // stale timer
             };
-            self.gap(id, slot, now, gap, &mut fires);
+            self.gap(id, slot, now, gap, None, &mut fires);
         }
         fires
     }
 
-    /// Slots of job `id` from `first` to `now`: run the right one, record the rest as missed,
-    /// and move the job's next slot past `now`.
+    /// Slots of job `id` from `first` to `now`: run the right one, record the rest as missed
+    /// (`reason`: why, if not the gap's own), and move the job's next slot past `now`.
     fn gap(
         &mut self,
         id: i64,
         first: DateTime<Utc>,
         now: DateTime<Utc>,
         gap: Gap,
+        reason: Option<&str>,
         fires: &mut Vec<Fire>,
     ) {
         let entry = &self.jobs[&id];
@@ -420,7 +429,9 @@ impl Calendar {
             fires.push(Fire::Missed {
                 job_id: id,
                 first: late[0],
-                message: missed_message(gap, late, decision.run_latest, &policy),
+                last: late[late.len() - 1],
+                slots: late.len(),
+                why: missed_why(gap, reason, decision.run_latest, &policy),
             });
         }
         if decision.run_latest {
@@ -550,34 +561,40 @@ mod tests {
     }
 
     #[test]
-    fn a_missed_message_says_how_many_why_and_what_ran() {
-        let late = [t(1, 0), t(2, 0)];
-        assert_eq!(
-            missed_message(Gap::Down, &late, false, &NONE),
-            "missed 2 slots from 2026-03-01T01:00:00Z to 2026-03-01T02:00:00Z: the runner was not running"
-        );
+    fn a_missed_row_says_why_and_what_ran() {
         let latest = Policy {
             catch_up: CatchUp::Latest,
             ..NONE
         };
         assert_eq!(
-            missed_message(Gap::Late, &late[..1], true, &latest),
-            "missed 1 slot from 2026-03-01T01:00:00Z to 2026-03-01T01:00:00Z: the runner was busy or blocked; ran the latest once"
+            missed_why(Gap::Down, None, false, &NONE),
+            "the runner was not running"
         );
-        assert!(missed_message(Gap::Down, &late, false, &latest)
-            .ends_with(": the runner was not running; too late to catch up (starting_deadline)"));
-        let jump = missed_message(
-            Gap::SmallJump(chrono::Duration::hours(2)),
-            &late,
-            false,
-            &NONE,
+        assert_eq!(
+            missed_why(Gap::Late, None, true, &latest),
+            "the runner was busy or blocked; ran the latest once"
         );
-        assert!(
-            jump.ends_with(": the clock jumped forward by 2h (clock change or the machine slept)"),
-            "{jump}"
+        assert_eq!(
+            missed_why(Gap::Down, None, false, &latest),
+            "the runner was not running; too late to catch up (starting_deadline)"
         );
-        let many = vec![t(1, 0); MISSED_CAP];
-        assert!(missed_message(Gap::Down, &many, false, &NONE)
-            .starts_with("missed at least 100000 slots"));
+        assert_eq!(
+            missed_why(
+                Gap::SmallJump(chrono::Duration::hours(2)),
+                None,
+                false,
+                &NONE
+            ),
+            "the clock jumped forward by 2h (clock change or the machine slept)"
+        );
+        assert_eq!(
+            missed_why(
+                Gap::Down,
+                Some("no runner with labels db-host was up"),
+                false,
+                &NONE
+            ),
+            "no runner with labels db-host was up"
+        );
     }
 }

@@ -331,6 +331,18 @@ impl Dispatcher {
         self.queued.remove(&job_id);
     }
 
+    /// The executions running now.
+    pub fn running_ids(&self) -> Vec<i64> {
+        self.running.keys().copied().collect()
+    }
+
+    /// Ask one running execution to stop (its process group: TERM, the grace, KILL).
+    pub fn cancel(&self, execution: i64) {
+        if let Some(run) = self.running.get(&execution) {
+            run.cancel.cancel();
+        }
+    }
+
     /// Ask every running execution to stop.
     pub fn cancel_all(&self) {
         for run in self.running.values() {

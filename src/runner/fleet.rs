@@ -179,21 +179,35 @@ impl FleetMember {
     }
 }
 
+/// What a fleet tick found.
+#[derive(Debug, Default)]
+pub struct Tick {
+    /// Executions of runners it declared lost, now interrupted: the caller retries them per
+    /// each job's policy.
+    pub interrupted: Vec<crate::store::Execution>,
+    /// Another runner had declared this one lost (its heartbeat ran past the lease): the
+    /// executions it was running are `interrupted` in the database and may run elsewhere.
+    pub was_lost: bool,
+}
+
 /// The fleet's tick for runner `me`: heartbeat (when `heartbeat`), and declare lost the runners
-/// whose lease ran out. Returns their executions that were interrupted, for the caller to retry
-/// per each job's policy. Failures are logged; the next tick tries again.
+/// whose lease ran out. Failures are logged; the next tick tries again.
 pub fn tick(
     store: &crate::store::Store,
     me: i64,
     heartbeat: bool,
     now: chrono::DateTime<chrono::Utc>,
-) -> Vec<crate::store::Execution> {
+) -> Tick {
+    let mut tick = Tick::default();
     if heartbeat {
         match store.heartbeat(me, now) {
             Ok(true) => {}
-            Ok(false) => tracing::error!(
-                "another runner had declared this one lost (no heartbeat within the lease) and interrupted its executions"
-            ),
+            Ok(false) => {
+                tracing::error!(
+                    "another runner had declared this one lost (no heartbeat within the lease) and interrupted its executions"
+                );
+                tick.was_lost = true;
+            }
             Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
     }
@@ -201,10 +215,9 @@ pub fn tick(
         Ok(lost) => lost,
         Err(e) => {
             tracing::warn!(error = %e, "could not check the other runners' leases");
-            return Vec::new();
+            return tick;
         }
     };
-    let mut interrupted = Vec::new();
     for (runner, executions) in lost {
         tracing::warn!(
             runner = runner.id,
@@ -213,9 +226,9 @@ pub fn tick(
             interrupted = executions.len(),
             "runner lost: no heartbeat within its lease"
         );
-        interrupted.extend(executions);
+        tick.interrupted.extend(executions);
     }
-    interrupted
+    tick
 }
 
 #[cfg(test)]

@@ -273,6 +273,8 @@ pub fn write_metrics(
         running: u64::from(load.running),
         queued: u64::from(load.queued),
         capacity: u64::from(load.capacity),
+        // The textfile is this runner's, read by this host's node_exporter.
+        fleet: None,
     };
     let written = crate::metrics::render(store, &view)
         .map_err(anyhow::Error::from)

@@ -197,6 +197,35 @@ pub fn recover(
         store.interrupt(e.id, now, &why)?;
         tracing::warn!(execution = e.id, job = %e.job, "marked interrupted");
     }
+    if let Some(me) = me {
+        stop_leftovers(store, &host, me)?;
+    }
+    Ok(())
+}
+
+/// Whatever their row says: process groups of this database's executions that a runner of this
+/// host started and did not see end, because it died (kill -9, a crash), and that another
+/// runner (the fleet's reaping, after the lease) or an earlier start already marked
+/// interrupted. The job's own process died with its runner ([`process`]'s PR_SET_PDEATHSIG);
+/// what it started in its group had no one to stop it. Only this database's rows, only groups
+/// whose leader started with the execution (or is gone while the group lives): another
+/// database's runner's children on this host are not touched.
+fn stop_leftovers(store: &Store, host: &str, me: i64) -> Result<(), StoreError> {
+    for (e, runner_pid) in store.interrupted_on_host(host, me)? {
+        if pid_alive(runner_pid) {
+            continue; // that runner lives (it was declared lost, and rejoined): its own
+        }
+        let Some(pid) = e.pid else { continue };
+        if process::group_is_executions(pid, e.started_at) && process::group_alive(pid) {
+            tracing::warn!(
+                execution = e.id,
+                job = %e.job,
+                pid,
+                "stopping the process group of an execution its dead runner left (already interrupted)"
+            );
+            process::kill_group(pid, execute::KILL_GRACE);
+        }
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@ mod housekeeping;
 mod lifecycle;
 pub mod lock;
 mod logfile;
+mod missed;
 mod modes;
 pub mod notify;
 pub mod process;

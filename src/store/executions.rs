@@ -177,6 +177,29 @@ impl Store {
     }
 
     /// Who asked for the execution to be cancelled, if anyone (None too when it is gone).
+    /// How many of job `job_id`'s schedule slots from `first` to `last` (both included) have a
+    /// first attempt's row: run, skipped, or missed, by any runner. A fleet's runner back from a
+    /// pause records as missed only the others.
+    pub fn slots_with_rows(
+        &self,
+        job_id: i64,
+        first: DateTime<Utc>,
+        last: DateTime<Utc>,
+    ) -> Result<usize> {
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT count(DISTINCT scheduled_for) FROM executions WHERE job_id = ?1 \
+                 AND attempt = 1 AND triggered_by = 'schedule' \
+                 AND scheduled_for >= ?2 AND scheduled_for <= ?3",
+            )?
+            .query_row(
+                super::sql::params![job_id, fmt_time(first), fmt_time(last)],
+                |r| r.get(0),
+            )?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     pub fn cancelled_by(&self, id: i64) -> Result<Option<String>> {
         Ok(self
             .conn

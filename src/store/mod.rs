@@ -47,7 +47,7 @@ pub use executions::{
 };
 pub use jobs::JobFilter;
 pub use metrics::{ExecutionBrief, JobCounts, JobStats, StatusTotals};
-pub use runners::{NewRunner, Runner};
+pub use runners::{Fleet, NewRunner, Runner};
 // The domain types live in `model`; these re-exports keep the store's many callers' paths.
 pub use crate::model::{job_diff, settings_diff};
 pub use crate::model::{

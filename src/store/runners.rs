@@ -97,7 +97,38 @@ fn db_now(conn: &Connection, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     })
 }
 
+/// The fleet as the database sees it: its clock, and the runners that have neither stopped nor
+/// been declared lost (up, or silent past their lease), newest first.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// The database's clock (PostgreSQL) when it was read, for heartbeat ages that do not
+    /// depend on the clock of the host asking.
+    pub now: DateTime<Utc>,
+    pub runners: Vec<Runner>,
+}
+
+impl Fleet {
+    /// Runners whose heartbeat is within their lease.
+    pub fn up(&self) -> impl Iterator<Item = &Runner> {
+        self.runners.iter().filter(|r| r.state(self.now) == "up")
+    }
+
+    /// How long ago a runner last heartbeat, in seconds (never negative).
+    pub fn heartbeat_age(&self, r: &Runner) -> f64 {
+        ((self.now - r.heartbeat_at).num_milliseconds().max(0) as f64) / 1000.0
+    }
+}
+
 impl Store {
+    /// The fleet now (see [`Fleet`]); `now` is the clock on SQLite, where there is one host.
+    pub fn fleet(&self, now: DateTime<Utc>) -> Result<Fleet> {
+        let now = db_now(&self.conn, now)?;
+        Ok(Fleet {
+            now,
+            runners: self.runners(false)?,
+        })
+    }
+
     /// Register a starting runner; its id.
     pub fn register_runner(&self, r: &NewRunner, now: DateTime<Utc>) -> Result<i64> {
         self.write(|conn| {
@@ -230,6 +261,25 @@ impl Store {
             ))?
             .query_map((), from_row)?
             .collect::<super::sql::Result<_>>()?)
+    }
+
+    /// Executions marked `interrupted` whose runner ran on `host`, never stopped cleanly and is
+    /// not `me`: those whose runner died (kill -9, a crash) and were marked ended by others (the
+    /// fleet's reaping) or by an earlier start, while processes they started may live on.
+    /// Each with the pid of the runner that ran it, for the caller to check it is dead.
+    pub fn interrupted_on_host(&self, host: &str, me: i64) -> Result<Vec<(Execution, u32)>> {
+        let rows: Vec<(i64, u32)> = self
+            .conn
+            .prepare_cached(
+                "SELECT e.id, r.pid FROM executions e JOIN runners r ON r.id = e.runner_id \
+                 WHERE e.status = 'interrupted' AND e.pid IS NOT NULL AND r.host = ?1 \
+                 AND r.id != ?2 AND r.stopped_at IS NULL ORDER BY e.id",
+            )?
+            .query_map(params![host, me], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<super::sql::Result<_>>()?;
+        rows.into_iter()
+            .map(|(id, pid)| Ok((super::executions::execution_in(&self.conn, id)?, pid)))
+            .collect()
     }
 
     /// The runner that owns execution `id`, if any.

@@ -204,12 +204,14 @@ fn a_cancel_made_while_no_runner_records_the_end_is_recorded_cancelled_at_the_ne
         "--schedule",
         &at(soon(3)),
         "--",
-        "/bin/sleep",
-        "60",
+        "/usr/bin/sh",
+        "-c",
+        "sleep 60 & wait",
     ]);
     let mut runner = env.spawn_runner(&[]);
     let id = running(&env, "orphan")["id"].as_i64().unwrap();
-    // The runner dies; its job's process group lives on.
+    // The runner dies, and the job's shell with it (PR_SET_PDEATHSIG); the sleep it started
+    // lives on in the job's process group.
     signal(&runner, libc::SIGKILL);
     wait_exit(&mut runner, Duration::from_secs(10));
     let killed = env.json(&["kill", &id.to_string()]);

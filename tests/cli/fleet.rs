@@ -454,9 +454,250 @@ fn a_run_now_killed_with_kill_9_is_interrupted_by_the_fleet_after_its_lease() {
             .cloned()
     });
     stop(&mut runner);
-    // The orphaned sleep is in its own process group; stop it.
+    // The sleep died with run-now (PR_SET_PDEATHSIG); were it still there, stop its group.
     unsafe { libc::kill(-(running["pid"].as_u64().unwrap() as i32), libc::SIGKILL) };
     let ended = ended.unwrap_or_else(|| panic!("never interrupted\n{}", logs(&env, &["a"])));
     assert!(ended["error_message"].as_str().unwrap().contains("lease"));
     assert!(time(&ended, "finished_at") - killed_at < Span::seconds(7));
+}
+
+/// `status` and `metrics` on PostgreSQL report the fleet from the `runners` table, whatever host
+/// asks (here: neither runner's): both runners, their hosts, heartbeat ages and loads; and
+/// never "runner: not running" while they are up.
+#[test]
+fn status_and_metrics_report_every_runner_of_the_fleet_whatever_host_asks() {
+    let Some(env) = Env::postgres() else { return };
+    env.ok(&[
+        "add",
+        "hold",
+        "--schedule",
+        "*/1 * * * * *",
+        "--",
+        "/usr/bin/sleep",
+        "30",
+    ]);
+    let Some(mut a) = env.spawn_runner_on_host("a", "fleet-host-a", &[]) else {
+        return;
+    };
+    let Some(mut b) = env.spawn_runner_on_host("b", "fleet-host-b", &["--max-concurrent", "3"])
+    else {
+        let _ = a.kill();
+        return;
+    };
+    runners_up(&env, 2);
+    // The job allows no overlap: one runner runs it, the other's load stays 0.
+    let status = env
+        .wait_for(Duration::from_secs(20), || {
+            let s = env.json(&["status"]);
+            let busy = s["fleet"]["runners"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["running"] == 1));
+            busy.then_some(s)
+        })
+        .unwrap_or_else(|| panic!("no runner took the job\n{}", logs(&env, &["a", "b"])));
+    let fleet = &status["fleet"];
+    assert_eq!(fleet["runners_up"], 2, "{status:#}");
+    let runners = fleet["runners"].as_array().unwrap();
+    let hosts: BTreeSet<&str> = runners
+        .iter()
+        .map(|r| r["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        hosts,
+        BTreeSet::from(["fleet-host-a", "fleet-host-b"]),
+        "{status:#}"
+    );
+    for r in runners {
+        assert_eq!(r["state"], "up", "{r:#}");
+        let age = r["heartbeat_age_seconds"].as_f64().unwrap();
+        assert!(
+            (0.0..=r["lease_seconds"].as_f64().unwrap()).contains(&age),
+            "{r:#}"
+        );
+    }
+    let load: Vec<u64> = runners
+        .iter()
+        .map(|r| r["running"].as_u64().unwrap())
+        .collect();
+    assert_eq!(load.iter().sum::<u64>(), 1, "{status:#}");
+    let b_row = runners
+        .iter()
+        .find(|r| r["host"] == "fleet-host-b")
+        .unwrap();
+    assert_eq!(b_row["max_concurrent"], 3);
+    assert_eq!(b_row["pid"], b.id());
+    // Up, though no runner is on the host asking.
+    assert_eq!(status["runner"]["up"], true, "{status:#}");
+    assert_eq!(status["runner"]["pid"], Value::Null);
+    let text = env.ok(&["status"]);
+    assert!(!text.contains("not running"), "{text}");
+    assert!(
+        text.contains("fleet-host-a") && text.contains("fleet-host-b"),
+        "{text}"
+    );
+
+    let metrics = env.ok(&["metrics"]);
+    assert!(metrics.contains("cronmgr_runner_up 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("cronmgr_fleet_runners_up 2\n"),
+        "{metrics}"
+    );
+    for (child, host) in [(&a, "fleet-host-a"), (&b, "fleet-host-b")] {
+        let series = format!("host=\"{host}\",pid=\"{}\"}}", child.id());
+        for family in [
+            "cronmgr_fleet_runner_up{",
+            "cronmgr_fleet_runner_heartbeat_age_seconds{",
+            "cronmgr_fleet_runner_running{",
+        ] {
+            assert!(
+                metrics
+                    .lines()
+                    .any(|l| l.starts_with(family) && l.contains(&series)),
+                "{family}…{series} missing:\n{metrics}"
+            );
+        }
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("cronmgr_fleet_runner_running{") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("cronmgr_fleet_runner_capacity{") && metrics.contains(" 3\n"));
+
+    // A runner that stops leaves the fleet's count.
+    env.ok(&["disable", "hold"]);
+    let (busy, idle) = if load[0] == 1 {
+        (runners[0]["host"].clone(), runners[1]["host"].clone())
+    } else {
+        (runners[1]["host"].clone(), runners[0]["host"].clone())
+    };
+    let idle_child = if idle == "fleet-host-a" {
+        &mut a
+    } else {
+        &mut b
+    };
+    stop(idle_child);
+    let left = env.wait_for(Duration::from_secs(10), || {
+        let s = env.json(&["status"]);
+        (s["fleet"]["runners_up"] == 1).then_some(s)
+    });
+    let left = left.expect("the stopped runner still counted");
+    assert_eq!(left["fleet"]["runners"][0]["host"], busy, "{left:#}");
+    stop_now(if busy == "fleet-host-a" {
+        &mut a
+    } else {
+        &mut b
+    });
+}
+
+/// Stop a runner and what it runs: a second SIGTERM ends the grace period.
+fn stop_now(runner: &mut Child) {
+    signal(runner, libc::SIGTERM);
+    sleep(Duration::from_millis(300));
+    signal(runner, libc::SIGTERM);
+    assert!(
+        crate::harness::wait_exit(runner, Duration::from_secs(20)).is_some(),
+        "the runner did not exit after two SIGTERMs"
+    );
+}
+
+/// A runner paused (SIGSTOP) past its lease while another runs every slot: declared lost, and
+/// once resumed it writes no `missed` row for the slots the other ran; each slot has one row.
+#[test]
+fn a_paused_runner_that_resumes_writes_no_false_missed_row() {
+    let Some(env) = Env::postgres() else { return };
+    env.ok(&[
+        "add",
+        "tick",
+        "--schedule",
+        "*/1 * * * * *",
+        "--",
+        "/usr/bin/echo",
+        "tick",
+    ]);
+    let Some(mut a) = env.spawn_runner_on_host("a", "paused-host-a", &["--lease", "3"]) else {
+        return;
+    };
+    let Some(mut b) = env.spawn_runner_on_host("b", "paused-host-b", &["--lease", "3"]) else {
+        let _ = a.kill();
+        return;
+    };
+    runners_up(&env, 2);
+    let from = Utc::now();
+    sleep(Duration::from_secs(2));
+    signal(&a, libc::SIGSTOP);
+    sleep(Duration::from_secs(7));
+    signal(&a, libc::SIGCONT);
+    sleep(Duration::from_secs(4));
+    let to = Utc::now();
+    stop(&mut a);
+    stop(&mut b);
+    let log = logs(&env, &["a", "b"]);
+    assert!(
+        env.named_runner_log("a")
+            .contains("another runner had declared this one lost"),
+        "the pause did not outlast the lease\n{log}"
+    );
+    let rows = env.history("tick");
+    // (A slot that came due between `add` and the first runner's start is truly missed.)
+    let missed: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["status"] == "missed" && time(r, "scheduled_for") >= from)
+        .collect();
+    assert!(missed.is_empty(), "false missed rows: {missed:#?}\n{log}");
+    let slots = by_slot(&rows);
+    for second in seconds_between(from, to) {
+        let row = slots
+            .get(&second)
+            .unwrap_or_else(|| panic!("slot {second} has no row\n{log}"));
+        // A slot the paused runner had claimed when it stopped: its end never came, and the
+        // fleet marked it interrupted after the lease (true, and one row).
+        let caught = row["status"] == "interrupted"
+            && row["error_message"]
+                .as_str()
+                .is_some_and(|m| m.contains("paused-host-a"));
+        assert!(row["status"] == "success" || caught, "{row:#}");
+    }
+}
+
+/// A job pinned to a label no runner up carries: when a runner with it starts, the missed row
+/// names the label, though another runner was up all along.
+#[test]
+fn a_pinned_jobs_missed_row_names_the_label_no_runner_had() {
+    let Some(env) = Env::postgres() else { return };
+    env.ok(&[
+        "add",
+        "pinned",
+        "--schedule",
+        "*/1 * * * * *",
+        "--runner-label",
+        "db-host",
+        "--",
+        "/usr/bin/true",
+    ]);
+    let Some(mut b) = env.spawn_runner_on_host("b", "pinned-host-b", &[]) else {
+        return;
+    };
+    runners_up(&env, 1);
+    sleep(Duration::from_secs(3));
+    assert!(env.history("pinned").is_empty(), "ran without its label");
+    let Some(mut a) = env.spawn_runner_on_host("a", "pinned-host-a", &["--label", "db-host"])
+    else {
+        let _ = b.kill();
+        return;
+    };
+    let row = env.wait_for(Duration::from_secs(20), || {
+        env.history("pinned")
+            .into_iter()
+            .find(|r| r["status"] == "missed")
+    });
+    stop(&mut a);
+    stop(&mut b);
+    let row = row.unwrap_or_else(|| panic!("no missed row\n{}", logs(&env, &["a", "b"])));
+    let message = row["error_message"].as_str().unwrap();
+    assert!(
+        message.ends_with(": no runner with labels db-host was up"),
+        "{message}"
+    );
 }

@@ -199,9 +199,49 @@ impl Env {
         self.spawn_runner_logged(extra, vars, "runner.log")
     }
 
+    /// Start one of several `cronmgr run`s as if on another machine named `host`: in a UTS
+    /// namespace of its own (`unshare --uts`, root only) whose hostname is `host`, so the
+    /// `runners` table and start-up recovery see a host of its own; logs to
+    /// `runner-<name>.log`. None (after [`skip`]) where such a namespace cannot be made. The
+    /// child is the runner itself (unshare and sh exec it), so signals reach it.
+    pub fn spawn_runner_on_host(&self, name: &str, host: &str, extra: &[&str]) -> Option<Child> {
+        if !root_for("a runner on a fake host (a UTS namespace of its own)") {
+            return None;
+        }
+        let works = StdCommand::new("unshare")
+            .args(["--uts", "/bin/true"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !works {
+            skip("`unshare --uts` fails here: no fake hosts");
+            return None;
+        }
+        let mut c = StdCommand::new("unshare");
+        c.args([
+            "--uts",
+            "--",
+            "/bin/sh",
+            "-c",
+            "hostname \"$0\" && exec \"$@\"",
+            host,
+        ])
+        .arg(assert_cmd::cargo::cargo_bin("cronmgr"));
+        Some(self.spawn_logged(c, extra, &[], &format!("runner-{name}.log")))
+    }
+
     fn spawn_runner_logged(&self, extra: &[&str], vars: &[(&str, &str)], log: &str) -> Child {
-        StdCommand::new(assert_cmd::cargo::cargo_bin("cronmgr"))
-            .env_clear()
+        let c = StdCommand::new(assert_cmd::cargo::cargo_bin("cronmgr"));
+        self.spawn_logged(c, extra, vars, log)
+    }
+
+    fn spawn_logged(
+        &self,
+        mut c: StdCommand,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+        log: &str,
+    ) -> Child {
+        c.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("HOME", self.dir.path())
             .env("TZ", "UTC")

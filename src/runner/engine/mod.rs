@@ -190,16 +190,18 @@ impl<'c> Engine<'c> {
         self.housekeeping.start_checkpoints(&self.store);
         self.reload(now)?;
         // Joining a fleet: what another runner that is up could run was not missed.
-        let others: Vec<Vec<String>> = match &self.fleet {
-            Some(_) => (self.store.runners(false)?.into_iter())
-                .filter(|r| r.id != id && r.state(now) == "up")
-                .filter(|r| !r.labels.iter().any(|l| l == fleet::RUN_NOW_LABEL))
-                .map(|r| r.labels)
-                .collect(),
-            None => Vec::new(),
+        let others: Option<Vec<Vec<String>>> = match &self.fleet {
+            Some(_) => Some(
+                (self.store.runners(false)?.into_iter())
+                    .filter(|r| r.id != id && r.state(now) == "up")
+                    .filter(|r| !r.labels.iter().any(|l| l == fleet::RUN_NOW_LABEL))
+                    .map(|r| r.labels)
+                    .collect(),
+            ),
+            None => None,
         };
         let gap = if self.opts.once { Gap::Once } else { Gap::Down };
-        let fires = self.calendar.at_start(now, gap, &others);
+        let fires = self.calendar.at_start(now, gap, others.as_deref());
         self.act(fires, now);
         self.persist_next_runs();
         self.report(now);

@@ -90,8 +90,17 @@ impl Engine<'_> {
                 Fire::Missed {
                     job_id,
                     first,
-                    message,
+                    last,
+                    slots,
+                    why,
                 } => {
+                    let ran = self.ran_elsewhere(job_id, first, last);
+                    if ran >= slots {
+                        tracing::debug!(job_id, slots, "the fleet's other runners ran the gap");
+                        continue;
+                    }
+                    let message =
+                        crate::runner::missed::text(slots - ran, slots, first, last, &why);
                     if let Some(e) = self.calendar.get(job_id) {
                         tracing::warn!(job = %e.job.name, system = %e.job.system, "{message}");
                     }
@@ -120,6 +129,21 @@ impl Engine<'_> {
         if let Err(slot) = self.dispatch.enqueue(slot, !alone) {
             self.record_skipped(&slot, WAITING, now);
         }
+    }
+
+    /// On a shared database: how many of the job's slots from `first` to `last` have rows
+    /// (another runner ran them while this one was paused, blocked or away); 0 on SQLite, where
+    /// this runner is the only one. A failed read counts none: the row errs towards saying.
+    fn ran_elsewhere(&self, job_id: i64, first: DateTime<Utc>, last: DateTime<Utc>) -> usize {
+        if self.fleet.is_none() {
+            return 0;
+        }
+        self.store
+            .slots_with_rows(job_id, first, last)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, job_id, "could not read which slots the fleet ran");
+                0
+            })
     }
 
     pub(super) fn slot(&self, job_id: i64, at: DateTime<Utc>) -> Slot {

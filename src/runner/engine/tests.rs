@@ -16,6 +16,8 @@ use crate::runner::process::{Cancel, Ending, Limits, Outcome, Spec};
 use crate::runner::spawn::Spawner;
 use crate::store::{Backoff, CatchUp, ExecutionFilter, Job, Status, Store, Trigger};
 
+mod fleet;
+
 struct FakeClock {
     wall: Mutex<DateTime<Utc>>,
     mono: Mutex<Instant>,

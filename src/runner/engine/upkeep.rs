@@ -87,8 +87,11 @@ impl Engine<'_> {
         }
         let now = self.clock.now();
         let heartbeat = f.heartbeat_due(mono);
-        let lost = fleet::tick(&self.store, f.id, heartbeat, now);
-        for e in lost {
+        let tick = fleet::tick(&self.store, f.id, heartbeat, now);
+        if tick.was_lost {
+            self.stop_taken_over();
+        }
+        for e in tick.interrupted {
             // A cancelled one stays stopped: a person asked for it (see `cronmgr kill`).
             if self.calendar.get(e.job_id).is_none() || e.status == Status::Cancelled {
                 continue;
@@ -98,6 +101,31 @@ impl Engine<'_> {
             slot.trigger = e.triggered_by;
             slot.first_started = e.started_at;
             self.retry(slot, now);
+        }
+    }
+
+    /// This runner was declared lost: the executions whose rows the fleet marked `interrupted`
+    /// (and may run elsewhere) are no longer this runner's. Stop their process groups, so that a
+    /// paused or cut-off runner's jobs overlap a new owner's for no longer than it takes this
+    /// runner to learn it (its next heartbeat). Their ends are not written over the rows (an end
+    /// is written only over a `running` row). Executions it started since keep running.
+    fn stop_taken_over(&mut self) {
+        for id in self.dispatch.running_ids() {
+            match self.store.execution(id) {
+                Ok(e) if e.status != Status::Running => {
+                    tracing::warn!(
+                        execution = id,
+                        job = %e.job,
+                        status = %e.status,
+                        "stopping an execution taken over by the fleet while this runner was lost"
+                    );
+                    self.dispatch.cancel(id);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, execution = id, "could not read the execution")
+                }
+            }
         }
     }
 

@@ -327,12 +327,14 @@ fn fork(
         command.current_dir(cwd);
     }
     let run_as = spec.run_as.clone();
+    // SAFETY: getpid has no preconditions and cannot fail.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: the closure runs in the forked child before exec and makes only
     // async-signal-safe system calls (write, close_range, rt_sigprocmask, setrlimit, setgroups,
-    // setgid, setuid) on data prepared here, in the parent: it allocates nothing and takes no
-    // lock.
+    // setgid, setuid, prctl, getppid) on data prepared here, in the parent: it allocates
+    // nothing and takes no lock.
     unsafe {
-        command.pre_exec(move || in_child(cgroup, &limits, run_as.as_ref()));
+        command.pre_exec(move || in_child(cgroup, &limits, run_as.as_ref(), parent));
     }
     let child = command
         .spawn()
@@ -387,11 +389,13 @@ fn rlimits(
 /// In the child, between fork and exec: into the execution's cgroup (while still root), no
 /// descriptor but 0–2 passed on, no signal blocked (std resets SIGPIPE but keeps the mask),
 /// limits (as root they can be set to anything), then the identity, groups before gid before
-/// uid (after setuid, neither can change).
+/// uid (after setuid, neither can change), then tied to the runner's life (after the identity,
+/// whose change would clear it).
 fn in_child(
     cgroup: Option<libc::c_int>,
     limits: &[(libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t)],
     run_as: Option<&RunAs>,
+    parent: libc::pid_t,
 ) -> io::Result<()> {
     if let Some(fd) = cgroup {
         cgroup::join(fd)?;
@@ -420,7 +424,7 @@ fn in_child(
             }
         }
     }
-    Ok(())
+    spawn::die_with_parent(parent)
 }
 
 /// Wait for the leader, reading its output; on timeout or cancel, stop the group. Returns, once

@@ -2,9 +2,10 @@
 //!
 //! The child is a `clone(CLONE_VM | CLONE_VFORK)`: it borrows this process's memory and runs on a
 //! stack carved from the calling thread's own, while that thread waits in `clone` until the child
-//! has exec'd (or failed to). In the child: stdin, stdout and stderr put in place, a process group
-//! of its own, the working directory, SIGPIPE back to its default (the runner ignores it, as every
-//! Rust program does), an empty signal mask, then `execve`. Nothing else.
+//! has exec'd (or failed to). In the child: into the execution's cgroup, killed if the runner dies
+//! ([`die_with_parent`]), stdin, stdout and stderr put in place, a process group of its own, the
+//! working directory, SIGPIPE back to its default (the runner ignores it, as every Rust program
+//! does), an empty signal mask, then `execve`. Nothing else.
 //!
 //! Why not glibc's `posix_spawn` (what it costs a burst): docs/design/benchmarks.md, "Burst".
 //!
@@ -29,6 +30,7 @@ const STEP_GROUP: i32 = 2;
 const STEP_CWD: i32 = 3;
 const STEP_EXEC: i32 = 4;
 const STEP_CGROUP: i32 = 5;
+const STEP_PARENT: i32 = 6;
 
 /// What to start. Everything the child touches is prepared here, in the parent: the child
 /// allocates nothing and takes no lock.
@@ -56,6 +58,8 @@ struct Shared {
     stdin: libc::c_int,
     output: libc::c_int,
     cgroup: libc::c_int,
+    /// The runner's pid: the child's parent as long as the runner lives.
+    parent: libc::pid_t,
     /// errno of the step that failed, and which step; 0 while all is well.
     errno: AtomicI32,
     step: AtomicI32,
@@ -87,6 +91,8 @@ pub(super) fn spawn(plan: &Plan<'_>) -> io::Result<libc::pid_t> {
         stdin: stdin.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
         output: output.as_raw_fd(),
         cgroup: plan.cgroup.unwrap_or(-1),
+        // SAFETY: getpid has no preconditions and cannot fail.
+        parent: unsafe { libc::getpid() },
         errno: AtomicI32::new(0),
         step: AtomicI32::new(0),
     };
@@ -135,6 +141,10 @@ pub(super) fn spawn(plan: &Plan<'_>) -> io::Result<libc::pid_t> {
                 err.kind(),
                 format!("cannot join the execution's cgroup: {err}"),
             ),
+            STEP_PARENT => io::Error::new(
+                err.kind(),
+                format!("cannot tie the job to the runner's life: {err}"),
+            ),
             _ => io::Error::new(err.kind(), format!("cannot set up stdin/stdout: {err}")),
         });
     }
@@ -163,6 +173,9 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         if shared.cgroup >= 0 && super::cgroup::join(shared.cgroup).is_err() {
             fail(STEP_CGROUP);
         }
+        if die_with_parent(shared.parent).is_err() {
+            fail(STEP_PARENT);
+        }
         if shared.stdin >= 0 && libc::dup2(shared.stdin, 0) < 0 {
             fail(STEP_STDIO);
         }
@@ -183,6 +196,41 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         libc::execve(shared.program, shared.argv, shared.envp);
     }
     fail(STEP_EXEC)
+}
+
+/// Ask the kernel to SIGKILL the calling child when its parent dies, then make sure the parent
+/// (`parent`, the runner's pid) had not died already: a child whose runner was killed between
+/// the clone and here has been handed to another process (init or a subreaper), and ends at once
+/// with no one to wait for it. So a job never outlives its runner unseen. Async-signal-safe.
+///
+/// The parent the kernel means is the *thread* that cloned: the signal comes when that thread
+/// ends, even while the runner lives. The runner spawns on its loop thread (the process's main
+/// thread, which ends only with the process) or on a worker thread that then waits for this
+/// very child, so no spawning thread ends before its child; `run-now` waits on the thread that
+/// spawned. The signal reaches this process only, not the rest of its group: what the job
+/// started itself is stopped by the next runner start on this host (start-up recovery).
+///
+/// Called after any change of identity (setuid and setgid clear the setting).
+pub(super) fn die_with_parent(parent: libc::pid_t) -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number; getppid cannot fail. Both are
+    // plain system calls.
+    unsafe {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::getppid() != parent {
+            // The runner is gone: end here, as SIGKILL would have (nothing reads the error).
+            libc::_exit(128 + libc::SIGKILL);
+        }
+    }
+    Ok(())
 }
 
 /// Mark every descriptor above 2 close-on-exec, in the calling child's own table: a job gets
