@@ -48,7 +48,9 @@ fn a_job_ignoring_sigterm_is_killed_with_its_group_after_the_grace_period() {
 #[test]
 fn huge_and_invalid_output_is_capped_stored_and_the_runner_stays_small() {
     let env = Env::new();
-    let t = soon(1);
+    // Room for the adds and the runner's start: on PostgreSQL under the whole suite's load they
+    // took over a second, and the slot passed before the runner was up (recorded missed).
+    let t = soon(5);
     // 50 MB of output, and bytes that are not UTF-8.
     env.ok(&[
         "add",
@@ -445,7 +447,8 @@ fn a_full_disk_loses_no_committed_row_and_recording_resumes_with_an_alert() {
 fn sigterm_with_three_running_jobs_drains_kills_and_records_then_exits_0() {
     let env = Env::new();
     env.ok(&["settings", "set", "shutdown_grace", "2"]);
-    let t = soon(1);
+    // Room for the adds and the runner's start (see the test above).
+    let t = soon(5);
     env.ok(&[
         "add",
         "quick",
