@@ -130,15 +130,28 @@ pub const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 /// This runner's part in a fleet sharing a database (PostgreSQL): each [`TICK`] it looks for
 /// changes made elsewhere; every third of its lease it heartbeats and reaps runners whose lease
 /// ran out. The database enforces overlap and caps across the fleet.
+///
+/// Its lease, as this runner sees it: renewed when a heartbeat lands, counted from when that
+/// heartbeat was sent (before the database stamped it, so this runner's count runs out before
+/// the fleet's). A runner whose lease ran out by its own count starts nothing: the others may
+/// have declared it lost and be running its slots. And a runner that could not reach the
+/// database reaps nobody until it has been back for a whole lease: the others, cut off by the
+/// same outage, need that long to heartbeat again.
 pub struct FleetMember {
     /// This runner's row in `runners`.
     pub id: i64,
     lease: std::time::Duration,
     last_tick: std::time::Instant,
     last_heartbeat: std::time::Instant,
+    /// When the last heartbeat that landed was sent.
+    renewed: std::time::Instant,
+    /// Since when the database has answered without a break (None: it does not now).
+    reachable_since: Option<std::time::Instant>,
     /// Other runners took slots this runner tried to claim: pick again at once, not at the next
     /// event (this runner may have nothing running to wake it).
     pub claim_again: bool,
+    /// Its lease ran out by its own count (said once in the log, and once when renewed).
+    pub lapsed: bool,
 }
 
 impl FleetMember {
@@ -148,7 +161,11 @@ impl FleetMember {
             lease,
             last_tick: mono,
             last_heartbeat: mono,
+            renewed: mono,
+            // Registering just reached the database; the others' heartbeats are as they were.
+            reachable_since: Some(mono.checked_sub(lease).unwrap_or(mono)),
             claim_again: false,
+            lapsed: false,
         }
     }
 
@@ -170,6 +187,40 @@ impl FleetMember {
         true
     }
 
+    /// Heartbeat at the next tick (the fleet refused a claim: this runner was declared lost).
+    pub fn heartbeat_soon(&mut self) {
+        self.last_heartbeat = self
+            .last_heartbeat
+            .checked_sub(self.lease)
+            .unwrap_or(self.last_heartbeat);
+        self.claim_again = false;
+    }
+
+    /// A heartbeat sent at `sent` landed.
+    pub fn renewed(&mut self, sent: std::time::Instant) {
+        self.renewed = sent;
+    }
+
+    /// The database answered (true) or could not be reached (false) at `mono`.
+    pub fn reached(&mut self, ok: bool, mono: std::time::Instant) {
+        match (ok, self.reachable_since) {
+            (true, None) => self.reachable_since = Some(mono),
+            (false, _) => self.reachable_since = None,
+            (true, Some(_)) => {}
+        }
+    }
+
+    /// Does this runner still hold its lease by its own count?
+    pub fn holds_lease(&self, mono: std::time::Instant) -> bool {
+        mono.saturating_duration_since(self.renewed) < self.lease
+    }
+
+    /// May this runner declare others lost: it has reached the database for a whole lease.
+    pub fn may_reap(&self, mono: std::time::Instant) -> bool {
+        self.reachable_since
+            .is_some_and(|since| mono.saturating_duration_since(since) >= self.lease)
+    }
+
     /// How long the loop may sleep: until the next tick, or not at all to claim again.
     pub fn next_wake(&self, mono: std::time::Instant) -> std::time::Duration {
         if self.claim_again {
@@ -188,32 +239,46 @@ pub struct Tick {
     /// Another runner had declared this one lost (its heartbeat ran past the lease): the
     /// executions it was running are `interrupted` in the database and may run elsewhere.
     pub was_lost: bool,
+    /// The heartbeat landed.
+    pub renewed: bool,
+    /// The database could not be reached.
+    pub unreachable: bool,
 }
 
-/// The fleet's tick for runner `me`: heartbeat (when `heartbeat`), and declare lost the runners
-/// whose lease ran out. Failures are logged; the next tick tries again.
+/// The fleet's tick for runner `me`: heartbeat (when `heartbeat`), and, when `reap`, declare
+/// lost the runners whose lease ran out. Failures are logged; the next tick tries again.
 pub fn tick(
     store: &crate::store::Store,
     me: i64,
     heartbeat: bool,
+    reap: bool,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Tick {
     let mut tick = Tick::default();
     if heartbeat {
         match store.heartbeat(me, now) {
-            Ok(true) => {}
+            Ok(true) => tick.renewed = true,
             Ok(false) => {
                 tracing::error!(
                     "another runner had declared this one lost (no heartbeat within the lease) and interrupted its executions"
                 );
                 tick.was_lost = true;
+                tick.renewed = true;
             }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            Err(e) => {
+                tick.unreachable = e.is_unreachable();
+                tracing::warn!(error = %e, "heartbeat failed");
+                return tick;
+            }
         }
+    }
+    if !reap {
+        return tick;
     }
     let lost = match store.reap_lost_runners(me, now) {
         Ok(lost) => lost,
         Err(e) => {
+            tick.unreachable = e.is_unreachable();
             tracing::warn!(error = %e, "could not check the other runners' leases");
             return tick;
         }
@@ -234,6 +299,33 @@ pub fn tick(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_starts_nothing_past_its_own_lease_and_reaps_only_after_a_whole_lease_reachable() {
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let lease = Duration::from_secs(30);
+        let mut m = FleetMember::new(1, lease, t0);
+        assert!(m.holds_lease(t0 + Duration::from_secs(29)));
+        assert!(!m.holds_lease(t0 + Duration::from_secs(30)));
+        m.renewed(t0 + Duration::from_secs(20));
+        assert!(m.holds_lease(t0 + Duration::from_secs(49)));
+        // Registered: it may reap at once.
+        assert!(m.may_reap(t0));
+        // Cut off, then back: not until a whole lease has passed since.
+        m.reached(false, t0 + Duration::from_secs(40));
+        assert!(!m.may_reap(t0 + Duration::from_secs(41)));
+        m.reached(true, t0 + Duration::from_secs(45));
+        m.reached(true, t0 + Duration::from_secs(50));
+        assert!(!m.may_reap(t0 + Duration::from_secs(74)));
+        assert!(m.may_reap(t0 + Duration::from_secs(75)));
+        // Told it was declared lost: it heartbeats at the next tick.
+        let beat = t0 + Duration::from_secs(80);
+        assert!(m.heartbeat_due(beat));
+        assert!(!m.heartbeat_due(beat));
+        m.heartbeat_soon();
+        assert!(m.heartbeat_due(beat));
+    }
 
     #[test]
     fn a_lease_is_3s_to_the_ceiling() {

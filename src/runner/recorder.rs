@@ -250,7 +250,8 @@ impl Recorder {
         if try_db && !slots.is_empty() && self.journal.is_empty() {
             // The queued writes (ends and pids of earlier executions) go in the same transaction:
             // in a burst each loop turn then commits once, not once for them and once for claims.
-            let batch = self.land_with(store, |b, resolve| {
+            let fence = crate::store::Fence::for_claims(slots.iter().map(|(new, _)| new));
+            let batch = self.land_with(store, fence, |b, resolve| {
                 slots
                     .iter()
                     .map(|(new, next)| b.claim_run(&with_cause(new, resolve), *next))
@@ -280,6 +281,15 @@ impl Recorder {
                         .collect();
                 }
                 Err(e) if transient(&e) => self.note_failure(&e),
+                // The fleet declared this runner lost: no slot is its to claim; the queued
+                // writes (ends) land on their own.
+                Err(StoreError::NotInFleet { runner }) => {
+                    self.flush(store);
+                    return slots
+                        .iter()
+                        .map(|_| Err(StoreError::NotInFleet { runner }))
+                        .collect();
+                }
                 // A bad one among them: land the queue on its own (which finds a bad write),
                 // then claim each slot on its own below.
                 Err(_) => {
@@ -298,7 +308,7 @@ impl Recorder {
         if self.pending.is_empty() {
             return true;
         }
-        match self.land_with(store, |_, _| Ok(())) {
+        match self.land_with(store, crate::store::Fence::default(), |_, _| Ok(())) {
             Ok(()) => true,
             Err(e) if transient(&e) => {
                 self.note_failure(&e);
@@ -311,16 +321,30 @@ impl Recorder {
 
     /// Make every queued write, in order, then `then`, all in one transaction; the queue is
     /// empty when it lands, untouched when it does not.
+    ///
+    /// On a fleet's database the transaction first takes every row lock it will need, in the
+    /// fleet's order ([`crate::store::Fence`]): `fence` for what `then` claims, and the jobs
+    /// of the queued ends and next runs.
     fn land_with<T>(
         &mut self,
         store: &Store,
+        mut fence: crate::store::Fence,
         then: impl FnOnce(
             &crate::store::Batch<'_>,
             &dyn Fn(i64) -> Option<i64>,
         ) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut ids = Vec::new();
+        for write in &self.pending {
+            match write {
+                Record::Finish { execution, .. } => fence.executions.push(self.row_id(*execution)),
+                Record::NextRuns(runs) => fence.jobs.extend(runs.iter().map(|(job, _)| *job)),
+                Record::Claim { new, .. } => fence.jobs.push(new.job_id),
+                Record::Row(_) | Record::Pid { .. } => {}
+            }
+        }
         let out = store.batch(|b| {
+            b.fence(&fence)?;
             for write in &self.pending {
                 self.apply_in(b, write, &mut ids)?;
             }

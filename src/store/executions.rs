@@ -3,6 +3,7 @@
 //! (claims, ends, cancels, interrupts) are in `claims`, retention in `retention`.
 
 mod claims;
+mod fence;
 mod retention;
 
 use super::sql::{OptionalExtension, Row, ToValue, Value};
@@ -10,6 +11,7 @@ use chrono::{DateTime, Utc};
 
 pub(super) use claims::interrupt_in;
 pub use claims::Batch;
+pub use fence::{cap_key, Fence};
 
 use super::{
     fmt_time, parse_enum, parse_opt_time, parse_time, Connection, Execution, OptionalRow, Result,

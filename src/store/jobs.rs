@@ -174,7 +174,13 @@ impl Store {
 
     /// Write many jobs' next run instants at once (after a time zone change, or by the runner).
     pub fn set_next_runs(&self, updates: &[(i64, Option<DateTime<Utc>>)]) -> Result<()> {
-        self.batch(|b| b.set_next_runs(updates))
+        self.batch(|b| {
+            b.fence(&super::Fence {
+                jobs: updates.iter().map(|(id, _)| *id).collect(),
+                ..Default::default()
+            })?;
+            b.set_next_runs(updates)
+        })
     }
 }
 

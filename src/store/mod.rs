@@ -43,7 +43,7 @@ pub(crate) use audit::test_by;
 pub use audit::{Actor, AuditEntry, AuditFilter, By, Event as AuditEvent};
 pub use checkpoint::Checkpointer;
 pub use executions::{
-    cancelled_message, Batch, Cancelling, ExecutionFilter, FleetRules, NewExecution,
+    cancelled_message, cap_key, Batch, Cancelling, ExecutionFilter, Fence, FleetRules, NewExecution,
 };
 pub use jobs::JobFilter;
 pub use metrics::{ExecutionBrief, JobCounts, JobStats, StatusTotals};
@@ -119,6 +119,10 @@ pub enum StoreError {
     Duplicate { system: String, name: String },
     #[error("system {system:?} already runs its max_concurrent_jobs ({cap}) across all runners")]
     FleetFull { system: String, cap: u32 },
+    /// A claim by a runner the fleet declared lost (its lease ran out): the fence refuses it
+    /// until the runner's next heartbeat takes it back.
+    #[error("runner {runner} was declared lost by the fleet (its lease ran out): it claims nothing until its next heartbeat takes it back")]
+    NotInFleet { runner: i64 },
     #[error("no database at {}: nothing has been added yet (cronmgr add creates it)", path.display())]
     Missing { path: PathBuf },
     #[error("{} is damaged ({why}); refusing to write to it: restore a backup, or rescue what is left with `sqlite3 {} .recover`", path.display(), path.display())]

@@ -131,7 +131,7 @@ impl Store {
 
     /// Register a starting runner; its id.
     pub fn register_runner(&self, r: &NewRunner, now: DateTime<Utc>) -> Result<i64> {
-        self.write(|conn| {
+        self.write_unlocked(|conn| {
             let at = fmt_time(db_now(conn, now)?);
             Ok(conn.query_row(
                 "INSERT INTO runners (host, pid, version, labels, max_concurrent, lease, started_at, heartbeat_at) \
@@ -174,7 +174,7 @@ impl Store {
 
     /// The runner stopped cleanly.
     pub fn runner_stopped(&self, id: i64, now: DateTime<Utc>) -> Result<()> {
-        self.write(|conn| {
+        self.write_unlocked(|conn| {
             let at = fmt_time(db_now(conn, now)?);
             conn.execute(
                 "UPDATE runners SET stopped_at = ?2, heartbeat_at = ?2 WHERE id = ?1",
@@ -185,7 +185,7 @@ impl Store {
     }
 
     /// Declare lost every other runner silent for longer than its lease, and mark its running
-    /// executions interrupted, in one transaction (so exactly one survivor does it). Returns
+    /// executions interrupted, in one transaction (exactly one survivor does it: see below). Returns
     /// the lost runners with the executions it interrupted, for the caller to apply each job's
     /// retry policy.
     pub fn reap_lost_runners(
@@ -202,7 +202,11 @@ impl Store {
         if !late {
             return Ok(Vec::new());
         }
-        self.write(|conn| {
+        // No writers' lock: the update that declares a runner lost is conditioned on the
+        // heartbeat it read and locks that runner's row, so of two reapers one declares it and
+        // the other finds it declared; a claim of that runner holds the same row `FOR SHARE`
+        // (see `Fence`), so its claim lands before (and is interrupted here) or is refused.
+        self.write_unlocked(|conn| {
             let at = db_now(conn, now)?;
             let candidates: Vec<Runner> = conn
                 .prepare_cached(&format!(

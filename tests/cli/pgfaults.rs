@@ -94,15 +94,13 @@ impl PrivatePg {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    /// `psql` as a member of the fleet would be: cronmgr's session settings.
-    fn member_psql(&self, sql: &str) -> Child {
-        let options: Vec<String> = cronmgr::store::SESSION_SETTINGS
-            .iter()
-            .map(|(k, v)| format!("-c {k}={v}"))
-            .collect();
+    /// `psql` reading its statements from a pipe, as a member of the fleet would be
+    /// (cronmgr's session settings).
+    fn member_psql_stdin(&self) -> Child {
         StdCommand::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &self.url(), "-c", sql])
-            .env("PGOPTIONS", options.join(" "))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &self.url()])
+            .env("PGOPTIONS", member_options())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir.path().join("psql.log")).expect("log"))
             .spawn()
@@ -118,6 +116,15 @@ impl Drop for PrivatePg {
             self.dir.path().display()
         ));
     }
+}
+
+/// cronmgr's session settings as `PGOPTIONS`.
+fn member_options() -> String {
+    cronmgr::store::SESSION_SETTINGS
+        .iter()
+        .map(|(k, v)| format!("-c {k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn chown_postgres(path: &Path) {
@@ -304,43 +311,32 @@ fn three_runners_outlive_two_restarts_of_the_database_and_account_for_every_slot
     }
 }
 
-#[test]
-fn a_member_stalled_while_holding_the_writers_lock_delays_the_others_by_seconds() {
-    let Some(pg) = PrivatePg::start(None) else {
-        return;
-    };
-    let env = env_on(&pg);
+/// Two runners sharing an every-second job that may overlap (slots that wait all start once
+/// they can, none skipped for waiting), both registered and the job seen running.
+fn two_runners_running(pg: &PrivatePg) -> (Env, Vec<Child>) {
+    let env = env_on(pg);
     every_second(&env);
-    // Slots that wait for the lock all start once it is free (none skipped for waiting).
     env.ok(&["edit", "tick", "--allow-concurrent", "true"]);
-    let mut runner = env.spawn_named_runner("a", &[]);
-    runners_up(&env, 1);
+    let runners = vec![
+        env.spawn_named_runner("a", &[]),
+        env.spawn_named_runner("b", &[]),
+    ];
+    runners_up(&env, 2);
     let seen = env.wait_for(Duration::from_secs(20), || {
         (env.history("tick").len() >= 2).then_some(())
     });
     assert!(
         seen.is_some(),
         "the job never ran\n{}",
-        env.named_runner_log("a")
+        logs(&env, &["a", "b"])
     );
-    // A member's write transaction (its settings, its prologue) that stalls on the server for
-    // 20 s while it holds the writers' lock.
-    let from = Utc::now();
-    let t0 = Instant::now();
-    let mut stalled = pg.member_psql(&format!(
-        "{}; SELECT pg_sleep(20); COMMIT",
-        cronmgr::store::write_prologue()
-    ));
-    let status = stalled.wait().expect("psql");
-    let held = t0.elapsed();
-    sleep(Duration::from_secs(4));
-    let to = Utc::now();
-    stop(&mut runner);
-    let log = env.named_runner_log("a");
-    assert!(!status.success(), "the stalled transaction was cancelled");
-    assert!(held < Duration::from_secs(8), "the lock was held {held:?}");
+    (env, runners)
+}
+
+/// Every slot in (from, to) ran once; the latest start after its slot.
+fn worst_start(env: &Env, from: DateTime<Utc>, to: DateTime<Utc>, log: &str) -> Duration {
     let rows = env.history("tick");
-    let ran = every_slot_accounted(&rows, from, to, &log);
+    every_slot_accounted(&rows, from, to, log);
     let slots = by_slot(&rows);
     let mut worst = Duration::ZERO;
     for s in seconds_between(from, to) {
@@ -349,9 +345,85 @@ fn a_member_stalled_while_holding_the_writers_lock_delays_the_others_by_seconds(
         let late = (time(row, "started_at") - s).to_std().unwrap_or_default();
         worst = worst.max(late);
     }
-    eprintln!("lock held {held:?} by a stalled member; {ran} slots ran, the latest {worst:?} after its time");
+    worst
+}
+
+/// The line: a session takes the advisory lock every write of the fleet used to take
+/// and holds it 20 s. The runners no longer take it: no start waits for it.
+#[test]
+fn a_session_holding_the_old_writers_lock_20s_delays_no_start() {
+    let Some(pg) = PrivatePg::start(None) else {
+        return;
+    };
+    let (env, mut runners) = two_runners_running(&pg);
+    let from = Utc::now();
+    let t0 = Instant::now();
+    let status = StdCommand::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &pg.url(), "-c"])
+        .arg(format!(
+            "begin; select pg_advisory_xact_lock({}); select pg_sleep(20); commit;",
+            cronmgr::store::APPLICATION_ID
+        ))
+        .stdout(Stdio::null())
+        .status()
+        .expect("psql");
+    let held = t0.elapsed();
+    let to = Utc::now();
+    for r in &mut runners {
+        stop(r);
+    }
+    let log = logs(&env, &["a", "b"]);
     assert!(
-        worst <= Duration::from_secs(7),
+        status.success() && held >= Duration::from_secs(20),
+        "the lock was held {held:?}"
+    );
+    let worst = worst_start(&env, from, to, &log);
+    eprintln!("the old writers' lock held {held:?}; the latest start was {worst:?} after its slot");
+    assert!(
+        worst <= Duration::from_secs(2),
+        "a start was {worst:?} late\n{log}"
+    );
+}
+
+/// A member stalled inside its transaction (a runner paused or cut off mid-claim, the server
+/// seeing its session idle in a transaction) while it holds what a claim locks now: the cap's
+/// lock of the job's system and the job's row. The server ends that session after
+/// `idle_in_transaction_session_timeout` (5 s); the others' starts wait no longer than that.
+#[test]
+fn a_member_stalled_inside_a_claim_delays_the_others_by_seconds() {
+    let Some(pg) = PrivatePg::start(None) else {
+        return;
+    };
+    let (env, mut runners) = two_runners_running(&pg);
+    let from = Utc::now();
+    let mut stalled = pg.member_psql_stdin();
+    let stdin = stalled.stdin.as_mut().expect("stdin");
+    use std::io::Write as _;
+    writeln!(
+        stdin,
+        "BEGIN; SELECT pg_advisory_xact_lock({}, {}); SELECT id FROM jobs FOR UPDATE;",
+        cronmgr::store::APPLICATION_ID,
+        cronmgr::store::cap_key("default")
+    )
+    .expect("psql stdin");
+    stdin.flush().expect("flush");
+    // The session now sits idle in its transaction, as a SIGSTOPped member's would.
+    sleep(Duration::from_secs(20));
+    let _ = writeln!(stdin, "COMMIT;");
+    drop(stalled.stdin.take());
+    let ended = stalled.wait().expect("psql");
+    let to = Utc::now();
+    for r in &mut runners {
+        stop(r);
+    }
+    let log = logs(&env, &["a", "b"]);
+    assert!(!ended.success(), "the server ended the stalled session");
+    let worst = worst_start(&env, from, to, &log);
+    eprintln!(
+        "a member stalled 20 s inside a claim; the latest start was {worst:?} after its slot"
+    );
+    assert!(
+        worst <= Duration::from_secs(8),
         "a start was {worst:?} late\n{log}"
     );
 }

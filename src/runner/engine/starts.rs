@@ -187,6 +187,21 @@ impl Engine<'_> {
         if self.life.stop.stopping() || !self.dispatch.has_waiting() {
             return;
         }
+        if let Some(f) = &mut self.fleet {
+            // Past its lease by its own count, the fleet may have declared this runner lost
+            // and be running its slots: it starts nothing until a heartbeat lands.
+            let holds = f.holds_lease(self.clock.mono());
+            let was_lapsed = std::mem::replace(&mut f.lapsed, !holds);
+            if was_lapsed == holds {
+                match holds {
+                    false => tracing::warn!("this runner could not renew its lease in time: it starts nothing until a heartbeat lands"),
+                    true => tracing::info!("lease renewed: starting work again"),
+                }
+            }
+            if !holds {
+                return;
+            }
+        }
         let who = Claimant {
             runner_id: self.life.runner_id,
             fleet: self.fleet.is_some(),
@@ -202,6 +217,7 @@ impl Engine<'_> {
         let claims: Vec<(NewExecution, Option<DateTime<Utc>>)> =
             picked.iter().map(|p| (p.new.clone(), p.next)).collect();
         let results = self.recorder.claim_many(&self.store, &claims);
+        let mut lost = false;
         for (p, claimed) in picked.into_iter().zip(results) {
             let (name, at, attempt) = (
                 &p.job.name,
@@ -219,6 +235,11 @@ impl Engine<'_> {
                         tracing::info!(job = %name, slot = %at, attempt, "slot already claimed elsewhere; not running it")
                     }
                 },
+                // The fleet declared this runner lost: its slots are the others' now.
+                Err(StoreError::NotInFleet { .. }) => {
+                    lost = true;
+                    tracing::debug!(job = %name, slot = %at, attempt, "not claimed: this runner was declared lost");
+                }
                 // Tried again at the next turn (the fleet's tick wakes the loop each second).
                 Err(StoreError::FleetFull { system, cap }) => {
                     tracing::debug!(job = %name, %system, cap, "the fleet is at its cap; the slot waits");
@@ -232,6 +253,12 @@ impl Engine<'_> {
                 Err(e) => {
                     tracing::error!(job = %name, error = %e, "could not claim the slot; not running it");
                 }
+            }
+        }
+        if lost {
+            tracing::warn!("the fleet declared this runner lost (its lease ran out): its slots are left to the others until its heartbeat takes it back");
+            if let Some(f) = &mut self.fleet {
+                f.heartbeat_soon();
             }
         }
     }

@@ -82,12 +82,21 @@ impl Engine<'_> {
             return;
         };
         // A connection lost while idle comes back here (writes revive it too).
-        if let Err(e) = self.store.revive() {
+        let revived = self.store.revive();
+        if let Err(e) = &revived {
             tracing::debug!(error = %e, "the database is still out of reach");
         }
+        f.reached(revived.is_ok(), mono);
         let now = self.clock.now();
         let heartbeat = f.heartbeat_due(mono);
-        let tick = fleet::tick(&self.store, f.id, heartbeat, now);
+        let reap = f.may_reap(mono);
+        let tick = fleet::tick(&self.store, f.id, heartbeat, reap, now);
+        if tick.renewed {
+            f.renewed(mono);
+        }
+        if tick.unreachable {
+            f.reached(false, mono);
+        }
         if tick.was_lost {
             self.stop_taken_over();
         }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Cancelling, NewExecution};
+use super::{Cancelling, Fence, NewExecution};
 use crate::store::sql::{params, Connection, OptionalExtension};
 use crate::store::{
     fmt_time, parse_enum, parse_time, Backend, Finish, Result, Status, Store, StoreError,
@@ -48,7 +48,10 @@ impl Store {
 
     /// Claim several slots in one transaction (a burst of due jobs); one result per input.
     pub fn claim_many(&self, news: &[NewExecution]) -> Result<Vec<Option<i64>>> {
-        self.batch(|b| news.iter().map(|n| b.claim(n)).collect())
+        self.batch(|b| {
+            b.fence(&Fence::for_claims(news.iter()))?;
+            news.iter().map(|n| b.claim(n)).collect()
+        })
     }
 
     /// Record the pid (== process group) of a spawned execution.
@@ -61,9 +64,16 @@ impl Store {
         self.batch(|b| b.finish(id, finish))
     }
 
-    /// Several of the runner's writes in one transaction: all land or none does.
+    /// Several of the runner's writes in one transaction: all land or none does. No writers'
+    /// lock: on PostgreSQL the transaction locks only the rows it touches, in the fleet's
+    /// order (see [`Fence`]), so one stalled member delays no other beyond those rows.
     pub fn batch<T>(&self, f: impl FnOnce(&Batch<'_>) -> Result<T>) -> Result<T> {
-        self.write(|conn| f(&Batch { conn }))
+        self.write_unlocked(|conn| {
+            f(&Batch {
+                conn,
+                fenced: std::cell::Cell::new(false),
+            })
+        })
     }
 
     /// Set a job's last and next run instants.
@@ -73,7 +83,7 @@ impl Store {
         last_run_at: Option<DateTime<Utc>>,
         next_run_at: Option<DateTime<Utc>>,
     ) -> Result<()> {
-        self.write(|conn| {
+        self.write_unlocked(|conn| {
             conn.prepare_cached(
                 "UPDATE jobs SET last_run_at = coalesce(?2, last_run_at), next_run_at = ?3 WHERE id = ?1",
             )?
@@ -84,7 +94,7 @@ impl Store {
 
     /// Mark an execution left running by a dead runner as interrupted.
     pub fn interrupt(&self, id: i64, now: DateTime<Utc>, why: &str) -> Result<()> {
-        self.write(|conn| interrupt_in(conn, id, now, why))
+        self.write_unlocked(|conn| interrupt_in(conn, id, now, why))
     }
 
     /// Ask for a running execution to be cancelled by `by`: mark it (`cancelled_by`) and record
@@ -133,11 +143,29 @@ impl Store {
 /// The runner's writes, inside one transaction (see [`Store::batch`]).
 pub struct Batch<'c> {
     conn: &'c Connection,
+    /// The transaction took its locks up front ([`Batch::fence`]); else each fleet claim takes
+    /// its own.
+    pub(super) fenced: std::cell::Cell<bool>,
 }
 
 impl Batch<'_> {
+    pub(super) fn conn(&self) -> &Connection {
+        self.conn
+    }
+
     pub fn claim(&self, new: &NewExecution) -> Result<Option<i64>> {
+        if new.fleet.is_some() && new.status == Status::Running {
+            self.fence_one(new)?;
+        }
         claim(self.conn, new)
+    }
+
+    /// A fleet claim in a transaction that took no locks up front takes its own.
+    fn fence_one(&self, new: &NewExecution) -> Result<()> {
+        if self.fenced.get() {
+            return Ok(());
+        }
+        self.fence(&Fence::for_claims(std::iter::once(new)))
     }
 
     pub fn claim_run(
@@ -146,9 +174,10 @@ impl Batch<'_> {
         next_run_at: Option<DateTime<Utc>>,
     ) -> Result<Option<i64>> {
         if self.conn.backend() == Backend::Postgres && new.fleet.is_some() {
+            self.fence_one(new)?;
             return claim_fleet(self.conn, new, Some(next_run_at));
         }
-        let id = claim(self.conn, new)?;
+        let id = self.claim(new)?;
         if id.is_some() {
             self.conn
                 .prepare_cached(

@@ -1,0 +1,168 @@
+//! How a fleet's runners write without a global lock (PostgreSQL).
+//!
+//! A runner's transaction (its claims, pids and ends of one loop turn) locks only what it
+//! touches, always in the same order, before it writes anything:
+//!
+//! 1. its own row in `runners`, `FOR SHARE`: the fence. A runner the fleet declared lost (its
+//!    lease ran out, another runner marked it and interrupted its executions, both under that
+//!    row's lock) claims nothing until its heartbeat takes it back ([`StoreError::NotInFleet`]);
+//!    a runner being declared lost right now waits for that to commit, then sees it.
+//! 2. one advisory lock per system whose cap it checks, in key order: the count of the
+//!    system's running executions and the insert that follows it are one runner's at a time.
+//! 3. the rows in `jobs` it claims for or ends executions of (an end updates the job's streak),
+//!    `FOR UPDATE` in id order: the overlap check and the insert that follows it are one
+//!    runner's at a time, per job.
+//!
+//! Every later statement of the transaction then reads what the previous holder committed
+//! (READ COMMITTED takes a new snapshot per statement). Two runners' transactions take the
+//! locks they share in the same order, so they never wait on each other in a cycle. A stalled
+//! member holds these rows for at most its session's `idle_in_transaction_session_timeout`
+//! (5 s), and only the systems and jobs it touched: the fleet goes on with the rest.
+
+use std::fmt::Write as _;
+
+use super::claims::Batch;
+use super::NewExecution;
+use crate::store::sql::OptionalExtension;
+use crate::store::{Backend, Result, StoreError};
+
+/// What one transaction of a fleet runner will touch.
+#[derive(Debug, Clone, Default)]
+pub struct Fence {
+    /// The runner that claims (None: a transaction that only ends executions).
+    pub runner: Option<i64>,
+    /// Systems whose fleet-wide cap its claims check.
+    pub systems: Vec<String>,
+    /// Jobs it claims slots of.
+    pub jobs: Vec<i64>,
+    /// Executions it ends.
+    pub executions: Vec<i64>,
+}
+
+impl Fence {
+    /// The locks fleet claims `news` need (claims without fleet rules need none).
+    pub fn for_claims<'a>(news: impl Iterator<Item = &'a NewExecution>) -> Fence {
+        let mut fence = Fence::default();
+        for new in news {
+            let Some(rules) = &new.fleet else { continue };
+            if new.status != crate::store::Status::Running {
+                continue;
+            }
+            fence.runner = fence.runner.or(new.runner_id);
+            fence.jobs.push(new.job_id);
+            if let Some((system, _)) = &rules.cap {
+                fence.systems.push(system.clone());
+            }
+        }
+        fence
+    }
+
+    /// Also lock for ending `executions`.
+    pub fn ending(mut self, executions: impl IntoIterator<Item = i64>) -> Fence {
+        self.executions.extend(executions);
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runner.is_none()
+            && self.systems.is_empty()
+            && self.jobs.is_empty()
+            && self.executions.is_empty()
+    }
+}
+
+/// The advisory lock key of a system's cap: the first half of PostgreSQL's two-key form is
+/// cronmgr's application id (the one-key space holds the CLI's writers' lock), the second a
+/// stable hash of the system's name (FNV-1a: the same on every host and version).
+pub fn cap_key(system: &str) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in system.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h as i32
+}
+
+impl Batch<'_> {
+    /// Take the locks `fence` names, in the fleet's order (see the module's comment). Nothing
+    /// on SQLite, where `BEGIN IMMEDIATE` already makes the writer alone. Err
+    /// [`StoreError::NotInFleet`] when the runner was declared lost.
+    pub fn fence(&self, fence: &Fence) -> Result<()> {
+        if self.conn().backend() != Backend::Postgres || fence.is_empty() {
+            return Ok(());
+        }
+        if let Some(runner) = fence.runner {
+            let lost: Option<bool> = self
+                .conn()
+                .prepare_cached(
+                    "SELECT lost_at IS NOT NULL OR stopped_at IS NOT NULL FROM runners \
+                     WHERE id = ?1 FOR SHARE",
+                )?
+                .query_row([runner], |r| r.get(0))
+                .optional()?;
+            if lost != Some(false) {
+                return Err(StoreError::NotInFleet { runner });
+            }
+        }
+        let mut keys: Vec<i32> = fence.systems.iter().map(|s| cap_key(s)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if !keys.is_empty() {
+            // The target list is evaluated left to right: the locks are taken in key order.
+            let mut sql = String::from("SELECT 1");
+            for k in &keys {
+                let _ = write!(
+                    sql,
+                    ", pg_advisory_xact_lock({}, {k})",
+                    crate::store::APPLICATION_ID
+                );
+            }
+            self.conn().execute_batch(&sql)?;
+        }
+        if !fence.jobs.is_empty() || !fence.executions.is_empty() {
+            let list = |ids: &[i64]| {
+                let mut ids = ids.to_vec();
+                ids.sort_unstable();
+                ids.dedup();
+                if ids.is_empty() {
+                    return "NULL".to_string();
+                }
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+            };
+            // Ids are integers: written into the text, no injection possible, and one plan
+            // per shape is not worth a cache entry.
+            self.conn().execute_batch(&format!(
+                "SELECT id FROM jobs WHERE id IN ({}) \
+                 OR id IN (SELECT job_id FROM executions WHERE id IN ({})) \
+                 ORDER BY id FOR UPDATE",
+                list(&fence.jobs),
+                list(&fence.executions)
+            ))?;
+        }
+        self.fenced.set(true);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_systems_cap_key_is_stable_and_differs_by_name() {
+        // Every host and every version must lock the same key for a system.
+        assert_eq!(cap_key(""), 0x811c_9dc5_u32 as i32);
+        assert_eq!(cap_key("default"), cap_key("default"));
+        assert_ne!(cap_key("default"), cap_key("backups"));
+    }
+
+    #[test]
+    fn an_empty_fence_locks_nothing() {
+        assert!(Fence::default().is_empty());
+        assert!(!Fence {
+            executions: vec![1],
+            ..Fence::default()
+        }
+        .is_empty());
+    }
+}
