@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """The burst on each store: 10,000 jobs running /usr/bin/true plus one priority-1 job, all due the
-same second, on SQLite (one runner) and on PostgreSQL (one runner, then three sharing the database).
-Prints a table. Usage:
+same second, on SQLite (one runner) and on PostgreSQL (one, two and three runners sharing the
+database). Prints a table: when the last slot started and was recorded, how the burst was shared
+between the runners, and the goal of issue #19 (2 runners on PostgreSQL within 1.5x of SQLite
+with one). Usage:
 
     benches/burst_backends.py [--runs N] [--pg postgres://user:pass@127.0.0.1/db] [--bin PATH]
+                              [--only sqlite,pg1,pg2,pg3]
 
 The PostgreSQL URL defaults to $CRONMGR_TEST_POSTGRES; each run gets a fresh schema. Build first:
 `cargo build --release`. Each runner gets --max-concurrent 16; on PostgreSQL the system's
@@ -23,7 +26,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 
-JOBS = 10_000
+JOBS = int(os.environ.get("BURST_JOBS", "10000"))
 CONCURRENCY = 16
 
 
@@ -166,12 +169,16 @@ def main():
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--pg", default=os.environ.get("CRONMGR_TEST_POSTGRES"))
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "cronmgr"))
+    ap.add_argument("--only", default="sqlite,pg1,pg2,pg3")
     a = ap.parse_args()
     if not a.pg:
         sys.exit("give --pg postgres://… or set CRONMGR_TEST_POSTGRES")
     binary = os.path.abspath(a.bin)
-    cases = [("SQLite, 1 runner", "sqlite", 1), ("PostgreSQL, 1 runner", "pg", 1),
-             ("PostgreSQL, 3 runners sharing it", "pg", 3)]
+    cases = [("SQLite, 1 runner", "sqlite", 1, "sqlite"), ("PostgreSQL, 1 runner", "pg", 1, "pg1"),
+             ("PostgreSQL, 2 runners sharing it", "pg", 2, "pg2"),
+             ("PostgreSQL, 3 runners sharing it", "pg", 3, "pg3")]
+    wanted = set(a.only.split(","))
+    cases = [c[:3] for c in cases if c[3] in wanted]
     results = {c[0]: [] for c in cases}
     load_before = os.getloadavg()[0]
     for run in range(a.runs):
@@ -190,7 +197,8 @@ def main():
                 results[label].append(r)
     print(f"\nburst: {JOBS:,} × /usr/bin/true + 1 priority-1 job due the same second, --max-concurrent {CONCURRENCY} "
           f"per runner; {a.runs} runs each; load {load_before:.1f} → {os.getloadavg()[0]:.1f}\n")
-    head = ("store", "last start", "all recorded", "priority-1 started", "complete, no slot twice")
+    head = ("store", "last start", "all recorded", "priority-1 started", "executions per runner",
+            "complete, no slot twice")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for label, _, _ in cases:
@@ -198,7 +206,15 @@ def main():
         print(f"| {label} | {med_range([r['last_start'] for r in rs], 's', 2)} | "
               f"{med_range([r['last_record'] for r in rs], 's', 2)} | "
               f"{med_range([r['urgent_ms'] for r in rs], 'ms', 0)} | "
+              f"{'; '.join('/'.join(str(n) for n in r['per_runner']) for r in rs)} | "
               f"{'yes' if all(r['complete'] for r in rs) else 'NO'} |")
+    base = results.get("SQLite, 1 runner")
+    two = results.get("PostgreSQL, 2 runners sharing it")
+    if base and two:
+        b = statistics.median(r["last_record"] for r in base)
+        t = statistics.median(r["last_record"] for r in two)
+        print(f"\nPostgreSQL with 2 runners / SQLite with 1 (all recorded, medians): {t / b:.2f}x "
+              f"(goal: at most 1.5x) — {'met' if t <= 1.5 * b else 'MISSED'}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ pub struct Slot {
     pub first_started: Option<DateTime<Utc>>,
     /// A chain's start (and its retries): the execution whose end triggered it.
     pub cause: Option<i64>,
+    /// When a fleet's database first failed to take this slot's claim (see `claim_later`).
+    pub refused_since: Option<DateTime<Utc>>,
     /// Order among slots of equal priority and instant: the job id, or on a shared database a
     /// per-runner shuffle of it, so runners of a fleet work a burst from different ends instead
     /// of all racing for the same slots.
@@ -54,6 +56,7 @@ impl Slot {
             due: at,
             first_started: None,
             cause: None,
+            refused_since: None,
             tie: match runner {
                 Some(runner) => shuffle(job_id, runner),
                 None => job_id as u64,
@@ -313,6 +316,7 @@ impl Dispatcher {
             attempt: next_attempt,
             trigger: Trigger::Retry,
             due,
+            refused_since: None,
             ..slot
         });
         true

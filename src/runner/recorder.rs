@@ -345,8 +345,12 @@ impl Recorder {
         }
         let out = store.batch(|b| {
             b.fence(&fence)?;
-            for write in &self.pending {
-                self.apply_in(b, write, &mut ids)?;
+            if self.journal.shared {
+                self.apply_grouped(b)?;
+            } else {
+                for write in &self.pending {
+                    self.apply_in(b, write, &mut ids)?;
+                }
             }
             then(b, &|id| self.resolve(id, &ids))
         })?;
@@ -420,6 +424,28 @@ impl Recorder {
     }
 
     /// One write inside a transaction; provisional ids that landed go to `ids`.
+    /// The queued writes on a fleet's database: its pids in one statement and its ends in one,
+    /// the rest one by one. Their order does not matter there: no claim is queued (there is no
+    /// journal), a queued pid is of an execution whose end is not queued (an end takes the
+    /// queued pid along), and each write touches its own row.
+    fn apply_grouped(&self, b: &crate::store::Batch<'_>) -> Result<(), StoreError> {
+        let mut pids = Vec::new();
+        let mut ends = Vec::new();
+        for write in &self.pending {
+            match write {
+                Record::Pid { execution, pid } => pids.push((*execution, *pid)),
+                Record::Finish {
+                    execution,
+                    finish,
+                    pid,
+                } => ends.push((*execution, finish, *pid)),
+                other => self.apply_in(b, other, &mut Vec::new())?,
+            }
+        }
+        b.set_pids(&pids)?;
+        b.finish_many(&ends)
+    }
+
     fn apply_in(
         &self,
         b: &crate::store::Batch<'_>,
@@ -478,6 +504,12 @@ impl Recorder {
     }
 
     fn note_failure(&mut self, e: &StoreError) {
+        if self.journal.shared && e.is_contention() {
+            // Another member held a row or cap lock this write needed: the fleet is working,
+            // not failing. The write is kept and tried at the next turn, with the usual wait.
+            tracing::debug!(error = %e, "a write met another runner's lock; trying again at the next turn");
+            return;
+        }
         self.unreachable = e.is_unreachable();
         if self.failing.is_none() {
             tracing::error!(error = %e, "the database refuses writes; recording is queued until it takes them");

@@ -3,6 +3,7 @@
 //! (claims, ends, cancels, interrupts) are in `claims`, retention in `retention`.
 
 mod claims;
+mod ends;
 mod fence;
 mod retention;
 

@@ -184,6 +184,19 @@ impl StoreError {
 }
 
 impl StoreError {
+    /// PostgreSQL: the write met another session's lock (it waited past `lock_timeout`, or was
+    /// chosen to break a deadlock, or a serialization failure): the database is up and working,
+    /// and the write may simply be tried again.
+    pub fn is_contention(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        if let StoreError::Db(sql::Error::Postgres(e)) = self {
+            return e
+                .as_db_error()
+                .is_some_and(|d| ["55P03", "40P01", "40001"].contains(&d.code().code()));
+        }
+        false
+    }
+
     /// The database could not be reached (the connection is lost, the server is down or
     /// restarting), as opposed to reached and refusing (locked, full, bad write).
     pub fn is_unreachable(&self) -> bool {

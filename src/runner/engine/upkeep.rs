@@ -230,12 +230,17 @@ impl Engine<'_> {
         }
     }
 
-    /// A shared database could not take this slot's claim now (out of reach, or its writers'
-    /// lock held): the slot waits for the next turn, up to [`CLAIM_PATIENCE`] past its time;
+    /// A shared database could not take this slot's claim now (out of reach, or another
+    /// member's lock held too long): the slot waits for the next turn, up to [`CLAIM_PATIENCE`];
     /// then it is recorded as missed, with the reason.
-    pub(super) fn claim_later(&mut self, slot: Slot, why: &StoreError, now: DateTime<Utc>) {
+    ///
+    /// The patience counts from the first refusal of this slot's claim, not from the slot's
+    /// time: deep in a long burst every slot is late, and a claim that meets another member's
+    /// lock once is not an outage.
+    pub(super) fn claim_later(&mut self, mut slot: Slot, why: &StoreError, now: DateTime<Utc>) {
         let late = (now - slot.due).to_std().unwrap_or_default();
-        if late < CLAIM_PATIENCE {
+        let since = *slot.refused_since.get_or_insert(now);
+        if (now - since).to_std().unwrap_or_default() < CLAIM_PATIENCE {
             self.dispatch.push(slot);
             return;
         }

@@ -11,7 +11,7 @@ use crate::store::{
 };
 
 /// The statuses an end caused by a cancel's signal is recorded with, before it is known to be one.
-const CANCELLABLE_ENDS: &str = "('failed', 'timeout', 'interrupted')";
+pub(super) const CANCELLABLE_ENDS: &str = "('failed', 'timeout', 'interrupted')";
 
 /// A chain's claim (`caused_by` = ?10) stands only when the causing execution's end is recorded
 /// as one a chain fires on: on a fleet, a runner declared lost whose parent was recorded

@@ -109,3 +109,47 @@ fn a_pinned_jobs_missed_rows_name_the_labels_no_runner_had() {
         matches!(&fires[..], [Fire::Missed { why, .. }] if why == "the runner was not running")
     );
 }
+
+/// Deep in a long burst every slot is late: a claim the fleet's database refuses once (another
+/// member's lock) puts the slot back in the queue; it is recorded missed only when the database
+/// has refused its claim for the whole patience.
+#[test]
+fn a_refused_claim_waits_its_patience_from_the_first_refusal_not_from_the_slot() {
+    let mut minutely = job("minutely", "* * * * *");
+    minutely.next_run_at = Some(at(1, 1, 0));
+    let mut rig = Rig::new(&[minutely], at(1, 0, 30), None).start();
+    let job_id = Store::open(&rig.db)
+        .unwrap()
+        .job("default", "minutely")
+        .unwrap()
+        .id;
+    let busy = crate::store::StoreError::Busy("lock timeout".into());
+    let slot_at = at(1, 0, 0);
+    let slot = rig.engine.slot(job_id, slot_at);
+    let queued = rig.engine.dispatch.queued_count();
+    // 30 s late, refused for the first time: back in the queue.
+    let now = slot_at + chrono::Duration::seconds(30);
+    rig.engine.claim_later(slot.clone(), &busy, now);
+    assert_eq!(rig.engine.dispatch.queued_count(), queued + 1);
+    // Refused again 9 s later: still waiting.
+    let mut again = slot.clone();
+    again.refused_since = Some(now);
+    rig.engine
+        .claim_later(again.clone(), &busy, now + chrono::Duration::seconds(9));
+    assert_eq!(rig.engine.dispatch.queued_count(), queued + 2);
+    // Refused for the whole patience: recorded missed, with the reason.
+    rig.engine
+        .claim_later(again, &busy, now + chrono::Duration::seconds(10));
+    assert_eq!(rig.engine.dispatch.queued_count(), queued + 2);
+    assert!(rig.engine.recorder.flush(&rig.engine.store));
+    let missed: Vec<String> = (rig.rows("minutely").into_iter())
+        .filter(|r| r.0 == Status::Missed)
+        .map(|r| r.4)
+        .collect();
+    assert_eq!(missed.len(), 1, "{missed:?}");
+    assert!(
+        missed[0].contains("the database did not take the claim")
+            && missed[0].contains("40s past the slot"),
+        "{missed:?}"
+    );
+}

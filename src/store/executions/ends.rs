@@ -1,0 +1,219 @@
+//! A loop turn's pids and ends in one statement each (PostgreSQL): in a burst a runner records
+//! dozens of them per turn, and on a server every statement is a round trip the loop waits for.
+//! SQLite writes them one by one (a statement there is a function call).
+
+use super::claims::{Batch, CANCELLABLE_ENDS};
+use crate::store::sql::{OptionalExtension, ToValue, Value};
+use crate::store::{fmt_time, Backend, Finish, Result, StoreError};
+
+/// How many executions one statement carries: 12 parameters each, under PostgreSQL's 65,535.
+const CHUNK: usize = 500;
+
+/// An execution's end as a loop turn records it: the row, its end, and its pid when that had
+/// not landed yet.
+pub type End<'a> = (i64, &'a Finish, Option<u32>);
+
+impl Batch<'_> {
+    /// Record several executions' ends. An end whose row is no longer `running` (another runner
+    /// declared this one lost and marked it interrupted) is not written over it; an end whose
+    /// row is gone (its job was removed) is dropped.
+    pub fn finish_many(&self, ends: &[End<'_>]) -> Result<()> {
+        if self.conn().backend() != Backend::Postgres {
+            for (id, finish, pid) in ends {
+                match self.finish_with_pid(*id, finish, *pid) {
+                    Err(StoreError::ExecutionNotFound(_)) => {}
+                    other => other?,
+                }
+            }
+            return Ok(());
+        }
+        for chunk in ends.chunks(CHUNK) {
+            self.finish_chunk(chunk)?;
+        }
+        Ok(())
+    }
+
+    fn finish_chunk(&self, ends: &[End<'_>]) -> Result<()> {
+        let mut args: Vec<Value> = Vec::with_capacity(ends.len() * 12);
+        let mut rows = Vec::with_capacity(ends.len());
+        for (id, f, pid) in ends {
+            let n = args.len();
+            rows.push(format!(
+                "(CAST(?{} AS BIGINT), CAST(?{} AS TEXT), CAST(?{} AS TEXT), CAST(?{} AS BIGINT), \
+                 CAST(?{} AS TEXT), CAST(?{} AS TEXT), CAST(?{} AS INTEGER), \
+                 CAST(?{} AS DOUBLE PRECISION), CAST(?{} AS DOUBLE PRECISION), CAST(?{} AS BIGINT), \
+                 CAST(?{} AS INTEGER), CAST(?{} AS INTEGER))",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6,
+                n + 7,
+                n + 8,
+                n + 9,
+                n + 10,
+                n + 11,
+                n + 12
+            ));
+            args.extend([
+                id.to_value(),
+                f.status.as_str().to_value(),
+                fmt_time(f.finished_at).to_value(),
+                f.duration_ms.to_value(),
+                f.output.to_value(),
+                f.error_message.to_value(),
+                f.exit_code.to_value(),
+                f.memory_used_mb.to_value(),
+                f.cpu_used_percent.to_value(),
+                pid.to_value(),
+                f.memory_upper_bound.to_value(),
+                f.cpu_quota_enforced.to_value(),
+            ]);
+        }
+        // As `Batch::finish_with_pid`, for every row at once.
+        let sql = format!(
+            "UPDATE executions e SET \
+             status = CASE WHEN e.cancelled_by IS NOT NULL AND v.status IN {CANCELLABLE_ENDS} \
+                 THEN 'cancelled' ELSE v.status END, \
+             error_message = CASE WHEN e.cancelled_by IS NOT NULL AND v.status IN {CANCELLABLE_ENDS} \
+                 THEN 'cancelled by ' || e.cancelled_by ELSE v.error_message END, \
+             finished_at = v.finished_at, duration_ms = v.duration_ms, output = v.output, \
+             exit_code = v.exit_code, memory_used_mb = v.memory_used_mb, \
+             cpu_used_percent = v.cpu_used_percent, pid = coalesce(v.pid, e.pid), \
+             is_memory_upper_bound = v.upper_bound, is_cpu_quota_enforced = v.quota_enforced \
+             FROM (VALUES {}) AS v(id, status, finished_at, duration_ms, output, error_message, \
+                 exit_code, memory_used_mb, cpu_used_percent, pid, upper_bound, quota_enforced) \
+             WHERE e.id = v.id AND e.status = 'running' RETURNING e.id",
+            rows.join(", ")
+        );
+        let landed: Vec<i64> = self
+            .conn()
+            .prepare_cached(&sql)?
+            .query_map(args, |r| r.get(0))?
+            .collect::<crate::store::sql::Result<_>>()?;
+        if landed.len() == ends.len() {
+            return Ok(());
+        }
+        let landed: std::collections::HashSet<i64> = landed.into_iter().collect();
+        for (id, ..) in ends.iter().filter(|(id, ..)| !landed.contains(id)) {
+            // Ended already (the first word stands), or gone with its job.
+            let status: Option<String> = self
+                .conn()
+                .prepare_cached("SELECT status FROM executions WHERE id = ?1")?
+                .query_row([*id], |r| r.get(0))
+                .optional()?;
+            if let Some(status) = status {
+                tracing::warn!(
+                    execution = id,
+                    %status,
+                    "the execution was already recorded as ended; keeping that record"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Record several spawned executions' pids (== process groups).
+    pub fn set_pids(&self, pids: &[(i64, u32)]) -> Result<()> {
+        if self.conn().backend() != Backend::Postgres || pids.len() == 1 {
+            for (id, pid) in pids {
+                self.set_pid(*id, *pid)?;
+            }
+            return Ok(());
+        }
+        for chunk in pids.chunks(CHUNK) {
+            let mut args: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
+            let mut rows = Vec::with_capacity(chunk.len());
+            for (id, pid) in chunk {
+                let n = args.len();
+                rows.push(format!(
+                    "(CAST(?{} AS BIGINT), CAST(?{} AS BIGINT))",
+                    n + 1,
+                    n + 2
+                ));
+                args.extend([id.to_value(), pid.to_value()]);
+            }
+            self.conn()
+                .prepare_cached(&format!(
+                    "UPDATE executions e SET pid = v.pid FROM (VALUES {}) AS v(id, pid) \
+                     WHERE e.id = v.id",
+                    rows.join(", ")
+                ))?
+                .execute(args)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use crate::store::{Actor, AuditEvent, By, Status};
+    use chrono::Duration;
+
+    #[test]
+    fn a_turns_ends_land_at_once_and_keep_what_others_recorded_first() {
+        let (store, job) = setup();
+        let ids: Vec<i64> = (1..=4)
+            .map(|a| store.claim(&new(&job, t0(), a)).unwrap().unwrap())
+            .collect();
+        // 2 was declared lost meanwhile; 3 was asked to be cancelled.
+        store
+            .interrupt(ids[1], t0() + Duration::seconds(1), "runner lost")
+            .unwrap();
+        let actor = Actor {
+            uid: 0,
+            user: "root".into(),
+            sudo_user: None,
+        };
+        let event = AuditEvent {
+            system: "default",
+            target: Some("j"),
+            refused: false,
+            reason: None,
+            diff: serde_json::json!({}),
+        };
+        let by = By {
+            actor: &actor,
+            action: "kill",
+        };
+        store.request_cancel(ids[2], by, &event, t0()).unwrap();
+        let ok = crate::store::Finish {
+            output: "done\n".into(),
+            error_message: None,
+            exit_code: Some(0),
+            memory_used_mb: Some(1.5),
+            memory_upper_bound: Some(false),
+            ..ended(Status::Success)
+        };
+        let failed = ended(Status::Failed);
+        store
+            .batch(|b| {
+                b.set_pids(&[(ids[0], 4242), (ids[3], 4343)])?;
+                b.finish_many(&[
+                    (ids[0], &ok, None),
+                    (ids[1], &ok, Some(99)),
+                    (ids[2], &failed, None),
+                    (ids[3], &failed, Some(77)),
+                    (ids[3] + 100, &ok, None), // gone with its job: dropped
+                ])
+            })
+            .unwrap();
+        let e = |i: usize| store.execution(ids[i]).unwrap();
+        assert_eq!((e(0).status, e(0).pid), (Status::Success, Some(4242)));
+        assert_eq!(e(0).output.as_deref(), Some("done\n"));
+        assert_eq!(
+            (e(0).exit_code, e(0).error_message.clone()),
+            (Some(0), None)
+        );
+        assert_eq!(e(0).memory_used_mb, Some(1.5));
+        assert_eq!(e(0).memory_upper_bound, Some(false));
+        assert_eq!(e(1).status, Status::Interrupted, "the first word stands");
+        assert_eq!(e(1).error_message.as_deref(), Some("runner lost"));
+        assert_eq!(e(2).status, Status::Cancelled);
+        assert_eq!(e(2).error_message.as_deref(), Some("cancelled by root"));
+        assert_eq!((e(3).status, e(3).pid), (Status::Failed, Some(77)));
+        assert_eq!(e(3).duration_ms, Some(failed.duration_ms));
+    }
+}
