@@ -251,14 +251,23 @@ impl Recorder {
             // The queued writes (ends and pids of earlier executions) go in the same transaction:
             // in a burst each loop turn then commits once, not once for them and once for claims.
             let fence = crate::store::Fence::for_claims(slots.iter().map(|(new, _)| new));
+            let shared = self.journal.shared;
             let batch = self.land_with(store, fence, |b, resolve| {
+                if shared {
+                    // One statement for the turn's claims, a result for each.
+                    let resolved: Vec<_> = slots
+                        .iter()
+                        .map(|(new, next)| (with_cause(new, resolve), *next))
+                        .collect();
+                    return b.claim_runs(&resolved);
+                }
                 slots
                     .iter()
-                    .map(|(new, next)| b.claim_run(&with_cause(new, resolve), *next))
+                    .map(|(new, next)| b.claim_run(&with_cause(new, resolve), *next).map(Ok))
                     .collect::<Result<Vec<_>, _>>()
             });
             match batch {
-                Ok(ids) => return ids.into_iter().map(Ok).collect(),
+                Ok(ids) => return ids,
                 // Shared: no journal to fall back on, and each slot alone would meet the same
                 // refusal: every slot waits for the next try.
                 Err(e) if transient(&e) && self.journal.shared => {

@@ -2,6 +2,7 @@
 //! and the reads (one execution, history, the running ones, each job's last status). The writes
 //! (claims, ends, cancels, interrupts) are in `claims`, retention in `retention`.
 
+mod burst;
 mod claims;
 mod ends;
 mod fence;

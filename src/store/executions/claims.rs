@@ -360,10 +360,7 @@ fn claim_fleet(
         let mut skipped = new.clone();
         skipped.status = Status::Skipped;
         skipped.fleet = None;
-        skipped.error_message = Some(format!(
-            "the previous run (execution {other}{}) is still going (allow_concurrent = false)",
-            host.map(|h| format!(" on {h}")).unwrap_or_default()
-        ));
+        skipped.error_message = Some(still_going(other, host));
         claim(conn, &skipped)?;
         return Ok(None);
     }
@@ -376,7 +373,15 @@ fn claim_fleet(
     Ok(None) // another runner has the slot
 }
 
-fn claim(conn: &Connection, new: &NewExecution) -> Result<Option<i64>> {
+/// Why a slot of a job that forbids overlap was skipped: execution `other` (on `host`) runs it.
+pub(super) fn still_going(other: i64, host: Option<String>) -> String {
+    format!(
+        "the previous run (execution {other}{}) is still going (allow_concurrent = false)",
+        host.map(|h| format!(" on {h}")).unwrap_or_default()
+    )
+}
+
+pub(super) fn claim(conn: &Connection, new: &NewExecution) -> Result<Option<i64>> {
     // Fleet rules are the database's to enforce only when runners share it (PostgreSQL); an
     // SQLite database has one runner, which enforces them itself.
     if new.fleet.is_some() && new.status == Status::Running && conn.backend() == Backend::Postgres {

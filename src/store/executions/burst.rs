@@ -1,0 +1,258 @@
+//! A fleet runner's claims of one loop turn in one statement (PostgreSQL): the overlap and cap
+//! checks, the inserts and the jobs' last/next runs for every slot the turn picked, instead of
+//! a round trip per slot. The same rules as one claim ([`super::claims`]), under the same locks
+//! ([`super::Fence`], taken first).
+
+use chrono::{DateTime, Utc};
+
+use super::claims::{claim, Batch};
+use super::NewExecution;
+use crate::store::sql::{ToValue, Value};
+use crate::store::{fmt_time, Backend, Result, Status, StoreError};
+
+/// Slots per statement: 16 parameters each, under PostgreSQL's 65,535.
+const CHUNK: usize = 1000;
+
+/// What one claim of a turn came to.
+pub type Claimed = Result<Option<i64>>;
+
+impl Batch<'_> {
+    /// Claim `slots` (each with the job's next run to record), as [`Batch::claim_run`] would one
+    /// by one, and one result per slot: Some(id) to run it, None when another runner has it (or
+    /// it is still running elsewhere: then a `skipped` row says so), Err(FleetFull) when the
+    /// system is at its fleet-wide cap. Where a slot's claim is not a fleet claim on PostgreSQL,
+    /// each is claimed on its own.
+    pub fn claim_runs(
+        &self,
+        slots: &[(NewExecution, Option<DateTime<Utc>>)],
+    ) -> Result<Vec<Claimed>> {
+        let together = self.conn().backend() == Backend::Postgres
+            && slots
+                .iter()
+                .all(|(n, _)| n.fleet.is_some() && n.status == Status::Running);
+        if !together {
+            return slots
+                .iter()
+                .map(|(new, next)| self.claim_run(new, *next).map(Ok))
+                .collect();
+        }
+        self.fence(&super::Fence::for_claims(slots.iter().map(|(n, _)| n)))?;
+        let mut out = Vec::with_capacity(slots.len());
+        for chunk in slots.chunks(CHUNK) {
+            out.extend(self.claim_chunk(chunk)?);
+        }
+        Ok(out)
+    }
+
+    fn claim_chunk(&self, slots: &[(NewExecution, Option<DateTime<Utc>>)]) -> Result<Vec<Claimed>> {
+        const TYPES: [&str; 16] = [
+            "INTEGER", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "INTEGER", "TEXT", "BIGINT",
+            "BIGINT", "BIGINT", "INTEGER", "TEXT", "BIGINT", "INTEGER", "TEXT",
+        ];
+        let mut args: Vec<Value> = Vec::with_capacity(slots.len() * TYPES.len());
+        let mut rows = Vec::with_capacity(slots.len());
+        for (ord, (new, next)) in slots.iter().enumerate() {
+            let rules = new.fleet.as_ref().expect("fleet claims only");
+            let (system, cap) = match &rules.cap {
+                Some((system, cap)) => (system.clone(), i64::from(*cap)),
+                None => (String::new(), -1),
+            };
+            let first = args.len();
+            rows.push(format!(
+                "({})",
+                TYPES
+                    .iter()
+                    .enumerate()
+                    .map(|(k, ty)| format!("CAST(?{} AS {ty})", first + k + 1))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            args.extend([
+                (ord as i64).to_value(),
+                new.job_id.to_value(),
+                new.status.as_str().to_value(),
+                fmt_time(new.scheduled_for).to_value(),
+                new.started_at.map(fmt_time).to_value(),
+                new.triggered_by.as_str().to_value(),
+                new.attempt.to_value(),
+                new.error_message.to_value(),
+                new.runner_pid.to_value(),
+                new.runner_id.to_value(),
+                new.caused_by.to_value(),
+                i64::from(rules.exclusive).to_value(),
+                system.to_value(),
+                cap.to_value(),
+                1i64.to_value(),
+                next.map(fmt_time).to_value(),
+            ]);
+        }
+        // `eligible`: nothing runs the job that forbids overlap, the chain's cause ended as one
+        // that fires, and no runner has the slot yet. `rank_n`: the slot's place among its
+        // system's eligible slots of the turn; with the system's running count it keeps the cap.
+        // (The fence's locks make the reads current; a slot another runner inserts meanwhile
+        // is caught by ON CONFLICT and only makes the turn take one fewer under the cap.)
+        let sql = format!(
+            "WITH v (ord, job_id, status, scheduled_for, started_at, triggered_by, attempt, \
+                 error_message, runner_pid, runner_id, caused_by, exclusive, system, cap, set_run, \
+                 next_run_at) AS (VALUES {}), \
+             busy AS ( \
+                 SELECT DISTINCT ON (e.job_id) e.job_id, e.id, r.host FROM executions e \
+                 LEFT JOIN runners r ON r.id = e.runner_id \
+                 WHERE e.status = 'running' AND e.job_id IN (SELECT job_id FROM v WHERE exclusive = 1) \
+                 ORDER BY e.job_id, e.id), \
+             load AS ( \
+                 SELECT j.system, count(*) AS n FROM executions e JOIN jobs j ON j.id = e.job_id \
+                 WHERE e.status = 'running' AND j.system IN (SELECT system FROM v WHERE cap >= 0) \
+                 GROUP BY j.system), \
+             c0 AS ( \
+                 SELECT v.*, b.id AS busy_id, b.host AS busy_host, coalesce(l.n, 0) AS load_n, \
+                     (b.id IS NULL AND (v.caused_by IS NULL OR EXISTS (SELECT 1 FROM executions p \
+                         WHERE p.id = v.caused_by AND p.status IN ('success', 'failed', 'timeout'))) \
+                      AND NOT EXISTS (SELECT 1 FROM executions x WHERE x.job_id = v.job_id \
+                         AND x.scheduled_for = v.scheduled_for AND x.attempt = v.attempt)) \
+                         AS eligible \
+                 FROM v LEFT JOIN busy b ON v.exclusive = 1 AND b.job_id = v.job_id \
+                 LEFT JOIN load l ON l.system = v.system), \
+             c AS ( \
+                 SELECT c0.*, sum(CASE WHEN eligible THEN 1 ELSE 0 END) \
+                     OVER (PARTITION BY system ORDER BY ord) AS rank_n FROM c0), \
+             ins AS ( \
+                 INSERT INTO executions (job_id, status, scheduled_for, started_at, triggered_by, \
+                     attempt, error_message, runner_pid, runner_id, caused_by) \
+                 SELECT job_id, status, scheduled_for, started_at, triggered_by, attempt, \
+                     error_message, runner_pid, runner_id, caused_by \
+                 FROM c WHERE eligible AND (cap < 0 OR load_n + rank_n <= cap) ORDER BY ord \
+                 ON CONFLICT DO NOTHING RETURNING id, job_id, scheduled_for, attempt), \
+             runs AS ( \
+                 SELECT DISTINCT ON (c.job_id) c.job_id, c.started_at, c.next_run_at FROM c \
+                 JOIN ins i ON i.job_id = c.job_id AND i.scheduled_for = c.scheduled_for \
+                     AND i.attempt = c.attempt \
+                 WHERE c.set_run = 1 ORDER BY c.job_id, c.ord DESC), \
+             upd AS ( \
+                 UPDATE jobs j SET last_run_at = coalesce(runs.started_at, j.last_run_at), \
+                     next_run_at = runs.next_run_at \
+                 FROM runs WHERE j.id = runs.job_id RETURNING j.id) \
+             SELECT c.ord, i.id, c.busy_id, c.busy_host, \
+                 CASE WHEN c.eligible AND c.cap >= 0 AND c.load_n + c.rank_n > c.cap THEN 1 ELSE 0 END \
+             FROM c LEFT JOIN ins i ON i.job_id = c.job_id AND i.scheduled_for = c.scheduled_for \
+                 AND i.attempt = c.attempt \
+             ORDER BY c.ord",
+            rows.join(", ")
+        );
+        type Out = (i64, Option<i64>, Option<i64>, Option<String>, i64);
+        let answers: Vec<Out> = self
+            .conn()
+            .prepare_cached(&sql)?
+            .query_map(args, |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<crate::store::sql::Result<_>>()?;
+        let mut out = Vec::with_capacity(slots.len());
+        for ((new, _), (_, id, busy, host, full)) in slots.iter().zip(answers) {
+            if id.is_some() {
+                out.push(Ok(id));
+                continue;
+            }
+            if let Some(other) = busy {
+                let mut skipped = new.clone();
+                skipped.status = Status::Skipped;
+                skipped.fleet = None;
+                skipped.error_message = Some(super::claims::still_going(other, host));
+                claim(self.conn(), &skipped)?;
+                out.push(Ok(None));
+                continue;
+            }
+            if full == 1 {
+                let (system, cap) = new
+                    .fleet
+                    .as_ref()
+                    .and_then(|r| r.cap.clone())
+                    .expect("a slot over the cap has a cap");
+                out.push(Err(StoreError::FleetFull { system, cap }));
+                continue;
+            }
+            out.push(Ok(None)); // another runner has the slot
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::super::FleetRules;
+    use crate::store::{Job, Status, StoreError};
+    use chrono::Duration;
+
+    fn fleet(job: &Job, minute: i64, exclusive: bool, cap: u32) -> super::NewExecution {
+        super::NewExecution {
+            fleet: Some(FleetRules {
+                exclusive,
+                cap: Some(("default".into(), cap)),
+            }),
+            ..new(job, t0() + Duration::minutes(minute), 1)
+        }
+    }
+
+    /// The turn's claims in one statement decide as one claim at a time would: a slot another
+    /// runner has is not claimed, a job that forbids overlap and runs gets a `skipped` row, the
+    /// system's cap stops the rest, and the jobs' next runs are recorded.
+    #[test]
+    fn a_turns_claims_keep_the_rules_of_one_claim() {
+        let (store, j) = setup();
+        let k = store
+            .insert_job(
+                &Job::new("default", "k", "* * * * *", "shell"),
+                t0(),
+                crate::store::test_by(),
+            )
+            .unwrap();
+        // Another runner has j's 10:01 slot; k runs (forbids overlap).
+        assert!(store
+            .claim(&new(&j, t0() + Duration::minutes(1), 1))
+            .unwrap()
+            .is_some());
+        store.claim(&new(&k, t0(), 1)).unwrap().unwrap();
+        let next = Some(t0() + Duration::minutes(9));
+        let slots = vec![
+            (fleet(&j, 1, false, 4), next), // taken
+            (fleet(&k, 2, true, 4), next),  // k still runs: skipped
+            (fleet(&j, 2, false, 4), next), // running: 2 + this = 3
+            (fleet(&j, 3, false, 4), next), // 4: the cap
+            (fleet(&j, 4, false, 4), next), // over the cap
+        ];
+        let got = store.batch(|b| b.claim_runs(&slots)).unwrap();
+        assert_eq!(got.len(), 5);
+        if store.backend() == crate::store::Backend::Sqlite {
+            // One runner per SQLite database: it keeps overlap and caps itself, the store
+            // only the slot's key.
+            let claimed: Vec<bool> = got.iter().map(|g| matches!(g, Ok(Some(_)))).collect();
+            assert_eq!(claimed, [false, true, true, true, true]);
+            return;
+        }
+        assert!(matches!(got[0], Ok(None)), "{:?}", got[0]);
+        assert!(matches!(got[1], Ok(None)), "{:?}", got[1]);
+        assert!(matches!(got[2], Ok(Some(_))), "{:?}", got[2]);
+        assert!(matches!(got[3], Ok(Some(_))), "{:?}", got[3]);
+        assert!(
+            matches!(&got[4], Err(StoreError::FleetFull { cap: 4, .. })),
+            "{:?}",
+            got[4]
+        );
+        let skipped = store
+            .executions(&super::super::ExecutionFilter {
+                status: Some(Status::Skipped),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0]
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("is still going")));
+        let j = store.job("default", "j").unwrap();
+        assert_eq!(j.next_run_at, next);
+        assert_eq!(j.last_run_at, Some(t0() + Duration::minutes(3)));
+        assert_eq!(store.running(None).unwrap().len(), 4);
+    }
+}
