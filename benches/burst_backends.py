@@ -191,7 +191,7 @@ def main():
                 try:
                     r = burst(binary, store, work, runners, lead=10)
                 finally:
-                    if kind == "pg":
+                    if kind == "pg" and not os.environ.get("BURST_KEEP_SCHEMA"):
                         store.drop()
                 print(f"  {r}", file=sys.stderr, flush=True)
                 results[label].append(r)

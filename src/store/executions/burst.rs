@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::claims::{claim, Batch};
+use super::claims::{claim, Batch, RUNNING};
 use super::NewExecution;
 use crate::store::sql::{ToValue, Value};
 use crate::store::{fmt_time, Backend, Result, Status, StoreError};
@@ -101,8 +101,8 @@ impl Batch<'_> {
                  WHERE e.status = 'running' AND e.job_id IN (SELECT job_id FROM v WHERE exclusive = 1) \
                  ORDER BY e.job_id, e.id), \
              load AS ( \
-                 SELECT j.system, count(*) AS n FROM executions e JOIN jobs j ON j.id = e.job_id \
-                 WHERE e.status = 'running' AND j.system IN (SELECT system FROM v WHERE cap >= 0) \
+                 SELECT j.system, count(*) AS n FROM ({RUNNING}) e JOIN jobs j ON j.id = e.job_id \
+                 WHERE j.system IN (SELECT system FROM v WHERE cap >= 0) \
                  GROUP BY j.system), \
              c0 AS ( \
                  SELECT v.*, b.id AS busy_id, b.host AS busy_host, coalesce(l.n, 0) AS load_n, \

@@ -131,11 +131,13 @@ impl Batch<'_> {
             };
             // Ids are integers: written into the text, no injection possible, and one plan
             // per shape is not worth a cache entry.
+            // One array of ids (the jobs', then the ended executions' jobs, an init plan): an
+            // index scan of `jobs`, where `id IN (…) OR id IN (SELECT …)` reads the whole table.
             self.conn().execute_batch(&format!(
-                "SELECT id FROM jobs WHERE id IN ({}) \
-                 OR id IN (SELECT job_id FROM executions WHERE id IN ({})) \
+                "SELECT id FROM jobs WHERE id = ANY (CAST(ARRAY[{}] AS BIGINT[]) \
+                 || ARRAY(SELECT job_id FROM executions WHERE id IN ({}))) \
                  ORDER BY id FOR UPDATE",
-                list(&fence.jobs),
+                list(&fence.jobs).replace("NULL", ""),
                 list(&fence.executions)
             ))?;
         }
