@@ -1,5 +1,9 @@
 //! Runners sharing one database: labels, leases, and who this runner is in the `runners` table.
 
+use std::time::{Duration, Instant};
+
+use crate::store::{Change, Notice};
+
 /// A runner label (`run --label`, a job's `runner_labels`): letters, digits, `.`, `_`, `-`.
 pub fn check_label(label: &str) -> Result<(), String> {
     if label.is_empty() {
@@ -124,58 +128,142 @@ impl Drop for Presence {
     }
 }
 
-/// How often a runner on a shared database looks for changes made elsewhere.
-pub const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often a runner on a shared database looks for changes made elsewhere (and at the other
+/// runners' leases) while it does not listen for them: no listener yet, or its connection lost.
+pub const TICK: Duration = Duration::from_secs(1);
+/// With a live listener, notifications wake the runner; this slow check catches one that was
+/// lost (see docs/fleet.md, "How runners learn of changes").
+pub const FALLBACK: Duration = Duration::from_secs(30);
+/// A look at the other runners' leases comes this long after the earliest could run out.
+const LEASE_MARGIN: Duration = Duration::from_millis(100);
 
-/// This runner's part in a fleet sharing a database (PostgreSQL): each [`TICK`] it looks for
-/// changes made elsewhere; every third of its lease it heartbeats and reaps runners whose lease
-/// ran out. The database enforces overlap and caps across the fleet.
+/// This runner's part in a fleet sharing a database (PostgreSQL). It checks for changes made
+/// elsewhere each [`TICK`], or each [`FALLBACK`] while a listener is woken by notifications;
+/// heartbeats every third of its lease; and declares lost the runners whose lease ran out, looking
+/// when the earliest of them could (at most a `TICK` or `FALLBACK` apart; a runner that joins
+/// notifies). The database enforces overlap and caps across the fleet.
 pub struct FleetMember {
     /// This runner's row in `runners`.
     pub id: i64,
-    lease: std::time::Duration,
-    last_tick: std::time::Instant,
-    last_heartbeat: std::time::Instant,
+    lease: Duration,
+    /// When the next change check, heartbeat and look at the leases are due.
+    check_at: Instant,
+    heartbeat_at: Instant,
+    reap_at: Instant,
+    /// The listener LISTENs: notifications wake the loop, the checks are a fallback.
+    listening: bool,
     /// Other runners took slots this runner tried to claim: pick again at once, not at the next
     /// event (this runner may have nothing running to wake it).
     pub claim_again: bool,
+    /// A slot waits for a place under the fleet's cap: try again each [`TICK`] (an end
+    /// elsewhere also notifies, when listening).
+    pub at_cap: bool,
+}
+
+/// What of the fleet's upkeep is due now (see [`FleetMember::due`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Due {
+    /// Compare jobs and settings with the database's change counter.
+    pub check: bool,
+    pub heartbeat: bool,
+    /// Look at the other runners' leases.
+    pub reap: bool,
 }
 
 impl FleetMember {
-    pub fn new(id: i64, lease: std::time::Duration, mono: std::time::Instant) -> FleetMember {
+    /// A member that has just registered (its first heartbeat is its registration): everything
+    /// but the heartbeat is due at once.
+    pub fn new(id: i64, lease: Duration, mono: Instant) -> FleetMember {
         FleetMember {
             id,
             lease,
-            last_tick: mono,
-            last_heartbeat: mono,
+            check_at: mono,
+            heartbeat_at: mono + lease / 3,
+            reap_at: mono,
+            listening: false,
             claim_again: false,
+            at_cap: false,
         }
     }
 
-    /// Whether the tick is due; taken as done when true.
-    pub fn tick_due(&mut self, mono: std::time::Instant) -> bool {
-        if mono.saturating_duration_since(self.last_tick) < TICK {
-            return false;
+    /// How long between checks: [`FALLBACK`] while listening, else [`TICK`].
+    fn every(&self) -> Duration {
+        if self.listening {
+            FALLBACK
+        } else {
+            TICK
         }
-        self.last_tick = mono;
-        true
     }
 
-    /// Whether this tick heartbeats; taken as done when true.
-    pub fn heartbeat_due(&mut self, mono: std::time::Instant) -> bool {
-        if mono.saturating_duration_since(self.last_heartbeat) < self.lease / 3 {
-            return false;
+    /// What is due now; the change check and the heartbeat are taken as done. A due look at the
+    /// leases is taken as done by [`FleetMember::reaped`].
+    pub fn due(&mut self, mono: Instant) -> Due {
+        let check = mono >= self.check_at;
+        if check {
+            self.check_at = mono + self.every();
         }
-        self.last_heartbeat = mono;
-        true
+        let heartbeat = mono >= self.heartbeat_at;
+        if heartbeat {
+            self.heartbeat_at = mono + self.lease / 3;
+        }
+        Due {
+            check,
+            heartbeat,
+            reap: mono >= self.reap_at,
+        }
     }
 
-    /// How long the loop may sleep: until the next tick, or not at all to claim again.
-    pub fn next_wake(&self, mono: std::time::Instant) -> std::time::Duration {
+    /// The leases were looked at (`Some`: the earliest of the others' runs out in that long, if
+    /// any runs); or the look failed (`None`): try again a [`TICK`] later.
+    pub fn reaped(&mut self, mono: Instant, looked: Option<Option<Duration>>) {
+        let wait = match looked {
+            None => TICK,
+            Some(earliest) => {
+                earliest.map_or(self.every(), |e| (e + LEASE_MARGIN).min(self.every()))
+            }
+        };
+        self.reap_at = mono + wait;
+    }
+
+    /// Take a notice of the listener: whether the loop's upkeep has something to do now.
+    pub fn notice(&mut self, notice: &Notice, mono: Instant) {
+        match notice {
+            // Notifications sent while it was away are lost: one full look now.
+            Notice::Listening => {
+                self.listening = true;
+                self.check_at = mono;
+                self.reap_at = mono;
+            }
+            Notice::Lost(_) => {
+                self.listening = false;
+                self.check_at = self.check_at.min(mono + TICK);
+                self.reap_at = self.reap_at.min(mono + TICK);
+            }
+            Notice::Change(Change::Jobs) => self.check_at = mono,
+            Notice::Change(Change::Runners) => self.reap_at = mono,
+            // The wake-up is the point: the turn tries the slots that wait for the cap again.
+            Notice::Change(Change::Freed) => {}
+        }
+    }
+
+    /// Whether notifications wake this runner now.
+    pub fn listening(&self) -> bool {
+        self.listening
+    }
+
+    /// How long the loop may sleep: until the next check, heartbeat or look at the leases; a
+    /// [`TICK`] while a slot waits for the cap; not at all to claim again.
+    pub fn next_wake(&self, mono: Instant) -> Duration {
         if self.claim_again {
-            return std::time::Duration::ZERO;
+            return Duration::ZERO;
         }
-        TICK.saturating_sub(mono.saturating_duration_since(self.last_tick))
+        let next = self.check_at.min(self.heartbeat_at).min(self.reap_at);
+        let wait = next.saturating_duration_since(mono);
+        if self.at_cap {
+            wait.min(TICK)
+        } else {
+            wait
+        }
     }
 }
 
@@ -188,18 +276,21 @@ pub struct Tick {
     /// Another runner had declared this one lost (its heartbeat ran past the lease): the
     /// executions it was running are `interrupted` in the database and may run elsewhere.
     pub was_lost: bool,
+    /// When `reap`: None if the leases could not be read; else how long until the earliest
+    /// lease of another runner runs out (None: no other runner is up).
+    pub looked: Option<Option<Duration>>,
 }
 
-/// The fleet's tick for runner `me`: heartbeat (when `heartbeat`), and declare lost the runners
-/// whose lease ran out. Failures are logged; the next tick tries again.
+/// The fleet's tick for runner `me`: heartbeat (when `heartbeat`), and (when `reap`) declare
+/// lost the runners whose lease ran out. Failures are logged; the next tick tries again.
 pub fn tick(
     store: &crate::store::Store,
     me: i64,
-    heartbeat: bool,
+    due: Due,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Tick {
     let mut tick = Tick::default();
-    if heartbeat {
+    if due.heartbeat {
         match store.heartbeat(me, now) {
             Ok(true) => {}
             Ok(false) => {
@@ -211,10 +302,28 @@ pub fn tick(
             Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
     }
+    if !due.reap {
+        return tick;
+    }
+    // A cheap read first (the database's clock and the runners): the writers' lock only when
+    // someone is past their lease.
+    let fleet = match store.fleet(now) {
+        Ok(fleet) => fleet,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check the other runners' leases");
+            return tick;
+        }
+    };
+    let others = || fleet.runners.iter().filter(|r| r.id != me);
+    tick.looked = Some(others().filter_map(|r| lease_left(r, fleet.now)).min());
+    if !others().any(|r| r.state(fleet.now) == "silent") {
+        return tick;
+    }
     let lost = match store.reap_lost_runners(me, now) {
         Ok(lost) => lost,
         Err(e) => {
             tracing::warn!(error = %e, "could not check the other runners' leases");
+            tick.looked = None;
             return tick;
         }
     };
@@ -231,6 +340,16 @@ pub fn tick(
     tick
 }
 
+/// How long until `r`'s lease runs out without another heartbeat, by the database's clock
+/// `now`; None when it is not up (stopped, lost, already past it) or the lease is out of range.
+fn lease_left(r: &crate::store::Runner, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    if r.state(now) != "up" {
+        return None;
+    }
+    let lease = chrono::Duration::try_seconds(i64::try_from(r.lease).ok()?)?;
+    (r.heartbeat_at + lease - now).to_std().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +360,120 @@ mod tests {
         assert!(parse_lease("2s").is_err());
         let e = parse_lease("9223372036854775807").unwrap_err();
         assert!(e.contains("--lease") && e.contains("400d"), "{e}");
+    }
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    /// A member 10 s into its life with a 30 s lease: the first checks are done.
+    fn member() -> (FleetMember, Instant) {
+        let t0 = Instant::now();
+        let mut m = FleetMember::new(1, S(30), t0);
+        assert_eq!(
+            m.due(t0),
+            Due {
+                check: true,
+                heartbeat: false,
+                reap: true
+            }
+        );
+        m.reaped(t0, Some(None));
+        (m, t0)
+    }
+
+    #[test]
+    fn without_a_listener_changes_and_leases_are_looked_at_each_second() {
+        let (mut m, t0) = member();
+        assert_eq!(m.next_wake(t0), TICK);
+        let due = m.due(t0 + S(1));
+        assert!(due.check && due.reap && !due.heartbeat, "{due:?}");
+        // The heartbeat keeps its own cadence: a third of the lease.
+        m.reaped(t0 + S(1), Some(None));
+        assert!(m.due(t0 + S(10)).heartbeat);
+    }
+
+    #[test]
+    fn a_live_listener_makes_the_checks_a_slow_fallback_until_it_is_lost() {
+        let (mut m, t0) = member();
+        m.notice(&Notice::Listening, t0);
+        assert!(m.listening());
+        // Listening (again): one full look at once, for what was sent while it was away.
+        let due = m.due(t0);
+        assert!(due.check && due.reap, "{due:?}");
+        m.reaped(t0, Some(None));
+        // Then only the heartbeat (every 10 s) until the fallback, 30 s later.
+        assert_eq!(m.next_wake(t0), S(10));
+        assert_eq!(
+            m.due(t0 + S(10)),
+            Due {
+                check: false,
+                heartbeat: true,
+                reap: false
+            }
+        );
+        assert_eq!(m.next_wake(t0 + S(10)), S(10));
+        let due = m.due(t0 + FALLBACK);
+        assert!(due.check && due.reap, "{due:?}");
+        // A notification of a change: the check at once; a runner that joined: its lease.
+        m.reaped(t0 + FALLBACK, Some(None));
+        m.notice(&Notice::Change(Change::Jobs), t0 + S(31));
+        assert_eq!(m.next_wake(t0 + S(31)), Duration::ZERO);
+        assert_eq!(
+            m.due(t0 + S(31)),
+            Due {
+                check: true,
+                heartbeat: false,
+                reap: false
+            }
+        );
+        m.notice(&Notice::Change(Change::Runners), t0 + S(32));
+        assert_eq!(
+            m.due(t0 + S(32)),
+            Due {
+                check: false,
+                heartbeat: false,
+                reap: true
+            }
+        );
+        m.reaped(t0 + S(32), Some(None));
+        // An end elsewhere only wakes the loop (its turn claims again).
+        m.notice(&Notice::Change(Change::Freed), t0 + S(33));
+        assert_eq!(m.due(t0 + S(33)), Due::default());
+        // Lost: back to each second.
+        m.notice(&Notice::Lost("closed".into()), t0 + S(33));
+        assert!(!m.listening());
+        assert_eq!(m.next_wake(t0 + S(33)), TICK);
+        let due = m.due(t0 + S(34));
+        assert!(due.check && due.reap, "{due:?}");
+    }
+
+    #[test]
+    fn the_leases_are_looked_at_when_the_earliest_can_run_out() {
+        let (mut m, t0) = member();
+        m.notice(&Notice::Listening, t0);
+        m.due(t0);
+        // Another runner's lease runs out in 7 s: look then (a little after), not at 30 s.
+        m.reaped(t0, Some(Some(S(7))));
+        assert_eq!(m.next_wake(t0), S(7) + LEASE_MARGIN);
+        assert!(!m.due(t0 + S(7)).reap);
+        assert!(m.due(t0 + S(7) + LEASE_MARGIN).reap);
+        // A failed look is tried again a second later; no later than the fallback otherwise.
+        m.reaped(t0 + S(8), None);
+        assert!(m.due(t0 + S(9)).reap);
+        m.reaped(t0 + S(9), Some(Some(S(3600))));
+        assert!(!m.due(t0 + S(9) + FALLBACK - S(1)).reap);
+        assert!(m.due(t0 + S(9) + FALLBACK).reap);
+    }
+
+    #[test]
+    fn a_slot_waiting_for_the_fleets_cap_is_tried_each_second_even_when_listening() {
+        let (mut m, t0) = member();
+        m.notice(&Notice::Listening, t0);
+        m.due(t0);
+        m.reaped(t0, Some(None));
+        m.at_cap = true;
+        assert_eq!(m.next_wake(t0), TICK);
+        m.claim_again = true;
+        assert_eq!(m.next_wake(t0), Duration::ZERO);
     }
 
     #[test]

@@ -183,6 +183,7 @@ impl Engine<'_> {
     pub(super) fn start_ready(&mut self, now: DateTime<Utc>) {
         if let Some(f) = &mut self.fleet {
             f.claim_again = false;
+            f.at_cap = false;
         }
         if self.life.stop.stopping() || !self.dispatch.has_waiting() {
             return;
@@ -219,10 +220,13 @@ impl Engine<'_> {
                         tracing::info!(job = %name, slot = %at, attempt, "slot already claimed elsewhere; not running it")
                     }
                 },
-                // Tried again at the next turn (the fleet's tick wakes the loop each second).
+                // Tried again when an end elsewhere notifies, or a second later (fleet.rs).
                 Err(StoreError::FleetFull { system, cap }) => {
                     tracing::debug!(job = %name, %system, cap, "the fleet is at its cap; the slot waits");
                     self.dispatch.push(p.slot);
+                    if let Some(f) = &mut self.fleet {
+                        f.at_cap = true;
+                    }
                 }
                 // A fleet's database that cannot take the claim now (away, locked): the slot
                 // waits, then is recorded as missed with the reason (upkeep.rs).

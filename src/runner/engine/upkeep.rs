@@ -34,14 +34,23 @@ impl Engine<'_> {
         }
     }
 
-    /// What is due of: the fleet's tick, the watchdog, retention, a put-off report, a failed
+    /// What is due of: the fleet's checks, the watchdog, retention, a put-off report, a failed
     /// reload, and once a minute changes nobody nudged us about and the host checks.
     pub(super) fn housekeeping(&mut self) {
         let mono = self.clock.mono();
         if let Some(f) = &mut self.fleet {
-            if f.tick_due(mono) {
+            let due = f.due(mono);
+            if due != fleet::Due::default() {
+                // A connection lost while idle comes back here (writes revive it too).
+                if let Err(e) = self.store.revive() {
+                    tracing::debug!(error = %e, "the database is still out of reach");
+                }
+            }
+            if due.check {
                 self.check_changes();
-                self.fleet_tick(mono);
+            }
+            if due.heartbeat || due.reap {
+                self.fleet_tick(mono, due);
             }
         }
         if self.life.notifier.watchdog.is_some() {
@@ -75,19 +84,17 @@ impl Engine<'_> {
         }
     }
 
-    /// On a shared database: heartbeat every third of the lease, and retry (per each job's
-    /// policy) the executions of runners declared lost.
-    pub(super) fn fleet_tick(&mut self, mono: Instant) {
+    /// On a shared database: heartbeat, look at the other runners' leases, and retry (per each
+    /// job's policy) the executions of runners declared lost.
+    pub(super) fn fleet_tick(&mut self, mono: Instant, due: fleet::Due) {
         let Some(f) = &mut self.fleet else {
             return;
         };
-        // A connection lost while idle comes back here (writes revive it too).
-        if let Err(e) = self.store.revive() {
-            tracing::debug!(error = %e, "the database is still out of reach");
-        }
         let now = self.clock.now();
-        let heartbeat = f.heartbeat_due(mono);
-        let tick = fleet::tick(&self.store, f.id, heartbeat, now);
+        let tick = fleet::tick(&self.store, f.id, due, now);
+        if due.reap {
+            f.reaped(mono, tick.looked);
+        }
         if tick.was_lost {
             self.stop_taken_over();
         }
