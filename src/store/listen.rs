@@ -152,10 +152,15 @@ mod pg {
     }
 
     /// LISTEN on the channel; the schema this session's tables are in (its notifications'
-    /// prefix).
+    /// prefix). The session's application_name gets " listen", so `pg_stat_activity` tells
+    /// it from the runner's other session.
     fn subscribe(client: &mut postgres::Client) -> Result<String, postgres::Error> {
         client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
-        let row = client.query_one("SELECT current_schema()::text", &[])?;
+        let row = client.query_one(
+            "SELECT current_schema()::text, set_config('application_name', \
+             left(current_setting('application_name') || ' listen', 63), false)",
+            &[],
+        )?;
         Ok(row.get::<_, Option<String>>(0).unwrap_or_default())
     }
 
