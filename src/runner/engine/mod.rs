@@ -188,7 +188,10 @@ impl<'c> Engine<'c> {
         self.life.runner_id = Some(id);
         if shared {
             self.fleet = Some(FleetMember::new(id, self.opts.lease, self.clock.mono()));
-            self.listen();
+            // `--once` fires only what was pending at start: no changes to wait for.
+            if !self.opts.once {
+                self.listen();
+            }
         }
         lifecycle::recover(&self.store, shared, Some(id), now)?;
         self.recorder.recover(&self.store, now)?;
