@@ -134,6 +134,8 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// With a live listener, notifications wake the runner; this slow check catches one that was
 /// lost (see docs/fleet.md, "How runners learn of changes").
 pub const FALLBACK: Duration = Duration::from_secs(30);
+/// A claim the database could not take now (its lock busy, or away) is tried again this soon.
+pub const CLAIM_RETRY: Duration = Duration::from_millis(250);
 /// A look at the other runners' leases comes this long after the earliest could run out.
 const LEASE_MARGIN: Duration = Duration::from_millis(100);
 
@@ -158,6 +160,10 @@ pub struct FleetMember {
     /// A slot waits for a place under the fleet's cap: try again each [`TICK`] (an end
     /// elsewhere also notifies, when listening).
     pub at_cap: bool,
+    /// A slot waits because the database could not take its claim now (locked, away): try again
+    /// in [`CLAIM_RETRY`], before the job's next slot comes (at an every-second job's next
+    /// slot, one still waiting is recorded skipped).
+    pub claim_failed: bool,
 }
 
 /// What of the fleet's upkeep is due now (see [`FleetMember::due`]).
@@ -183,6 +189,7 @@ impl FleetMember {
             listening: false,
             claim_again: false,
             at_cap: false,
+            claim_failed: false,
         }
     }
 
@@ -258,12 +265,14 @@ impl FleetMember {
             return Duration::ZERO;
         }
         let next = self.check_at.min(self.heartbeat_at).min(self.reap_at);
-        let wait = next.saturating_duration_since(mono);
+        let mut wait = next.saturating_duration_since(mono);
         if self.at_cap {
-            wait.min(TICK)
-        } else {
-            wait
+            wait = wait.min(TICK);
         }
+        if self.claim_failed {
+            wait = wait.min(CLAIM_RETRY);
+        }
+        wait
     }
 }
 
@@ -465,13 +474,15 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_waiting_for_the_fleets_cap_is_tried_each_second_even_when_listening() {
+    fn a_slot_waiting_for_the_cap_or_the_database_is_tried_again_soon_even_when_listening() {
         let (mut m, t0) = member();
         m.notice(&Notice::Listening, t0);
         m.due(t0);
         m.reaped(t0, Some(None));
         m.at_cap = true;
         assert_eq!(m.next_wake(t0), TICK);
+        m.claim_failed = true;
+        assert_eq!(m.next_wake(t0), CLAIM_RETRY);
         m.claim_again = true;
         assert_eq!(m.next_wake(t0), Duration::ZERO);
     }

@@ -23,10 +23,12 @@ fn wait_listening(env: &Env, runner: &mut Child, n: usize, limit: Duration) {
     }
 }
 
-/// Add a one-shot job at a slot 2 s away, while the runner's fallback check is ~30 s away:
-/// it starts within a second of its slot (so a notification woke the runner).
+/// Add a one-shot job at a slot 3 s away, right after the runner began to listen (its fallback
+/// check is 30 s away; the minute's housekeeping, which looks too, comes 30 s after start-up,
+/// then each minute): it starts on its slot, so a notification woke the runner. (Unwoken, it
+/// would load the job 20 s or more after the slot: the bound leaves room for a loaded machine.)
 fn added_job_starts_on_time(env: &Env, name: &str) {
-    let slot = soon(2);
+    let slot = soon(3);
     env.ok(&["add", name, "--schedule", &at(slot), "--", "/usr/bin/true"]);
     let first = env.wait_for(Duration::from_secs(15), || {
         env.history(name)
@@ -43,7 +45,7 @@ fn added_job_starts_on_time(env: &Env, name: &str) {
     let late = time(&first, "started_at") - time(&first, "scheduled_for");
     assert_eq!(time(&first, "scheduled_for"), slot);
     assert!(
-        late < chrono::Duration::milliseconds(1500),
+        late < chrono::Duration::seconds(5),
         "{name} started {late} after its slot\n{}",
         env.runner_log()
     );
@@ -59,7 +61,7 @@ fn a_job_added_while_a_fleet_runner_idles_starts_on_its_slot_woken_by_the_notifi
     let since = Utc::now();
     added_job_starts_on_time(&env, "woken");
     assert!(
-        Utc::now() - since < chrono::Duration::seconds(25),
+        Utc::now() - since < chrono::Duration::seconds(20),
         "too slow to tell a wake-up from the 30 s fallback"
     );
     // Its end notified too (a place under the cap freed).
@@ -98,4 +100,7 @@ fn after_a_database_restart_the_runner_listens_again_and_is_woken_by_changes() {
     );
     added_job_starts_on_time(&env, "after");
     stop(&mut runner);
+    let log = env.runner_log();
+    let (_, since_back) = log.rsplit_once("listening for changes").unwrap();
+    assert!(since_back.contains("notice=Change(Jobs)"), "{log}");
 }

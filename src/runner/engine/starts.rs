@@ -184,6 +184,7 @@ impl Engine<'_> {
         if let Some(f) = &mut self.fleet {
             f.claim_again = false;
             f.at_cap = false;
+            f.claim_failed = false;
         }
         if self.life.stop.stopping() || !self.dispatch.has_waiting() {
             return;

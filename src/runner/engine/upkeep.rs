@@ -229,12 +229,15 @@ impl Engine<'_> {
     }
 
     /// A shared database could not take this slot's claim now (out of reach, or its writers'
-    /// lock held): the slot waits for the next turn, up to [`CLAIM_PATIENCE`] past its time;
+    /// lock held): the slot waits, tried again in [`fleet::CLAIM_RETRY`], up to [`CLAIM_PATIENCE`] past its time;
     /// then it is recorded as missed, with the reason.
     pub(super) fn claim_later(&mut self, slot: Slot, why: &StoreError, now: DateTime<Utc>) {
         let late = (now - slot.due).to_std().unwrap_or_default();
         if late < CLAIM_PATIENCE {
             self.dispatch.push(slot);
+            if let Some(f) = &mut self.fleet {
+                f.claim_failed = true;
+            }
             return;
         }
         let reason = if why.is_unreachable() {
