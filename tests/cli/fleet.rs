@@ -660,7 +660,7 @@ fn a_paused_runner_that_resumes_writes_no_false_missed_row() {
             && row["error_message"]
                 .as_str()
                 .is_some_and(|m| m.contains("paused-host-a"));
-        assert!(row["status"] == "success" || caught, "{row:#}");
+        assert!(row["status"] == "success" || caught, "{row:#}\n{log}");
     }
 }
 

@@ -20,6 +20,7 @@ mod jobsd;
 mod limits;
 mod migrate;
 mod misc;
+mod notify;
 mod orphans;
 mod packaging;
 mod pgfaults;

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::harness::{root_for, skip, stop, time, Env};
 
 /// A PostgreSQL server of its own, in a temporary folder, stopped when dropped.
-struct PrivatePg {
+pub(crate) struct PrivatePg {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
@@ -28,7 +28,7 @@ struct PrivatePg {
 
 impl PrivatePg {
     /// initdb + start; None (after saying why) where that cannot be done here.
-    fn start(tls: Option<&Path>) -> Option<PrivatePg> {
+    pub(crate) fn start(tls: Option<&Path>) -> Option<PrivatePg> {
         if !root_for("starting a private PostgreSQL as the postgres user") {
             return None;
         }
@@ -81,7 +81,7 @@ impl PrivatePg {
         Some(pg)
     }
 
-    fn ctl(&self, what: &str) {
+    pub(crate) fn ctl(&self, what: &str) {
         as_postgres(&format!(
             "{}/pg_ctl -D {dir}/data -o '{}' -l {dir}/server.log -w -m fast {what} >/dev/null",
             self.bin.display(),
@@ -158,7 +158,7 @@ fn as_postgres_quiet(cmd: &str) {
 }
 
 /// A test environment whose database is the private server's.
-fn env_on(pg: &PrivatePg) -> Env {
+pub(crate) fn env_on(pg: &PrivatePg) -> Env {
     let mut env = Env::new();
     env.db = PathBuf::from(pg.url());
     env

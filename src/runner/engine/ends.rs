@@ -166,6 +166,12 @@ impl Engine<'_> {
             }
             Event::Finished { execution, result } => self.finished(execution, result),
             Event::Signal(sig) => self.signal(sig),
+            Event::Notice(notice) => {
+                if let Some(f) = &mut self.fleet {
+                    tracing::debug!(?notice, "notified");
+                    f.notice(&notice, self.clock.mono());
+                }
+            }
         }
     }
 

@@ -82,6 +82,8 @@ pub enum Event {
         result: Result<Outcome, String>,
     },
     Signal(i32),
+    /// From the listener (PostgreSQL): a change elsewhere, or the listening connection's state.
+    Notice(crate::store::Notice),
 }
 
 pub struct Engine<'c> {
@@ -95,8 +97,10 @@ pub struct Engine<'c> {
     dispatch: Dispatcher,
     life: Lifecycle,
     housekeeping: Housekeeping,
-    /// On a shared database (PostgreSQL): this runner as a member of the fleet.
+    /// On a shared database (PostgreSQL): this runner as a member of the fleet, and the thread
+    /// that listens for changes (LISTEN/NOTIFY) and wakes the loop.
     fleet: Option<FleetMember>,
+    listener: Option<crate::store::Listener>,
     /// Every write, in order, waiting while the database refuses them (locked, full).
     recorder: Recorder,
     /// Alert rules, missed-run deadlines, host checks, and the delivery thread.
@@ -122,6 +126,7 @@ impl<'c> Engine<'c> {
             life: Lifecycle::new(clock.now(), mono),
             housekeeping: Housekeeping::new(&store, mono),
             fleet: None,
+            listener: None,
             recorder: Recorder::new(&opts.db_path),
             monitor: Monitor::new(&opts.db_path, None),
             events: mpsc::channel(),
@@ -183,6 +188,10 @@ impl<'c> Engine<'c> {
         self.life.runner_id = Some(id);
         if shared {
             self.fleet = Some(FleetMember::new(id, self.opts.lease, self.clock.mono()));
+            // `--once` fires only what was pending at start: no changes to wait for.
+            if !self.opts.once {
+                self.listen();
+            }
         }
         lifecycle::recover(&self.store, shared, Some(id), now)?;
         self.recorder.recover(&self.store, now)?;
@@ -221,6 +230,21 @@ impl<'c> Engine<'c> {
         // What start-up read and parsed is not needed again.
         self.store.shrink_memory();
         Ok(())
+    }
+
+    /// On a shared database: start the thread that listens for changes and wakes the loop.
+    /// Without it the runner polls each second, as before.
+    fn listen(&mut self) {
+        let events = self.events.0.clone();
+        match self
+            .store
+            .listen(move |n| events.send(Event::Notice(n)).is_ok())
+        {
+            Ok(listener) => self.listener = listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the thread that listens for changes; polling each second")
+            }
+        }
     }
 
     /// One pass: what is due is queued, what may start starts, what waits is written. True when

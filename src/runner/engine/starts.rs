@@ -183,6 +183,8 @@ impl Engine<'_> {
     pub(super) fn start_ready(&mut self, now: DateTime<Utc>) {
         if let Some(f) = &mut self.fleet {
             f.claim_again = false;
+            f.at_cap = false;
+            f.claim_failed = false;
         }
         if self.life.stop.stopping() || !self.dispatch.has_waiting() {
             return;
@@ -240,10 +242,13 @@ impl Engine<'_> {
                     lost = true;
                     tracing::debug!(job = %name, slot = %at, attempt, "not claimed: this runner was declared lost");
                 }
-                // Tried again at the next turn (the fleet's tick wakes the loop each second).
+                // Tried again when an end elsewhere notifies, or a second later (fleet.rs).
                 Err(StoreError::FleetFull { system, cap }) => {
                     tracing::debug!(job = %name, %system, cap, "the fleet is at its cap; the slot waits");
                     self.dispatch.push(p.slot);
+                    if let Some(f) = &mut self.fleet {
+                        f.at_cap = true;
+                    }
                 }
                 // A fleet's database that cannot take the claim now (away, locked): the slot
                 // waits, then is recorded as missed with the reason (upkeep.rs).
@@ -257,8 +262,9 @@ impl Engine<'_> {
         }
         if lost {
             tracing::warn!("the fleet declared this runner lost (its lease ran out): its slots are left to the others until its heartbeat takes it back");
+            let mono = self.clock.mono();
             if let Some(f) = &mut self.fleet {
-                f.heartbeat_soon();
+                f.heartbeat_soon(mono);
             }
         }
     }

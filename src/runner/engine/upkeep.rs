@@ -34,14 +34,25 @@ impl Engine<'_> {
         }
     }
 
-    /// What is due of: the fleet's tick, the watchdog, retention, a put-off report, a failed
+    /// What is due of: the fleet's checks, the watchdog, retention, a put-off report, a failed
     /// reload, and once a minute changes nobody nudged us about and the host checks.
     pub(super) fn housekeeping(&mut self) {
         let mono = self.clock.mono();
         if let Some(f) = &mut self.fleet {
-            if f.tick_due(mono) {
+            let due = f.due(mono);
+            if due != fleet::Due::default() {
+                // A connection lost while idle comes back here (writes revive it too).
+                let revived = self.store.revive();
+                if let Err(e) = &revived {
+                    tracing::debug!(error = %e, "the database is still out of reach");
+                }
+                f.reached(revived.is_ok(), mono);
+            }
+            if due.check {
                 self.check_changes();
-                self.fleet_tick(mono);
+            }
+            if due.heartbeat || due.reap {
+                self.fleet_tick(mono, due);
             }
         }
         if self.life.notifier.watchdog.is_some() {
@@ -75,22 +86,23 @@ impl Engine<'_> {
         }
     }
 
-    /// On a shared database: heartbeat every third of the lease, and retry (per each job's
-    /// policy) the executions of runners declared lost.
-    pub(super) fn fleet_tick(&mut self, mono: Instant) {
+    /// On a shared database: heartbeat, look at the other runners' leases, and retry (per each
+    /// job's policy) the executions of runners declared lost.
+    pub(super) fn fleet_tick(&mut self, mono: Instant, due: fleet::Due) {
         let Some(f) = &mut self.fleet else {
             return;
         };
-        // A connection lost while idle comes back here (writes revive it too).
-        let revived = self.store.revive();
-        if let Err(e) = &revived {
-            tracing::debug!(error = %e, "the database is still out of reach");
+        let mut due = due;
+        if due.reap && !f.may_reap(mono) {
+            // Back from an outage: the others need a lease to heartbeat again.
+            due.reap = false;
+            f.reaped(mono, None);
         }
-        f.reached(revived.is_ok(), mono);
         let now = self.clock.now();
-        let heartbeat = f.heartbeat_due(mono);
-        let reap = f.may_reap(mono);
-        let tick = fleet::tick(&self.store, f.id, heartbeat, reap, now);
+        let tick = fleet::tick(&self.store, f.id, due, now);
+        if due.reap {
+            f.reaped(mono, tick.looked);
+        }
         if tick.renewed {
             f.renewed(mono);
         }
@@ -231,7 +243,8 @@ impl Engine<'_> {
     }
 
     /// A shared database could not take this slot's claim now (out of reach, or another
-    /// member's lock held too long): the slot waits for the next turn, up to [`CLAIM_PATIENCE`];
+    /// member's lock held too long): the slot waits, tried again in [`fleet::CLAIM_RETRY`], up
+    /// to [`CLAIM_PATIENCE`];
     /// then it is recorded as missed, with the reason.
     ///
     /// The patience counts from the first refusal of this slot's claim, not from the slot's
@@ -242,6 +255,9 @@ impl Engine<'_> {
         let since = *slot.refused_since.get_or_insert(now);
         if (now - since).to_std().unwrap_or_default() < CLAIM_PATIENCE {
             self.dispatch.push(slot);
+            if let Some(f) = &mut self.fleet {
+                f.claim_failed = true;
+            }
             return;
         }
         let reason = if why.is_unreachable() {

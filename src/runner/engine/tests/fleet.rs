@@ -153,3 +153,52 @@ fn a_refused_claim_waits_its_patience_from_the_first_refusal_not_from_the_slot()
         "{missed:?}"
     );
 }
+
+/// A fleet's runner that listens (LISTEN/NOTIFY) looks for changes only at the slow fallback,
+/// but at once when a notification wakes it; with its listener lost, each second again.
+#[test]
+fn a_listening_runner_reloads_when_notified_else_only_at_the_fallback() {
+    use crate::runner::Event;
+    use crate::store::{Change, Notice};
+    let yearly = |name: &str| {
+        let mut j = job(name, "0 0 1 1 *");
+        j.next_run_at = Some(at(1, 0, 0) + chrono::Duration::days(300));
+        j
+    };
+    let mut rig = Rig::new(&[yearly("notified"), yearly("polled")], at(1, 0, 0), None).start();
+    let me = rig.engine.life.runner_id.unwrap();
+    let mono = *rig.clock.mono.lock().unwrap();
+    rig.engine.fleet = Some(crate::runner::fleet::FleetMember::new(
+        me,
+        Duration::from_secs(30),
+        mono,
+    ));
+    rig.engine.handle(Event::Notice(Notice::Listening));
+    rig.step();
+    // Edited behind the runner's back (no nudge).
+    let conn = rusqlite::Connection::open(&rig.db).unwrap();
+    let every_second = |name: &str| {
+        let sql = format!("UPDATE jobs SET schedule = '* * * * * *' WHERE name = '{name}'");
+        assert_eq!(conn.execute(&sql, []).unwrap(), 1);
+    };
+    every_second("notified");
+    rig.advance(20);
+    assert!(rig.launched().is_empty(), "{:?}", rig.launched_names());
+    rig.engine
+        .handle(Event::Notice(Notice::Change(Change::Jobs)));
+    rig.step();
+    rig.advance(1);
+    assert_eq!(rig.launched_names(), ["notified"]);
+    rig.end_all(0);
+    // The listener lost: each second again.
+    rig.engine
+        .handle(Event::Notice(Notice::Lost("closed".into())));
+    rig.step();
+    every_second("polled");
+    rig.advance(2);
+    assert!(
+        rig.launched_names().contains(&"polled".to_string()),
+        "{:?}",
+        rig.launched_names()
+    );
+}
