@@ -1,25 +1,24 @@
 //! How a fleet's runners write without a global lock (PostgreSQL).
 //!
 //! A runner's transaction (its claims, pids and ends of one loop turn) locks only what it
-//! touches, always in the same order, before it writes anything:
+//! touches, always in the same order, in one statement, before it writes anything:
 //!
-//! 1. its own row in `runners`, `FOR SHARE`: the fence. A runner the fleet declared lost (its
-//!    lease ran out, another runner marked it and interrupted its executions, both under that
-//!    row's lock) claims nothing until its heartbeat takes it back ([`StoreError::NotInFleet`]);
-//!    a runner being declared lost right now waits for that to commit, then sees it.
-//! 2. one advisory lock per system whose cap it checks, in key order: the count of the
+//! 1. one advisory lock per system whose cap it checks, in key order: the count of the
 //!    system's running executions and the insert that follows it are one runner's at a time.
-//! 3. the rows in `jobs` it claims for or ends executions of (an end updates the job's streak),
+//! 2. the rows in `jobs` it claims for or ends executions of (an end updates the job's streak),
 //!    `FOR UPDATE` in id order: the overlap check and the insert that follows it are one
 //!    runner's at a time, per job.
+//! 3. its own row in `runners`, `FOR SHARE`: the fence. A runner the fleet declared lost (its
+//!    lease ran out, another runner marked it and interrupted its executions, both under that
+//!    row's lock) claims nothing until its heartbeat takes it back ([`StoreError::NotInFleet`]);
+//!    a runner being declared lost right now waits for that to commit, then sees it. (Declaring
+//!    a runner lost takes no cap or job lock, so it never waits on a claim in a cycle.)
 //!
 //! Every later statement of the transaction then reads what the previous holder committed
 //! (READ COMMITTED takes a new snapshot per statement). Two runners' transactions take the
 //! locks they share in the same order, so they never wait on each other in a cycle. A stalled
 //! member holds these rows for at most its session's `idle_in_transaction_session_timeout`
 //! (5 s), and only the systems and jobs it touched: the fleet goes on with the rest.
-
-use std::fmt::Write as _;
 
 use super::claims::Batch;
 use super::NewExecution;
@@ -91,55 +90,57 @@ impl Batch<'_> {
         if self.conn().backend() != Backend::Postgres || fence.is_empty() {
             return Ok(());
         }
-        if let Some(runner) = fence.runner {
-            let lost: Option<bool> = self
-                .conn()
-                .prepare_cached(
-                    "SELECT lost_at IS NOT NULL OR stopped_at IS NOT NULL FROM runners \
-                     WHERE id = ?1 FOR SHARE",
-                )?
-                .query_row([runner], |r| r.get(0))
-                .optional()?;
-            if lost != Some(false) {
-                return Err(StoreError::NotInFleet { runner });
-            }
-        }
+        let list = |ids: &[i64]| {
+            let mut ids = ids.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+        };
         let mut keys: Vec<i32> = fence.systems.iter().map(|s| cap_key(s)).collect();
         keys.sort_unstable();
         keys.dedup();
-        if !keys.is_empty() {
-            // The target list is evaluated left to right: the locks are taken in key order.
-            let mut sql = String::from("SELECT 1");
-            for k in &keys {
-                let _ = write!(
-                    sql,
-                    ", pg_advisory_xact_lock({}, {k})",
-                    crate::store::APPLICATION_ID
-                );
-            }
-            self.conn().execute_batch(&sql)?;
-        }
-        if !fence.jobs.is_empty() || !fence.executions.is_empty() {
-            let list = |ids: &[i64]| {
-                let mut ids = ids.to_vec();
-                ids.sort_unstable();
-                ids.dedup();
-                if ids.is_empty() {
-                    return "NULL".to_string();
+        let keys = keys
+            .iter()
+            .map(i32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        // One round trip for every lock, all written into the text (ids and keys are integers:
+        // no injection possible, and one plan per shape is not worth a cache entry). The cap
+        // locks in key order; the jobs in id order, by one array (the jobs', then the ended
+        // executions' jobs: an index scan of `jobs`, where `id IN (…) OR id IN (SELECT …)`
+        // reads the whole table); then the runner's row, which says whether it is lost.
+        let caps = format!(
+            "(SELECT count(*) FROM (SELECT pg_advisory_xact_lock({}, k) \
+             FROM unnest(CAST(ARRAY[{keys}] AS INTEGER[])) AS k ORDER BY k) AS caps)",
+            crate::store::APPLICATION_ID
+        );
+        let jobs = format!(
+            "(SELECT count(*) FROM (SELECT id FROM jobs WHERE id = ANY \
+             (CAST(ARRAY[{}] AS BIGINT[]) || ARRAY(SELECT job_id FROM executions WHERE id = ANY \
+             (CAST(ARRAY[{}] AS BIGINT[])))) ORDER BY id FOR UPDATE) AS locked)",
+            list(&fence.jobs),
+            list(&fence.executions)
+        );
+        match fence.runner {
+            Some(runner) => {
+                let lost: Option<bool> = self
+                    .conn()
+                    .query_row(
+                        &format!(
+                            "SELECT r.lost_at IS NOT NULL OR r.stopped_at IS NOT NULL, {caps}, {jobs} \
+                             FROM runners r WHERE r.id = {runner} FOR SHARE OF r"
+                        ),
+                        (),
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if lost != Some(false) {
+                    return Err(StoreError::NotInFleet { runner });
                 }
-                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
-            };
-            // Ids are integers: written into the text, no injection possible, and one plan
-            // per shape is not worth a cache entry.
-            // One array of ids (the jobs', then the ended executions' jobs, an init plan): an
-            // index scan of `jobs`, where `id IN (…) OR id IN (SELECT …)` reads the whole table.
-            self.conn().execute_batch(&format!(
-                "SELECT id FROM jobs WHERE id = ANY (CAST(ARRAY[{}] AS BIGINT[]) \
-                 || ARRAY(SELECT job_id FROM executions WHERE id IN ({}))) \
-                 ORDER BY id FOR UPDATE",
-                list(&fence.jobs).replace("NULL", ""),
-                list(&fence.executions)
-            ))?;
+            }
+            None => self
+                .conn()
+                .execute_batch(&format!("SELECT {caps}, {jobs}"))?,
         }
         self.fenced.set(true);
         Ok(())
@@ -156,6 +157,62 @@ mod tests {
         assert_eq!(cap_key(""), 0x811c_9dc5_u32 as i32);
         assert_eq!(cap_key("default"), cap_key("default"));
         assert_ne!(cap_key("default"), cap_key("backups"));
+    }
+
+    /// The fence on a fleet's database: a runner the fleet declared lost claims nothing, and
+    /// its heartbeat takes it back. (SQLite has one runner: no fence.)
+    #[test]
+    fn a_runner_declared_lost_claims_nothing_until_its_heartbeat_takes_it_back() {
+        use super::super::fixtures::*;
+        use crate::store::{Backend, FleetRules, NewRunner};
+        let (store, job) = setup();
+        let runner = store
+            .register_runner(
+                &NewRunner {
+                    host: "h".into(),
+                    pid: 1,
+                    version: "0".into(),
+                    labels: vec![],
+                    max_concurrent: None,
+                    lease: 30,
+                },
+                t0(),
+            )
+            .unwrap();
+        let claim = |minute: i64| {
+            let new = super::NewExecution {
+                runner_id: Some(runner),
+                fleet: Some(FleetRules {
+                    exclusive: false,
+                    cap: Some(("default".into(), 10)),
+                }),
+                ..new(&job, t0() + chrono::Duration::minutes(minute), 1)
+            };
+            store.batch(|b| b.claim_run(&new, None))
+        };
+        assert!(matches!(claim(1), Ok(Some(_))));
+        // Declared lost by another runner.
+        store
+            .conn
+            .execute(
+                "UPDATE runners SET lost_at = heartbeat_at WHERE id = ?1",
+                [runner],
+            )
+            .unwrap();
+        if store.backend() == Backend::Sqlite {
+            assert!(matches!(claim(2), Ok(Some(_))), "SQLite keeps no fence");
+            return;
+        }
+        assert!(
+            matches!(claim(2), Err(StoreError::NotInFleet { runner: r }) if r == runner),
+            "a lost runner's claim was taken"
+        );
+        assert_eq!(store.running(None).unwrap().len(), 1, "nothing written");
+        assert!(
+            !store.heartbeat(runner, t0()).unwrap(),
+            "it learns it was lost"
+        );
+        assert!(matches!(claim(2), Ok(Some(_))));
     }
 
     #[test]
