@@ -127,9 +127,9 @@ impl Tallies {
             .fold((0usize, i64::MAX, i64::MIN), |(n, lo, hi), id| {
                 (n + 1, lo.min(id), hi.max(id))
             });
-        if n > 0 && ((max - min) as u64) < 4 * n as u64 + 64 {
+        if n > 0 && max.abs_diff(min) < 4 * n as u64 + 64 {
             let mut slots: Vec<Option<Tally>> = Vec::new();
-            slots.resize_with((max - min + 1) as usize, || None);
+            slots.resize_with(max.abs_diff(min) as usize + 1, || None);
             for id in ids {
                 slots[(id - min) as usize] = Some(Tally::default());
             }

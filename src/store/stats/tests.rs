@@ -402,3 +402,27 @@ fn both_ways_of_reading_give_the_figures_of_a_plain_tally() {
     }
     assert!(week.iter().any(|s| s["mean_memory_mb"].is_f64()));
 }
+
+/// Job ids far apart take a hash map, close ones a table; both find exactly their ids.
+#[test]
+fn tallies_find_their_jobs_by_id_dense_or_sparse() {
+    for ids in [vec![5i64, 6, 8, 10], vec![1, 1_000_000, i64::MAX, -3]] {
+        let mut t = Tallies::new(ids.iter().copied());
+        assert_eq!(
+            matches!(t, Tallies::Dense { .. }),
+            ids.len() == 4 && ids[0] == 5
+        );
+        for id in &ids {
+            t.get_mut(*id)
+                .unwrap()
+                .add(Status::Success, Some(*id), None, None);
+        }
+        for other in [4, 7, 9, 11, 0, i64::MIN] {
+            assert!(t.get_mut(other).is_none(), "{other}");
+        }
+        for id in &ids {
+            let got = t.take(*id);
+            assert_eq!((got.runs, got.durations), (1, vec![*id]));
+        }
+    }
+}
