@@ -130,7 +130,7 @@ pub enum Command {
     Export(export::Args),
     /// Turn a crontab into jobs
     ImportCrontab(import::Args),
-    /// The dashboard: jobs, the runner, next runs, last executions, health, active alerts
+    /// The dashboard: jobs, the runner, next runs, last executions, chains, health, active alerts
     Status(status::Args),
     /// Per-job statistics: runs, success rate, durations, memory, CPU, failure streak
     Stats(stats::Args),

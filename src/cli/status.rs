@@ -1,5 +1,6 @@
 //! `cronmgr status [--watch [SECONDS]]`: the dashboard. Totals, the runner, the next runs, the
-//! last executions, health over the last day and the open alerts, from bounded indexed queries.
+//! last executions, each chain's last run, health over the last day and the open alerts, from
+//! bounded indexed queries.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use serde::Serialize;
 use super::Ctx;
 use crate::output::{self, Column};
 use crate::runner::process::Accounting;
-use crate::store::{Alert, ExecutionBrief, StatusTotals, Store};
+use crate::store::{Alert, ChainRun, ChainStep, ExecutionBrief, StatusTotals, Store};
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -36,6 +37,9 @@ pub struct Status {
     pub fleet: Option<Fleet>,
     pub next_runs: Vec<NextRun>,
     pub last_executions: Vec<ExecutionBrief>,
+    /// Each chain's last run (a root job with children and no parents): its root's last
+    /// execution and what its end caused, linked by `caused_by`.
+    pub chains: Vec<ChainRun>,
     /// Over the last 24 hours.
     pub mean_duration_ms: Option<f64>,
     pub success_rate: Option<f64>,
@@ -174,6 +178,7 @@ pub fn collect(ctx: &Ctx, store: &Store, all: bool) -> crate::exit::Result<Statu
             })
             .collect(),
         last_executions: store.recent_executions(system, 10)?,
+        chains: store.chain_runs(system)?,
         mean_duration_ms: totals.mean_duration_ms,
         success_rate: totals.success_rate,
         executions_24h: totals.recent_by_status,
@@ -300,12 +305,61 @@ pub fn render(s: &Status) -> String {
         ));
         text.push('\n');
     }
+    if !s.chains.is_empty() {
+        text.push_str("\nchains (the last run of each):\n");
+        let width = output::table::terminal_width();
+        for c in &s.chains {
+            let line = chain_line(c, s.system.is_none());
+            let line = match width {
+                Some(w) => output::table::ellipsize(&line, w.saturating_sub(2)),
+                None => line,
+            };
+            text.push_str("  ");
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
     if !s.active_alerts.is_empty() {
         text.push_str("\nactive alerts:\n");
         text.push_str(&super::alerts::table(&s.active_alerts, 2));
         text.push('\n');
     }
     text
+}
+
+/// A chain's last run on one line: `backup #812 success 2026-12-05T12:00:03Z → verify #813
+/// success → notify #814 failed`; several jobs after one: `a #1 failed … → (b (not triggered),
+/// c #3 success)`. `system`: prefix the system (status of every system).
+fn chain_line(c: &ChainRun, system: bool) -> String {
+    let text = step_text(&c.run, true);
+    if system {
+        format!("{}: {text}", c.system)
+    } else {
+        text
+    }
+}
+
+/// A step (`job #id status`, the root with its start; `job (not triggered)` when it did not
+/// run) and, after `→`, the steps after it (in parentheses when there are several).
+fn step_text(s: &ChainStep, root: bool) -> String {
+    let mut head = match (s.execution, s.status) {
+        (Some(id), Some(status)) => format!("{} #{id} {status}", s.job),
+        _ => format!("{} ({})", s.job, s.not_run.unwrap_or("not run")),
+    };
+    if let (true, Some(at)) = (root, s.started_at) {
+        head = format!("{head} {}", output::utc(at));
+    }
+    match s.children.as_slice() {
+        [] => head,
+        [one] => format!("{head} → {}", step_text(one, false)),
+        many => format!(
+            "{head} → ({})",
+            many.iter()
+                .map(|c| step_text(c, false))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// The fleet's runners, one line each: where, how fresh its heartbeat, how loaded.

@@ -13,11 +13,13 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-/// Print a value as pretty JSON on stdout.
+/// Print a value as pretty JSON on stdout. Buffered: stdout is line-buffered, and pretty JSON
+/// is a line per field (a `write` each: 16,000 of them for `stats --json` of 1,000 jobs).
 pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
 

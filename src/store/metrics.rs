@@ -1,6 +1,7 @@
-//! Read-only summaries for `status`, `stats` and `metrics`: every query is bounded by an index
-//! (the last day through `started_at`, one job through `(job_id, started_at)`, counters from
-//! `job_run_counts`), so they stay fast on a history of millions of executions.
+//! Read-only summaries for `status` and `metrics` (`stats` has its own module): every query is
+//! bounded by an index (the last day through `started_at`, one job through `(job_id,
+//! started_at)`, counters from `job_run_counts`), so they stay fast on a history of millions of
+//! executions.
 
 use std::collections::BTreeMap;
 
@@ -41,26 +42,6 @@ pub struct ExecutionBrief {
     pub cancelled_by: Option<String>,
 }
 
-/// One job over a period.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobStats {
-    pub job: String,
-    pub system: String,
-    pub runs: u64,
-    pub succeeded: u64,
-    pub failed: u64,
-    pub timed_out: u64,
-    /// Stopped by a person (`cronmgr kill`): not a run, not a failure, counted apart.
-    pub cancelled: u64,
-    pub success_rate: Option<f64>,
-    pub mean_duration_ms: Option<f64>,
-    pub p95_duration_ms: Option<i64>,
-    pub mean_memory_mb: Option<f64>,
-    pub mean_cpu_percent: Option<f64>,
-    pub failure_streak: u32,
-    pub last_success_at: Option<DateTime<Utc>>,
-}
-
 /// A job's counters for Prometheus.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobCounts {
@@ -80,44 +61,6 @@ const RECENT_BY_STATUS: &str =
     "SELECT e.status, count(*), CAST(sum(e.duration_ms) AS BIGINT) FROM executions e \
      JOIN jobs j ON j.id = e.job_id \
      WHERE e.started_at >= ?2 AND (CAST(?1 AS TEXT) IS NULL OR j.system = ?1) GROUP BY +e.status";
-
-/// One status's executions since ?4 of the jobs `stats` shows: read from the covering index
-/// `executions_job_status`, one range per job, no table row (see migration 8). A status at a
-/// time, so no text column crosses per row.
-const STATS_ROWS: &str = "SELECT job_id, duration_ms, memory_used_mb, cpu_used_percent FROM executions \
-     WHERE job_id IN (SELECT id FROM jobs WHERE system = ?1 AND (CAST(?2 AS TEXT) IS NULL OR name = ?2)) \
-       AND status = ?3 AND started_at >= ?4";
-
-/// The statuses `stats` reads: the ends of runs, and cancels (counted apart).
-const STATS_STATUSES: [Status; 5] = [
-    Status::Success,
-    Status::Failed,
-    Status::Timeout,
-    Status::Interrupted,
-    Status::Cancelled,
-];
-
-/// One job's executions of the period, as `stats` sums them up.
-#[derive(Default)]
-struct Tally {
-    runs: u64,
-    succeeded: u64,
-    failed: u64,
-    timed_out: u64,
-    cancelled: u64,
-    durations: Vec<i64>,
-    memory: (f64, usize),
-    cpu: (f64, usize),
-}
-
-/// The nearest-rank percentile `p` (0–100) of sorted values.
-pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
 
 impl Store {
     pub fn status_totals(
@@ -219,89 +162,6 @@ impl Store {
         Ok(rows.collect::<super::sql::Result<_>>()?)
     }
 
-    /// Per-job statistics of the executions started since `since`.
-    pub fn job_stats(
-        &self,
-        system: &str,
-        job: Option<&str>,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<JobStats>> {
-        let jobs: Vec<(i64, String, u32, Option<String>)> = {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT id, name, failure_streak, last_success_at FROM jobs \
-                 WHERE system = ?1 AND (CAST(?2 AS TEXT) IS NULL OR name = ?2) ORDER BY name",
-            )?;
-            let rows = stmt.query_map(params![system, job], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?;
-            rows.collect::<super::sql::Result<_>>()?
-        };
-        let mut tallies: std::collections::HashMap<i64, Tally> =
-            jobs.iter().map(|j| (j.0, Tally::default())).collect();
-        let mut stmt = self.conn.prepare_cached(STATS_ROWS)?;
-        for status in STATS_STATUSES {
-            let rows = stmt.query_map(
-                params![system, job, status.as_str(), fmt_time(since)],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, Option<i64>>(1)?,
-                        r.get::<_, Option<f64>>(2)?,
-                        r.get::<_, Option<f64>>(3)?,
-                    ))
-                },
-            )?;
-            for row in rows {
-                let (id, d, m, c) = row?;
-                let Some(t) = tallies.get_mut(&id) else {
-                    continue;
-                };
-                if status == Status::Cancelled {
-                    t.cancelled += 1;
-                    continue;
-                }
-                t.runs += 1;
-                match status {
-                    Status::Success => t.succeeded += 1,
-                    Status::Failed => t.failed += 1,
-                    Status::Timeout => t.timed_out += 1,
-                    _ => {}
-                }
-                t.durations.extend(d);
-                if let Some(m) = m {
-                    t.memory = (t.memory.0 + m, t.memory.1 + 1);
-                }
-                if let Some(c) = c {
-                    t.cpu = (t.cpu.0 + c, t.cpu.1 + 1);
-                }
-            }
-        }
-        let mean = |(sum, n): (f64, usize)| (n > 0).then(|| sum / n as f64);
-        let mut out = Vec::with_capacity(jobs.len());
-        for (id, name, streak, last_success) in jobs {
-            let mut t = tallies.remove(&id).unwrap_or_default();
-            t.durations.sort_unstable();
-            let total: f64 = t.durations.iter().map(|d| *d as f64).sum();
-            out.push(JobStats {
-                job: name,
-                system: system.to_string(),
-                runs: t.runs,
-                succeeded: t.succeeded,
-                failed: t.failed,
-                timed_out: t.timed_out,
-                cancelled: t.cancelled,
-                success_rate: (t.runs > 0).then(|| t.succeeded as f64 / t.runs as f64),
-                mean_duration_ms: mean((total, t.durations.len())),
-                p95_duration_ms: percentile(&t.durations, 95.0),
-                mean_memory_mb: mean(t.memory),
-                mean_cpu_percent: mean(t.cpu),
-                failure_streak: streak,
-                last_success_at: parse_opt_time(last_success)?,
-            });
-        }
-        Ok(out)
-    }
-
     /// Every job's counters (all systems).
     pub fn job_counts(&self) -> Result<Vec<JobCounts>> {
         let mut jobs: Vec<(i64, JobCounts)> = {
@@ -350,7 +210,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_last_day_is_read_through_the_started_at_index() {
+    fn the_last_day_is_read_through_the_start_ordered_covering_index() {
         let store = Store::open_in_memory().unwrap();
         if store.sqlite_only("reads SQLite's query plan") {
             return;
@@ -365,162 +225,8 @@ mod tests {
             .unwrap();
         let plan = plan.join("\n");
         assert!(
-            plan.contains("executions_started_at (started_at>?)"),
+            plan.contains("executions_started_stats (started_at>?)"),
             "{plan}"
         );
-    }
-
-    #[test]
-    fn stats_read_each_status_through_the_covering_index() {
-        let store = Store::open_in_memory().unwrap();
-        if store.sqlite_only("reads SQLite's query plan") {
-            return;
-        }
-        let plan: Vec<String> = store
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {STATS_ROWS}"))
-            .unwrap()
-            .query_map(
-                params![
-                    "default",
-                    Option::<String>::None,
-                    "success",
-                    "2026-01-01T00:00:00.000Z"
-                ],
-                |r| r.get(3),
-            )
-            .unwrap()
-            .collect::<crate::store::sql::Result<_>>()
-            .unwrap();
-        let plan = plan.join("\n");
-        assert!(
-            plan.contains(
-                "USING COVERING INDEX executions_job_status (job_id=? AND status=? AND started_at>?)"
-            ),
-            "{plan}"
-        );
-    }
-
-    #[test]
-    fn stats_count_each_status_and_take_means_and_the_nearest_rank_p95_of_the_period() {
-        use crate::store::{Finish, Job, NewExecution, Trigger};
-        use chrono::{Duration, TimeZone};
-        let store = Store::open_in_memory().unwrap();
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap();
-        let by = crate::store::test_by();
-        let a = store
-            .insert_job(&Job::new("default", "a", "* * * * *", "shell"), t0, by)
-            .unwrap();
-        store
-            .insert_job(&Job::new("default", "b", "* * * * *", "shell"), t0, by)
-            .unwrap();
-        store
-            .insert_job(&Job::new("other", "a", "* * * * *", "shell"), t0, by)
-            .unwrap();
-        // Job a: 20 runs from t0 on, one a minute, the k-th taking k*100 ms; one before the period.
-        let ends: Vec<(i64, Status)> = (0..20)
-            .map(|k| {
-                let status = match k % 10 {
-                    3 => Status::Failed,
-                    5 => Status::Timeout,
-                    7 => Status::Interrupted,
-                    9 => Status::Cancelled,
-                    _ => Status::Success,
-                };
-                (k, status)
-            })
-            .chain([(-5, Status::Failed)])
-            .collect();
-        for (k, status) in ends {
-            let at = t0 + Duration::minutes(k);
-            let id = store
-                .claim(&NewExecution {
-                    job_id: a.id,
-                    status: Status::Running,
-                    scheduled_for: at,
-                    started_at: Some(at),
-                    triggered_by: Trigger::Schedule,
-                    attempt: 1,
-                    error_message: None,
-                    runner_pid: None,
-                    runner_id: None,
-                    fleet: None,
-                    caused_by: None,
-                })
-                .unwrap()
-                .unwrap();
-            store
-                .finish(
-                    id,
-                    &Finish {
-                        status,
-                        finished_at: at + Duration::seconds(1),
-                        duration_ms: (k + 1) * 100,
-                        output: String::new(),
-                        error_message: None,
-                        exit_code: None,
-                        memory_used_mb: (k % 2 == 0).then_some(2.0 + k as f64),
-                        cpu_used_percent: Some(10.0),
-                        memory_upper_bound: None,
-                        cpu_quota_enforced: None,
-                    },
-                )
-                .unwrap();
-        }
-        let stats = store.job_stats("default", None, t0).unwrap();
-        assert_eq!(
-            stats.iter().map(|s| s.job.as_str()).collect::<Vec<_>>(),
-            ["a", "b"]
-        );
-        let s = &stats[0];
-        // k % 10: 3 failed, 5 timeout, 7 interrupted, 9 cancelled, the rest success.
-        assert_eq!(
-            (s.runs, s.succeeded, s.failed, s.timed_out, s.cancelled),
-            (18, 12, 2, 2, 2)
-        );
-        assert_eq!(s.success_rate, Some(12.0 / 18.0));
-        // Durations of the 18 runs (cancelled ones left out): (k + 1) * 100 for k not 9 or 19.
-        let mut d: Vec<i64> = (0..20)
-            .filter(|k| k % 10 != 9)
-            .map(|k| (k + 1) * 100)
-            .collect();
-        d.sort_unstable();
-        let mean = d.iter().sum::<i64>() as f64 / d.len() as f64;
-        assert_eq!(s.mean_duration_ms, Some(mean));
-        assert_eq!(s.p95_duration_ms, percentile(&d, 95.0));
-        assert_eq!(s.p95_duration_ms, Some(1900));
-        // Memory only on even k, cancelled ones left out (none is even).
-        let mem: Vec<f64> = (0..20)
-            .filter(|k| k % 2 == 0)
-            .map(|k| 2.0 + k as f64)
-            .collect();
-        assert_eq!(
-            s.mean_memory_mb,
-            Some(mem.iter().sum::<f64>() / mem.len() as f64)
-        );
-        assert_eq!(s.mean_cpu_percent, Some(10.0));
-        let empty = &stats[1];
-        assert_eq!(
-            (
-                empty.runs,
-                empty.success_rate,
-                empty.p95_duration_ms,
-                empty.mean_memory_mb
-            ),
-            (0, None, None, None)
-        );
-        let one = store
-            .job_stats("default", Some("a"), t0 + Duration::minutes(15))
-            .unwrap();
-        assert_eq!((one.len(), one[0].runs, one[0].cancelled), (1, 4, 1));
-    }
-
-    #[test]
-    fn nearest_rank_percentile() {
-        let v: Vec<i64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 95.0), Some(95));
-        assert_eq!(percentile(&[7], 95.0), Some(7));
-        assert_eq!(percentile(&[1, 2], 95.0), Some(2));
-        assert_eq!(percentile(&[], 95.0), None);
     }
 }

@@ -22,6 +22,7 @@ mod record;
 mod runners;
 mod settings;
 pub mod sql;
+mod stats;
 #[cfg(feature = "postgres")]
 mod tls;
 mod wal;
@@ -42,14 +43,16 @@ pub use alerts::RunnerState;
 #[cfg(test)]
 pub(crate) use audit::test_by;
 pub use audit::{Actor, AuditEntry, AuditFilter, By, Event as AuditEvent};
+pub use chains::{ChainRun, ChainStep};
 pub use checkpoint::Checkpointer;
 pub use executions::{
     cancelled_message, cap_key, Batch, Cancelling, ExecutionFilter, Fence, FleetRules, NewExecution,
 };
 pub use jobs::JobFilter;
 pub use listen::{Change, Listener, Notice};
-pub use metrics::{ExecutionBrief, JobCounts, JobStats, StatusTotals};
+pub use metrics::{ExecutionBrief, JobCounts, StatusTotals};
 pub use runners::{Fleet, NewRunner, Runner};
+pub use stats::JobStats;
 // The domain types live in `model`; these re-exports keep the store's many callers' paths.
 pub use crate::model::{job_diff, settings_diff};
 pub use crate::model::{
@@ -84,7 +87,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/008_stats_index.sql"),
     include_str!("migrations/009_chains.sql"),
     include_str!("migrations/010_job_targets_quota.sql"),
-    // 011 is another branch's; this one's number is 012 once they merge.
+    include_str!("migrations/011_stats_chains.sql"),
     include_str!("migrations/012_notify.sql"),
 ];
 
@@ -101,6 +104,7 @@ const MIGRATIONS_POSTGRES: &[&str] = &[
     include_str!("migrations/postgres/008_stats_index.sql"),
     include_str!("migrations/postgres/009_chains.sql"),
     include_str!("migrations/postgres/010_job_targets_quota.sql"),
+    include_str!("migrations/postgres/011_stats_chains.sql"),
     include_str!("migrations/postgres/012_notify.sql"),
 ];
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{stop, Env};
+use crate::harness::{stop, time, Env};
 
 /// The rows of `job` with status `status`.
 fn with_status(env: &Env, job: &str, status: &str) -> Vec<Value> {
@@ -56,6 +56,41 @@ fn a_runner_fires_the_jobs_after_a_success_or_a_failure_and_links_the_records() 
         table.contains(&format!("chain (after #{})", a[0]["id"])),
         "{table}"
     );
+    // `status`: the chain's last run on one line, and in --json with the ids linked.
+    let line = chain_line(&env);
+    let want = format!(
+        "  a #{} success {} → (b #{} success, c (not triggered))",
+        a[0]["id"],
+        secs(&a[0]),
+        b["id"]
+    );
+    assert_eq!(line, want);
+    let chains = env.json(&["status"])["chains"].clone();
+    assert_eq!(chains.as_array().map(Vec::len), Some(1), "{chains}");
+    let run = &chains[0]["run"];
+    assert_eq!(chains[0]["root"], "a");
+    assert_eq!(
+        (&run["job"], &run["execution"], &run["status"]),
+        (&"a".into(), &a[0]["id"], &"success".into()),
+        "{run}"
+    );
+    let (rb, rc) = (&run["children"][0], &run["children"][1]);
+    assert_eq!(
+        (
+            &rb["job"],
+            &rb["execution"],
+            &rb["caused_by"],
+            &rb["status"]
+        ),
+        (&"b".into(), &b["id"], &a[0]["id"], &"success".into()),
+        "{run}"
+    );
+    assert_eq!(rb["on"], serde_json::json!(["success"]));
+    assert_eq!(
+        (&rc["job"], &rc["execution"], &rc["not_run"]),
+        (&"c".into(), &Value::Null, &"not triggered".into()),
+        "{run}"
+    );
 
     // a fails: c runs, caused by that failure; b does not run again.
     env.ok(&["edit", "a", "--", "/usr/bin/false"]);
@@ -66,6 +101,42 @@ fn a_runner_fires_the_jobs_after_a_success_or_a_failure_and_links_the_records() 
     assert_eq!(c["caused_by"], failed[0]["id"]);
     assert_eq!(env.history("b").len(), 1, "b ran after a failure");
     assert!(env.history("a")[0]["caused_by"].is_null());
+    // The chain's last run is now the failure's.
+    let line = chain_line(&env);
+    assert!(
+        line.contains(&format!(
+            "  a #{} failed {} → ",
+            failed[0]["id"],
+            secs(&failed[0])
+        )),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(&format!("→ (b (not triggered), c #{} success)", c["id"])),
+        "{line}"
+    );
+    let run = env.json(&["status"])["chains"][0]["run"].clone();
+    assert_eq!(run["execution"], failed[0]["id"]);
+    assert_eq!(run["children"][1]["caused_by"], failed[0]["id"]);
+    assert_eq!(run["children"][1]["execution"], c["id"]);
+}
+
+/// An execution's start as `status` shows it, to the second.
+fn secs(row: &Value) -> String {
+    time(row, "started_at").to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The one line under `status`'s "chains" heading.
+fn chain_line(env: &Env) -> String {
+    let out = env.ok(&["status"]);
+    let mut lines = out.lines().skip_while(|l| !l.starts_with("chains"));
+    assert!(lines.next().is_some(), "no chains in status:\n{out}");
+    let line = lines.next().unwrap_or_default().to_string();
+    assert!(
+        lines.next().is_none_or(|l| !l.starts_with("  ")),
+        "more than one chain line:\n{out}"
+    );
+    line
 }
 
 #[test]
