@@ -228,6 +228,30 @@ pub(super) fn migrate(store: &Store) -> Result<()> {
     })
 }
 
+/// Drop the scratch schemas of test runs more than 6 hours old (the tests never drop theirs: a
+/// store has no end to hang it on, and its runners' threads may outlive it): at most 300 per
+/// test process, one transaction each, so the server's lock table is never outgrown. The age
+/// comes from the name. Best effort: a failure leaves them to the next run.
+#[cfg(test)]
+fn sweep_stale_scratch(admin: &Connection) {
+    let cutoff = chrono::Utc::now().timestamp_micros() - 6 * 3600 * 1_000_000;
+    let names: Vec<String> = match admin.prepare_cached(
+        "SELECT nspname FROM pg_namespace WHERE nspname ~ '^t[0-9]+_[0-9]+_[0-9]+$' \
+         AND split_part(substr(nspname, 2), '_', 3)::bigint < ?1 LIMIT 300",
+    ) {
+        Ok(mut stmt) => match stmt.query_map([cutoff], |row| row.get(0)) {
+            Ok(rows) => rows.flatten().collect(),
+            Err(_) => return,
+        },
+        Err(_) => return,
+    };
+    for schema in names {
+        let _ = admin.execute_batch(&format!(
+            "SET lock_timeout = '3s'; DROP SCHEMA IF EXISTS {schema} CASCADE"
+        ));
+    }
+}
+
 /// A fresh, empty schema in the database `url` names, migrated (tests).
 #[cfg(test)]
 pub(super) fn open_scratch(url: &Path) -> Result<Store> {
@@ -240,6 +264,8 @@ pub(super) fn open_scratch(url: &Path) -> Result<Store> {
         chrono::Utc::now().timestamp_micros()
     );
     let admin = connect(url)?;
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(|| sweep_stale_scratch(&admin));
     admin.execute_batch(&format!("CREATE SCHEMA {schema}"))?;
     let text = url.to_string_lossy();
     let sep = if text.contains('?') { '&' } else { '?' };

@@ -381,10 +381,8 @@ fn a_full_disk_loses_no_committed_row_and_recording_resumes_with_an_alert() {
     let Some(disk) = SmallDisk::mount(base.dir.path().join("small"), "8m") else {
         return;
     };
-    let env = Env {
-        db: disk.0.join("cronmgr.db"),
-        ..base
-    };
+    let mut env = base;
+    env.db = disk.0.join("cronmgr.db");
     env.ok(&[
         "add",
         "tick",

@@ -305,10 +305,14 @@ pub fn postgres_url() -> Option<String> {
     }
 }
 
-/// Create an empty schema on the server `url` names; a URL whose connections use it.
+/// Create an empty schema on the server `url` names; a URL whose connections use it. The
+/// schema goes when its [`Env`] does; the first call of a test process also drops what runs
+/// that died left behind ([`sweep_stale_schemas`]).
 pub fn scratch_schema(url: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(|| sweep_stale_schemas(url));
     let schema = format!(
         "e2e_{}_{}_{}",
         std::process::id(),
@@ -318,6 +322,56 @@ pub fn scratch_schema(url: &str) -> String {
     psql(url, &format!("CREATE SCHEMA {schema}"));
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}options=-csearch_path%3D{schema}")
+}
+
+/// The schema name and the server's URL of a [`scratch_schema`] URL; None for anything else.
+fn scratch_parts(db: &str) -> Option<(&str, &str)> {
+    let (base, options) = db.split_once("options=-csearch_path%3D")?;
+    let schema = options.split('&').next()?;
+    let schema_ok = schema.starts_with("e2e_")
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    schema_ok.then(|| (base.trim_end_matches(['?', '&']), schema))
+}
+
+/// Best effort: drop a scratch schema (a runner a test left behind may still hold a lock on
+/// it: then give up after 3 s; the next sweep takes it).
+fn drop_schema(url: &str, schema: &str) {
+    let _ = StdCommand::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c"])
+        .arg(format!(
+            "SET lock_timeout = '3s'; DROP SCHEMA IF EXISTS {schema} CASCADE"
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Drop the scratch schemas of test runs that ended more than 6 hours ago without dropping
+/// them (killed, or crashed); at most 300 per call, one transaction each (a drop of every
+/// leftover at once would outgrow the server's lock table). The age comes from the name.
+fn sweep_stale_schemas(url: &str) {
+    let cutoff = Utc::now().timestamp_micros() - 6 * 3600 * 1_000_000;
+    let names = psql(
+        url,
+        &format!(
+            "SELECT nspname FROM pg_namespace WHERE nspname ~ '^e2e_[0-9]+_[0-9]+_[0-9]+$' \
+             AND split_part(nspname, '_', 4)::bigint < {cutoff} LIMIT 300"
+        ),
+    );
+    for schema in names.lines().filter(|l| !l.is_empty()) {
+        drop_schema(url, schema);
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let db = self.db.to_string_lossy();
+        if let Some((url, schema)) = scratch_parts(&db) {
+            drop_schema(url, schema);
+        }
+    }
 }
 
 /// Run SQL with psql against `url`; its output (tuples only, `|`-separated). Panics on failure.
