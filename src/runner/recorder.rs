@@ -248,10 +248,19 @@ impl Recorder {
     ) -> Vec<Result<Option<i64>, StoreError>> {
         let try_db = !self.is_failing() || self.journal.shared;
         if try_db && !slots.is_empty() && self.journal.is_empty() {
-            // The queued writes (ends and pids of earlier executions) go in the same transaction:
-            // in a burst each loop turn then commits once, not once for them and once for claims.
-            let fence = crate::store::Fence::for_claims(slots.iter().map(|(new, _)| new));
+            // The queued writes (ends and pids of earlier executions) go in the same transaction
+            // on SQLite: in a burst each loop turn then commits once, not once for them and
+            // once for claims.
             let shared = self.journal.shared;
+            if shared {
+                // On a fleet's database the queued ends and pids land first, in a transaction
+                // of their own: a claim holds its systems' cap locks until it commits, and
+                // ending a turn's executions inside it (a trigger counts each end) kept every
+                // other runner's claims waiting that much longer. Should that fail, they go
+                // with the claims below, as on SQLite.
+                self.flush(store);
+            }
+            let fence = crate::store::Fence::for_claims(slots.iter().map(|(new, _)| new));
             let batch = self.land_with(store, fence, |b, resolve| {
                 if shared {
                     // One statement for the turn's claims, a result for each.

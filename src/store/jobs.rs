@@ -292,6 +292,74 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap()
     }
 
+    /// The runners reload when a job changes (PostgreSQL: a trigger bumps `changes` and
+    /// notifies), and not for their own bookkeeping, which they write at each claim and end.
+    /// The trigger lists the columns it watches (migration 013): a column added to `jobs`
+    /// without being added there would go unnoticed by every runner, so this test reads the
+    /// table's real columns and fails for any that is missed.
+    #[test]
+    fn every_column_but_the_runners_bookkeeping_tells_the_runners() {
+        let store = Store::open_in_memory().unwrap();
+        if store.backend() == crate::store::Backend::Sqlite {
+            // Not a skip: the test runs in the PostgreSQL pass of the store's tests.
+            eprintln!(
+                "postgres only: SQLite runners watch PRAGMA data_version, which any commit moves"
+            );
+            return;
+        }
+        let mut job = Job::new("default", "watched", "0 3 * * *", "shell");
+        job.params
+            .insert("argv".into(), serde_json::json!(["/bin/true"]));
+        let job = store
+            .insert_job(&job, now(), crate::store::test_by())
+            .unwrap();
+        let columns: Vec<String> = store
+            .conn
+            .prepare_cached(
+                "SELECT column_name FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = 'jobs' ORDER BY 1",
+            )
+            .unwrap()
+            .query_map((), |r| r.get(0))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        assert!(columns.len() > 40, "read the table's columns: {columns:?}");
+        const BOOKKEEPING: [&str; 4] = [
+            "last_run_at",
+            "next_run_at",
+            "failure_streak",
+            "last_success_at",
+        ];
+        let mut unwatched = Vec::new();
+        let mut watched_bookkeeping = Vec::new();
+        for column in &columns {
+            let before = store.change_marker().unwrap();
+            store
+                .conn
+                .execute(
+                    &format!("UPDATE jobs SET {column} = {column} WHERE id = ?1"),
+                    [job.id],
+                )
+                .unwrap();
+            let moved = store.change_marker().unwrap() != before;
+            match (BOOKKEEPING.contains(&column.as_str()), moved) {
+                (false, false) => unwatched.push(column.clone()),
+                (true, true) => watched_bookkeeping.push(column.clone()),
+                _ => {}
+            }
+        }
+        assert!(
+            unwatched.is_empty(),
+            "runners would not reload when these change: add them to the jobs_changed trigger's \
+             column list (a new migration): {unwatched:?}"
+        );
+        assert!(
+            watched_bookkeeping.is_empty(),
+            "the runners' own writes would make every runner reload: {watched_bookkeeping:?}"
+        );
+    }
+
     #[test]
     fn insert_get_update_delete() {
         let store = Store::open_in_memory().unwrap();

@@ -89,6 +89,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/010_job_targets_quota.sql"),
     include_str!("migrations/011_stats_chains.sql"),
     include_str!("migrations/012_notify.sql"),
+    include_str!("migrations/013_jobs_changed.sql"),
 ];
 
 /// The same migrations for PostgreSQL, one for one.
@@ -106,6 +107,7 @@ const MIGRATIONS_POSTGRES: &[&str] = &[
     include_str!("migrations/postgres/010_job_targets_quota.sql"),
     include_str!("migrations/postgres/011_stats_chains.sql"),
     include_str!("migrations/postgres/012_notify.sql"),
+    include_str!("migrations/postgres/013_jobs_changed.sql"),
 ];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

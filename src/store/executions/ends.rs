@@ -215,5 +215,44 @@ mod tests {
         assert_eq!(e(2).error_message.as_deref(), Some("cancelled by root"));
         assert_eq!((e(3).status, e(3).pid), (Status::Failed, Some(77)));
         assert_eq!(e(3).duration_ms, Some(failed.duration_ms));
+
+        // What the ends' trigger keeps (per row on SQLite, per statement on PostgreSQL): each
+        // end counted once by its status, and a success clears the job's streak and is its last
+        // success (a turn lists its ends in the order they came).
+        store.bump_failure_streak(job.id).unwrap();
+        let more: Vec<i64> = (5..=6)
+            .map(|a| store.claim(&new(&job, t0(), a)).unwrap().unwrap())
+            .collect();
+        let later = crate::store::Finish {
+            finished_at: ok.finished_at + Duration::seconds(5),
+            ..ok.clone()
+        };
+        store
+            .batch(|b| b.finish_many(&[(more[0], &ok, None), (more[1], &later, None)]))
+            .unwrap();
+        let counts: Vec<(String, i64)> = store
+            .conn
+            .prepare_cached(
+                "SELECT status, count FROM job_run_counts WHERE job_id = ?1 ORDER BY status",
+            )
+            .unwrap()
+            .query_map([job.id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let expected = [
+            ("cancelled", 1),
+            ("failed", 1),
+            ("interrupted", 1),
+            ("success", 3),
+        ];
+        assert_eq!(
+            counts,
+            expected.map(|(s, n)| (s.to_string(), n)).to_vec(),
+            "each end counted once"
+        );
+        let job = store.job("default", &job.name).unwrap();
+        assert_eq!(job.failure_streak, 0, "a success clears the streak");
+        assert_eq!(job.last_success_at, Some(later.finished_at));
     }
 }
