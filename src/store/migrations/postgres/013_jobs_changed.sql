@@ -1,5 +1,5 @@
 -- cronmgr schema, version 13, for PostgreSQL: cheaper triggers on the runners' hot path (a burst
--- of 10,000 jobs on two runners: 16.4 s → 11.4 s on the test machine, benches/README.md).
+-- of 10,000 jobs on two runners: 16.4 s → 10.8 s on the test machine, benches/README.md).
 --
 -- The trigger that tells runners a job changed fires on the columns a person edits, and no
 -- longer looks at the runners' own bookkeeping.
