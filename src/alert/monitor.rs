@@ -222,20 +222,23 @@ impl Monitor {
     }
 
     /// Can the job have an open condition? Exact for conditions this monitor wrote; another
-    /// connection's are seen within [`OPEN_JOBS_RECHECK`] (SQLite's `data_version` covers every
-    /// table). On PostgreSQL, whose change counter covers only jobs and settings, always true.
+    /// connection's are seen within [`OPEN_JOBS_RECHECK`]. On SQLite the set is read again when
+    /// `data_version` (which covers every table) moved; on PostgreSQL, whose change counter
+    /// covers only jobs and settings, at each recheck: a query every 100 ms of a burst instead
+    /// of one a success, each a round trip the runner's loop waits for.
     fn may_have_open(&mut self, store: &Store, job_id: i64) -> crate::store::Result<bool> {
-        if store.backend() != crate::store::Backend::Sqlite {
-            return Ok(true);
-        }
         if self
             .open_jobs_checked
             .is_none_or(|t| t.elapsed() >= OPEN_JOBS_RECHECK)
         {
             self.open_jobs_checked = Some(Instant::now());
-            let version = store.change_marker()?;
-            if version != self.open_jobs_version {
-                self.open_jobs_version = version;
+            if store.backend() == crate::store::Backend::Sqlite {
+                let version = store.change_marker()?;
+                if version != self.open_jobs_version {
+                    self.open_jobs_version = version;
+                    self.open_jobs = None;
+                }
+            } else {
                 self.open_jobs = None;
             }
         }
@@ -607,11 +610,16 @@ mod tests {
         }
     }
 
+    /// On PostgreSQL with `CRONMGR_TEST_STORE_POSTGRES` (a scratch schema), else an SQLite file:
+    /// the monitor reads by path, and another connection must see the same database.
     #[test]
     fn a_success_resolves_the_conditions_opened_here_and_elsewhere() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("cronmgr.db");
-        let store = Store::open(&db).unwrap();
+        let store = match Store::open_in_memory().unwrap() {
+            pg if pg.backend() == crate::store::Backend::Postgres => pg,
+            _ => Store::open(&dir.path().join("cronmgr.db")).unwrap(),
+        };
+        let db = store.path().to_path_buf();
         let mut settings = store.settings("default").unwrap();
         settings.alert_on_failure = true;
         let job = store
@@ -637,7 +645,7 @@ mod tests {
 
         // Opened by another process (a failed `run-now`): the next success after the recheck
         // interval resolves it.
-        let elsewhere = Store::open(&db).unwrap();
+        let elsewhere = store.reopen().unwrap();
         let alert = NewAlert {
             system: "default".into(),
             job_id: Some(job.id),
