@@ -18,8 +18,8 @@ use crate::duration::human_secs;
 use crate::host::{self, CpuSampler};
 use crate::store::{AlertKind, Job, NewAlert, Settings, Status, Store};
 
-/// How often, at most, a success compares the database's change marker to see whether another
-/// connection opened or closed a job's condition (see `Monitor::may_have_open`).
+/// How often, at most, a success looks again at which jobs have open conditions, in case another
+/// connection opened or closed one (see `Monitor::may_have_open`).
 const OPEN_JOBS_RECHECK: Duration = Duration::from_millis(100);
 
 /// What the monitor needs to know about an execution that ended.
@@ -232,13 +232,14 @@ impl Monitor {
             .is_none_or(|t| t.elapsed() >= OPEN_JOBS_RECHECK)
         {
             self.open_jobs_checked = Some(Instant::now());
-            if store.backend() == crate::store::Backend::Sqlite {
-                let version = store.change_marker()?;
-                if version != self.open_jobs_version {
-                    self.open_jobs_version = version;
-                    self.open_jobs = None;
+            let moved = match store.backend() {
+                crate::store::Backend::Sqlite => {
+                    let version = store.change_marker()?;
+                    std::mem::replace(&mut self.open_jobs_version, version) != version
                 }
-            } else {
+                _ => true,
+            };
+            if moved {
                 self.open_jobs = None;
             }
         }
