@@ -178,22 +178,36 @@ fn a_timed_out_job_leaves_no_setsid_descendant_behind() {
 #[test]
 fn the_cpu_time_of_an_escaped_descendant_is_counted() {
     let env = Env::new();
-    // The leader sleeps 1.5 s while a descendant outside its process group spins: rusage sees
-    // only the leader (~0 %), the cgroup's cpu.stat sees both.
+    // A descendant outside the leader's process group (and not its child: the subshell that
+    // started it is gone, so the leader never reaps it) does a fixed amount of work, writes its
+    // own CPU time (from /proc) and exits; the leader only polls for that file. rusage sees the
+    // leader alone (a few milliseconds); the cgroup's cpu.stat sees the descendant too. The
+    // leader sleeps 1.5 s first: a CPU figure is recorded only for runs of a second or more.
+    // Comparing CPU seconds, not a percentage of the wall time, keeps the test true on a loaded
+    // machine, where the spinner may get a small share of a CPU.
+    let spun = env.dir.path().join("spun");
+    let script = format!(
+        "(setsid sh -c 'i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done; \
+         cat /proc/$$/stat > {spun}.tmp; mv {spun}.tmp {spun}' &); \
+         sleep 1.5; while [ ! -e {spun} ]; do sleep 0.05; done",
+        spun = spun.display()
+    );
     env.ok(&[
         "add",
         "busy",
         "--schedule",
         "* * * * * *",
+        "--timeout",
+        "2m",
         "--",
         "/usr/bin/sh",
         "-c",
-        "setsid timeout 20 sh -c 'while :; do :; done' & sleep 1.5",
+        &script,
     ]);
     let Some((mut runner, _)) = cgroup_runner(&env, &["busy"]) else {
         return;
     };
-    let got = env.wait_for(Duration::from_secs(30), || {
+    let got = env.wait_for(Duration::from_secs(120), || {
         env.history("busy")
             .into_iter()
             .find(|r| r["status"] == "success")
@@ -201,10 +215,28 @@ fn the_cpu_time_of_an_escaped_descendant_is_counted() {
     env.ok(&["disable", "busy"]);
     stop(&mut runner);
     let row = got.unwrap_or_else(|| panic!("no success; log:\n{}", env.runner_log()));
-    let cpu = row["cpu_used_percent"].as_f64().unwrap_or(0.0);
+    let stat = std::fs::read_to_string(&spun).expect("the spinner wrote its /proc stat");
+    // Fields after the command's closing parenthesis: state is the 3rd field of the line, so
+    // utime (14th) and stime (15th) are the 12th and 13th after it; in clock ticks (100 Hz).
+    let after: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat line")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = after[11].parse::<f64>().unwrap() + after[12].parse::<f64>().unwrap();
+    let spinner = ticks / 100.0;
     assert!(
-        cpu > 30.0,
-        "cpu_used_percent {cpu}: the spinning descendant was not counted: {row}"
+        spinner >= 0.1,
+        "the spinner used only {spinner} s of CPU; too little to tell: {stat}"
+    );
+    let percent = row["cpu_used_percent"].as_f64().unwrap_or(0.0);
+    let duration = row["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+    let recorded = percent / 100.0 * duration;
+    assert!(
+        recorded >= 0.8 * spinner,
+        "recorded {recorded:.3} CPU-s ({percent:.1} % of {duration:.3} s), the escaped \
+         descendant alone used {spinner:.2} s: it was not counted: {row}"
     );
 }
 
