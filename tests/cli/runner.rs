@@ -37,6 +37,27 @@ fn a_seconds_job_fires_on_schedule_and_records_its_output() {
     assert!(time(&job, "next_run_at") > time(&rows[0], "scheduled_for"));
 }
 
+/// A NUL byte in a job's output is kept as U+FFFD: PostgreSQL's text holds no NUL, and there
+/// the end of such an execution could not be recorded (the row stayed `running`, and every
+/// later slot of the job was skipped).
+#[test]
+fn output_with_a_nul_byte_is_recorded_on_every_store() {
+    let env = Env::new();
+    env.ok(&[
+        "add",
+        "nul",
+        "--schedule",
+        "* * * * * *",
+        "--",
+        "/usr/bin/printf",
+        "a\\0b",
+    ]);
+    let rows = env.run_until_n("nul", "success", 2, Duration::from_secs(15));
+    for r in &rows {
+        assert_eq!(r["output"], "a\u{FFFD}b", "{r:#}");
+    }
+}
+
 #[test]
 fn a_timeout_kills_the_whole_process_group() {
     let env = Env::new();

@@ -52,14 +52,16 @@ impl Capture {
         self.total
     }
 
-    /// The text, lossy for bytes that are not UTF-8, with a marker where bytes were dropped.
+    /// The text, lossy for bytes that are not UTF-8 and for NUL bytes (each becomes U+FFFD: a
+    /// PostgreSQL text holds no NUL, and the end of an execution that printed one could not be
+    /// recorded), with a marker where bytes were dropped.
     pub(super) fn into_text(self) -> String {
         let tail = Vec::from(self.tail);
         let kept = (self.head.len() + tail.len()) as u64;
         if kept == self.total {
             let mut all = self.head;
             all.extend_from_slice(&tail);
-            return String::from_utf8_lossy(&all).into_owned();
+            return text(&all);
         }
         // Cut where a character starts, so no half character turns into a replacement glyph.
         let head = trim_partial_end(&self.head);
@@ -67,9 +69,9 @@ impl Capture {
         let omitted = self.total - (head.len() + tail.len()) as u64;
         format!(
             "{}\n[… {} of output omitted …]\n{}",
-            String::from_utf8_lossy(head),
+            text(head),
             human_bytes(omitted),
-            String::from_utf8_lossy(tail)
+            text(tail)
         )
     }
 }
@@ -158,6 +160,16 @@ impl LiveLog {
     }
 }
 
+/// Bytes as text: invalid UTF-8 and NUL bytes become U+FFFD.
+fn text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text.into_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +238,13 @@ mod tests {
     fn invalid_bytes_are_lossy() {
         let c = capture(64, &[b"\xFF\xFEabc"]);
         assert_eq!(c.into_text(), "\u{FFFD}\u{FFFD}abc");
+        let mut c = Capture::new(64);
+        c.push(b"a\0b\0");
+        assert_eq!(
+            c.into_text(),
+            "a\u{FFFD}b\u{FFFD}",
+            "no NUL reaches the store"
+        );
         let c = capture(4, &[b"a\xFF", b"0123456789", b"\xFEb"]);
         assert_eq!(
             c.into_text(),
