@@ -22,7 +22,7 @@
 
 use super::claims::Batch;
 use super::NewExecution;
-use crate::store::sql::OptionalExtension;
+use crate::store::sql::{OptionalExtension, ToValue};
 use crate::store::{Backend, Result, StoreError};
 
 /// What one transaction of a fleet runner will touch.
@@ -104,33 +104,40 @@ impl Batch<'_> {
             .map(i32::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        // One round trip for every lock, all written into the text (ids and keys are integers:
-        // no injection possible, and one plan per shape is not worth a cache entry). The cap
-        // locks in key order; the jobs in id order, by one array (the jobs', then the ended
-        // executions' jobs: an index scan of `jobs`, where `id IN (…) OR id IN (SELECT …)`
-        // reads the whole table); then the runner's row, which says whether it is lost.
+        // One round trip for every lock, with the lists as parameters (comma-separated
+        // integers), so the text is the same for every transaction: the server plans it once
+        // per session (written into the text, each took a plan of 0.17 ms). The cap locks in
+        // key order; the jobs in id order, by one array (the jobs', then the ended executions'
+        // jobs: an index scan of `jobs`, where `id IN (…) OR id IN (SELECT …)` reads the whole
+        // table); then the runner's row, which says whether it is lost.
         let caps = format!(
             "(SELECT count(*) FROM (SELECT pg_advisory_xact_lock({}, k) \
-             FROM unnest(CAST(ARRAY[{keys}] AS INTEGER[])) AS k ORDER BY k) AS caps)",
+             FROM unnest(CAST(string_to_array(CAST(?1 AS TEXT), ',') AS INTEGER[])) AS k \
+             ORDER BY k) AS caps)",
             crate::store::APPLICATION_ID
         );
-        let jobs = format!(
-            "(SELECT count(*) FROM (SELECT id FROM jobs WHERE id = ANY \
-             (CAST(ARRAY[{}] AS BIGINT[]) || ARRAY(SELECT job_id FROM executions WHERE id = ANY \
-             (CAST(ARRAY[{}] AS BIGINT[])))) ORDER BY id FOR UPDATE) AS locked)",
-            list(&fence.jobs),
-            list(&fence.executions)
-        );
+        let jobs = "(SELECT count(*) FROM (SELECT id FROM jobs WHERE id = ANY \
+             (CAST(string_to_array(CAST(?2 AS TEXT), ',') AS BIGINT[]) || \
+             ARRAY(SELECT job_id FROM executions WHERE id = ANY \
+             (CAST(string_to_array(CAST(?3 AS TEXT), ',') AS BIGINT[])))) \
+             ORDER BY id FOR UPDATE) AS locked)";
+        let args = [keys, list(&fence.jobs), list(&fence.executions)];
         match fence.runner {
             Some(runner) => {
+                let [keys, jobs_list, executions] = args;
                 let lost: Option<bool> = self
                     .conn()
+                    .prepare_cached(&format!(
+                        "SELECT r.lost_at IS NOT NULL OR r.stopped_at IS NOT NULL, {caps}, {jobs} \
+                         FROM runners r WHERE r.id = ?4 FOR SHARE OF r"
+                    ))?
                     .query_row(
-                        &format!(
-                            "SELECT r.lost_at IS NOT NULL OR r.stopped_at IS NOT NULL, {caps}, {jobs} \
-                             FROM runners r WHERE r.id = {runner} FOR SHARE OF r"
-                        ),
-                        (),
+                        [
+                            keys.to_value(),
+                            jobs_list.to_value(),
+                            executions.to_value(),
+                            runner.to_value(),
+                        ],
                         |r| r.get(0),
                     )
                     .optional()?;
@@ -138,9 +145,11 @@ impl Batch<'_> {
                     return Err(StoreError::NotInFleet { runner });
                 }
             }
-            None => self
-                .conn()
-                .execute_batch(&format!("SELECT {caps}, {jobs}"))?,
+            None => {
+                self.conn()
+                    .prepare_cached(&format!("SELECT {caps}, {jobs}"))?
+                    .query_row(args, |r| r.get::<_, i64>(0))?;
+            }
         }
         self.fenced.set(true);
         Ok(())
