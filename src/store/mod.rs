@@ -90,6 +90,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/011_stats_chains.sql"),
     include_str!("migrations/012_notify.sql"),
     include_str!("migrations/013_jobs_changed.sql"),
+    include_str!("migrations/014_hot_path.sql"),
 ];
 
 /// The same migrations for PostgreSQL, one for one.
@@ -108,6 +109,7 @@ const MIGRATIONS_POSTGRES: &[&str] = &[
     include_str!("migrations/postgres/011_stats_chains.sql"),
     include_str!("migrations/postgres/012_notify.sql"),
     include_str!("migrations/postgres/013_jobs_changed.sql"),
+    include_str!("migrations/postgres/014_hot_path.sql"),
 ];
 
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -520,6 +522,20 @@ impl Store {
         let thread = std::thread::current();
         let test = thread.name().unwrap_or("(unnamed test)");
         eprintln!("sqlite only: {test}: not run on PostgreSQL: {why}");
+        true
+    }
+
+    /// For a unit test of PostgreSQL itself (its triggers' notifications): true, after saying so
+    /// on stderr, when the store's tests run on SQLite; the caller returns. The test runs in the
+    /// PostgreSQL pass (`CRONMGR_TEST_STORE_POSTGRES`, which `.ci/run` makes).
+    #[cfg(test)]
+    pub(crate) fn postgres_only(&self, why: &str) -> bool {
+        if self.backend() == Backend::Postgres {
+            return false;
+        }
+        let thread = std::thread::current();
+        let test = thread.name().unwrap_or("(unnamed test)");
+        eprintln!("postgres only: {test}: runs in the PostgreSQL pass: {why}");
         true
     }
 

@@ -4,8 +4,10 @@
 use super::{parse_enum, Result, Status, Store};
 
 impl Store {
-    /// The status of each job's newest execution, by job id: one index probe per job
-    /// (`executions_job_id`), where [`Store::last_statuses`] groups the whole history.
+    /// The status of each job's newest execution, by job id: one index probe per job on SQLite
+    /// (`executions_job_id`, in id order within a job), one range of the job's rows on
+    /// PostgreSQL (the unique key's first column), where [`Store::last_statuses`] groups the
+    /// whole history.
     pub fn newest_statuses(
         &self,
         system: Option<&str>,

@@ -241,4 +241,41 @@ mod tests {
         assert_eq!(job.failure_streak, 0, "a success clears the streak");
         assert_eq!(job.last_success_at, Some(later.finished_at));
     }
+
+    /// On PostgreSQL an end notifies `freed` (a runner waiting for a place under a cap tries
+    /// again): once for a statement that ends several executions, and not for one that only
+    /// records pids.
+    #[test]
+    fn ends_notify_freed_once_per_statement_and_pids_do_not() {
+        use crate::store::listen::{Change, Notice};
+        use std::time::Duration as Wait;
+        let (store, job) = setup();
+        if store.postgres_only("SQLite sends no notifications") {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _listener = store.listen(move |n| tx.send(n).is_ok()).unwrap();
+        assert_eq!(rx.recv_timeout(Wait::from_secs(10)), Ok(Notice::Listening));
+        let ids: Vec<i64> = (1..=3)
+            .map(|a| store.claim(&new(&job, t0(), a)).unwrap().unwrap())
+            .collect();
+        store
+            .batch(|b| b.set_pids(&[(ids[0], 10), (ids[1], 11)]))
+            .unwrap();
+        let ok = ended(Status::Success);
+        store
+            .batch(|b| {
+                b.finish_many(&[
+                    (ids[0], &ok, None),
+                    (ids[1], &ok, None),
+                    (ids[2], &ok, None),
+                ])
+            })
+            .unwrap();
+        let mut got = Vec::new();
+        while let Ok(n) = rx.recv_timeout(Wait::from_millis(700)) {
+            got.push(n);
+        }
+        assert_eq!(got, [Notice::Change(Change::Freed)]);
+    }
 }
