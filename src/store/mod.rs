@@ -516,13 +516,7 @@ impl Store {
     /// test runs in the SQLite pass, so `CRONMGR_TEST_NO_SKIP` does not fail it.
     #[cfg(test)]
     pub(crate) fn sqlite_only(&self, why: &str) -> bool {
-        if self.backend() == Backend::Sqlite {
-            return false;
-        }
-        let thread = std::thread::current();
-        let test = thread.name().unwrap_or("(unnamed test)");
-        eprintln!("sqlite only: {test}: not run on PostgreSQL: {why}");
-        true
+        self.not_on(Backend::Sqlite, "sqlite only", "not run on PostgreSQL", why)
     }
 
     /// For a unit test of PostgreSQL itself (its triggers' notifications): true, after saying so
@@ -530,12 +524,23 @@ impl Store {
     /// PostgreSQL pass (`CRONMGR_TEST_STORE_POSTGRES`, which `.ci/run` makes).
     #[cfg(test)]
     pub(crate) fn postgres_only(&self, why: &str) -> bool {
-        if self.backend() == Backend::Postgres {
+        self.not_on(
+            Backend::Postgres,
+            "postgres only",
+            "runs in the PostgreSQL pass",
+            why,
+        )
+    }
+
+    /// True, after saying so on stderr, when the store is not on `wanted`.
+    #[cfg(test)]
+    fn not_on(&self, wanted: Backend, label: &str, instead: &str, why: &str) -> bool {
+        if self.backend() == wanted {
             return false;
         }
         let thread = std::thread::current();
         let test = thread.name().unwrap_or("(unnamed test)");
-        eprintln!("postgres only: {test}: runs in the PostgreSQL pass: {why}");
+        eprintln!("{label}: {test}: {instead}: {why}");
         true
     }
 
