@@ -112,10 +112,9 @@ impl Batch<'_> {
         // server plans it once per session. (Not JSON, as the ends: the planner takes a JSON
         // list for 100 rows and would join by a sequential scan of `executions`; it takes an
         // unnested parameter for 10, and probes the primary key.)
-        let list = |f: &dyn Fn(&(i64, u32)) -> String, chunk: &[(i64, u32)]| {
-            chunk.iter().map(f).collect::<Vec<_>>().join(",")
-        };
         for chunk in pids.chunks(CHUNK) {
+            let ids: Vec<String> = chunk.iter().map(|(id, _)| id.to_string()).collect();
+            let pids: Vec<String> = chunk.iter().map(|(_, pid)| pid.to_string()).collect();
             self.conn()
                 .prepare_cached(
                     "UPDATE executions e SET pid = v.pid \
@@ -123,10 +122,7 @@ impl Batch<'_> {
                          CAST(string_to_array(CAST(?2 AS TEXT), ',') AS BIGINT[])) AS v(id, pid) \
                      WHERE e.id = v.id",
                 )?
-                .execute([
-                    list(&|(id, _)| id.to_string(), chunk),
-                    list(&|(_, pid)| pid.to_string(), chunk),
-                ])?;
+                .execute([ids.join(","), pids.join(",")])?;
         }
         Ok(())
     }
