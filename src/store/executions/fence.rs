@@ -121,25 +121,21 @@ impl Batch<'_> {
              ARRAY(SELECT job_id FROM executions WHERE id = ANY \
              (CAST(string_to_array(CAST(?3 AS TEXT), ',') AS BIGINT[])))) \
              ORDER BY id FOR UPDATE) AS locked)";
-        let args = [keys, list(&fence.jobs), list(&fence.executions)];
+        let mut args = vec![
+            keys.to_value(),
+            list(&fence.jobs).to_value(),
+            list(&fence.executions).to_value(),
+        ];
         match fence.runner {
             Some(runner) => {
-                let [keys, jobs_list, executions] = args;
+                args.push(runner.to_value());
                 let lost: Option<bool> = self
                     .conn()
                     .prepare_cached(&format!(
                         "SELECT r.lost_at IS NOT NULL OR r.stopped_at IS NOT NULL, {caps}, {jobs} \
                          FROM runners r WHERE r.id = ?4 FOR SHARE OF r"
                     ))?
-                    .query_row(
-                        [
-                            keys.to_value(),
-                            jobs_list.to_value(),
-                            executions.to_value(),
-                            runner.to_value(),
-                        ],
-                        |r| r.get(0),
-                    )
+                    .query_row(args, |r| r.get(0))
                     .optional()?;
                 if lost != Some(false) {
                     return Err(StoreError::NotInFleet { runner });
