@@ -4,8 +4,11 @@ same second, on SQLite (one runner) and on PostgreSQL (one, two and three runner
 database). Prints a table: when the last slot started and was recorded, how the burst was shared
 between the runners, how many transactions the PostgreSQL server counted per execution (the
 load of a shared machine moves it far less than the times: a loop turn's batch grows when the
-runner is slowed), and the goal of issue #19 (2 runners on PostgreSQL within 1.5x of SQLite with
-one). Usage:
+runner is slowed), the CPU-seconds each part used (the jobs, reaped by the runners; the runners
+themselves; a PostgreSQL server on this machine, its postmaster and every process it ran or
+reaped), and the goal of issue #19 (2 runners on PostgreSQL within 1.5x of SQLite with one).
+On a shared machine the CPU figures move too (the same 10,000 jobs took 5.4 to 7.2 CPU-seconds
+in one session): compare a part with the jobs of the same run. Usage:
 
     benches/burst_backends.py [--runs N] [--pg postgres://user:pass@127.0.0.1/db] [--bin PATH]
                               [--only sqlite,pg1,pg2,pg3]
@@ -109,6 +112,52 @@ class Postgres:
                                    "WHERE datname = current_database()").strip())
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid):
+    """CPU-seconds of a process: its own, and its reaped children's (a runner's: its jobs')."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return (utime + stime) / TICK, (cutime + cstime) / TICK
+
+
+def server_cpu():
+    """CPU-seconds used so far by a PostgreSQL server on this machine (its postmaster, the
+    processes it runs, and those it reaped: the runners' backends once they exit), or None when
+    no server runs here (or its processes cannot be read)."""
+    procs = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        procs[int(d)] = (comm, ppid)
+    masters = [p for p, (comm, ppid) in procs.items()
+               if comm == "postgres" and procs.get(ppid, ("",))[0] != "postgres"]
+    if len(masters) != 1:
+        return None
+    try:
+        own, reaped = proc_cpu(masters[0])
+    except OSError:
+        return None
+    total = own + reaped
+    for p, (_, ppid) in procs.items():
+        if ppid == masters[0]:
+            try:
+                total += proc_cpu(p)[0]
+            except OSError:
+                pass  # it exited since the listing (a backend whose session closed): a few ms
+    return total
+
+
 def psql(url, sql):
     return subprocess.run(["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
                           check=True, capture_output=True, text=True).stdout
@@ -148,6 +197,7 @@ def burst(binary, store, work, runners, lead):
     store.exec_script("BEGIN;\nINSERT INTO jobs (system, name, schedule, timezone, command, params, priority, "
                       "created_at, updated_at, next_run_at) VALUES\n" + ",\n".join(values) + ";\nCOMMIT;\n")
     commits_before = store.transactions()
+    server_before = server_cpu() if isinstance(store, Postgres) else None
     procs = [start_runner(binary, env, store.url(), os.path.join(work, f"runner{i}.log")) for i in range(runners)]
     ready_margin = slot - time.time()
     total = JOBS + 1
@@ -160,6 +210,8 @@ def burst(binary, store, work, runners, lead):
         if done >= total:
             recorded = time.time() - slot
             break
+    # Before they stop: each runner's own CPU time, and its jobs' (children it reaped).
+    cpu = [proc_cpu(p.pid) for p in procs]
     for p in procs:
         p.send_signal(signal.SIGTERM)
     for p in procs:
@@ -167,6 +219,7 @@ def burst(binary, store, work, runners, lead):
     # A backend reports its transactions when it exits (the runners have) or idles a second.
     time.sleep(1.5)
     commits = store.transactions()
+    server_after = server_cpu() if server_before is not None else None
     (first, last, last_fin, started), = store.query(
         "SELECT min(started_at), max(started_at), max(finished_at), count(started_at) FROM executions "
         "WHERE triggered_by = 'schedule'")
@@ -187,6 +240,9 @@ def burst(binary, store, work, runners, lead):
         ready_margin=ready_margin,
         duplicates=dups,
         transactions=None if commits is None else commits - commits_before,
+        cpu_jobs=sum(c[1] for c in cpu),
+        cpu_runners=sum(c[0] for c in cpu),
+        cpu_server=None if server_after is None else server_after - server_before,
     )
 
 
@@ -233,7 +289,8 @@ def main():
     print(f"\nburst: {JOBS:,} × /usr/bin/true + 1 priority-1 job due the same second, --max-concurrent {CONCURRENCY} "
           f"per runner; {a.runs} runs each; load {load_before:.1f} → {os.getloadavg()[0]:.1f}\n")
     head = ("store", "last start", "all recorded", "priority-1 started", "executions per runner",
-            "server transactions per execution", "complete, no slot twice")
+            "server transactions per execution", "CPU-s: jobs", "CPU-s: runners", "CPU-s: server",
+            "complete, no slot twice")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for label, _, _ in cases:
@@ -243,6 +300,9 @@ def main():
               f"{med_range([r['urgent_ms'] for r in rs], 'ms', 0)} | "
               f"{'; '.join('/'.join(str(n) for n in r['per_runner']) for r in rs)} | "
               f"{med_range([r['transactions'] / (JOBS + 1) if r['transactions'] else None for r in rs], '', 2)} | "
+              f"{med_range([r['cpu_jobs'] for r in rs], '', 1)} | "
+              f"{med_range([r['cpu_runners'] for r in rs], '', 1)} | "
+              f"{med_range([r['cpu_server'] for r in rs], '', 1)} | "
               f"{'yes' if all(r['complete'] for r in rs) else 'NO'} |")
     base = results.get("SQLite, 1 runner")
     two = results.get("PostgreSQL, 2 runners sharing it")
