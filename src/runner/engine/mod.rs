@@ -31,8 +31,11 @@ use super::spawn::Spawner;
 use crate::alert::Monitor;
 use crate::config::Config;
 use crate::model::bounds;
-use crate::store::{Status, Store};
+use crate::store::{Change, Notice, Status, Store};
 
+/// How long a spawned execution's pid may wait for the loop's next turn (see `Engine::wait`):
+/// `kill` says "no process yet" meanwhile.
+const PID_WAIT: Duration = Duration::from_millis(100);
 /// How long the runner's own writes wait for a lock before queueing instead.
 const WRITE_WAIT: Duration = Duration::from_millis(200);
 /// How long the delivery thread may keep sending due alerts once the runner stops.
@@ -274,19 +277,41 @@ impl<'c> Engine<'c> {
         !self.opts.once && !self.life.stop.stopping()
     }
 
-    /// Sleep until the earliest wake-up any part asks for, or an event.
+    /// Sleep until the earliest wake-up any part asks for, or an event that gives the loop
+    /// something to do. An execution's spawn only queues its pid: the loop sleeps on, and the
+    /// pid lands with the next turn's writes (its end's, when it ends first, as in a burst
+    /// most do), at the latest [`PID_WAIT`] later. A fleet's "freed" wakes the loop only while
+    /// a slot waits for the fleet's cap.
     fn wait(&mut self) {
-        let wait = self.next_wake(self.clock.now());
-        match self.events.1.recv_timeout(wait) {
-            Ok(event) => {
-                let ended = matches!(event, Event::Finished { .. });
-                self.handle(event);
-                if ended && self.dispatch.has_waiting() {
-                    self.gather_ends();
+        let until = Instant::now() + self.next_wake(self.clock.now());
+        let mut pid_by: Option<Instant> = None;
+        loop {
+            let by = pid_by.map_or(until, |p| p.min(until));
+            match self
+                .events
+                .1
+                .recv_timeout(by.saturating_duration_since(Instant::now()))
+            {
+                Ok(Event::Spawned { execution, pid }) => {
+                    self.handle(Event::Spawned { execution, pid });
+                    pid_by.get_or_insert_with(|| Instant::now() + PID_WAIT);
                 }
+                Ok(event @ Event::Notice(Notice::Change(Change::Freed)))
+                    if !self.fleet.as_ref().is_some_and(|f| f.at_cap) =>
+                {
+                    self.handle(event);
+                }
+                Ok(event) => {
+                    let ended = matches!(event, Event::Finished { .. });
+                    self.handle(event);
+                    if ended && self.dispatch.has_waiting() {
+                        self.gather_ends();
+                    }
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => return,
+                Err(RecvTimeoutError::Disconnected) => unreachable!("the engine holds a sender"),
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => unreachable!("the engine holds a sender"),
         }
     }
 

@@ -484,6 +484,55 @@ fn a_stop_waits_for_running_executions_then_cancels_them_after_the_grace_period(
     assert!(rig.launched().is_empty());
 }
 
+/// A spawn only queues its pid: the loop's wait goes on to the execution's end, and the pid
+/// lands with it, one write instead of two turns. (A fleet's "freed", while nothing waits for
+/// the fleet's cap, does not end the wait either.)
+#[test]
+fn a_spawn_does_not_end_the_wait_and_its_pid_lands_with_the_end() {
+    let j = hourly("hourly", at(1, 0, 0), CatchUp::None, None);
+    let mut rig = Rig::new(&[j], at(1, 0, 0), None).start();
+    let execution = rig.launched()[0].execution;
+    let tx = rig.engine.sender();
+    tx.send(Event::Spawned {
+        execution,
+        pid: 4242,
+    })
+    .unwrap();
+    tx.send(Event::Notice(crate::store::Notice::Change(
+        crate::store::Change::Freed,
+    )))
+    .unwrap();
+    let outcome = Outcome {
+        ending: Ending::Exited(0),
+        exit_code: Some(0),
+        output: String::new(),
+        output_bytes: 0,
+        duration: Duration::from_millis(10),
+        max_rss_mb: 1.0,
+        memory_upper_bound: true,
+        cpu_quota_enforced: None,
+        cpu_percent: 0.0,
+        cpu_seconds: 0.0,
+        pid: 4242,
+        limits: Limits::default(),
+        live_log: false,
+    };
+    tx.send(Event::Finished {
+        execution,
+        result: Ok(outcome),
+    })
+    .unwrap();
+    // The next slot is an hour away: only the events end this wait.
+    rig.engine.wait();
+    assert!(
+        rig.engine.events.1.try_recv().is_err(),
+        "the wait ended before the execution's end"
+    );
+    rig.engine.turn();
+    let row = Store::open(&rig.db).unwrap().execution(execution).unwrap();
+    assert_eq!((row.status, row.pid), (Status::Success, Some(4242)));
+}
+
 #[test]
 fn the_engine_sleeps_until_the_earliest_thing_it_waits_for() {
     let j = hourly("hourly", at(1, 0, 0), CatchUp::None, None);
