@@ -71,6 +71,25 @@ impl Spawner for FakeSpawner {
     }
 }
 
+/// A run of 10 ms that exited with `code`, its process `pid`.
+fn exited(code: i32, pid: u32) -> Outcome {
+    Outcome {
+        ending: Ending::Exited(code),
+        exit_code: Some(code),
+        output: String::new(),
+        output_bytes: 0,
+        duration: Duration::from_millis(10),
+        max_rss_mb: 1.0,
+        memory_upper_bound: true,
+        cpu_quota_enforced: None,
+        cpu_percent: 0.0,
+        cpu_seconds: 0.0,
+        pid,
+        limits: Limits::default(),
+        live_log: false,
+    }
+}
+
 /// 2026-03-01 (a Sunday) at h:m:s UTC.
 fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, h, m, s).unwrap()
@@ -178,24 +197,9 @@ impl Rig {
             .next()
             .expect("something running");
         self.ended += 1;
-        let outcome = Outcome {
-            ending: Ending::Exited(code),
-            exit_code: Some(code),
-            output: String::new(),
-            output_bytes: 0,
-            duration: Duration::from_millis(10),
-            max_rss_mb: 1.0,
-            memory_upper_bound: true,
-            cpu_quota_enforced: None,
-            cpu_percent: 0.0,
-            cpu_seconds: 0.0,
-            pid: 1,
-            limits: Limits::default(),
-            live_log: false,
-        };
         let finished = Event::Finished {
             execution: l.execution,
-            result: Ok(outcome),
+            result: Ok(exited(code, 1)),
         };
         self.engine.sender().send(finished).unwrap();
         self.step();
@@ -502,24 +506,9 @@ fn a_spawn_does_not_end_the_wait_and_its_pid_lands_with_the_end() {
         crate::store::Change::Freed,
     )))
     .unwrap();
-    let outcome = Outcome {
-        ending: Ending::Exited(0),
-        exit_code: Some(0),
-        output: String::new(),
-        output_bytes: 0,
-        duration: Duration::from_millis(10),
-        max_rss_mb: 1.0,
-        memory_upper_bound: true,
-        cpu_quota_enforced: None,
-        cpu_percent: 0.0,
-        cpu_seconds: 0.0,
-        pid: 4242,
-        limits: Limits::default(),
-        live_log: false,
-    };
     tx.send(Event::Finished {
         execution,
-        result: Ok(outcome),
+        result: Ok(exited(0, 4242)),
     })
     .unwrap();
     // The next slot is an hour away: only the events end this wait.
