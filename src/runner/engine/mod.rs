@@ -33,8 +33,9 @@ use crate::config::Config;
 use crate::model::bounds;
 use crate::store::{Change, Notice, Status, Store};
 
-/// How long a spawned execution's pid may wait for the loop's next turn (see `Engine::wait`):
-/// `kill` says "no process yet" meanwhile.
+/// How long the pid of an execution spawned on a worker (in a burst, while slots wait) may wait
+/// for the loop's next turn (see `Engine::wait`): `kill` says "no process yet" meanwhile. A job
+/// started while nothing waits is spawned by the loop itself, and its pid lands in that turn.
 const PID_WAIT: Duration = Duration::from_millis(100);
 /// How long the runner's own writes wait for a lock before queueing instead.
 const WRITE_WAIT: Duration = Duration::from_millis(200);
@@ -292,8 +293,8 @@ impl<'c> Engine<'c> {
                 .1
                 .recv_timeout(by.saturating_duration_since(Instant::now()))
             {
-                Ok(Event::Spawned { execution, pid }) => {
-                    self.handle(Event::Spawned { execution, pid });
+                Ok(event @ Event::Spawned { .. }) => {
+                    self.handle(event);
                     pid_by.get_or_insert_with(|| Instant::now() + PID_WAIT);
                 }
                 Ok(event @ Event::Notice(Notice::Change(Change::Freed)))
