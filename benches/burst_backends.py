@@ -7,7 +7,7 @@ load of a shared machine moves it far less than the times: a loop turn's batch g
 runner is slowed), the CPU-seconds each part used (the jobs, reaped by the runners; the runners
 themselves; a PostgreSQL server on this machine, its postmaster and every process it ran or
 reaped), and the goal of issue #19 (2 runners on PostgreSQL within 1.5x of SQLite with one).
-On a shared machine the CPU figures move too (the same 10,000 jobs took 5.4 to 7.2 CPU-seconds
+On a shared machine the CPU figures move too (the same 10,000 jobs took 5.2 to 7.2 CPU-seconds
 in one session): compare a part with the jobs of the same run. Usage:
 
     benches/burst_backends.py [--runs N] [--pg postgres://user:pass@127.0.0.1/db] [--bin PATH]
@@ -115,13 +115,21 @@ class Postgres:
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu(pid):
-    """CPU-seconds of a process: its own, and its reaped children's (a runner's: its jobs')."""
+def stat_fields(pid):
+    """A process's name and the fields after it in /proc/PID/stat (the parent's pid is [1])."""
     with open(f"/proc/{pid}/stat") as f:
         stat = f.read()
-    fields = stat[stat.rindex(")") + 2:].split()
+    return stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+
+
+def cpu_of(fields):
+    """CPU-seconds of a process: its own, and its reaped children's (a runner's: its jobs')."""
     utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
     return (utime + stime) / TICK, (cutime + cstime) / TICK
+
+
+def proc_cpu(pid):
+    return cpu_of(stat_fields(pid)[1])
 
 
 def server_cpu():
@@ -133,29 +141,17 @@ def server_cpu():
         if not d.isdigit():
             continue
         try:
-            with open(f"/proc/{d}/stat") as f:
-                stat = f.read()
+            procs[int(d)] = stat_fields(d)
         except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        procs[int(d)] = (comm, ppid)
-    masters = [p for p, (comm, ppid) in procs.items()
-               if comm == "postgres" and procs.get(ppid, ("",))[0] != "postgres"]
+            continue  # it exited since the listing
+    names = {p: name for p, (name, _) in procs.items()}
+    masters = [p for p, (name, fields) in procs.items()
+               if name == "postgres" and names.get(int(fields[1])) != "postgres"]
     if len(masters) != 1:
         return None
-    try:
-        own, reaped = proc_cpu(masters[0])
-    except OSError:
-        return None
-    total = own + reaped
-    for p, (_, ppid) in procs.items():
-        if ppid == masters[0]:
-            try:
-                total += proc_cpu(p)[0]
-            except OSError:
-                pass  # it exited since the listing (a backend whose session closed): a few ms
-    return total
+    own, reaped = cpu_of(procs[masters[0]][1])
+    return own + reaped + sum(cpu_of(fields)[0] for name, fields in procs.values()
+                              if int(fields[1]) == masters[0])
 
 
 def psql(url, sql):
