@@ -95,6 +95,15 @@ impl Ord for Slot {
     }
 }
 
+/// What [`Dispatcher::pick`] picked: at most `want` of `picked` start (the first `want`, or
+/// spares in place of those another runner has), and the skips to record.
+#[derive(Default)]
+pub struct Picks {
+    pub picked: Vec<Picked>,
+    pub want: usize,
+    pub skipped: Vec<Slot>,
+}
+
 /// A slot picked to start in this pass, with what starting it needs.
 pub struct Picked {
     pub slot: Slot,
@@ -207,19 +216,24 @@ impl Dispatcher {
     /// each system's `max_concurrent_jobs`); slots of a job that may not overlap one still
     /// running are dropped and returned with the reason, to be recorded as skipped. Slots over a
     /// cap stay queued.
+    ///
+    /// `spares`: on a fleet, how many more slots to offer per free place (see
+    /// [`FleetMember::spares_per_place`](super::fleet::FleetMember::spares_per_place)). They
+    /// follow the picks, most urgent first, over the caps: each claims only a place whose pick
+    /// another runner had taken (the database checks the fleet's caps for every one it claims).
     pub fn pick(
         &mut self,
         now: DateTime<Utc>,
         cal: &Calendar,
         who: Claimant,
-    ) -> (Vec<Picked>, Vec<Slot>) {
+        spares: f64,
+    ) -> Picks {
         let mut blocked = Vec::new();
-        let mut skipped = Vec::new();
-        let mut picked: Vec<Picked> = Vec::new();
+        let mut picks = Picks::default();
         let mut planned: HashMap<String, usize> = HashMap::new();
-        while let Some(mut slot) = self.pop() {
+        while let Some(slot) = self.pop() {
             if let Some(cap) = who.cap {
-                if self.running.len() + picked.len() >= cap {
+                if self.running.len() + picks.picked.len() >= cap {
                     self.push(slot);
                     break;
                 }
@@ -227,62 +241,89 @@ impl Dispatcher {
             let Some(entry) = cal.get(slot.job_id) else {
                 continue; // removed or disabled since it was queued
             };
-            let system = entry.job.system.clone();
+            let system = &entry.job.system;
             if who.cap.is_none() {
-                let cap = cal.settings_for(&system).max_concurrent_jobs as usize;
-                let planned_here = planned.get(&system).copied().unwrap_or(0);
-                if self.running_in(&system) + planned_here >= cap {
+                let cap = cal.settings_for(system).max_concurrent_jobs as usize;
+                let planned_here = planned.get(system).copied().unwrap_or(0);
+                if self.running_in(system) + planned_here >= cap {
                     blocked.push(slot);
                     continue;
                 }
             }
-            if slot.trigger != Trigger::Retry && !entry.job.allow_concurrent {
-                let busy = self.running.values().any(|r| r.slot.job_id == slot.job_id)
-                    || self.retries.iter().any(|r| r.job_id == slot.job_id)
-                    || picked.iter().any(|p| p.slot.job_id == slot.job_id);
-                if busy {
-                    skipped.push(slot);
-                    continue;
-                }
+            if self.prepare(slot, cal, who, now, &mut picks) {
+                *planned.entry(system.clone()).or_default() += 1;
             }
-            let job = entry.full_job();
-            let next = entry.next;
-            let settings = cal.settings_for(&job.system);
-            let first_started = *slot.first_started.get_or_insert(now);
-            let Some(timeout) = execute::attempt_timeout(&job, &settings, first_started, now)
-            else {
-                tracing::warn!(job = %job.name, attempt = slot.attempt, "max_runtime used up; no further attempt");
-                continue;
+        }
+        picks.want = picks.picked.len();
+        let mut left = (picks.want as f64 * spares).ceil() as usize;
+        let mut blocked = blocked.into_iter();
+        while left > 0 {
+            let Some(slot) = blocked.next().or_else(|| self.pop()) else {
+                break;
             };
-            *planned.entry(system).or_default() += 1;
-            let new = NewExecution {
-                job_id: job.id,
-                status: Status::Running,
-                scheduled_for: slot.scheduled_for,
-                started_at: Some(now),
-                triggered_by: slot.trigger,
-                attempt: slot.attempt,
-                error_message: None,
-                runner_pid: Some(std::process::id()),
-                runner_id: who.runner_id,
-                fleet: who.fleet.then(|| FleetRules {
-                    exclusive: slot.trigger != Trigger::Retry && !job.allow_concurrent,
-                    cap: Some((job.system.clone(), settings.max_concurrent_jobs)),
-                }),
-                caused_by: slot.cause,
-            };
-            picked.push(Picked {
-                slot,
-                job,
-                next,
-                timeout,
-                new,
-            });
+            left -= usize::from(self.prepare(slot, cal, who, now, &mut picks));
         }
         for slot in blocked {
             self.push(slot);
         }
-        (picked, skipped)
+        picks
+    }
+
+    /// Add `slot` to `picks` as a start (true), or as a skip when its job may not overlap a run
+    /// still going or picked; drop it when its job is gone or its max_runtime is used up.
+    fn prepare(
+        &self,
+        slot: Slot,
+        cal: &Calendar,
+        who: Claimant,
+        now: DateTime<Utc>,
+        picks: &mut Picks,
+    ) -> bool {
+        let Some(entry) = cal.get(slot.job_id) else {
+            return false;
+        };
+        if slot.trigger != Trigger::Retry && !entry.job.allow_concurrent {
+            let busy = self.running.values().any(|r| r.slot.job_id == slot.job_id)
+                || self.retries.iter().any(|r| r.job_id == slot.job_id)
+                || picks.picked.iter().any(|p| p.slot.job_id == slot.job_id);
+            if busy {
+                picks.skipped.push(slot);
+                return false;
+            }
+        }
+        let job = entry.full_job();
+        let next = entry.next;
+        let settings = cal.settings_for(&job.system);
+        // Set when it starts (`Engine::launch`): a slot picked but not claimed waits as it was.
+        let first_started = slot.first_started.unwrap_or(now);
+        let Some(timeout) = execute::attempt_timeout(&job, &settings, first_started, now) else {
+            tracing::warn!(job = %job.name, attempt = slot.attempt, "max_runtime used up; no further attempt");
+            return false;
+        };
+        let new = NewExecution {
+            job_id: job.id,
+            status: Status::Running,
+            scheduled_for: slot.scheduled_for,
+            started_at: Some(now),
+            triggered_by: slot.trigger,
+            attempt: slot.attempt,
+            error_message: None,
+            runner_pid: Some(std::process::id()),
+            runner_id: who.runner_id,
+            fleet: who.fleet.then(|| FleetRules {
+                exclusive: slot.trigger != Trigger::Retry && !job.allow_concurrent,
+                cap: Some((job.system.clone(), settings.max_concurrent_jobs)),
+            }),
+            caused_by: slot.cause,
+        };
+        picks.picked.push(Picked {
+            slot,
+            job,
+            next,
+            timeout,
+            new,
+        });
+        true
     }
 
     pub fn started(&mut self, execution: i64, run: Running) {
@@ -352,5 +393,83 @@ impl Dispatcher {
         for run in self.running.values() {
             run.cancel.cancel();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap()
+    }
+
+    /// `n` jobs of one system that allows `cap` at once, each with a slot due now, queued in
+    /// order j1, j2, … (priority `id`: 1 is the most urgent).
+    fn queued(n: i64, cap: u32) -> (Calendar, Dispatcher) {
+        let jobs = (1..=n)
+            .map(|id| Job {
+                id,
+                priority: id.clamp(1, 10) as u8,
+                ..Job::new("default", &format!("j{id}"), "* * * * *", "shell")
+            })
+            .collect();
+        let mut settings = crate::store::Settings::defaults("default", "UTC");
+        settings.max_concurrent_jobs = cap;
+        let mut cal = Calendar::default();
+        cal.load(
+            HashMap::from([("default".into(), settings)]),
+            jobs,
+            &[],
+            now(),
+        );
+        let mut d = Dispatcher::default();
+        for id in 1..=n {
+            d.push(Slot::new(&cal, id, now(), 1, Trigger::Schedule, None));
+        }
+        (cal, d)
+    }
+
+    fn ids(picks: &Picks) -> Vec<i64> {
+        picks.picked.iter().map(|p| p.slot.job_id).collect()
+    }
+
+    /// A fleet runner with free places offers spares after its picks, most urgent first, over
+    /// its caps (the database claims one only in place of a pick another runner has); `want`
+    /// stays the free places. Without spares it picks what the caps allow, as ever.
+    #[test]
+    fn spares_follow_the_picks_and_want_is_the_free_places() {
+        let fleet = |cap| Claimant {
+            runner_id: Some(7),
+            fleet: true,
+            cap,
+        };
+        // --max-concurrent 3: 3 places, 1.5 spares each (4.5, rounded up).
+        let (cal, mut d) = queued(10, 10);
+        let picks = d.pick(now(), &cal, fleet(Some(3)), 1.5);
+        assert_eq!((picks.want, ids(&picks)), (3, vec![1, 2, 3, 4, 5, 6, 7, 8]));
+        assert_eq!(d.queued_count(), 2);
+        // Each system's cap (2 places): the slots it blocked are the first spares.
+        let (cal, mut d) = queued(6, 2);
+        let picks = d.pick(now(), &cal, fleet(None), 1.0);
+        assert_eq!((picks.want, ids(&picks)), (2, vec![1, 2, 3, 4]));
+        assert_eq!(
+            d.queued_count(),
+            2,
+            "the blocked slots past the spares wait"
+        );
+        // No spares: the caps alone.
+        let (cal, mut d) = queued(6, 2);
+        let picks = d.pick(now(), &cal, fleet(None), 0.0);
+        assert_eq!((picks.want, ids(&picks)), (2, vec![1, 2]));
+        assert_eq!(d.queued_count(), 4);
+        // No free place: no spares either.
+        let (cal, mut d) = queued(4, 9);
+        let picks = d.pick(now(), &cal, fleet(Some(0)), 4.0);
+        assert_eq!(
+            (picks.want, picks.picked.len(), d.queued_count()),
+            (0, 0, 4)
+        );
     }
 }

@@ -139,6 +139,9 @@ pub const CLAIM_RETRY: Duration = Duration::from_millis(250);
 /// A look at the other runners' leases comes this long after the earliest could run out.
 const LEASE_MARGIN: Duration = Duration::from_millis(100);
 
+/// Spares per free place at most: a claim of 16 places then offers at most 80 slots.
+const MAX_SPARES_PER_PLACE: f64 = 4.0;
+
 /// This runner's part in a fleet sharing a database (PostgreSQL). It checks for changes made
 /// elsewhere each [`TICK`], or each [`FALLBACK`] while a listener is woken by notifications;
 /// heartbeats every third of its lease; and declares lost the runners whose lease ran out, looking
@@ -170,6 +173,9 @@ pub struct FleetMember {
     reachable_since: Option<Instant>,
     /// Its lease ran out by its own count (said once in the log, and once when renewed).
     pub lapsed: bool,
+    /// Of the slots its recent claims tried, the share other runners had taken first (a moving
+    /// average): in a burst shared by `n` runners, about `(n - 1) / n`.
+    taken_share: f64,
 }
 
 /// What of the fleet's upkeep is due now (see [`FleetMember::due`]).
@@ -200,7 +206,27 @@ impl FleetMember {
             // Registering just reached the database; the others' heartbeats are as they were.
             reachable_since: Some(mono.checked_sub(lease).unwrap_or(mono)),
             lapsed: false,
+            taken_share: 0.0,
         }
+    }
+
+    /// A claim tried `tried` slots and found `taken` of them taken by other runners.
+    pub fn claimed(&mut self, tried: usize, taken: usize) {
+        if tried > 0 {
+            self.taken_share = (self.taken_share + taken as f64 / tried as f64) / 2.0;
+        }
+    }
+
+    /// How many spare slots a claim offers per free place ([`crate::runner::dispatch::Dispatcher::pick`]):
+    /// enough, at the recent share of taken slots, for the claim to fill every place in one
+    /// round trip instead of a turn per refusal; none while the others take (next to) nothing,
+    /// as with one runner; at most [`MAX_SPARES_PER_PLACE`].
+    pub fn spares_per_place(&self) -> f64 {
+        let p = self.taken_share;
+        if p < 0.02 {
+            return 0.0;
+        }
+        (p / (1.0 - p)).min(MAX_SPARES_PER_PLACE)
     }
 
     /// Heartbeat at once (the fleet refused a claim: this runner was declared lost).
@@ -594,5 +620,33 @@ mod tests {
         assert!(runs_here(&["eu".into()], &have));
         assert!(!runs_here(&["eu".into(), "gpu".into()], &have));
         assert!(!runs_here(&["db-host".into()], &[]));
+    }
+
+    /// Spares per place follow the share of slots the others took: none with no other runner
+    /// taking any, one per place when they take half, at most four; the share fades when they
+    /// stop taking.
+    #[test]
+    fn spares_per_place_follow_the_share_of_slots_others_took() {
+        let (mut m, _) = member();
+        m.claimed(8, 0);
+        assert_eq!(m.spares_per_place(), 0.0);
+        for _ in 0..20 {
+            m.claimed(16, 8);
+        }
+        assert!(
+            (m.spares_per_place() - 1.0).abs() < 0.01,
+            "{}",
+            m.spares_per_place()
+        );
+        for _ in 0..20 {
+            m.claimed(8, 8);
+        }
+        assert_eq!(m.spares_per_place(), MAX_SPARES_PER_PLACE);
+        m.claimed(0, 0); // nothing tried: nothing learnt
+        assert_eq!(m.spares_per_place(), MAX_SPARES_PER_PLACE);
+        for _ in 0..10 {
+            m.claimed(8, 0);
+        }
+        assert_eq!(m.spares_per_place(), 0.0);
     }
 }

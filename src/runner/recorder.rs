@@ -238,13 +238,15 @@ impl Recorder {
         self.pending.push_back(write);
     }
 
-    /// Claim several slots at once, after the queued writes: one transaction when the database
-    /// takes it, the journal for each slot when it does not. One result per slot, as
-    /// [`Recorder::claim`].
+    /// Claim at most `want` of `slots`, in order, after the queued writes: one transaction when
+    /// the database takes it, the journal for each slot when it does not. One result per slot
+    /// considered, as [`Recorder::claim`]: a prefix of `slots`, up to the `want`-th claimed (the
+    /// slots past it are spares, see [`crate::store::Batch::claim_runs`]; they were not tried).
     pub fn claim_many(
         &mut self,
         store: &Store,
         slots: &[(NewExecution, Option<DateTime<Utc>>)],
+        want: usize,
     ) -> Vec<Result<Option<i64>, StoreError>> {
         let try_db = !self.is_failing() || self.journal.shared;
         if try_db && !slots.is_empty() && self.journal.is_empty() {
@@ -268,12 +270,18 @@ impl Recorder {
                         .iter()
                         .map(|(new, next)| (with_cause(new, resolve), *next))
                         .collect();
-                    return b.claim_runs(&resolved);
+                    return b.claim_runs(&resolved, want);
                 }
-                slots
-                    .iter()
-                    .map(|(new, next)| b.claim_run(&with_cause(new, resolve), *next).map(Ok))
-                    .collect::<Result<Vec<_>, _>>()
+                let (mut out, mut left) = (Vec::with_capacity(want), want);
+                for (new, next) in slots {
+                    if left == 0 {
+                        break;
+                    }
+                    let claimed = b.claim_run(&with_cause(new, resolve), *next)?;
+                    left -= usize::from(claimed.is_some());
+                    out.push(Ok(claimed));
+                }
+                Ok(out)
             });
             match batch {
                 Ok(ids) => return ids,
@@ -315,10 +323,17 @@ impl Recorder {
                 }
             }
         }
-        slots
-            .iter()
-            .map(|(new, next)| self.claim(store, new, *next))
-            .collect()
+        let mut out = Vec::with_capacity(want);
+        let mut left = want;
+        for (new, next) in slots {
+            if left == 0 {
+                break;
+            }
+            let claimed = self.claim(store, new, *next);
+            left -= usize::from(matches!(claimed, Ok(Some(_))));
+            out.push(claimed);
+        }
+        out
     }
 
     /// Make every queued write, in order, in one transaction. True when nothing waits any more.
@@ -687,7 +702,7 @@ mod tests {
         };
         assert_eq!(rec.backlog(), 1, "the pid goes with the end");
         let before = version();
-        let claimed = rec.claim_many(&store, &[(new(job.id, 1), None), (new(job.id, 2), None)]);
+        let claimed = rec.claim_many(&store, &[(new(job.id, 1), None), (new(job.id, 2), None)], 2);
         assert_eq!(
             version(),
             before + 1,
@@ -705,7 +720,7 @@ mod tests {
             finish: success("lost"),
             pid: None,
         });
-        let claimed = rec.claim_many(&store, &[(new(job.id, 3), None)]);
+        let claimed = rec.claim_many(&store, &[(new(job.id, 3), None)], 1);
         assert!(matches!(claimed[..], [Ok(Some(id))] if id > 0));
         assert_eq!(rec.backlog(), 0);
         assert_eq!(store.executions(&Default::default()).unwrap().len(), 4);

@@ -209,34 +209,45 @@ impl Engine<'_> {
             fleet: self.fleet.is_some(),
             cap: self.opts.max_concurrent,
         };
-        let (picked, skipped) = self.dispatch.pick(now, &self.calendar, who);
-        for slot in skipped {
+        let spares = self.fleet.as_ref().map_or(0.0, |f| f.spares_per_place());
+        let picks = self.dispatch.pick(now, &self.calendar, who, spares);
+        for slot in picks.skipped {
             self.record_skipped(&slot, OVERLAP, now);
         }
-        if picked.is_empty() {
+        if picks.picked.is_empty() {
             return;
         }
-        let claims: Vec<(NewExecution, Option<DateTime<Utc>>)> =
-            picked.iter().map(|p| (p.new.clone(), p.next)).collect();
-        let results = self.recorder.claim_many(&self.store, &claims);
+        let claims: Vec<(NewExecution, Option<DateTime<Utc>>)> = (picks.picked.iter())
+            .map(|p| (p.new.clone(), p.next))
+            .collect();
+        let results = self.recorder.claim_many(&self.store, &claims, picks.want);
+        let tried = results.len();
+        let (mut launched, mut taken) = (0, 0);
         let mut lost = false;
-        for (p, claimed) in picked.into_iter().zip(results) {
+        let mut picked = picks.picked.into_iter();
+        // `results` first: a zip stops at the first that runs out, taking nothing more of the second.
+        for (claimed, p) in results.into_iter().zip(picked.by_ref()) {
             let (name, at, attempt) = (
                 &p.job.name,
                 crate::output::utc(p.slot.scheduled_for),
                 p.slot.attempt,
             );
             match claimed {
-                Ok(Some(execution)) => self.launch(p, execution, now),
-                Ok(None) => match &mut self.fleet {
-                    Some(f) => {
-                        f.claim_again = self.dispatch.has_waiting();
-                        tracing::debug!(job = %name, slot = %at, attempt, "slot taken by another runner (or skipped: still running elsewhere)");
+                Ok(Some(execution)) => {
+                    launched += 1;
+                    self.launch(p, execution, now)
+                }
+                Ok(None) => {
+                    taken += 1;
+                    match self.fleet {
+                        Some(_) => {
+                            tracing::debug!(job = %name, slot = %at, attempt, "slot taken by another runner (or skipped: still running elsewhere)")
+                        }
+                        None => {
+                            tracing::info!(job = %name, slot = %at, attempt, "slot already claimed elsewhere; not running it")
+                        }
                     }
-                    None => {
-                        tracing::info!(job = %name, slot = %at, attempt, "slot already claimed elsewhere; not running it")
-                    }
-                },
+                }
                 // The fleet declared this runner lost: its slots are the others' now.
                 Err(StoreError::NotInFleet { .. }) => {
                     lost = true;
@@ -260,6 +271,16 @@ impl Engine<'_> {
                 }
             }
         }
+        // Spares not tried: the places were filled before them.
+        for p in picked {
+            self.dispatch.push(p.slot);
+        }
+        if let Some(f) = &mut self.fleet {
+            f.claimed(tried, taken);
+            // Other runners took slots and places are still free: pick again at once, not at the
+            // next event (this runner may have nothing running to wake it).
+            f.claim_again = taken > 0 && launched < picks.want && self.dispatch.has_waiting();
+        }
         if lost {
             tracing::warn!("the fleet declared this runner lost (its lease ran out): its slots are left to the others until its heartbeat takes it back");
             let mono = self.clock.mono();
@@ -272,12 +293,14 @@ impl Engine<'_> {
     /// Hand a claimed execution to the spawner.
     pub(super) fn launch(&mut self, picked: Picked, execution: i64, now: DateTime<Utc>) {
         let Picked {
-            slot,
+            mut slot,
             job,
             next,
             timeout,
             ..
         } = picked;
+        // A retry's max_runtime counts from its first attempt's start.
+        slot.first_started.get_or_insert(now);
         self.calendar.started(job.id, next, now);
         self.summary.started += 1;
         let live_log = crate::store::live_log_path(&self.opts.db_path, execution);

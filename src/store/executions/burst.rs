@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::claims::{claim, Batch, RUNNING};
 use super::NewExecution;
+use crate::store::sql::params;
 use crate::store::{fmt_time, Backend, Result, Status, StoreError};
 
 /// Slots per statement: a bound on one statement's size (its JSON parameter).
@@ -16,38 +17,63 @@ const CHUNK: usize = 1000;
 pub type Claimed = Result<Option<i64>>;
 
 impl Batch<'_> {
-    /// Claim `slots` (each with the job's next run to record), as [`Batch::claim_run`] would one
-    /// by one, and one result per slot: Some(id) to run it, None when another runner has it (or
-    /// it is still running elsewhere: then a `skipped` row says so), Err(FleetFull) when the
-    /// system is at its fleet-wide cap. Where a slot's claim is not a fleet claim on PostgreSQL,
-    /// each is claimed on its own.
+    /// Claim at most `want` of `slots` (each with the job's next run to record), in order, as
+    /// [`Batch::claim_run`] would one by one. A slot past the first `want` is a spare: it takes
+    /// the place of one before it that another runner has, so a runner of a fleet fills its free
+    /// places in one turn even while the others take half of what it asks for.
+    ///
+    /// One result per slot considered, in order: Some(id) to run it, None when another runner has
+    /// it (or it is still running elsewhere: then a `skipped` row says so), Err(FleetFull) when
+    /// the system is at its fleet-wide cap. The slots considered are a prefix: those up to the
+    /// `want`-th claimed (all of them when fewer could be); the rest were not tried and wait.
+    /// Where a slot's claim is not a fleet claim on PostgreSQL, each is claimed on its own.
     pub fn claim_runs(
         &self,
         slots: &[(NewExecution, Option<DateTime<Utc>>)],
+        want: usize,
     ) -> Result<Vec<Claimed>> {
         let together = self.conn().backend() == Backend::Postgres
             && slots
                 .iter()
                 .all(|(n, _)| n.fleet.is_some() && n.status == Status::Running);
+        let mut out = Vec::with_capacity(slots.len());
+        let mut left = want;
         if !together {
-            return slots
-                .iter()
-                .map(|(new, next)| self.claim_run(new, *next).map(Ok))
-                .collect();
+            for (new, next) in slots {
+                if left == 0 {
+                    break;
+                }
+                let claimed = self.claim_run(new, *next)?;
+                left -= usize::from(claimed.is_some());
+                out.push(Ok(claimed));
+            }
+            return Ok(out);
         }
         // A transaction that took its locks up front (the recorder's, for the turn's claims and
         // ends) does not take them again: that was a second round trip inside the cap lock.
         if !self.fenced.get() {
             self.fence(&super::Fence::for_claims(slots.iter().map(|(n, _)| n)))?;
         }
-        let mut out = Vec::with_capacity(slots.len());
         for chunk in slots.chunks(CHUNK) {
-            out.extend(self.claim_chunk(chunk)?);
+            if left == 0 {
+                break;
+            }
+            let got = self.claim_chunk(chunk, left)?;
+            let considered = got.len();
+            left -= got.iter().filter(|c| matches!(c, Ok(Some(_)))).count();
+            out.extend(got);
+            if considered < chunk.len() {
+                break;
+            }
         }
         Ok(out)
     }
 
-    fn claim_chunk(&self, slots: &[(NewExecution, Option<DateTime<Utc>>)]) -> Result<Vec<Claimed>> {
+    fn claim_chunk(
+        &self,
+        slots: &[(NewExecution, Option<DateTime<Utc>>)],
+        want: usize,
+    ) -> Result<Vec<Claimed>> {
         // The turn's slots go as one JSON parameter, so the statement's text is the same
         // whatever their number: the server plans it once per session, not once per batch
         // size (planning took 0.27 ms of each claim, inside the cap lock).
@@ -113,15 +139,20 @@ impl Batch<'_> {
                          AS eligible \
                  FROM v LEFT JOIN busy b ON v.exclusive = 1 AND b.job_id = v.job_id \
                  LEFT JOIN load l ON l.system = v.system), \
-             c AS ( \
+             c1 AS ( \
                  SELECT c0.*, sum(CASE WHEN eligible THEN 1 ELSE 0 END) \
                      OVER (PARTITION BY system ORDER BY ord) AS rank_n FROM c0), \
+             c2 AS ( \
+                 SELECT c1.*, (eligible AND (cap < 0 OR load_n + rank_n <= cap)) AS fits FROM c1), \
+             c AS ( \
+                 SELECT c2.*, sum(CASE WHEN fits THEN 1 ELSE 0 END) OVER (ORDER BY ord) AS take_n \
+                 FROM c2), \
              ins AS ( \
                  INSERT INTO executions (job_id, status, scheduled_for, started_at, triggered_by, \
                      attempt, error_message, runner_pid, runner_id, caused_by) \
                  SELECT job_id, status, scheduled_for, started_at, triggered_by, attempt, \
                      error_message, runner_pid, runner_id, caused_by \
-                 FROM c WHERE eligible AND (cap < 0 OR load_n + rank_n <= cap) ORDER BY ord \
+                 FROM c WHERE fits AND take_n <= CAST(?2 AS BIGINT) ORDER BY ord \
                  ON CONFLICT DO NOTHING RETURNING id, job_id, scheduled_for, attempt), \
              runs AS ( \
                  SELECT DISTINCT ON (c.job_id) c.job_id, c.started_at, c.next_run_at FROM c \
@@ -136,15 +167,17 @@ impl Batch<'_> {
                  CASE WHEN c.eligible AND c.cap >= 0 AND c.load_n + c.rank_n > c.cap THEN 1 ELSE 0 END \
              FROM c LEFT JOIN ins i ON i.job_id = c.job_id AND i.scheduled_for = c.scheduled_for \
                  AND i.attempt = c.attempt \
+             WHERE c.take_n - CASE WHEN c.fits THEN 1 ELSE 0 END < CAST(?2 AS BIGINT) \
              ORDER BY c.ord"
         );
         type Out = (i64, Option<i64>, Option<i64>, Option<String>, i64);
         let answers: Vec<Out> = self
             .conn()
             .prepare_cached(&sql)?
-            .query_map([serde_json::Value::from(rows).to_string()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
+            .query_map(
+                params![serde_json::Value::from(rows).to_string(), want as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )?
             .collect::<crate::store::sql::Result<_>>()?;
         let mut out = Vec::with_capacity(slots.len());
         for ((new, _), (_, id, busy, host, full)) in slots.iter().zip(answers) {
@@ -220,7 +253,7 @@ mod tests {
             (fleet(&j, 3, false, 4), next), // 4: the cap
             (fleet(&j, 4, false, 4), next), // over the cap
         ];
-        let got = store.batch(|b| b.claim_runs(&slots)).unwrap();
+        let got = store.batch(|b| b.claim_runs(&slots, 5)).unwrap();
         assert_eq!(got.len(), 5);
         if store.backend() == crate::store::Backend::Sqlite {
             // One runner per SQLite database: it keeps overlap and caps itself, the store
@@ -253,5 +286,54 @@ mod tests {
         assert_eq!(j.next_run_at, next);
         assert_eq!(j.last_run_at, Some(t0() + Duration::minutes(3)));
         assert_eq!(store.running(None).unwrap().len(), 4);
+    }
+
+    /// Asked for `want` places with spares after them: the spares take the places of the slots
+    /// other runners have, in order; once `want` are claimed the rest are not tried (no row, no
+    /// result), and a slot over the cap before that says so.
+    #[test]
+    fn spares_fill_the_places_of_taken_slots_and_the_rest_are_not_tried() {
+        let (store, j) = setup();
+        // Another runner has j's 10:01 and 10:03 slots.
+        for minute in [1, 3] {
+            let at = t0() + Duration::minutes(minute);
+            store.claim(&new(&j, at, 1)).unwrap().unwrap();
+        }
+        let next = Some(t0() + Duration::minutes(9));
+        let slots: Vec<_> = (1..=6).map(|m| (fleet(&j, m, false, 9), next)).collect();
+        let got = store.batch(|b| b.claim_runs(&slots, 2)).unwrap();
+        // 10:01 taken, 10:02 ours, 10:03 taken, 10:04 ours: two places filled; 10:05 and 10:06
+        // not tried.
+        let claimed: Vec<bool> = got.iter().map(|g| matches!(g, Ok(Some(_)))).collect();
+        assert_eq!(claimed, [false, true, false, true], "{got:?}");
+        let mut slots_run: Vec<_> = (store.running(None).unwrap().into_iter())
+            .map(|e| e.scheduled_for)
+            .collect();
+        slots_run.sort();
+        let at = |m| t0() + Duration::minutes(m);
+        assert_eq!(slots_run, [at(1), at(2), at(3), at(4)]);
+        assert_eq!(store.job("default", "j").unwrap().last_run_at, Some(at(4)));
+
+        // Nothing taken: exactly `want`, the first ones.
+        let slots: Vec<_> = (7..=9).map(|m| (fleet(&j, m, false, 9), next)).collect();
+        let got = store.batch(|b| b.claim_runs(&slots, 1)).unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(matches!(got[0], Ok(Some(_))));
+        if store.backend() == crate::store::Backend::Sqlite {
+            return; // no fleet-wide cap on SQLite's one runner
+        }
+        // 5 running, cap 6: the first spare claimed fills it; the next one is over the cap and
+        // says so, before the want of 3 is met.
+        let slots: Vec<_> = (10..=13).map(|m| (fleet(&j, m, false, 6), next)).collect();
+        let got = store.batch(|b| b.claim_runs(&slots, 3)).unwrap();
+        assert!(matches!(got[0], Ok(Some(_))), "{got:?}");
+        assert!(
+            got[1..]
+                .iter()
+                .all(|g| matches!(g, Err(StoreError::FleetFull { cap: 6, .. }))),
+            "{got:?}"
+        );
+        assert_eq!(got.len(), 4);
+        assert_eq!(store.running(None).unwrap().len(), 6);
     }
 }
