@@ -65,6 +65,10 @@ pub fn transient(e: &StoreError) -> bool {
 
 pub struct Recorder {
     pending: VecDeque<Record>,
+    /// Pids of executions spawned in a burst, held until the given instant: most of those
+    /// executions end sooner, and their pid lands with their end, one write instead of two
+    /// ([`Recorder::spawned`]).
+    young_pids: Vec<(i64, u32, Instant)>,
     /// Provisional id -> row id, once the claim has landed.
     ids: HashMap<i64, i64>,
     next_provisional: i64,
@@ -96,6 +100,7 @@ impl Recorder {
     pub fn new(db: &Path) -> Recorder {
         Recorder {
             pending: VecDeque::new(),
+            young_pids: Vec::new(),
             ids: HashMap::new(),
             next_provisional: -1,
             journal: Journal::new(db),
@@ -134,8 +139,35 @@ impl Recorder {
         self.journal.shared
     }
 
+    /// The writes that wait to land now (not the young pids, which wait on purpose).
     pub fn backlog(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Execution `execution` was spawned with `pid`: its pid lands with its end if it ends
+    /// within `hold`, else then (at the first write after, see [`Recorder::pid_due_in`]).
+    pub fn spawned(&mut self, execution: i64, pid: u32, hold: std::time::Duration) {
+        self.young_pids
+            .push((execution, pid, Instant::now() + hold));
+    }
+
+    /// How long until a held pid is due to land; None when none is held.
+    pub fn pid_due_in(&self) -> Option<std::time::Duration> {
+        let due = self.young_pids.iter().map(|(_, _, at)| *at).min()?;
+        Some(due.saturating_duration_since(Instant::now()))
+    }
+
+    /// Queue the held pids that are due (every one with `all`, when the runner stops).
+    pub fn release_pids(&mut self, all: bool) {
+        let now = Instant::now();
+        let pending = &mut self.pending;
+        self.young_pids.retain(|&(execution, pid, at)| {
+            let due = all || at <= now;
+            if due {
+                pending.push_back(Record::Pid { execution, pid });
+            }
+            !due
+        });
     }
 
     /// Since when the database has refused writes, and the last reason.
@@ -224,6 +256,9 @@ impl Recorder {
     /// Queue a write; [`Recorder::flush`] makes the queued writes in one transaction.
     pub fn write(&mut self, mut write: Record) {
         if let Record::Finish { execution, pid, .. } = &mut write {
+            if let Some(i) = (self.young_pids.iter()).position(|(e, _, _)| e == execution) {
+                *pid = Some(self.young_pids.swap_remove(i).1);
+            }
             // A quick job ends before its pid landed (in a burst, most do).
             let queued = self
                 .pending
@@ -248,6 +283,7 @@ impl Recorder {
         slots: &[(NewExecution, Option<DateTime<Utc>>)],
         want: usize,
     ) -> Vec<Result<Option<i64>, StoreError>> {
+        self.release_pids(false);
         let try_db = !self.is_failing() || self.journal.shared;
         if try_db && !slots.is_empty() && self.journal.is_empty() {
             // The queued writes (ends and pids of earlier executions) go in the same transaction
@@ -338,6 +374,7 @@ impl Recorder {
 
     /// Make every queued write, in order, in one transaction. True when nothing waits any more.
     pub fn flush(&mut self, store: &Store) -> bool {
+        self.release_pids(false);
         if self.pending.is_empty() {
             return true;
         }
@@ -677,6 +714,37 @@ mod tests {
             memory_upper_bound: None,
             cpu_quota_enforced: None,
         }
+    }
+
+    /// A pid spawned in a burst waits for its execution's end and lands with it, no write of
+    /// its own; one whose execution outlives the hold lands with the first write after it.
+    #[test]
+    fn a_young_pid_lands_with_its_end_or_once_its_hold_is_over() {
+        let (_dir, db, store, job) = store_with_job();
+        let mut rec = Recorder::new(&db);
+        let quick = rec.claim(&store, &new(job.id, 0), None).unwrap().unwrap();
+        let slow = rec.claim(&store, &new(job.id, 1), None).unwrap().unwrap();
+        let hold = std::time::Duration::from_millis(40);
+        rec.spawned(quick, 4242, hold);
+        rec.spawned(slow, 4343, hold);
+        assert!(rec.pid_due_in().is_some_and(|d| d <= hold));
+        assert_eq!(rec.backlog(), 0, "held pids are not a backlog to hurry");
+        assert!(rec.flush(&store));
+        assert_eq!(store.execution(slow).unwrap().pid, None, "held");
+        rec.write(Record::Finish {
+            execution: quick,
+            finish: success("done"),
+            pid: None,
+        });
+        assert_eq!(rec.backlog(), 1, "the end, its pid with it");
+        assert!(rec.flush(&store));
+        assert_eq!(store.execution(quick).unwrap().pid, Some(4242));
+        assert_eq!(store.execution(slow).unwrap().pid, None, "still held");
+        std::thread::sleep(hold);
+        assert_eq!(rec.pid_due_in(), Some(std::time::Duration::ZERO));
+        assert!(rec.flush(&store));
+        assert_eq!(store.execution(slow).unwrap().pid, Some(4343));
+        assert_eq!(rec.pid_due_in(), None);
     }
 
     #[test]

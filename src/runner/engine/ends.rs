@@ -162,7 +162,7 @@ impl Engine<'_> {
     pub(super) fn handle(&mut self, event: Event) {
         match event {
             Event::Spawned { execution, pid } => {
-                self.recorder.write(Record::Pid { execution, pid });
+                self.recorder.spawned(execution, pid, super::PID_WAIT);
             }
             Event::Finished { execution, result } => self.finished(execution, result),
             Event::Signal(sig) => self.signal(sig),

@@ -33,9 +33,10 @@ use crate::config::Config;
 use crate::model::bounds;
 use crate::store::{Change, Notice, Status, Store};
 
-/// How long the pid of an execution spawned on a worker (in a burst, while slots wait) may wait
-/// for the loop's next turn (see `Engine::wait`): `kill` says "no process yet" meanwhile. A job
-/// started while nothing waits is spawned by the loop itself, and its pid lands in that turn.
+/// How long the pid of an execution spawned on a worker (in a burst, while slots wait) is held
+/// for its end (see `Recorder::spawned`): most end sooner, and their pid lands with the end.
+/// Meanwhile `kill` says "no process yet". A job started while nothing waits is spawned by the
+/// loop itself, and its pid lands in that turn.
 const PID_WAIT: Duration = Duration::from_millis(100);
 /// How long the runner's own writes wait for a lock before queueing instead.
 const WRITE_WAIT: Duration = Duration::from_millis(200);
@@ -279,24 +280,20 @@ impl<'c> Engine<'c> {
     }
 
     /// Sleep until the earliest wake-up any part asks for, or an event that gives the loop
-    /// something to do. An execution's spawn only queues its pid: the loop sleeps on, and the
-    /// pid lands with the next turn's writes (its end's, when it ends first, as in a burst
-    /// most do), at the latest [`PID_WAIT`] later. A fleet's "freed" wakes the loop only while
-    /// a slot waits for the fleet's cap.
+    /// something to do. An execution's spawn only hands its pid to the recorder: the loop
+    /// sleeps on, and the pid lands with the execution's end (in a burst most end within
+    /// [`PID_WAIT`]) or with the first write after that. A fleet's "freed" wakes the loop only
+    /// while a slot waits for the fleet's cap.
     fn wait(&mut self) {
         let until = Instant::now() + self.next_wake(self.clock.now());
-        let mut pid_by: Option<Instant> = None;
         loop {
-            let by = pid_by.map_or(until, |p| p.min(until));
+            let by = (self.recorder.pid_due_in()).map_or(until, |d| until.min(Instant::now() + d));
             match self
                 .events
                 .1
                 .recv_timeout(by.saturating_duration_since(Instant::now()))
             {
-                Ok(event @ Event::Spawned { .. }) => {
-                    self.handle(event);
-                    pid_by.get_or_insert_with(|| Instant::now() + PID_WAIT);
-                }
+                Ok(event @ Event::Spawned { .. }) => self.handle(event),
                 Ok(event @ Event::Notice(Notice::Change(Change::Freed)))
                     if !self.fleet.as_ref().is_some_and(|f| f.at_cap) =>
                 {
@@ -336,6 +333,7 @@ impl<'c> Engine<'c> {
 
     /// The loop is over: land what waits, say goodbye.
     fn stop(mut self) -> Summary {
+        self.recorder.release_pids(true);
         self.flush_records();
         let give_up = Instant::now() + Duration::from_secs(5);
         while self.recorder.backlog() > 0 && Instant::now() < give_up {
@@ -457,6 +455,7 @@ impl<'c> Engine<'c> {
             self.recorder
                 .is_failing()
                 .then_some(Duration::from_millis(250)),
+            self.recorder.pid_due_in(),
         ];
         for w in parts.into_iter().flatten() {
             wait = wait.min(w);

@@ -205,6 +205,7 @@ impl Engine<'_> {
     /// alert about it. While failing, attempts fail at once (no lock wait): the loop keeps
     /// starting jobs on time.
     pub(super) fn flush_records(&mut self) {
+        self.recorder.release_pids(false);
         if self.recorder.backlog() > 0 {
             self.recorder.flush(&self.store);
             self.recorder.sync_lock_wait(&self.store, WRITE_WAIT);
